@@ -1,0 +1,317 @@
+//! Mount-time behaviour: option syntax, layer checks, the errno and message of every bad input
+//! (compared with overlayfs wherever the two are meant to agree), and valid mounts.
+
+use crate::fixture::Scratch;
+use crate::sys::{self, errno_name, FsContext, Kmsg};
+use crate::{check, Test, TestResult};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test { name: "mount.fs_type_registered", run: fs_type_registered },
+        Test { name: "mount.bad_inputs", run: bad_inputs },
+        Test { name: "mount.valid_lower_only", run: valid_lower_only },
+        Test { name: "mount.valid_with_upper", run: valid_with_upper },
+        Test { name: "mount.escaped_colon_and_comma", run: escaped_colon_and_comma },
+        Test { name: "mount.lowerdir_add", run: lowerdir_add },
+        Test { name: "mount.limit_500_layers", run: limit_500_layers },
+        Test { name: "mount.fd_layers", run: fd_layers },
+    ]
+}
+
+fn fs_type_registered() -> TestResult {
+    let fss = fs::read_to_string("/proc/filesystems").map_err(|e| e.to_string())?;
+    check!(fss.lines().any(|l| l == "nodev\tunionrs"), "no 'nodev\\tunionrs' in /proc/filesystems:\n{fss}");
+    Ok(())
+}
+
+/// Splits a mount(2) option string as the kernel does: on commas not escaped by a backslash.
+fn split_options(opts: &str) -> Vec<(String, Option<String>)> {
+    let mut out = vec![];
+    let mut cur = String::new();
+    let mut chars = opts.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                cur.push(c);
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            }
+            ',' => out.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out.into_iter()
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (o, None),
+        })
+        .collect()
+}
+
+/// Mounts through fsopen/fsconfig/fsmount-less CMD_CREATE; returns (errno, messages).
+fn fs_api_mount(fstype: &str, opts: &str) -> Result<(i32, String), String> {
+    let fc = FsContext::open(fstype).map_err(|e| format!("fsopen({fstype}): {}", errno_name(e)))?;
+    for (k, v) in split_options(opts) {
+        // The new API takes values literally: undo the comma escapes of the monolithic form.
+        let v = v.map(|v| v.replace("\\,", ","));
+        let rc = fc.set(&k, v.as_deref());
+        if rc != 0 {
+            return Ok((rc, fc.messages()));
+        }
+    }
+    let rc = fc.create();
+    Ok((rc, fc.messages()))
+}
+
+struct BadCase {
+    what: &'static str,
+    opts: String,
+    errno: i32,
+    /// What overlayfs answers for the same input, where it is meant to agree (None: overlayfs
+    /// does something else on purpose, see Documentation/filesystems/unionrs.rst).
+    overlay: Option<i32>,
+    /// Text that the message to the user must contain.
+    msg: &'static str,
+}
+
+fn bad_inputs() -> TestResult {
+    let mut s = Scratch::new("bad_inputs");
+    let t = s.root.display().to_string();
+    for d in ["l1", "l2", "l1/sub", "u", "w", "u/w_in_u", "w/u_in_w", "mnt"] {
+        s.dir(d);
+    }
+    s.file("file", "x");
+    let other = s.other_fs("otherfs").display().to_string();
+    s.dir("otherfs/w");
+    let mnt = s.path("mnt");
+    // Relative names (resolved from the cwd, as overlayfs allows) keep 501 layers within the
+    // one page that mount(2) copies.
+    let many: Vec<String> = (0..501).map(|i| { s.dir(&format!("many/{i}")); i.to_string() }).collect();
+
+    let cases = vec![
+        BadCase { what: "no options", opts: String::new(), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "missing 'lowerdir'" },
+        BadCase { what: "no lowerdir", opts: format!("upperdir={t}/u,workdir={t}/w"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "missing 'lowerdir'" },
+        BadCase { what: "empty lowerdir", opts: "lowerdir=".into(), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "missing 'lowerdir'" },
+        BadCase { what: "lower not found", opts: format!("lowerdir={t}/nonexistent"), errno: libc::ENOENT, overlay: Some(libc::ENOENT), msg: "failed to resolve" },
+        BadCase { what: "second lower not found", opts: format!("lowerdir={t}/l1:{t}/nope"), errno: libc::ENOENT, overlay: Some(libc::ENOENT), msg: "failed to resolve" },
+        BadCase { what: "upper not found", opts: format!("lowerdir={t}/l1,upperdir={t}/nope,workdir={t}/w"), errno: libc::ENOENT, overlay: Some(libc::ENOENT), msg: "failed to resolve" },
+        BadCase { what: "work not found", opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/nope"), errno: libc::ENOENT, overlay: Some(libc::ENOENT), msg: "failed to resolve" },
+        // overlayfs says EINVAL here; ENOTDIR names the problem.
+        BadCase { what: "lower is a file", opts: format!("lowerdir={t}/file"), errno: libc::ENOTDIR, overlay: None, msg: "is not a directory" },
+        BadCase { what: "upper is a file", opts: format!("lowerdir={t}/l1,upperdir={t}/file,workdir={t}/w"), errno: libc::ENOTDIR, overlay: None, msg: "is not a directory" },
+        BadCase { what: "upper without workdir", opts: format!("lowerdir={t}/l1,upperdir={t}/u"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "missing 'workdir'" },
+        BadCase { what: "workdir on another fs", opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={other}/w"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "same mount" },
+        BadCase { what: "workdir inside upper", opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/u/w_in_u"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "separate subtrees" },
+        BadCase { what: "upper inside workdir", opts: format!("lowerdir={t}/l1,upperdir={t}/w/u_in_w,workdir={t}/w"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "separate subtrees" },
+        BadCase { what: "workdir same as upper", opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/u"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "separate subtrees" },
+        BadCase { what: "same lower twice", opts: format!("lowerdir={t}/l1:{t}/l1"), errno: libc::ELOOP, overlay: Some(libc::ELOOP), msg: "same directory" },
+        BadCase { what: "lower same as upper", opts: format!("lowerdir={t}/u,upperdir={t}/u,workdir={t}/w"), errno: libc::ELOOP, overlay: Some(libc::ELOOP), msg: "same directory" },
+        BadCase { what: "lower inside lower", opts: format!("lowerdir={t}/l1/sub:{t}/l1"), errno: libc::ELOOP, overlay: Some(libc::ELOOP), msg: "overlapping layers" },
+        BadCase { what: "lower inside upper", opts: format!("lowerdir={t}/u/w_in_u,upperdir={t}/u,workdir={t}/w"), errno: libc::ELOOP, overlay: Some(libc::ELOOP), msg: "overlapping layers" },
+        BadCase { what: "501 lower layers", opts: format!("lowerdir={}", many.join(":")), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "too many lower directories" },
+        BadCase { what: "trailing colon", opts: format!("lowerdir={t}/l1:"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "empty layer path" },
+        BadCase { what: "leading colon", opts: format!("lowerdir=:{t}/l1"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "cannot start with ':'" },
+        // overlayfs takes '::' as data-only layers, which unionrs does not have.
+        BadCase { what: "data layers", opts: format!("lowerdir={t}/l1::{t}/l2"), errno: libc::EINVAL, overlay: None, msg: "data-only lower layers" },
+        BadCase { what: "unknown option", opts: format!("lowerdir={t}/l1,frobnicate=1"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "Unknown parameter" },
+        BadCase { what: "lowerdir+ after lowerdir", opts: format!("lowerdir={t}/l1,lowerdir+={t}/l2"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "lowerdir+ cannot follow lowerdir" },
+        BadCase { what: "unsupported feature", opts: format!("lowerdir={t}/l1:{t}/l2,metacopy=on"), errno: libc::EINVAL, overlay: None, msg: "only the 'off' setting" },
+    ];
+
+    let mut kmsg = Kmsg::new();
+    let mut problems = vec![];
+    let old_cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    std::env::set_current_dir(s.path("many")).map_err(|e| e.to_string())?;
+    for c in &cases {
+        kmsg.read_new();
+        let got = sys::mount("none", &mnt, "unionrs", 0, &c.opts);
+        if got == 0 {
+            sys::umount(&mnt);
+        }
+        let logged = kmsg.read_new();
+        if got != c.errno {
+            problems.push(format!("{}: mount(2) gave {}, want {}", c.what, errno_name(got), errno_name(c.errno)));
+        }
+        if !logged.contains(c.msg) {
+            problems.push(format!("{}: kernel log lacks {:?}; it has {:?}", c.what, c.msg, logged.trim()));
+        }
+        // fsconfig() takes strings of at most 256 bytes: longer lists are what lowerdir+ is for
+        // (see limit_500_layers).
+        if c.opts.len() > 256 {
+            continue;
+        }
+        let (got_fs, msgs) = fs_api_mount("unionrs", &c.opts)?;
+        if got_fs != c.errno {
+            problems.push(format!("{}: fsconfig gave {}, want {}", c.what, errno_name(got_fs), errno_name(c.errno)));
+        }
+        if !msgs.contains(c.msg) {
+            problems.push(format!("{}: fs_context log lacks {:?}; it has {:?}", c.what, c.msg, msgs.trim()));
+        }
+        if let Some(want) = c.overlay {
+            let ov = sys::mount("none", &mnt, "overlay", 0, &c.opts);
+            if ov == 0 {
+                sys::umount(&mnt);
+            }
+            if ov != want {
+                problems.push(format!("{}: overlayfs gave {}, the test expects {}", c.what, errno_name(ov), errno_name(want)));
+            }
+        }
+    }
+    std::env::set_current_dir(old_cwd).map_err(|e| e.to_string())?;
+    check!(problems.is_empty(), "{}", problems.join("\n"));
+    Ok(())
+}
+
+/// Mounts unionrs and overlayfs with `opts` and checks what both show at the root.
+fn mount_both(s: &mut Scratch, opts: &str, top: &Path) -> TestResult {
+    let mnt = s.dir("mnt");
+    let ovl = s.dir("ovl");
+    let rc = sys::mount("none", &mnt, "unionrs", 0, opts);
+    check!(rc == 0, "unionrs mount failed: {}", errno_name(rc));
+    s.track(&mnt);
+    let rc = sys::mount("none", &ovl, "overlay", 0, opts);
+    check!(rc == 0, "overlay mount of the same layers failed: {}", errno_name(rc));
+    s.track(&ovl);
+
+    let (m, o, t) = (
+        fs::metadata(&mnt).map_err(|e| e.to_string())?,
+        fs::metadata(&ovl).map_err(|e| e.to_string())?,
+        fs::metadata(top).map_err(|e| e.to_string())?,
+    );
+    for (field, ours, theirs, real) in [
+        ("mode", m.mode() as i64, o.mode() as i64, t.mode() as i64),
+        ("uid", m.uid() as i64, o.uid() as i64, t.uid() as i64),
+        ("gid", m.gid() as i64, o.gid() as i64, t.gid() as i64),
+        ("mtime", m.mtime(), o.mtime(), t.mtime()),
+        ("mtime_nsec", m.mtime_nsec(), o.mtime_nsec(), t.mtime_nsec()),
+    ] {
+        check!(ours == real && ours == theirs, "root {field}: unionrs {ours}, overlayfs {theirs}, top layer {real}");
+    }
+    check!(m.dev() != t.dev(), "root st_dev {} is the top layer's; a union has its own", m.dev());
+    let ft = sys::statfs_type(&mnt).map_err(errno_name)?;
+    check!(ft == 0x756e696f, "statfs f_type {ft:#x}, want 0x756e696f");
+    let (ro_ours, ro_ovl) = (
+        sys::statvfs_flags(&mnt).map_err(errno_name)? & libc::ST_RDONLY,
+        sys::statvfs_flags(&ovl).map_err(errno_name)? & libc::ST_RDONLY,
+    );
+    check!(ro_ours == ro_ovl, "read-only flag: unionrs {ro_ours}, overlayfs {ro_ovl}");
+
+    let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap_or("")))
+        .ok_or("union not in mountinfo")?;
+    check!(line.contains(" - unionrs "), "mountinfo fs type: {line}");
+    let ours_opts = line.rsplit(' ').next().unwrap_or("");
+    let ovl_line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some(ovl.to_str().unwrap_or("")))
+        .ok_or("overlay not in mountinfo")?;
+    let ovl_opts = ovl_line.rsplit(' ').next().unwrap_or("");
+    // overlayfs lists the layers with the same option names; compare those.
+    for key in ["lowerdir=", "lowerdir+=", "upperdir=", "workdir="] {
+        let pick = |o: &str| o.split(',').filter(|x| x.starts_with(key)).collect::<Vec<_>>().join(",");
+        check!(pick(ours_opts) == pick(ovl_opts), "mountinfo {key}: unionrs '{}', overlayfs '{}'", pick(ours_opts), pick(ovl_opts));
+    }
+
+    check!(sys::umount(&mnt) == 0, "umount failed: {}", errno_name(sys::errno()));
+    check!(sys::umount(&ovl) == 0, "overlay umount failed");
+    Ok(())
+}
+
+fn valid_lower_only() -> TestResult {
+    let mut s = Scratch::new("valid_lower_only");
+    let l1 = s.dir("l1");
+    let l2 = s.dir("l2");
+    fs::set_permissions(&l1, std::os::unix::fs::PermissionsExt::from_mode(0o751)).map_err(|e| e.to_string())?;
+    let opts = format!("lowerdir={}:{}", l1.display(), l2.display());
+    mount_both(&mut s, &opts, &l1)
+}
+
+fn valid_with_upper() -> TestResult {
+    let mut s = Scratch::new("valid_with_upper");
+    let l1 = s.dir("l1");
+    let u = s.dir("u");
+    s.dir("w");
+    fs::set_permissions(&u, std::os::unix::fs::PermissionsExt::from_mode(0o710)).map_err(|e| e.to_string())?;
+    let opts = format!("lowerdir={},upperdir={},workdir={}", l1.display(), u.display(), s.path("w").display());
+    mount_both(&mut s, &opts, &u)
+}
+
+fn escaped_colon_and_comma() -> TestResult {
+    let mut s = Scratch::new("escaped");
+    let weird = s.dir("a:b,c");
+    s.dir("l2");
+    let opts = format!("lowerdir={}/a\\:b\\,c:{}", s.root.display(), s.path("l2").display());
+    mount_both(&mut s, &opts, &weird)
+}
+
+fn lowerdir_add() -> TestResult {
+    let mut s = Scratch::new("lowerdir_add");
+    let l1 = s.dir("l1");
+    let l2 = s.dir("l2");
+    let opts = format!("lowerdir+={},lowerdir+={}", l1.display(), l2.display());
+    mount_both(&mut s, &opts, &l1)?;
+    // The same through the new mount API, one fsconfig call per layer.
+    let fc = FsContext::open("unionrs").map_err(errno_name)?;
+    for l in [&l1, &l2] {
+        let rc = fc.set("lowerdir+", Some(l.to_str().unwrap_or("")));
+        check!(rc == 0, "fsconfig lowerdir+: {}", errno_name(rc));
+    }
+    let rc = fc.create();
+    check!(rc == 0, "fsconfig create: {} ({})", errno_name(rc), fc.messages());
+    Ok(())
+}
+
+fn limit_500_layers() -> TestResult {
+    let mut s = Scratch::new("limit_500");
+    let layers: Vec<String> = (0..500).map(|i| s.dir(&format!("{i}")).display().to_string()).collect();
+    let top = s.path("0");
+    mount_both(&mut s, &format!("lowerdir={}", layers.join(":")), &top)?;
+    // The new mount API adds layers one by one: the 501st is refused, with a message.
+    let extra = s.dir("500");
+    let fc = FsContext::open("unionrs").map_err(errno_name)?;
+    for l in layers.iter() {
+        let rc = fc.set("lowerdir+", Some(l));
+        check!(rc == 0, "fsconfig lowerdir+={l}: {}", errno_name(rc));
+    }
+    let rc = fc.set("lowerdir+", Some(extra.to_str().unwrap_or("")));
+    let msgs = fc.messages();
+    check!(rc == libc::EINVAL, "the 501st lowerdir+ gave {}, want EINVAL", errno_name(rc));
+    check!(msgs.contains("too many lower directories"), "the 501st lowerdir+ logged {msgs:?}");
+    Ok(())
+}
+
+/// Layers passed as directory file descriptors (fsconfig FSCONFIG_SET_FD).
+fn fd_layers() -> TestResult {
+    let s = Scratch::new("fd_layers");
+    let l1 = s.dir("l1");
+    let file = s.file("file", "x");
+    let open = |p: &Path| {
+        let c = sys::cpath(p);
+        // SAFETY: valid string.
+        unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
+    };
+    let (dfd, ffd) = (open(&l1), open(&file));
+    check!(dfd >= 0 && ffd >= 0, "open failed");
+    let fc = FsContext::open("unionrs").map_err(errno_name)?;
+    let rc = fc.config(sys::FSCONFIG_SET_FD, Some("lowerdir+"), None, ffd);
+    check!(rc == libc::ENOTDIR, "a file fd as lowerdir+ gave {}, want ENOTDIR", errno_name(rc));
+    let rc = fc.config(sys::FSCONFIG_SET_FD, Some("lowerdir+"), None, dfd);
+    check!(rc == 0, "a directory fd as lowerdir+ gave {}", errno_name(rc));
+    let rc = fc.create();
+    check!(rc == 0, "create with an fd layer gave {} ({})", errno_name(rc), fc.messages());
+    // SAFETY: we opened these fds.
+    unsafe {
+        libc::close(dfd);
+        libc::close(ffd);
+    }
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! Thin, checked wrappers over the system calls the tests use.
+
+use std::ffi::CString;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+pub fn cstr(s: &str) -> CString {
+    CString::new(s).expect("test strings have no NUL")
+}
+
+pub fn cpath(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("paths have no NUL")
+}
+
+/// errno of the last failed call.
+pub fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+pub fn errno_name(e: i32) -> String {
+    let name = match e {
+        0 => "success",
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINVAL => "EINVAL",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::ELOOP => "ELOOP",
+        libc::EBUSY => "EBUSY",
+        libc::EROFS => "EROFS",
+        libc::ENODEV => "ENODEV",
+        libc::EAGAIN => "EAGAIN",
+        libc::EEXIST => "EEXIST",
+        libc::ENOMEM => "ENOMEM",
+        _ => "",
+    };
+    format!("{e} {name}")
+}
+
+/// mount(2); returns 0 or the errno.
+pub fn mount(source: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: &str) -> i32 {
+    let (s, t, f, d) = (cstr(source), cpath(target), cstr(fstype), cstr(data));
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) };
+    if r == 0 { 0 } else { errno() }
+}
+
+pub fn umount(target: &Path) -> i32 {
+    let t = cpath(target);
+    // SAFETY: valid string.
+    if unsafe { libc::umount2(t.as_ptr(), 0) } == 0 { 0 } else { errno() }
+}
+
+/// A mount context from fsopen(2), for the new mount API and its error messages.
+pub struct FsContext {
+    fd: i32,
+}
+
+pub const FSCONFIG_SET_FLAG: u32 = 0;
+pub const FSCONFIG_SET_STRING: u32 = 1;
+pub const FSCONFIG_SET_FD: u32 = 5;
+pub const FSCONFIG_CMD_CREATE: u32 = 6;
+
+impl FsContext {
+    pub fn open(fstype: &str) -> Result<Self, i32> {
+        let f = cstr(fstype);
+        // SAFETY: valid string; fsopen returns an fd or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_fsopen, f.as_ptr(), libc::FSOPEN_CLOEXEC) } as i32;
+        if fd < 0 { Err(errno()) } else { Ok(Self { fd }) }
+    }
+
+    /// fsconfig(2); returns 0 or the errno.
+    pub fn config(&self, cmd: u32, key: Option<&str>, value: Option<&str>, aux: i32) -> i32 {
+        let k = key.map(cstr);
+        let v = value.map(cstr);
+        let kp = k.as_ref().map_or(std::ptr::null(), |k| k.as_ptr());
+        let vp = v.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
+        // SAFETY: pointers are NULL or valid strings.
+        let r = unsafe { libc::syscall(libc::SYS_fsconfig, self.fd, cmd, kp, vp, aux) };
+        if r == 0 { 0 } else { errno() }
+    }
+
+    /// Sets `key` (=`value`) as `mount -o key=value` would.
+    pub fn set(&self, key: &str, value: Option<&str>) -> i32 {
+        match value {
+            Some(v) => self.config(FSCONFIG_SET_STRING, Some(key), Some(v), 0),
+            None => self.config(FSCONFIG_SET_FLAG, Some(key), None, 0),
+        }
+    }
+
+    pub fn create(&self) -> i32 {
+        self.config(FSCONFIG_CMD_CREATE, None, None, 0)
+    }
+
+    /// Drains the messages the filesystem logged to this context.
+    pub fn messages(&self) -> String {
+        let mut out = String::new();
+        let mut buf = [0u8; 1024];
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            out.push_str(&String::from_utf8_lossy(&buf[..n as usize]));
+            out.push('\n');
+        }
+        out
+    }
+}
+
+impl Drop for FsContext {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Reads the kernel log records appended since `from` (a byte offset into our reading).
+pub struct Kmsg {
+    fd: i32,
+}
+
+impl Kmsg {
+    /// Opens /dev/kmsg positioned at the end, so only new records are read.
+    pub fn new() -> Self {
+        let p = cstr("/dev/kmsg");
+        // SAFETY: valid string.
+        let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+        if fd >= 0 {
+            // SAFETY: fd is open.
+            unsafe { libc::lseek(fd, 0, libc::SEEK_END) };
+        }
+        Self { fd }
+    }
+
+    /// The message texts logged since the last call.
+    pub fn read_new(&mut self) -> String {
+        let mut out = String::new();
+        let mut buf = vec![0u8; 8192];
+        loop {
+            // SAFETY: buf is valid for its length.
+            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+            if n < 0 && errno() == libc::EPIPE {
+                continue;
+            }
+            if n <= 0 {
+                break;
+            }
+            let rec = String::from_utf8_lossy(&buf[..n as usize]).into_owned();
+            if let Some((_, text)) = rec.split_once(';') {
+                out.push_str(text);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Kmsg {
+    fn drop(&mut self) {
+        // SAFETY: we own the fd (or it is -1, which close rejects harmlessly).
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+pub fn delete_module(name: &str) -> i32 {
+    let n = cstr(name);
+    // SAFETY: valid string.
+    let r = unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
+    if r == 0 { 0 } else { errno() }
+}
+
+pub fn load_module(path: &str) -> i32 {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return e.raw_os_error().unwrap_or(libc::EIO),
+    };
+    let params = cstr("");
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid fd and string.
+    let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
+    if r == 0 { 0 } else { errno() }
+}
+
+pub fn statfs_type(p: &Path) -> Result<i64, i32> {
+    let c = cpath(p);
+    // SAFETY: zeroed statfs is a valid out parameter.
+    let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and out pointer.
+    if unsafe { libc::statfs(c.as_ptr(), &mut s) } == 0 { Ok(s.f_type as i64) } else { Err(errno()) }
+}
+
+pub fn statvfs_flags(p: &Path) -> Result<u64, i32> {
+    let c = cpath(p);
+    // SAFETY: zeroed statvfs is a valid out parameter.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and out pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 { Ok(s.f_flag as u64) } else { Err(errno()) }
+}
+

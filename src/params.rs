@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Mount options: overlayfs' syntax, parsed into a [`Config`].
+//!
+//! `lowerdir=` takes a colon-separated list, top layer first, in which `\` escapes the next
+//! character (so `\:` is a colon inside a path and `\,` a comma). `lowerdir+=` appends one
+//! layer and takes its path literally, as overlayfs does. Paths are resolved as soon as each
+//! option is parsed, so that errors name the option that caused them.
+
+use crate::vfs::{show, FsContext, Param, ParamValue, Path};
+use kernel::prelude::*;
+use kernel::str::CString;
+
+/// The most lower layers a union may have (overlayfs' `OVL_MAX_STACK`).
+pub(crate) const MAX_LOWER_LAYERS: usize = 500;
+
+/// Option numbers: they must match the enum in `src/vfs/glue.c`.
+mod opt {
+    pub(super) const LOWERDIR: i32 = 0;
+    pub(super) const LOWERDIR_ADD: i32 = 1;
+    pub(super) const UPPERDIR: i32 = 2;
+    pub(super) const WORKDIR: i32 = 3;
+    pub(super) const USERXATTR: i32 = 4;
+    pub(super) const INDEX: i32 = 5;
+    pub(super) const METACOPY: i32 = 6;
+    pub(super) const NFS_EXPORT: i32 = 7;
+    pub(super) const REDIRECT_DIR: i32 = 8;
+    pub(super) const XINO: i32 = 9;
+}
+
+/// `redirect_dir=` values (numbering of `unionrs_param_redirect_dir` in glue.c).
+const REDIRECT_DIR_ON: u32 = 3;
+/// `redirect_dir=follow` (numbering of glue.c).
+const REDIRECT_DIR_FOLLOW: u32 = 1;
+/// `xino=on` (numbering of `unionrs_param_xino` in glue.c).
+const XINO_ON: u32 = 2;
+
+/// One layer given on the command line: the name as the user wrote it (for mountinfo) and the
+/// directory it resolved to.
+pub(crate) struct LayerSpec {
+    pub(crate) name: CString,
+    pub(crate) path: Path,
+}
+
+/// Everything the mount options say.
+#[derive(Default)]
+pub(crate) struct Config {
+    /// Lower layers, top first.
+    pub(crate) lowers: KVec<LayerSpec>,
+    /// The `lowerdir=` string as given, if the lowers came from it (shown in mountinfo).
+    pub(crate) lowerdir_all: Option<CString>,
+    pub(crate) upper: Option<LayerSpec>,
+    pub(crate) work: Option<LayerSpec>,
+    /// Use `user.overlay.*` instead of `trusted.overlay.*` xattrs.
+    pub(crate) userxattr: bool,
+}
+
+/// Why a `lowerdir=` string is malformed.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum SplitError {
+    /// Starts with `:` (overlayfs' "cannot append lower layer").
+    LeadingColon,
+    /// `a::b`: overlayfs' data-only lower layers, which we do not support.
+    DataLayers,
+    /// Three or more colons in a row, or a colon at the end.
+    EmptyElement,
+    /// More than [`MAX_LOWER_LAYERS`] elements.
+    TooMany,
+    /// Out of memory.
+    NoMemory,
+}
+
+impl SplitError {
+    fn message(self) -> &'static CStr {
+        match self {
+            Self::LeadingColon => c"lowerdir: cannot start with ':' (nothing to append to)",
+            Self::DataLayers => c"lowerdir: data-only lower layers ('::') are not supported",
+            Self::EmptyElement => c"lowerdir: empty layer path (unescaped ':' at the end or ':::')",
+            Self::TooMany => c"lowerdir: too many lower directories, the limit is 500",
+            Self::NoMemory => c"lowerdir: out of memory",
+        }
+    }
+
+    fn errno(self) -> Error {
+        match self {
+            Self::NoMemory => ENOMEM,
+            _ => EINVAL,
+        }
+    }
+}
+
+/// Splits a `lowerdir=` value on unescaped colons and removes the escapes.
+///
+/// Returns the layer paths, top first (each without a trailing NUL). An empty string gives an
+/// empty list: overlayfs treats `lowerdir=` as "forget the lower layers given so far".
+pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<KVec<u8>>, SplitError> {
+    let mut layers = KVec::new();
+    if s.is_empty() {
+        return Ok(layers);
+    }
+    if s[0] == b':' {
+        return Err(SplitError::LeadingColon);
+    }
+    let mut cur = KVec::new();
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => {
+                // A trailing lone backslash stands for itself.
+                let c = s.get(i + 1).copied().unwrap_or(b'\\');
+                cur.push(c, GFP_KERNEL).map_err(|_| SplitError::NoMemory)?;
+                i += 2;
+            }
+            b':' => {
+                if s.get(i + 1) == Some(&b':') {
+                    return Err(if s.get(i + 2) == Some(&b':') {
+                        SplitError::EmptyElement
+                    } else {
+                        SplitError::DataLayers
+                    });
+                }
+                if i + 1 == s.len() {
+                    return Err(SplitError::EmptyElement);
+                }
+                if layers.len() == MAX_LOWER_LAYERS {
+                    return Err(SplitError::TooMany);
+                }
+                layers.push(core::mem::take(&mut cur), GFP_KERNEL).map_err(|_| SplitError::NoMemory)?;
+                i += 1;
+            }
+            c => {
+                cur.push(c, GFP_KERNEL).map_err(|_| SplitError::NoMemory)?;
+                i += 1;
+            }
+        }
+    }
+    if layers.len() == MAX_LOWER_LAYERS {
+        return Err(SplitError::TooMany);
+    }
+    layers.push(cur, GFP_KERNEL).map_err(|_| SplitError::NoMemory)?;
+    Ok(layers)
+}
+
+/// Makes a NUL-terminated copy of `bytes`.
+fn to_cstring(bytes: &[u8]) -> Result<CString> {
+    let mut v = KVec::with_capacity(bytes.len() + 1, GFP_KERNEL)?;
+    v.extend_from_slice(bytes, GFP_KERNEL)?;
+    v.push(0, GFP_KERNEL)?;
+    Ok(CString::try_from(CStr::from_bytes_with_nul(&v).map_err(|_| EINVAL)?)?)
+}
+
+/// Resolves one layer directory, with the errors a user should see.
+fn resolve_layer(fc: &FsContext, what: &str, name: &CStr) -> Result<Path> {
+    if name.is_empty() {
+        return Err(fc.fail(EINVAL, fmt!("{what}: empty path")));
+    }
+    let path = Path::lookup(name, true)
+        .map_err(|e| fc.fail(e, fmt!("{what}: failed to resolve '{}': {}", show(name), e.to_errno())))?;
+    check_dir(fc, what, name, path)
+}
+
+fn check_dir(fc: &FsContext, what: &str, name: &CStr, path: Path) -> Result<Path> {
+    if !path.dentry().is_dir() {
+        return Err(fc.fail(ENOTDIR, fmt!("{what}: '{}' is not a directory", show(name))));
+    }
+    Ok(path)
+}
+
+/// Resolves the value of an option that takes a directory, given as a path or an fd.
+fn layer_from_param(fc: &FsContext, what: &str, value: ParamValue<'_>) -> Result<LayerSpec> {
+    match value {
+        ParamValue::String(s) => {
+            let path = resolve_layer(fc, what, s)?;
+            Ok(LayerSpec { name: CString::try_from(s)?, path })
+        }
+        ParamValue::File(path) => {
+            // The user gave an fd, not a name: show where it points, as overlayfs does.
+            let name = path.name()?;
+            let path = check_dir(fc, what, &name, path)?;
+            Ok(LayerSpec { name, path })
+        }
+        ParamValue::None => Err(fc.fail(EINVAL, fmt!("{what}: missing value"))),
+    }
+}
+
+fn add_lower(fc: &FsContext, cfg: &mut Config, layer: LayerSpec) -> Result {
+    if cfg.lowers.len() >= MAX_LOWER_LAYERS {
+        return Err(fc.fail(EINVAL, fmt!("too many lower directories, the limit is {MAX_LOWER_LAYERS}")));
+    }
+    cfg.lowers.push(layer, GFP_KERNEL)?;
+    Ok(())
+}
+
+fn parse_lowerdir(fc: &FsContext, cfg: &mut Config, value: &CStr) -> Result {
+    // `lowerdir=` replaces whatever lower layers were given before, as in overlayfs.
+    cfg.lowers.clear();
+    cfg.lowerdir_all = None;
+    let parts = split_lowerdir(value.to_bytes()).map_err(|e| fc.fail(e.errno(), fmt!("{}", show(e.message()))))?;
+    if parts.is_empty() {
+        return Ok(());
+    }
+    cfg.lowers.reserve(parts.len(), GFP_KERNEL)?;
+    for part in parts.iter() {
+        let name = to_cstring(part)?;
+        let path = resolve_layer(fc, "lowerdir", &name)?;
+        add_lower(fc, cfg, LayerSpec { name, path })?;
+    }
+    cfg.lowerdir_all = Some(CString::try_from(value)?);
+    Ok(())
+}
+
+/// Accepts an overlayfs feature option only in its "off" form, which is what we implement.
+fn feature_off_only(fc: &FsContext, name: &str, on: bool) -> Result {
+    if on {
+        return Err(fc.fail(EINVAL, fmt!("{name}: only the 'off' setting is supported")));
+    }
+    Ok(())
+}
+
+/// Takes one mount option into `cfg`.
+pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) -> Result {
+    if fc.is_reconfigure() {
+        // Like overlayfs: remount ignores the options of mount(2) (it always has, and tools
+        // pass the old ones again), but fsconfig() callers get a clear refusal.
+        if fc.is_legacy_mount() {
+            return Ok(());
+        }
+        return Err(fc.fail(EINVAL, fmt!("no changes allowed in reconfigure")));
+    }
+    match param.opt {
+        opt::LOWERDIR => match param.value {
+            ParamValue::String(s) => parse_lowerdir(fc, cfg, s),
+            _ => Err(fc.fail(EINVAL, fmt!("lowerdir: expects a string"))),
+        },
+        opt::LOWERDIR_ADD => {
+            if cfg.lowerdir_all.is_some() {
+                return Err(fc.fail(EINVAL, fmt!("lowerdir+ cannot follow lowerdir")));
+            }
+            let layer = layer_from_param(fc, "lowerdir+", param.value)?;
+            add_lower(fc, cfg, layer)
+        }
+        opt::UPPERDIR => {
+            let layer = layer_from_param(fc, "upperdir", param.value)?;
+            if layer.path.mount_is_readonly() {
+                return Err(fc.fail(EROFS, fmt!("upperdir: filesystem on '{}' is read-only", show(&layer.name))));
+            }
+            cfg.upper = Some(layer);
+            Ok(())
+        }
+        opt::WORKDIR => {
+            cfg.work = Some(layer_from_param(fc, "workdir", param.value)?);
+            Ok(())
+        }
+        opt::USERXATTR => {
+            cfg.userxattr = true;
+            Ok(())
+        }
+        opt::INDEX => feature_off_only(fc, "index", param.number != 0),
+        opt::METACOPY => feature_off_only(fc, "metacopy", param.number != 0),
+        opt::NFS_EXPORT => feature_off_only(fc, "nfs_export", param.number != 0),
+        opt::REDIRECT_DIR => feature_off_only(
+            fc,
+            "redirect_dir",
+            param.number == REDIRECT_DIR_ON || param.number == REDIRECT_DIR_FOLLOW,
+        ),
+        opt::XINO => feature_off_only(fc, "xino", param.number == XINO_ON),
+        _ => Err(fc.fail(EINVAL, fmt!("unknown mount option"))),
+    }
+}
+
+#[kunit_tests(unionrs_params)]
+mod tests {
+    use super::*;
+
+    /// Whether `s` splits into exactly `want`.
+    fn splits_to(s: &[u8], want: &[&[u8]]) -> bool {
+        match split_lowerdir(s) {
+            Ok(got) => got.len() == want.len() && got.iter().zip(want.iter()).all(|(g, w)| &g[..] == *w),
+            Err(_) => false,
+        }
+    }
+
+    fn fails_with(s: &[u8], err: SplitError) -> bool {
+        split_lowerdir(s).err() == Some(err)
+    }
+
+    #[test]
+    fn splits_on_colons_top_first() {
+        assert!(splits_to(b"/a:/b:/c", &[b"/a", b"/b", b"/c"]));
+        assert!(splits_to(b"/only", &[b"/only"]));
+    }
+
+    #[test]
+    fn escapes() {
+        assert!(splits_to(b"/a\\:b:/c\\,d:/e\\\\f", &[b"/a:b", b"/c,d", b"/e\\f"]));
+        assert!(splits_to(b"/a\\", &[b"/a\\"]));
+        assert!(splits_to(b"/a\\:", &[b"/a:"]));
+        assert!(!splits_to(b"/a\\:b", &[b"/a", b"b"]));
+    }
+
+    #[test]
+    fn empty_string_resets() {
+        assert!(matches!(split_lowerdir(b""), Ok(v) if v.is_empty()));
+    }
+
+    #[test]
+    fn empty_elements_rejected() {
+        assert!(fails_with(b":/a", SplitError::LeadingColon));
+        assert!(fails_with(b":", SplitError::LeadingColon));
+        assert!(fails_with(b"/a:", SplitError::EmptyElement));
+        assert!(fails_with(b"/a::/b", SplitError::DataLayers));
+        assert!(fails_with(b"/a:::/b", SplitError::EmptyElement));
+    }
+
+    /// `n` one-letter layers separated by colons.
+    fn many(n: usize) -> Option<KVec<u8>> {
+        let mut v = KVec::new();
+        for i in 0..n {
+            if i > 0 {
+                v.push(b':', GFP_KERNEL).ok()?;
+            }
+            v.push(b'x', GFP_KERNEL).ok()?;
+        }
+        Some(v)
+    }
+
+    #[test]
+    fn limit_is_500_layers() {
+        let at_limit = many(MAX_LOWER_LAYERS);
+        let over = many(MAX_LOWER_LAYERS + 1);
+        assert!(matches!(at_limit.as_deref().map(split_lowerdir), Some(Ok(v)) if v.len() == MAX_LOWER_LAYERS));
+        assert!(matches!(over.as_deref().map(split_lowerdir), Some(Err(SplitError::TooMany))));
+    }
+}

@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Mount contexts (`struct fs_context`) and their parameters.
+
+use super::ffi;
+use super::path::Path;
+use core::fmt;
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::str::{CStrExt, CString};
+use kernel::types::Opaque;
+
+/// A mount context: what `fsopen()`/`mount()` is building or reconfiguring.
+///
+/// # Invariants
+///
+/// The wrapped context is valid for the lifetime of the reference: the VFS keeps it alive during
+/// every callback we receive it in.
+#[repr(transparent)]
+pub(crate) struct FsContext(Opaque<bindings::fs_context>);
+
+impl FsContext {
+    /// Borrows a C mount context.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must be valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::fs_context) -> &'a FsContext {
+        // SAFETY: `FsContext` is `repr(transparent)`; validity is the caller's promise.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn log(&self, level: u8, args: fmt::Arguments<'_>) {
+        let fallback = c"(message lost: out of memory)";
+        let msg = CString::try_from_fmt(args);
+        let text: &CStr = match &msg {
+            Ok(m) => m,
+            Err(_) => fallback,
+        };
+        // SAFETY: `self` is valid and `text` is NUL-terminated; the C side copies it.
+        unsafe { ffi::unionrs_fc_log(self.0.get(), level, text.as_char_ptr()) };
+    }
+
+    /// Reports an error to whoever mounts (`fsopen()` log, or the kernel log for `mount(2)`)
+    /// and returns `err`, so that callers can write `return Err(fc.fail(EINVAL, ...))`.
+    pub(crate) fn fail(&self, err: Error, args: fmt::Arguments<'_>) -> Error {
+        self.log(b'e', args);
+        err
+    }
+
+    /// Reports a warning to whoever mounts.
+    pub(crate) fn warn(&self, args: fmt::Arguments<'_>) {
+        self.log(b'w', args);
+    }
+
+    /// Whether this context reconfigures an existing mount (remount).
+    pub(crate) fn is_reconfigure(&self) -> bool {
+        // SAFETY: `self` is valid.
+        unsafe { ffi::unionrs_fc_is_reconfigure(self.0.get()) }
+    }
+
+    /// Whether the options came through the legacy `mount(2)` string.
+    pub(crate) fn is_legacy_mount(&self) -> bool {
+        // SAFETY: `self` is valid.
+        unsafe { ffi::unionrs_fc_oldapi(self.0.get()) }
+    }
+}
+
+/// The value of one mount parameter, after the C parameter table checked its type.
+pub(crate) enum ParamValue<'a> {
+    /// A flag or an enum (the number is in [`Param::number`]).
+    None,
+    /// A string, as given.
+    String(&'a CStr),
+    /// An open directory passed by file descriptor (`fsconfig(FSCONFIG_SET_FD)`).
+    File(Path),
+}
+
+/// One parsed mount parameter.
+pub(crate) struct Param<'a> {
+    /// The option number from the C parameter table (`glue.c`).
+    pub(crate) opt: i32,
+    pub(crate) value: ParamValue<'a>,
+    /// The value of an enum option.
+    pub(crate) number: u32,
+    /// Whether a flag was given in its `no` form.
+    #[allow(dead_code)]
+    pub(crate) negated: bool,
+}
+
+impl<'a> Param<'a> {
+    /// Builds a parameter from what the C parser passes.
+    ///
+    /// # Safety
+    ///
+    /// `string`, if non-NULL, must be a NUL-terminated string valid for `'a`; `file`, if
+    /// non-NULL, must be an open file.
+    pub(crate) unsafe fn from_raw(
+        opt: i32,
+        string: *const c_char,
+        file: *mut bindings::file,
+        number: u32,
+        negated: bool,
+    ) -> Self {
+        let value = if !string.is_null() {
+            // SAFETY: the caller promises a valid string for `'a`.
+            ParamValue::String(unsafe { CStr::from_char_ptr(string) })
+        } else if !file.is_null() {
+            // SAFETY: the caller promises an open file.
+            ParamValue::File(unsafe { Path::from_file(file) })
+        } else {
+            ParamValue::None
+        };
+        Self { opt, value, number, negated }
+    }
+}

@@ -1,0 +1,282 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The filesystem type: registration, and the trait that the union logic implements to
+//! answer the VFS' mount-time callbacks.
+//!
+//! The `file_system_type` and `fs_context_operations` tables live in `glue.c`, because the
+//! fs_context structures are opaque to Rust; they call the `unionrs_rs_*` hooks that
+//! [`declare_filesystem!`] generates for the one filesystem of this module.
+
+use super::ffi;
+use super::fs_context::{FsContext, Param};
+use super::inode::NewInode;
+use super::super_block::{NewSuperBlock, SuperBlock};
+use core::marker::PhantomData;
+use kernel::bindings;
+use kernel::error::{from_result, to_result};
+use kernel::prelude::*;
+use kernel::seq_file::SeqFile;
+use kernel::types::ForeignOwnable;
+
+/// A filesystem implemented on top of the wrappers of this module.
+pub(crate) trait FileSystem: Sized + 'static {
+    /// What the mount options build up, one per mount context.
+    type Config: Default;
+    /// Per-superblock data, kept in `s_fs_info` until the superblock dies.
+    type Info: Send + Sync;
+
+    /// Takes one mount parameter into `cfg`.
+    fn parse_param(fc: &FsContext, cfg: &mut Self::Config, param: Param<'_>) -> Result;
+
+    /// Applies a remount.
+    fn reconfigure(fc: &FsContext, cfg: &mut Self::Config) -> Result;
+
+    /// Checks the configuration and sets up a new superblock; returns its private data.
+    fn fill_super(
+        fc: &FsContext,
+        sb: &NewSuperBlock,
+        cfg: &mut Self::Config,
+    ) -> Result<KBox<Self::Info>>;
+
+    /// Builds the root inode, once the private data is in place.
+    fn root_inode(sb: &SuperBlock<Self>) -> Result<NewInode>;
+
+    /// Writes the mount options shown in `/proc/self/mountinfo`.
+    fn show_options(m: &SeqFile, sb: &SuperBlock<Self>) -> Result;
+}
+
+/// Writes `,name=value` (or `,name` for `None`) to a mount-option listing, escaping as the VFS
+/// does.
+pub(crate) fn seq_show_option(m: &SeqFile, name: &CStr, value: Option<&CStr>) {
+    use kernel::str::CStrExt;
+    // SAFETY: the strings are NUL-terminated (or NULL for no value) and `m` is a live seq_file.
+    unsafe {
+        ffi::unionrs_seq_show_option(
+            m as *const SeqFile as *mut bindings::seq_file,
+            name.as_char_ptr(),
+            value.map_or(core::ptr::null(), |v| v.as_char_ptr()),
+        )
+    };
+}
+
+/// Trampolines from the C hooks to a [`FileSystem`].
+#[doc(hidden)]
+pub(crate) struct Adapter<T: FileSystem>(PhantomData<T>);
+
+impl<T: FileSystem> Adapter<T> {
+    /// The `super_operations` of `T`.
+    pub(crate) const SUPER_OPS: bindings::super_operations = bindings::super_operations {
+        show_options: Some(Self::show_options),
+        statfs: Some(bindings::simple_statfs),
+        // SAFETY: all-zero is a valid `super_operations` (every other member is `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    pub(crate) fn fc_alloc() -> *mut c_void {
+        match KBox::new(T::Config::default(), GFP_KERNEL) {
+            Ok(cfg) => cfg.into_foreign(),
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    /// # Safety
+    ///
+    /// `cfg` must come from [`Self::fc_alloc`] and not be used afterwards.
+    pub(crate) unsafe fn fc_free(cfg: *mut c_void) {
+        // SAFETY: the caller passes back the box of `fc_alloc` exactly once.
+        drop(unsafe { <KBox<T::Config> as ForeignOwnable>::from_foreign(cfg) });
+    }
+
+    /// # Safety
+    ///
+    /// `fc` is a live context whose `fs_private` is `cfg` (from `fc_alloc`); `string` and `file`
+    /// follow [`Param::from_raw`].
+    pub(crate) unsafe fn parse_param(
+        fc: *mut bindings::fs_context,
+        cfg: *mut c_void,
+        opt: c_int,
+        string: *const c_char,
+        file: *mut bindings::file,
+        number: u32,
+        negated: bool,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: the C parser calls us with a live context.
+            let fc = unsafe { FsContext::from_raw(fc) };
+            // SAFETY: `cfg` is the context's config; the VFS serializes calls on a context.
+            let cfg = unsafe { <KBox<T::Config> as ForeignOwnable>::borrow_mut(cfg) };
+            // SAFETY: as promised by our caller.
+            let param = unsafe { Param::from_raw(opt, string, file, number, negated) };
+            T::parse_param(fc, cfg, param)?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// As for [`Self::parse_param`].
+    pub(crate) unsafe fn reconfigure(fc: *mut bindings::fs_context, cfg: *mut c_void) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS calls us with a live context.
+            let fc = unsafe { FsContext::from_raw(fc) };
+            // SAFETY: `cfg` is the context's config, used by one caller at a time.
+            let cfg = unsafe { <KBox<T::Config> as ForeignOwnable>::borrow_mut(cfg) };
+            T::reconfigure(fc, cfg)?;
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// `sb` is a new superblock of `T` inside `get_tree_nodev`, `fc` its context and `cfg` the
+    /// context's config.
+    pub(crate) unsafe fn fill_super(
+        sb: *mut bindings::super_block,
+        fc: *mut bindings::fs_context,
+        cfg: *mut c_void,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS calls us with a live context.
+            let fc = unsafe { FsContext::from_raw(fc) };
+            // SAFETY: `cfg` is the context's config, used by one caller at a time.
+            let cfg = unsafe { <KBox<T::Config> as ForeignOwnable>::borrow_mut(cfg) };
+            // SAFETY: `sb` is being set up by us alone.
+            let new_sb = unsafe { NewSuperBlock::from_raw(sb) };
+            let info = T::fill_super(fc, new_sb, cfg)?;
+            // SAFETY: the superblock is still ours alone; `kill_sb` frees what we store here,
+            // also when the rest of `fill_super` fails. `SUPER_OPS` is a constant promoted to
+            // a static, so the pointer stays valid.
+            unsafe {
+                (*sb).s_fs_info = info.into_foreign();
+                (*sb).s_op = &Self::SUPER_OPS;
+            }
+            // SAFETY: `s_fs_info` now holds our `KBox<T::Info>`.
+            let sb_ref = unsafe { SuperBlock::<T>::from_raw(sb) };
+            let root = T::root_inode(sb_ref)?;
+            // SAFETY: `d_make_root` consumes the inode reference, also on failure.
+            let root = unsafe { bindings::d_make_root(root.into_raw()) };
+            if root.is_null() {
+                return Err(ENOMEM);
+            }
+            // SAFETY: the superblock is ours alone until `fill_super` returns.
+            unsafe { (*sb).s_root = root };
+            Ok(0)
+        })
+    }
+
+    /// # Safety
+    ///
+    /// `info` is the `s_fs_info` of a dead superblock of `T`.
+    pub(crate) unsafe fn free_sb_info(info: *mut c_void) {
+        // SAFETY: `fill_super` stored a `KBox<T::Info>` here and nobody uses it any more.
+        drop(unsafe { <KBox<T::Info> as ForeignOwnable>::from_foreign(info) });
+    }
+
+    unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut bindings::dentry) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS passes a live seq_file and our root dentry, whose superblock has
+            // its private data set (it was mounted).
+            let (m, sb) = unsafe { (SeqFile::from_raw(m), SuperBlock::<T>::from_raw((*root).d_sb)) };
+            T::show_options(m, sb)?;
+            Ok(0)
+        })
+    }
+}
+
+/// Generates the C-callable hooks of `glue.c` for the filesystem type `$fs`.
+macro_rules! declare_filesystem {
+    ($fs:ty) => {
+        #[no_mangle]
+        extern "C" fn unionrs_rs_fc_alloc() -> *mut ::kernel::ffi::c_void {
+            $crate::vfs::fs_type::Adapter::<$fs>::fc_alloc()
+        }
+
+        /// # Safety
+        ///
+        /// Called only by `glue.c` with the pointer from `unionrs_rs_fc_alloc`.
+        #[no_mangle]
+        unsafe extern "C" fn unionrs_rs_fc_free(cfg: *mut ::kernel::ffi::c_void) {
+            // SAFETY: forwarded from the C hook with its contract.
+            unsafe { $crate::vfs::fs_type::Adapter::<$fs>::fc_free(cfg) }
+        }
+
+        /// # Safety
+        ///
+        /// Called only by `glue.c`'s `parse_param`.
+        #[no_mangle]
+        unsafe extern "C" fn unionrs_rs_parse_param(
+            fc: *mut ::kernel::bindings::fs_context,
+            cfg: *mut ::kernel::ffi::c_void,
+            opt: ::kernel::ffi::c_int,
+            string: *const ::kernel::ffi::c_char,
+            file: *mut ::kernel::bindings::file,
+            number: u32,
+            negated: bool,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: forwarded from the C hook with its contract.
+            unsafe {
+                $crate::vfs::fs_type::Adapter::<$fs>::parse_param(fc, cfg, opt, string, file, number, negated)
+            }
+        }
+
+        /// # Safety
+        ///
+        /// Called only by `glue.c`'s `reconfigure`.
+        #[no_mangle]
+        unsafe extern "C" fn unionrs_rs_reconfigure(
+            fc: *mut ::kernel::bindings::fs_context,
+            cfg: *mut ::kernel::ffi::c_void,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: forwarded from the C hook with its contract.
+            unsafe { $crate::vfs::fs_type::Adapter::<$fs>::reconfigure(fc, cfg) }
+        }
+
+        /// # Safety
+        ///
+        /// Called only by `glue.c`'s `fill_super`.
+        #[no_mangle]
+        unsafe extern "C" fn unionrs_rs_fill_super(
+            sb: *mut ::kernel::bindings::super_block,
+            fc: *mut ::kernel::bindings::fs_context,
+            cfg: *mut ::kernel::ffi::c_void,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: forwarded from the C hook with its contract.
+            unsafe { $crate::vfs::fs_type::Adapter::<$fs>::fill_super(sb, fc, cfg) }
+        }
+
+        /// # Safety
+        ///
+        /// Called only by `glue.c`'s `kill_sb`.
+        #[no_mangle]
+        unsafe extern "C" fn unionrs_rs_free_sb_info(info: *mut ::kernel::ffi::c_void) {
+            // SAFETY: forwarded from the C hook with its contract.
+            unsafe { $crate::vfs::fs_type::Adapter::<$fs>::free_sb_info(info) }
+        }
+    };
+}
+pub(crate) use declare_filesystem;
+
+/// The registered filesystem type; unregistered on drop.
+///
+/// # Invariants
+///
+/// `unionrs_register` succeeded and `unionrs_unregister` has not been called yet.
+pub(crate) struct Registration(());
+
+impl Registration {
+    /// Registers the filesystem type, owned by `module` (so that the module cannot be unloaded
+    /// while a superblock exists).
+    pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
+        // SAFETY: `module` is this module; the C side registers its static fs type.
+        to_result(unsafe { ffi::unionrs_register(module.as_ptr()) })?;
+        // INVARIANT: registration succeeded.
+        Ok(Self(()))
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // SAFETY: registered (type invariant); unregistering once.
+        unsafe { ffi::unionrs_unregister() };
+    }
+}

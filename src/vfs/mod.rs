@@ -1,0 +1,40 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers over the parts of the C VFS that unionrs uses.
+//!
+//! Every `unsafe` block of the module lives under this directory. The union
+//! logic above it (params, superblock, ...) only sees the safe types defined
+//! here: [`Dentry`], [`Inode`], [`Path`], [`SuperBlock`], [`FsContext`].
+
+pub(crate) mod dentry;
+pub(crate) mod ffi;
+pub(crate) mod fs_context;
+pub(crate) mod fs_type;
+pub(crate) mod inode;
+pub(crate) mod path;
+pub(crate) mod super_block;
+
+#[allow(unused_imports)]
+pub(crate) use dentry::Dentry;
+pub(crate) use fs_context::{FsContext, Param, ParamValue};
+pub(crate) use fs_type::{FileSystem, Registration};
+#[allow(unused_imports)]
+pub(crate) use inode::{Inode, NewInode};
+pub(crate) use path::Path;
+pub(crate) use super_block::SuperBlock;
+
+/// Error codes that `kernel::error::code` does not define.
+pub(crate) mod errno {
+    use kernel::bindings;
+    use kernel::error::Error;
+
+    /// Too many levels of symbolic links; overlayfs' answer to overlapping layers.
+    pub(crate) fn eloop() -> Error {
+        Error::from_errno(-(bindings::ELOOP as i32))
+    }
+}
+
+/// Shows a C string in a message, with non-printable bytes escaped.
+pub(crate) fn show(s: &kernel::prelude::CStr) -> &kernel::str::BStr {
+    kernel::str::BStr::from_bytes(s.to_bytes())
+}

@@ -1,0 +1,89 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Superblocks of our own filesystem.
+
+use super::ffi;
+use super::fs_type::FileSystem;
+use super::inode::NewInode;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::types::{ForeignOwnable, Opaque};
+
+/// A superblock being set up by `fill_super`: its private data is not there yet.
+///
+/// # Invariants
+///
+/// The superblock is valid and not yet visible to anyone but the mounting task.
+#[repr(transparent)]
+pub(crate) struct NewSuperBlock(Opaque<bindings::super_block>);
+
+impl NewSuperBlock {
+    /// # Safety
+    ///
+    /// `ptr` must be a superblock inside `fill_super`, valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::super_block) -> &'a Self {
+        // SAFETY: `repr(transparent)`; validity is the caller's promise.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn raw(&self) -> *mut bindings::super_block {
+        self.0.get()
+    }
+
+    /// Sets the magic number, maximum file size, time granularity and stacking depth.
+    pub(crate) fn set_params(&self, magic: u64, maxbytes: i64, time_gran: u32, stack_depth: i32) {
+        // SAFETY: nobody else uses the superblock during `fill_super` (type invariant).
+        unsafe {
+            (*self.raw()).s_magic = magic as c_ulong;
+            (*self.raw()).s_maxbytes = maxbytes;
+            (*self.raw()).s_time_gran = time_gran;
+            (*self.raw()).s_stack_depth = stack_depth;
+        }
+    }
+
+    /// Marks the filesystem read-only.
+    pub(crate) fn set_readonly(&self) {
+        // SAFETY: nobody else uses the superblock during `fill_super` (type invariant).
+        unsafe { ffi::unionrs_sb_set_rdonly(self.raw()) };
+    }
+}
+
+/// A superblock of filesystem `T` whose private data (`T::Info`) is set.
+///
+/// # Invariants
+///
+/// The superblock is valid and its `s_fs_info` holds a `KBox<T::Info>` from `into_foreign`,
+/// which lives until `kill_sb`.
+#[repr(transparent)]
+pub(crate) struct SuperBlock<T: FileSystem>(Opaque<bindings::super_block>, PhantomData<T>);
+
+impl<T: FileSystem> SuperBlock<T> {
+    /// # Safety
+    ///
+    /// `ptr` must be a live superblock of `T` whose private data is set, valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::super_block) -> &'a Self {
+        // SAFETY: `repr(transparent)`; validity is the caller's promise.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn raw(&self) -> *mut bindings::super_block {
+        self.0.get()
+    }
+
+    /// The filesystem's private data.
+    pub(crate) fn info(&self) -> &T::Info {
+        // SAFETY: by the type invariant `s_fs_info` holds a `KBox<T::Info>` that outlives
+        // every reference to the superblock.
+        unsafe { <KBox<T::Info> as ForeignOwnable>::borrow((*self.raw()).s_fs_info) }
+    }
+
+    /// Allocates a new inode on this superblock.
+    pub(crate) fn new_inode(&self) -> Result<NewInode> {
+        // SAFETY: the superblock is valid.
+        let inode = NonNull::new(unsafe { bindings::new_inode(self.raw()) }).ok_or(ENOMEM)?;
+        // SAFETY: `new_inode` returned a fresh inode that only we know about.
+        Ok(unsafe { NewInode::from_new(inode) })
+    }
+}
