@@ -6,7 +6,13 @@
 use crate::params::{self, Config, LayerSpec};
 use crate::vfs::fs_type::seq_show_option;
 use crate::vfs::super_block::NewSuperBlock;
-use crate::vfs::{errno, show, FileSystem, FsContext, NewInode, Param, SuperBlock};
+use crate::inode::{RealEntry, UnionInode};
+use crate::readdir::DirState;
+use crate::vfs::{
+    errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, Idmap, Inode, Kstat, LayerMount,
+    MounterCreds, Param, RealPath, SuperBlock,
+};
+use kernel::sync::aref::ARef;
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::seq_file::SeqFile;
@@ -37,6 +43,10 @@ impl LayerKind {
 pub(crate) struct Layer {
     pub(crate) spec: LayerSpec,
     pub(crate) kind: LayerKind,
+    /// Our private clone of the layer's mount (read-only and noatime for lower layers).
+    pub(crate) mnt: LayerMount,
+    /// Which of the distinct filesystems under the union this layer is on (0 = the first).
+    pub(crate) fs_index: usize,
 }
 
 /// The filesystem: per-superblock state of a mounted union.
@@ -46,12 +56,20 @@ pub(crate) struct UnionFs {
     pub(crate) work: Option<LayerSpec>,
     lowerdir_all: Option<CString>,
     pub(crate) userxattr: bool,
+    /// Whether all layers are on one filesystem (then real inode numbers are unique).
+    pub(crate) same_fs: bool,
+    /// The mounter's credentials, which every layer operation uses.
+    pub(crate) creds: MounterCreds,
 }
 
 impl UnionFs {
     /// The layer whose root gives the union root its attributes.
     fn top(&self) -> Option<&Layer> {
         self.layers.first()
+    }
+
+    pub(crate) fn has_upper(&self) -> bool {
+        self.layers.first().is_some_and(|l| l.kind == LayerKind::Upper)
     }
 }
 
@@ -145,12 +163,22 @@ impl FileSystem for UnionFs {
             return Err(fc.fail(EINVAL, fmt!("maximum filesystem stacking depth exceeded")));
         }
 
-        let mut layers = KVec::with_capacity(cfg.lowers.len() + 1, GFP_KERNEL)?;
-        if let Some(upper) = cfg.upper.take() {
-            layers.push(Layer { spec: upper, kind: LayerKind::Upper }, GFP_KERNEL)?;
-        }
-        for spec in core::mem::take(&mut cfg.lowers) {
-            layers.push(Layer { spec, kind: LayerKind::Lower }, GFP_KERNEL)?;
+        let mut layers: KVec<Layer> = KVec::with_capacity(cfg.lowers.len() + 1, GFP_KERNEL)?;
+        let mut filesystems: KVec<*const kernel::bindings::super_block> = KVec::new();
+        let upper = cfg.upper.take();
+        let specs = upper.into_iter().map(|s| (s, LayerKind::Upper));
+        let lowers = core::mem::take(&mut cfg.lowers).into_iter().map(|s| (s, LayerKind::Lower));
+        for (spec, kind) in Iterator::chain(specs, lowers) {
+            let mnt = LayerMount::clone_private(&spec.path, kind == LayerKind::Lower)
+                .map_err(|e| fc.fail(e, fmt!("{}: cannot clone the mount of '{}'", kind.option(), show(&spec.name))))?;
+            let fs_index = match filesystems.iter().position(|&sb| core::ptr::eq(sb, mnt.sb_ptr())) {
+                Some(i) => i,
+                None => {
+                    filesystems.push(mnt.sb_ptr(), GFP_KERNEL)?;
+                    filesystems.len() - 1
+                }
+            };
+            layers.push(Layer { spec, kind, mnt, fs_index }, GFP_KERNEL)?;
         }
         let info = KBox::new(
             UnionFs {
@@ -158,6 +186,8 @@ impl FileSystem for UnionFs {
                 work: cfg.work.take(),
                 lowerdir_all: cfg.lowerdir_all.take(),
                 userxattr: cfg.userxattr,
+                same_fs: filesystems.len() == 1,
+                creds: MounterCreds::capture()?,
             },
             GFP_KERNEL,
         )?;
@@ -169,14 +199,57 @@ impl FileSystem for UnionFs {
         Ok(info)
     }
 
-    fn root_inode(sb: &SuperBlock<Self>) -> Result<NewInode> {
-        let top = sb.info().top().ok_or(EINVAL)?;
+    fn root_inode(sb: &SuperBlock<Self>) -> Result<ARef<Inode>> {
+        let fs = sb.info();
+        let mut stack = KVec::with_capacity(fs.layers.len(), GFP_KERNEL)?;
+        for (i, l) in fs.layers.iter().enumerate() {
+            let root: ARef<Dentry> = l.spec.path.dentry().into();
+            let opaque = i > 0 && fs.opaque_value(l, &root) == b'y';
+            stack.push(RealEntry { layer: i, dentry: root }, GFP_KERNEL)?;
+            if opaque {
+                break;
+            }
+        }
+        let top = fs.top().ok_or(EINVAL)?;
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
-        let mut inode = sb.new_inode()?;
-        inode.set_ino(real.ino());
-        inode.copy_attrs_from(real);
-        inode.set_simple_dir_ops();
-        Ok(inode)
+        let ino = fs.map_ino(0, real.ino(), true);
+        sb.new_unhashed_inode(ino, real, UnionInode::new(stack)?)
+    }
+
+    type InodeData = UnionInode;
+    type DirState = DirState;
+
+    fn creds(sb: &SuperBlock<Self>) -> &MounterCreds {
+        &sb.info().creds
+    }
+
+    fn statfs_path(sb: &SuperBlock<Self>) -> Result<RealPath<'_>> {
+        let top = sb.info().top().ok_or(EIO)?;
+        Ok(RealPath { mnt: &top.mnt, dentry: top.spec.path.dentry() })
+    }
+
+    fn real_path(inode: &FsInode<Self>) -> Result<RealPath<'_>> {
+        crate::inode::real_path(inode)
+    }
+
+    fn lookup(dir: &FsInode<Self>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
+        crate::namei::lookup(dir, name)
+    }
+
+    fn permission(inode: &FsInode<Self>, idmap: Idmap, mask: i32) -> Result {
+        crate::inode::permission(inode, idmap, mask)
+    }
+
+    fn fix_stat(inode: &FsInode<Self>, stat: &mut Kstat<'_>) -> Result {
+        crate::inode::fix_stat(inode, stat)
+    }
+
+    fn open_dir(inode: &FsInode<Self>) -> Result<DirState> {
+        crate::readdir::open_dir(inode)
+    }
+
+    fn iterate(inode: &FsInode<Self>, dir: &DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result {
+        crate::readdir::iterate(inode, dir, parent_ino, out)
     }
 
     fn show_options(m: &SeqFile, sb: &SuperBlock<Self>) -> Result {

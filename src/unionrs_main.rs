@@ -3,7 +3,10 @@
 //! unionrs: a union (overlay) filesystem, compatible with overlayfs' mount options and
 //! on-disk format.
 
+mod inode;
+mod namei;
 mod params;
+mod readdir;
 mod superblock;
 mod vfs;
 

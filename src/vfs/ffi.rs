@@ -29,3 +29,62 @@ extern "C" {
     );
 }
 
+#[allow(improper_ctypes)]
+extern "C" {
+    pub(crate) fn unionrs_prepare_mounter_creds() -> *mut bindings::cred;
+    pub(crate) fn unionrs_override_creds(cred: *const bindings::cred) -> *const bindings::cred;
+    pub(crate) fn unionrs_revert_creds(old: *const bindings::cred);
+    pub(crate) fn unionrs_lookup_one(
+        mnt: *mut bindings::vfsmount,
+        name: *const c_char,
+        len: c_int,
+        base: *mut bindings::dentry,
+    ) -> *mut bindings::dentry;
+    pub(crate) fn unionrs_clone_layer_mount(
+        path: *const bindings::path,
+        readonly: bool,
+    ) -> *mut bindings::vfsmount;
+    pub(crate) fn unionrs_mnt_idmap(mnt: *mut bindings::vfsmount) -> *mut bindings::mnt_idmap;
+    pub(crate) fn unionrs_statfs(
+        real: *const bindings::path,
+        buf: *mut bindings::kstatfs,
+        magic: c_long,
+    ) -> c_int;
+    pub(crate) fn unionrs_inode_is_new(inode: *mut bindings::inode) -> bool;
+    pub(crate) fn unionrs_backing_open(
+        user_file: *mut bindings::file,
+        real: *const bindings::path,
+        cred: *const bindings::cred,
+    ) -> *mut bindings::file;
+    pub(crate) fn unionrs_backing_read_iter(
+        real: *mut bindings::file,
+        iocb: *mut bindings::kiocb,
+        iter: *mut bindings::iov_iter,
+        cred: *const bindings::cred,
+    ) -> isize;
+    pub(crate) fn unionrs_backing_splice_read(
+        real: *mut bindings::file,
+        input: *mut bindings::file,
+        ppos: *mut bindings::loff_t,
+        pipe: *mut bindings::pipe_inode_info,
+        len: usize,
+        flags: c_uint,
+        cred: *const bindings::cred,
+    ) -> isize;
+    pub(crate) fn unionrs_backing_mmap(
+        real: *mut bindings::file,
+        vma: *mut bindings::vm_area_struct,
+        cred: *const bindings::cred,
+    ) -> c_int;
+    pub(crate) fn unionrs_file_llseek(
+        file: *mut bindings::file,
+        real: *mut bindings::file,
+        offset: bindings::loff_t,
+        whence: c_int,
+    ) -> bindings::loff_t;
+}
+
+#[allow(improper_ctypes)]
+extern "C" {
+    pub(crate) fn unionrs_parent_ino(dentry: *mut bindings::dentry) -> u64;
+}

@@ -9,7 +9,12 @@
 
 use super::ffi;
 use super::fs_context::{FsContext, Param};
-use super::inode::NewInode;
+use super::cred::MounterCreds;
+use super::file::DirEmitter;
+use super::inode::{FsInode, Inode};
+use super::layer::RealPath;
+use super::ops::{Idmap, Kstat};
+use kernel::sync::aref::ARef;
 use super::super_block::{NewSuperBlock, SuperBlock};
 use core::marker::PhantomData;
 use kernel::bindings;
@@ -39,10 +44,40 @@ pub(crate) trait FileSystem: Sized + 'static {
     ) -> Result<KBox<Self::Info>>;
 
     /// Builds the root inode, once the private data is in place.
-    fn root_inode(sb: &SuperBlock<Self>) -> Result<NewInode>;
+    fn root_inode(sb: &SuperBlock<Self>) -> Result<ARef<Inode>>;
 
     /// Writes the mount options shown in `/proc/self/mountinfo`.
     fn show_options(m: &SeqFile, sb: &SuperBlock<Self>) -> Result;
+
+    /// Per-inode data of our inodes.
+    type InodeData: Send + Sync;
+    /// State of an open directory.
+    type DirState: Send + Sync;
+
+    /// The credentials that operations on the layers run with.
+    fn creds(sb: &SuperBlock<Self>) -> &MounterCreds;
+
+    /// The layer path whose filesystem `statfs` reports.
+    fn statfs_path(sb: &SuperBlock<Self>) -> Result<RealPath<'_>>;
+
+    /// The real object behind `inode` that stat, open, read and readlink go to.
+    fn real_path(inode: &FsInode<Self>) -> Result<RealPath<'_>>;
+
+    /// Looks up `name` in directory `dir` (called with the mounter's credentials).
+    fn lookup(dir: &FsInode<Self>, name: &[u8]) -> Result<Option<ARef<Inode>>>;
+
+    /// Checks `mask` access to `inode` for the calling task.
+    fn permission(inode: &FsInode<Self>, idmap: Idmap, mask: i32) -> Result;
+
+    /// Adjusts what the real inode's `getattr` reported (device, inode number, links).
+    fn fix_stat(inode: &FsInode<Self>, stat: &mut Kstat<'_>) -> Result;
+
+    /// Opens directory `inode` (called with the mounter's credentials).
+    fn open_dir(inode: &FsInode<Self>) -> Result<Self::DirState>;
+
+    /// Emits the entries of an open directory from the emitter's position on
+    /// (called with the mounter's credentials).
+    fn iterate(inode: &FsInode<Self>, dir: &Self::DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result;
 }
 
 /// Writes `,name=value` (or `,name` for `None`) to a mount-option listing, escaping as the VFS
@@ -66,8 +101,14 @@ pub(crate) struct Adapter<T: FileSystem>(PhantomData<T>);
 impl<T: FileSystem> Adapter<T> {
     /// The `super_operations` of `T`.
     pub(crate) const SUPER_OPS: bindings::super_operations = bindings::super_operations {
+        alloc_inode: Some(FsInode::<T>::alloc_inode),
+        destroy_inode: Some(FsInode::<T>::destroy_inode),
+        free_inode: Some(FsInode::<T>::free_inode),
+        // Like overlayfs: an inode goes when its last dentry does, so it never outlives the
+        // layer objects it refers to in a cache.
+        drop_inode: Some(bindings::inode_just_drop),
         show_options: Some(Self::show_options),
-        statfs: Some(bindings::simple_statfs),
+        statfs: Some(super::ops::Adapter::<T>::statfs),
         // SAFETY: all-zero is a valid `super_operations` (every other member is `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -154,7 +195,7 @@ impl<T: FileSystem> Adapter<T> {
             let sb_ref = unsafe { SuperBlock::<T>::from_raw(sb) };
             let root = T::root_inode(sb_ref)?;
             // SAFETY: `d_make_root` consumes the inode reference, also on failure.
-            let root = unsafe { bindings::d_make_root(root.into_raw()) };
+            let root = unsafe { bindings::d_make_root(ARef::into_raw(root).as_ptr().cast()) };
             if root.is_null() {
                 return Err(ENOMEM);
             }

@@ -6,6 +6,8 @@
  * BIT() constants. No union logic lives here: every decision is made by the
  * Rust hooks declared below (implemented in src/vfs/fs_type.rs).
  */
+#include <linux/backing-file.h>
+#include <linux/cred.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
@@ -15,6 +17,8 @@
 #include <linux/namei.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
+#include <linux/statfs.h>
+#include <linux/uio.h>
 
 /* Rust hooks (src/vfs/fs_type.rs). */
 void *unionrs_rs_fc_alloc(void);
@@ -40,6 +44,29 @@ bool unionrs_mnt_is_readonly(struct vfsmount *mnt);
 void unionrs_copy_attr_all(struct inode *dest, const struct inode *src);
 void unionrs_seq_show_option(struct seq_file *m, const char *name,
 			     const char *value);
+struct cred *unionrs_prepare_mounter_creds(void);
+const struct cred *unionrs_override_creds(const struct cred *cred);
+void unionrs_revert_creds(const struct cred *old);
+struct dentry *unionrs_lookup_one(struct vfsmount *mnt, const char *name,
+				  int len, struct dentry *base);
+struct vfsmount *unionrs_clone_layer_mount(const struct path *path,
+					   bool readonly);
+struct mnt_idmap *unionrs_mnt_idmap(struct vfsmount *mnt);
+int unionrs_statfs(const struct path *real, struct kstatfs *buf, long magic);
+bool unionrs_inode_is_new(struct inode *inode);
+u64 unionrs_parent_ino(struct dentry *dentry);
+struct file *unionrs_backing_open(struct file *user_file,
+				  const struct path *real, const struct cred *cred);
+ssize_t unionrs_backing_read_iter(struct file *real, struct kiocb *iocb,
+				  struct iov_iter *iter, const struct cred *cred);
+ssize_t unionrs_backing_splice_read(struct file *real, struct file *in,
+				    loff_t *ppos, struct pipe_inode_info *pipe,
+				    size_t len, unsigned int flags,
+				    const struct cred *cred);
+int unionrs_backing_mmap(struct file *real, struct vm_area_struct *vma,
+			 const struct cred *cred);
+loff_t unionrs_file_llseek(struct file *file, struct file *real, loff_t offset,
+			   int whence);
 
 /*
  * Option numbers. They must match `params::Opt` (src/params.rs); the
@@ -266,3 +293,148 @@ void unionrs_seq_show_option(struct seq_file *m, const char *name,
 	seq_show_option(m, name, value);
 }
 
+/*
+ * The credentials every layer operation runs with: the mounter's, minus
+ * CAP_SYS_RESOURCE so that the layers' quotas and reserved space apply to
+ * what is done through the union (as overlayfs does).
+ */
+struct cred *unionrs_prepare_mounter_creds(void)
+{
+	struct cred *cred = prepare_creds();
+
+	if (cred)
+		cap_lower(cred->cap_effective, CAP_SYS_RESOURCE);
+	return cred;
+}
+
+const struct cred *unionrs_override_creds(const struct cred *cred)
+{
+	return override_creds(cred);
+}
+
+void unionrs_revert_creds(const struct cred *old)
+{
+	revert_creds(old);
+}
+
+/*
+ * Looks up one name in a layer directory, with permission checks against the
+ * current (mounter's) credentials, as overlayfs does. Returns a dentry,
+ * possibly negative, or an ERR_PTR.
+ */
+struct dentry *unionrs_lookup_one(struct vfsmount *mnt, const char *name,
+				  int len, struct dentry *base)
+{
+	return lookup_one_unlocked(mnt_idmap(mnt), &QSTR_LEN(name, len), base);
+}
+
+/*
+ * A private clone of a layer's mount: unaffected by later changes to the
+ * mount table, and for lower layers read-only and noatime, so that nothing
+ * done through the union can modify them (not even atime).
+ */
+struct vfsmount *unionrs_clone_layer_mount(const struct path *path,
+					   bool readonly)
+{
+	struct vfsmount *mnt = clone_private_mount(path);
+
+	if (!IS_ERR(mnt) && readonly)
+		mnt->mnt_flags |= MNT_READONLY | MNT_NOATIME;
+	return mnt;
+}
+
+struct mnt_idmap *unionrs_mnt_idmap(struct vfsmount *mnt)
+{
+	return mnt_idmap(mnt);
+}
+
+int unionrs_statfs(const struct path *real, struct kstatfs *buf, long magic)
+{
+	int err = vfs_statfs(real, buf);
+
+	if (!err)
+		buf->f_type = magic;
+	return err;
+}
+
+bool unionrs_inode_is_new(struct inode *inode)
+{
+	return inode_state_read_once(inode) & I_NEW;
+}
+
+struct file *unionrs_backing_open(struct file *user_file,
+				  const struct path *real, const struct cred *cred)
+{
+	int flags = user_file->f_flags & ~(O_CREAT | O_EXCL | O_NOCTTY | O_TRUNC);
+
+	return backing_file_open(user_file, flags | O_LARGEFILE, real, cred);
+}
+
+ssize_t unionrs_backing_read_iter(struct file *real, struct kiocb *iocb,
+				  struct iov_iter *iter, const struct cred *cred)
+{
+	struct backing_file_ctx ctx = {
+		.cred = cred,
+	};
+
+	if (!iov_iter_count(iter))
+		return 0;
+	return backing_file_read_iter(real, iter, iocb, iocb->ki_flags, &ctx);
+}
+
+ssize_t unionrs_backing_splice_read(struct file *real, struct file *in,
+				    loff_t *ppos, struct pipe_inode_info *pipe,
+				    size_t len, unsigned int flags,
+				    const struct cred *cred)
+{
+	struct backing_file_ctx ctx = {
+		.cred = cred,
+	};
+	struct kiocb iocb;
+	ssize_t ret;
+
+	init_sync_kiocb(&iocb, in);
+	iocb.ki_pos = *ppos;
+	ret = backing_file_splice_read(real, &iocb, pipe, len, flags, &ctx);
+	*ppos = iocb.ki_pos;
+	return ret;
+}
+
+int unionrs_backing_mmap(struct file *real, struct vm_area_struct *vma,
+			 const struct cred *cred)
+{
+	struct backing_file_ctx ctx = {
+		.cred = cred,
+	};
+
+	return backing_file_mmap(real, vma, &ctx);
+}
+
+/*
+ * No `accessed` hook in the contexts above: stat of a union object always asks
+ * the real inode, so there is no cached atime to refresh.
+ */
+
+/*
+ * llseek on the real file at the union file's position, then mirror the
+ * resulting position (SEEK_DATA/SEEK_HOLE answers come from the real fs).
+ */
+loff_t unionrs_file_llseek(struct file *file, struct file *real, loff_t offset,
+			   int whence)
+{
+	loff_t ret;
+
+	if (whence == SEEK_CUR && offset == 0)
+		return file->f_pos;
+	inode_lock(file_inode(file));
+	real->f_pos = file->f_pos;
+	ret = vfs_llseek(real, offset, whence);
+	file->f_pos = real->f_pos;
+	inode_unlock(file_inode(file));
+	return ret;
+}
+
+u64 unionrs_parent_ino(struct dentry *dentry)
+{
+	return d_parent_ino(dentry);
+}

@@ -2,9 +2,14 @@
 
 //! Inodes.
 
+use super::fs_type::FileSystem;
+use super::super_block::SuperBlock;
+use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use kernel::bindings;
-use kernel::sync::aref::{ARef, AlwaysRefCounted};
+use kernel::prelude::*;
+use kernel::sync::aref::ARef;
+use kernel::sync::aref::AlwaysRefCounted;
 use kernel::types::Opaque;
 
 /// An inode of any filesystem.
@@ -47,6 +52,29 @@ impl Inode {
         self.mode() & bindings::S_IFMT == bindings::S_IFDIR
     }
 
+    pub(crate) fn is_reg(&self) -> bool {
+        self.mode() & bindings::S_IFMT == bindings::S_IFREG
+    }
+
+    /// Whether this is an overlayfs-format whiteout: a character device with number 0/0.
+    pub(crate) fn is_whiteout(&self) -> bool {
+        // SAFETY: `i_rdev` never changes after the inode is set up.
+        let rdev = unsafe { (*self.as_ptr()).i_rdev };
+        self.mode() & bindings::S_IFMT == bindings::S_IFCHR && rdev == bindings::WHITEOUT_DEV
+    }
+
+    /// The file size (a racy read, as `i_size_read` is on 64-bit).
+    pub(crate) fn size(&self) -> i64 {
+        // SAFETY: `self` is valid; a torn read is impossible for an aligned 64-bit field.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_ptr()).i_size) }
+    }
+
+    /// The superblock this inode belongs to (for same-filesystem checks).
+    pub(crate) fn sb_ptr(&self) -> *const bindings::super_block {
+        // SAFETY: `i_sb` never changes.
+        unsafe { (*self.as_ptr()).i_sb }
+    }
+
     pub(crate) fn ino(&self) -> u64 {
         // SAFETY: `self` is valid and `i_ino` does not change after the inode is hashed.
         unsafe { (*self.as_ptr()).i_ino }
@@ -66,56 +94,161 @@ unsafe impl AlwaysRefCounted for Inode {
     }
 }
 
-/// A freshly allocated inode of our own superblock that nobody else can see yet, so its fields
-/// may be written without locks.
+/// An inode of our own filesystem `T`: the VFS inode with our per-inode data around it.
+///
+/// Allocated by our `alloc_inode` (so that the VFS inode is embedded), its data dropped by
+/// `destroy_inode` and its memory freed by `free_inode` after an RCU grace period, so that
+/// RCU path walkers and the inode hash may look at it until then.
 ///
 /// # Invariants
 ///
-/// `inode` comes from `new_inode`, we own its only reference, and it is not yet reachable from
-/// any dentry.
-pub(crate) struct NewInode {
-    inode: ARef<Inode>,
+/// `inode` is the first field, so a `struct inode *` of our superblock points to an `FsInode`.
+/// `key` is written only before the inode is hashed (under the hash lock). `data` is written
+/// only while the inode is new (`I_NEW`, which no one else may use yet) or being destroyed.
+#[repr(C)]
+pub(crate) struct FsInode<T: FileSystem> {
+    inode: Opaque<bindings::inode>,
+    key: UnsafeCell<usize>,
+    data: UnsafeCell<Option<Pin<KBox<T::InodeData>>>>,
 }
 
-impl NewInode {
-    /// Takes ownership of an inode returned by `new_inode`.
-    ///
+// SAFETY: see the type invariants: the cells are only written while the inode is exclusive.
+unsafe impl<T: FileSystem> Sync for FsInode<T> {}
+// SAFETY: as for `Sync`; the data is `Send`.
+unsafe impl<T: FileSystem> Send for FsInode<T> {}
+
+impl<T: FileSystem> FsInode<T> {
     /// # Safety
     ///
-    /// `ptr` must come from `new_inode` and must not be visible to anyone else.
-    pub(crate) unsafe fn from_new(ptr: NonNull<bindings::inode>) -> Self {
-        // INVARIANT: the caller hands over the only reference of an unpublished inode.
-        // SAFETY: `new_inode` returned a counted reference, which we take over.
-        Self { inode: unsafe { ARef::from_raw(ptr.cast()) } }
+    /// `ptr` must be a live inode of a superblock of `T`, valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::inode) -> &'a Self {
+        // SAFETY: our inodes are allocated as `FsInode<T>` with the inode first (`repr(C)`).
+        unsafe { &*ptr.cast() }
     }
 
-    fn raw(&self) -> *mut bindings::inode {
-        self.inode.as_ptr()
+    pub(crate) fn inode(&self) -> &Inode {
+        // SAFETY: the embedded inode is valid while `self` is.
+        unsafe { Inode::from_raw(self.inode.get()) }
     }
 
-    /// Sets the inode number.
-    pub(crate) fn set_ino(&mut self, ino: u64) {
-        // SAFETY: the inode is ours alone (type invariant).
-        unsafe { (*self.raw()).i_ino = ino };
-    }
-
-    /// Copies mode, owner, rdev, times, flags and link count from `src`.
-    pub(crate) fn copy_attrs_from(&mut self, src: &Inode) {
-        // SAFETY: `self` is unpublished (type invariant) and `src` is valid.
-        unsafe { super::ffi::unionrs_copy_attr_all(self.raw(), src.as_ptr()) };
-    }
-
-    /// Makes this an empty directory served by the VFS' simple directory operations.
-    pub(crate) fn set_simple_dir_ops(&mut self) {
-        // SAFETY: the inode is ours alone; the simple operations are static and live forever.
-        unsafe {
-            (*self.raw()).i_op = &raw const bindings::simple_dir_inode_operations;
-            (*self.raw()).__bindgen_anon_3.i_fop = &raw const bindings::simple_dir_operations;
+    /// The per-inode data; `EIO` for an inode whose set-up failed.
+    pub(crate) fn data(&self) -> Result<&T::InodeData> {
+        // SAFETY: `data` is not written while others hold references (type invariant).
+        match unsafe { &*self.data.get() } {
+            Some(d) => Ok(d),
+            None => Err(EIO),
         }
     }
 
-    /// Gives up ownership, returning the raw inode with its reference.
-    pub(crate) fn into_raw(self) -> *mut bindings::inode {
-        ARef::into_raw(self.inode).as_ptr().cast()
+    /// The superblock, whose private data is set (our inodes only exist on mounted unions).
+    pub(crate) fn sb(&self) -> &SuperBlock<T> {
+        // SAFETY: `i_sb` is one of our superblocks, which outlives its inodes.
+        unsafe { SuperBlock::from_raw((*self.inode.get()).i_sb) }
+    }
+
+    pub(crate) fn ino(&self) -> u64 {
+        self.inode().ino()
+    }
+
+    /// `super_operations::alloc_inode`.
+    pub(crate) unsafe extern "C" fn alloc_inode(_sb: *mut bindings::super_block) -> *mut bindings::inode {
+        let b = KBox::new(
+            // SAFETY: an all-zero `struct inode` is the starting point `inode_init_once` expects.
+            FsInode::<T> { inode: unsafe { core::mem::zeroed() }, key: UnsafeCell::new(0), data: UnsafeCell::new(None) },
+            GFP_KERNEL,
+        );
+        match b {
+            Ok(b) => {
+                let p = KBox::into_raw(b);
+                // SAFETY: `p` is a fresh allocation; this is what slab constructors do.
+                unsafe { bindings::inode_init_once((*p).inode.get()) };
+                p.cast()
+            }
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
+    /// `super_operations::destroy_inode`: drops our data (it holds references on the layers),
+    /// in process context, after the inode left the hash.
+    pub(crate) unsafe extern "C" fn destroy_inode(inode: *mut bindings::inode) {
+        // SAFETY: the VFS destroys an inode nobody else uses any more.
+        let this = unsafe { Self::from_raw(inode) };
+        // SAFETY: exclusive access (type invariant: being destroyed).
+        drop(unsafe { (*this.data.get()).take() });
+    }
+
+    /// `super_operations::free_inode`: frees the memory after an RCU grace period.
+    pub(crate) unsafe extern "C" fn free_inode(inode: *mut bindings::inode) {
+        // SAFETY: allocated by `alloc_inode` as a `KBox<FsInode<T>>`; nobody can see it now.
+        drop(unsafe { KBox::from_raw(inode.cast::<FsInode<T>>()) });
+    }
+
+    /// Installs data and attributes in an inode that is still exclusively ours (new).
+    ///
+    /// # Safety
+    ///
+    /// The inode must be new (`I_NEW` or fresh from `new_inode`) and not yet visible.
+    unsafe fn setup(&self, data: Pin<KBox<T::InodeData>>, ino: u64, real: &Inode) {
+        let raw = self.inode.get();
+        // SAFETY: exclusive access, as the caller promises.
+        unsafe {
+            *self.data.get() = Some(data);
+            (*raw).i_ino = ino;
+            super::ffi::unionrs_copy_attr_all(raw, real.as_ptr());
+            super::ops::Adapter::<T>::set_ops(raw);
+        }
+    }
+
+    unsafe extern "C" fn test(inode: *mut bindings::inode, key: *mut c_void) -> c_int {
+        // SAFETY: the hash only holds our inodes; `key` points to the key of `get_inode`.
+        // The key is written before hashing and read under the hash lock.
+        unsafe { (*Self::from_raw(inode).key.get() == *key.cast::<usize>()) as c_int }
+    }
+
+    unsafe extern "C" fn set(inode: *mut bindings::inode, key: *mut c_void) -> c_int {
+        // SAFETY: called for a new inode, under the hash lock, before it is hashed.
+        unsafe { *Self::from_raw(inode).key.get() = *key.cast::<usize>() };
+        0
+    }
+}
+
+impl<T: FileSystem> SuperBlock<T> {
+    /// Finds our inode for `key` (hashed: the same key gives the same inode while it lives),
+    /// or makes one with `data`, inode number `ino` and the attributes and type of `real`.
+    pub(crate) fn get_inode(&self, key: usize, ino: u64, real: &Inode, data: Pin<KBox<T::InodeData>>) -> Result<ARef<Inode>> {
+        let mut k = key;
+        // SAFETY: `self` is a live superblock of `T`; `test`/`set` match our inode layout and
+        // `k` outlives the call.
+        let inode = unsafe {
+            bindings::iget5_locked(
+                self.as_ptr(),
+                key as u64,
+                Some(FsInode::<T>::test),
+                Some(FsInode::<T>::set),
+                (&raw mut k).cast(),
+            )
+        };
+        let inode = NonNull::new(inode).ok_or(ENOMEM)?;
+        // SAFETY: `iget5_locked` returned a referenced inode, which the `ARef` now owns.
+        let aref: ARef<Inode> = unsafe { ARef::from_raw(inode.cast()) };
+        // SAFETY: the inode is live.
+        if unsafe { super::ffi::unionrs_inode_is_new(inode.as_ptr()) } {
+            // SAFETY: it is our inode, still `I_NEW`, so we are its only user.
+            unsafe {
+                FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino, real);
+                bindings::unlock_new_inode(inode.as_ptr());
+            }
+        }
+        Ok(aref)
+    }
+
+    /// Makes an unhashed inode (the root).
+    pub(crate) fn new_unhashed_inode(&self, ino: u64, real: &Inode, data: Pin<KBox<T::InodeData>>) -> Result<ARef<Inode>> {
+        // SAFETY: the superblock is valid.
+        let inode = NonNull::new(unsafe { bindings::new_inode(self.as_ptr()) }).ok_or(ENOMEM)?;
+        // SAFETY: `new_inode` gave us a referenced, unpublished inode of ours.
+        unsafe { FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino, real) };
+        // SAFETY: we own the reference from `new_inode`.
+        Ok(unsafe { ARef::from_raw(inode.cast()) })
     }
 }

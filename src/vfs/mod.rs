@@ -6,11 +6,15 @@
 //! logic above it (params, superblock, ...) only sees the safe types defined
 //! here: [`Dentry`], [`Inode`], [`Path`], [`SuperBlock`], [`FsContext`].
 
+pub(crate) mod cred;
 pub(crate) mod dentry;
 pub(crate) mod ffi;
+pub(crate) mod file;
 pub(crate) mod fs_context;
 pub(crate) mod fs_type;
 pub(crate) mod inode;
+pub(crate) mod layer;
+pub(crate) mod ops;
 pub(crate) mod path;
 pub(crate) mod super_block;
 
@@ -18,8 +22,11 @@ pub(crate) mod super_block;
 pub(crate) use dentry::Dentry;
 pub(crate) use fs_context::{FsContext, Param, ParamValue};
 pub(crate) use fs_type::{FileSystem, Registration};
-#[allow(unused_imports)]
-pub(crate) use inode::{Inode, NewInode};
+pub(crate) use cred::MounterCreds;
+pub(crate) use file::{DirEmitter, RealFile};
+pub(crate) use inode::{FsInode, Inode};
+pub(crate) use layer::{LayerMount, RealPath};
+pub(crate) use ops::{Idmap, Kstat};
 pub(crate) use path::Path;
 pub(crate) use super_block::SuperBlock;
 
@@ -31,6 +38,16 @@ pub(crate) mod errno {
     /// Too many levels of symbolic links; overlayfs' answer to overlapping layers.
     pub(crate) fn eloop() -> Error {
         Error::from_errno(-(bindings::ELOOP as i32))
+    }
+
+    /// File name too long.
+    pub(crate) fn enametoolong() -> Error {
+        Error::from_errno(-(bindings::ENAMETOOLONG as i32))
+    }
+
+    /// No data available: an absent extended attribute.
+    pub(crate) fn enodata() -> Error {
+        Error::from_errno(-(bindings::ENODATA as i32))
     }
 }
 

@@ -86,6 +86,12 @@ impl Path {
     }
 }
 
+impl Path {
+    pub(crate) fn as_raw(&self) -> *const bindings::path {
+        &self.inner
+    }
+}
+
 impl Clone for Path {
     fn clone(&self) -> Self {
         // SAFETY: `self.inner` is valid; `path_get` takes a new reference on both members.

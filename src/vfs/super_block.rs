@@ -4,9 +4,7 @@
 
 use super::ffi;
 use super::fs_type::FileSystem;
-use super::inode::NewInode;
 use core::marker::PhantomData;
-use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::types::{ForeignOwnable, Opaque};
@@ -68,6 +66,10 @@ impl<T: FileSystem> SuperBlock<T> {
         unsafe { &*ptr.cast() }
     }
 
+    pub(crate) fn as_ptr(&self) -> *mut bindings::super_block {
+        self.0.get()
+    }
+
     fn raw(&self) -> *mut bindings::super_block {
         self.0.get()
     }
@@ -77,13 +79,5 @@ impl<T: FileSystem> SuperBlock<T> {
         // SAFETY: by the type invariant `s_fs_info` holds a `KBox<T::Info>` that outlives
         // every reference to the superblock.
         unsafe { <KBox<T::Info> as ForeignOwnable>::borrow((*self.raw()).s_fs_info) }
-    }
-
-    /// Allocates a new inode on this superblock.
-    pub(crate) fn new_inode(&self) -> Result<NewInode> {
-        // SAFETY: the superblock is valid.
-        let inode = NonNull::new(unsafe { bindings::new_inode(self.raw()) }).ok_or(ENOMEM)?;
-        // SAFETY: `new_inode` returned a fresh inode that only we know about.
-        Ok(unsafe { NewInode::from_new(inode) })
     }
 }

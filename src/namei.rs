@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Lookup across the layers.
+//!
+//! A name is looked up in each real directory behind the parent, top layer first. A whiteout
+//! hides the name in every layer below it; a non-directory hides everything below it;
+//! directories merge until one is opaque.
+
+use crate::inode::{RealEntry, UnionInode};
+use crate::superblock::{Layer, UnionFs};
+use crate::vfs::{Dentry, FsInode, Inode};
+use kernel::prelude::*;
+use kernel::sync::aref::ARef;
+
+impl UnionFs {
+    /// The name of one of our private xattrs ("trusted.overlay.X" or "user.overlay.X").
+    pub(crate) fn xattr_name(&self, which: Xattr) -> &'static CStr {
+        match (self.userxattr, which) {
+            (false, Xattr::Opaque) => c"trusted.overlay.opaque",
+            (false, Xattr::Whiteout) => c"trusted.overlay.whiteout",
+            (true, Xattr::Opaque) => c"user.overlay.opaque",
+            (true, Xattr::Whiteout) => c"user.overlay.whiteout",
+        }
+    }
+
+    /// The value of a directory's `overlay.opaque` xattr: `y` (opaque), `x` (contains xattr
+    /// whiteouts) or 0.
+    pub(crate) fn opaque_value(&self, layer: &Layer, dir: &Dentry) -> u8 {
+        let mut v = [0u8; 1];
+        match dir.getxattr(&layer.mnt, self.xattr_name(Xattr::Opaque), &mut v) {
+            Ok(1) => v[0],
+            _ => 0,
+        }
+    }
+
+    /// Whether a positive real dentry is a whiteout: a 0/0 character device, or an empty
+    /// regular file with the `overlay.whiteout` xattr (overlayfs' xattr whiteouts).
+    pub(crate) fn is_whiteout(&self, layer: &Layer, d: &Dentry, inode: &Inode) -> bool {
+        if inode.is_whiteout() {
+            return true;
+        }
+        inode.is_reg()
+            && inode.size() == 0
+            && d.getxattr(&layer.mnt, self.xattr_name(Xattr::Whiteout), &mut []).is_ok()
+    }
+
+    /// Looks `name` up below the real directories `parent` and returns the new stack.
+    pub(crate) fn lookup_stack(&self, parent: &UnionInode, name: &[u8]) -> Result<KVec<RealEntry>> {
+        let mut stack = KVec::new();
+        for e in parent.stack.iter() {
+            let layer = self.layers.get(e.layer).ok_or(EIO)?;
+            let Some(child) = e.dentry.lookup_child(&layer.mnt, name)? else { continue };
+            let Some(inode) = child.inode() else { continue };
+            if self.is_whiteout(layer, &child, inode) {
+                break;
+            }
+            if inode.is_dir() {
+                let opaque = self.opaque_value(layer, &child) == b'y';
+                stack.push(RealEntry { layer: e.layer, dentry: child }, GFP_KERNEL)?;
+                if opaque {
+                    break;
+                }
+            } else {
+                // A non-directory is only visible on top; below a directory it is hidden.
+                if stack.is_empty() {
+                    stack.push(RealEntry { layer: e.layer, dentry: child }, GFP_KERNEL)?;
+                }
+                break;
+            }
+        }
+        Ok(stack)
+    }
+}
+
+/// Our private xattrs.
+#[derive(Clone, Copy)]
+pub(crate) enum Xattr {
+    Opaque,
+    Whiteout,
+}
+
+/// `inode_operations::lookup` of a union directory.
+pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
+    let fs = dir.sb().info();
+    let stack = fs.lookup_stack(dir.data()?, name)?;
+    if stack.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(fs.get_inode(dir.sb(), stack)?))
+}

@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Reading union directories.
+//!
+//! A directory that comes from one layer is read straight from that layer, with the real
+//! filesystem's positions. A merged directory is read from a listing built once per
+//! directory inode: every layer's names, deduplicated (the top-most entry wins), without
+//! whiteouts and the names they hide. Positions in it are plain indexes, so they stay stable
+//! across `getdents64` calls, `telldir`/`seekdir` and `rewinddir`.
+
+use crate::inode::UnionInode;
+use crate::superblock::UnionFs;
+use crate::vfs::{DirEmitter, FsInode, RealFile};
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::sync::Arc;
+
+/// One entry of a merged listing; the name is `names[off..off + len]`.
+struct Entry {
+    off: usize,
+    len: usize,
+    ino: u64,
+    d_type: u8,
+}
+
+/// The merged listing of a directory.
+pub(crate) struct MergedDir {
+    names: KVec<u8>,
+    entries: KVec<Entry>,
+}
+
+impl MergedDir {
+    fn name(&self, e: &Entry) -> &[u8] {
+        self.names.get(e.off..e.off + e.len).unwrap_or(&[])
+    }
+}
+
+/// An open union directory.
+pub(crate) enum DirState {
+    /// A directory of one layer: read through.
+    Single(RealFile),
+    /// A merged directory: read from the shared listing.
+    Merged(Arc<MergedDir>),
+}
+
+const DT_DIR: u32 = bindings::DT_DIR;
+const DT_CHR: u8 = bindings::DT_CHR as u8;
+const DT_REG: u8 = bindings::DT_REG as u8;
+const DT_UNKNOWN: u8 = bindings::DT_UNKNOWN as u8;
+
+/// A name as read from one layer, before merging.
+struct RawEntry {
+    off: usize,
+    len: usize,
+    /// Position of the layer in the directory's stack (0 = top).
+    rank: usize,
+    ino: u64,
+    d_type: u8,
+}
+
+fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
+    let mut names = KVec::new();
+    let mut raw: KVec<RawEntry> = KVec::new();
+    let mut xwhiteouts = KVec::new();
+    for (rank, e) in dir.stack.iter().enumerate() {
+        let layer = fs.layers.get(e.layer).ok_or(EIO)?;
+        xwhiteouts.push(fs.opaque_value(layer, &e.dentry) == b'x', GFP_KERNEL)?;
+        let file = RealFile::open_dir(fs.real_path(e)?, &fs.creds)?;
+        let failed = core::cell::Cell::new(false);
+        let mut take = |name: &[u8], _off: i64, ino: u64, d_type: u32| -> bool {
+            if name == b"." || name == b".." {
+                return true;
+            }
+            let off = names.len();
+            let r = names
+                .extend_from_slice(name, GFP_KERNEL)
+                .and_then(|_| raw.push(RawEntry { off, len: name.len(), rank, ino, d_type: d_type as u8 }, GFP_KERNEL));
+            if r.is_err() {
+                failed.set(true);
+                return false;
+            }
+            true
+        };
+        // Read the whole layer directory; it returns early only when `take` fails.
+        let mut pos = 0;
+        loop {
+            let next = file.read_dir(pos, &mut take)?;
+            if next == pos || failed.get() {
+                break;
+            }
+            pos = next;
+        }
+        if failed.get() {
+            return Err(ENOMEM);
+        }
+    }
+
+    let name_of = |r: &RawEntry| -> &[u8] { names.get(r.off..r.off + r.len).unwrap_or(&[]) };
+    raw.sort_unstable_by(|a, b| name_of(a).cmp(name_of(b)).then(a.rank.cmp(&b.rank)));
+
+    let mut entries = KVec::with_capacity(raw.len(), GFP_KERNEL)?;
+    let mut i = 0;
+    while i < raw.len() {
+        let top = &raw[i];
+        let name = name_of(top);
+        let mut j = i + 1;
+        while j < raw.len() && name_of(&raw[j]) == name {
+            j += 1;
+        }
+        i = j;
+        // Only entries that may be whiteouts need a look at the real object.
+        let xw = xwhiteouts.get(top.rank).copied().unwrap_or(false);
+        if top.d_type == DT_CHR || top.d_type == DT_UNKNOWN || (xw && top.d_type == DT_REG) {
+            let e = dir.stack.get(top.rank).ok_or(EIO)?;
+            let layer = fs.layers.get(e.layer).ok_or(EIO)?;
+            if let Some(child) = e.dentry.lookup_child(&layer.mnt, name)? {
+                if let Some(inode) = child.inode() {
+                    if fs.is_whiteout(layer, &child, inode) {
+                        continue;
+                    }
+                }
+            }
+        }
+        let layer = dir.stack.get(top.rank).map_or(0, |e| e.layer);
+        let ino = fs.map_ino(layer, top.ino, u32::from(top.d_type) == DT_DIR);
+        entries.push(Entry { off: top.off, len: top.len, ino, d_type: top.d_type }, GFP_KERNEL)?;
+    }
+    Ok(MergedDir { names, entries })
+}
+
+/// `file_operations::open` of a union directory.
+pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
+    let fs = inode.sb().info();
+    let data = inode.data()?;
+    if !data.is_merged() {
+        return Ok(DirState::Single(RealFile::open_dir(fs.real_path(data.top()?)?, &fs.creds)?));
+    }
+    let mut cache = data.dir_cache.lock();
+    if let Some(m) = cache.as_ref() {
+        return Ok(DirState::Merged(m.clone()));
+    }
+    let merged = Arc::new(build_merged(fs, data)?, GFP_KERNEL)?;
+    *cache = Some(merged.clone());
+    Ok(DirState::Merged(merged))
+}
+
+/// `file_operations::iterate_shared` of a union directory.
+pub(crate) fn iterate(inode: &FsInode<UnionFs>, dir: &DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result {
+    let self_ino = inode.ino();
+    match dir {
+        DirState::Single(file) => {
+            // "." and ".." as the union sees them; everything else as the layer has it.
+            let fs = inode.sb().info();
+            let layer = inode.data()?.top()?.layer;
+            let next = file.read_dir(out.pos(), &mut |name, off, ino, d_type| {
+                let ino = match name {
+                    b"." => self_ino,
+                    b".." => parent_ino,
+                    _ => fs.map_ino(layer, ino, d_type == DT_DIR),
+                };
+                out.emit_at(name, off, ino, d_type)
+            })?;
+            out.set_pos(next);
+        }
+        DirState::Merged(m) => {
+            let mut pos = out.pos().max(0) as usize;
+            while pos < m.entries.len() + 2 {
+                let ok = match pos {
+                    0 => out.emit(b".", self_ino, DT_DIR),
+                    1 => out.emit(b"..", parent_ino, DT_DIR),
+                    _ => match m.entries.get(pos - 2) {
+                        Some(e) => out.emit(m.name(e), e.ino, u32::from(e.d_type)),
+                        None => break,
+                    },
+                };
+                if !ok {
+                    break;
+                }
+                pos += 1;
+                out.set_pos(pos as i64);
+            }
+        }
+    }
+    Ok(())
+}

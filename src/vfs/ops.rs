@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The VFS operation tables of our inodes and files, filled with trampolines into the
+//! [`FileSystem`] implementation (the union logic) and, for regular files, with the kernel's
+//! backing-file helpers that forward I/O to the real file.
+
+use super::cred::MounterCreds;
+use super::dentry::Dentry;
+use super::ffi;
+use super::file::{DirEmitter, RealFile};
+use super::fs_type::FileSystem;
+use super::inode::{FsInode, Inode};
+use super::layer::RealPath;
+use super::super_block::SuperBlock;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+use kernel::bindings;
+use kernel::error::{from_err_ptr, from_result};
+use kernel::prelude::*;
+use kernel::sync::aref::ARef;
+use kernel::types::ForeignOwnable;
+
+/// The id mapping of the mount an operation came through.
+#[derive(Clone, Copy)]
+pub(crate) struct Idmap(*mut bindings::mnt_idmap);
+
+/// Attributes returned by `stat`, as the union adjusts them after asking the real inode.
+///
+/// # Invariants
+///
+/// Wraps the live `kstat` of the current `getattr` call.
+pub(crate) struct Kstat<'a>(&'a mut bindings::kstat);
+
+impl Kstat<'_> {
+    pub(crate) fn ino(&self) -> u64 {
+        self.0.ino
+    }
+    pub(crate) fn set_ino(&mut self, ino: u64) {
+        self.0.ino = ino;
+    }
+    /// Reports the object as being on superblock `sb` (its `st_dev`).
+    pub(crate) fn set_dev_of<T: FileSystem>(&mut self, sb: &SuperBlock<T>) {
+        // SAFETY: `s_dev` of a live superblock never changes.
+        self.0.dev = unsafe { (*sb.as_ptr()).s_dev };
+    }
+    pub(crate) fn set_nlink(&mut self, nlink: u32) {
+        self.0.nlink = nlink;
+    }
+}
+
+impl Inode {
+    /// The caller's permission check on this inode's own attributes (mode, owner).
+    pub(crate) fn generic_permission(&self, idmap: Idmap, mask: i32) -> Result {
+        // SAFETY: the inode and idmap are valid for the call.
+        kernel::error::to_result(unsafe { bindings::generic_permission(idmap.0, self.as_ptr(), mask) })
+    }
+}
+
+impl RealPath<'_> {
+    /// The permission check on the real inode, through the layer mount's id mapping.
+    pub(crate) fn inode_permission(&self, mask: i32) -> Result {
+        let inode = self.dentry.inode().ok_or(ENOENT)?;
+        // SAFETY: the inode and the mount's idmap are valid for the call.
+        kernel::error::to_result(unsafe { bindings::inode_permission(self.mnt.idmap(), inode.as_ptr(), mask) })
+    }
+}
+
+/// Per open regular file: the real file that all I/O goes to.
+struct OpenFile {
+    real: RealFile,
+}
+
+/// Trampolines for `T`'s inodes and files.
+pub(crate) struct Adapter<T: FileSystem>(PhantomData<T>);
+
+/// `MAY_NOT_BLOCK`: the caller is in RCU path walk and must not sleep.
+const MAY_NOT_BLOCK: i32 = bindings::MAY_NOT_BLOCK as i32;
+
+impl<T: FileSystem> Adapter<T> {
+    const DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
+        lookup: Some(Self::lookup),
+        permission: Some(Self::permission),
+        getattr: Some(Self::getattr),
+        // SAFETY: all-zero is a valid ops table (all `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    const FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
+        permission: Some(Self::permission),
+        getattr: Some(Self::getattr),
+        // SAFETY: all-zero is a valid ops table (all `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    const SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
+        get_link: Some(Self::get_link),
+        getattr: Some(Self::getattr),
+        // SAFETY: all-zero is a valid ops table (all `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    const DIR_FOPS: bindings::file_operations = bindings::file_operations {
+        open: Some(Self::dir_open),
+        release: Some(Self::dir_release),
+        iterate_shared: Some(Self::iterate_shared),
+        llseek: Some(bindings::default_llseek),
+        read: Some(bindings::generic_read_dir),
+        // SAFETY: all-zero is a valid ops table (all `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    const FILE_FOPS: bindings::file_operations = bindings::file_operations {
+        open: Some(Self::file_open),
+        release: Some(Self::file_release),
+        read_iter: Some(Self::read_iter),
+        splice_read: Some(Self::splice_read),
+        mmap: Some(Self::mmap),
+        llseek: Some(Self::file_llseek),
+        fsync: Some(Self::fsync),
+        // SAFETY: all-zero is a valid ops table (all `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// Picks the operation tables for a new inode by its (already copied) mode.
+    ///
+    /// # Safety
+    ///
+    /// `inode` must be a new inode of `T` that only the caller uses.
+    pub(crate) unsafe fn set_ops(inode: *mut bindings::inode) {
+        // SAFETY: exclusive access, as the caller promises. The tables are constants promoted
+        // to statics.
+        unsafe {
+            let mode = u32::from((*inode).i_mode);
+            match mode & bindings::S_IFMT {
+                bindings::S_IFDIR => {
+                    (*inode).i_op = &Self::DIR_IOPS;
+                    (*inode).__bindgen_anon_3.i_fop = &Self::DIR_FOPS;
+                }
+                bindings::S_IFREG => {
+                    (*inode).i_op = &Self::FILE_IOPS;
+                    (*inode).__bindgen_anon_3.i_fop = &Self::FILE_FOPS;
+                }
+                bindings::S_IFLNK => (*inode).i_op = &Self::SYMLINK_IOPS,
+                _ => {
+                    (*inode).i_op = &Self::FILE_IOPS;
+                    bindings::init_special_inode(inode, (*inode).i_mode, (*inode).i_rdev);
+                }
+            }
+        }
+    }
+
+    unsafe extern "C" fn lookup(
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        _flags: c_uint,
+    ) -> *mut bindings::dentry {
+        // SAFETY: the VFS calls `lookup` on our directory inode with a referenced dentry being
+        // looked up (so its name is stable).
+        let (dir, d) = unsafe { (FsInode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
+        let found = {
+            let _creds = T::creds(dir.sb()).use_here();
+            T::lookup(dir, d.name())
+        };
+        match found {
+            Ok(inode) => {
+                let raw = inode.map_or(core::ptr::null_mut(), |i| ARef::into_raw(i).as_ptr().cast());
+                // SAFETY: `d_splice_alias` takes over our inode reference (or a NULL inode for
+                // a negative entry).
+                unsafe { bindings::d_splice_alias(raw, dentry) }
+            }
+            Err(e) => e.to_ptr(),
+        }
+    }
+
+    unsafe extern "C" fn permission(idmap: *mut bindings::mnt_idmap, inode: *mut bindings::inode, mask: c_int) -> c_int {
+        if mask & MAY_NOT_BLOCK != 0 {
+            // Our checks look at the layers, which may sleep: ask for ref-walk.
+            return ECHILD.to_errno();
+        }
+        from_result(|| {
+            // SAFETY: the VFS passes a live inode of ours.
+            let inode = unsafe { FsInode::<T>::from_raw(inode) };
+            T::permission(inode, Idmap(idmap), mask)?;
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn getattr(
+        _idmap: *mut bindings::mnt_idmap,
+        path: *const bindings::path,
+        stat: *mut bindings::kstat,
+        request_mask: u32,
+        flags: c_uint,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS passes a live path to one of our dentries, and a kstat to fill.
+            let inode = unsafe { FsInode::<T>::from_raw((*(*path).dentry).d_inode) };
+            let real = T::real_path(inode)?;
+            let raw = real.raw();
+            {
+                let _creds = T::creds(inode.sb()).use_here();
+                // SAFETY: `raw` borrows a live path; `stat` is the caller's.
+                kernel::error::to_result(unsafe { bindings::vfs_getattr(&raw, stat, request_mask, flags) })?;
+            }
+            // SAFETY: `stat` is valid and ours for the call.
+            T::fix_stat(inode, &mut Kstat(unsafe { &mut *stat }))?;
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn get_link(
+        dentry: *mut bindings::dentry,
+        inode: *mut bindings::inode,
+        done: *mut bindings::delayed_call,
+    ) -> *const c_char {
+        if dentry.is_null() {
+            // RCU walk: the real filesystem may need to sleep.
+            return ECHILD.to_ptr();
+        }
+        // SAFETY: the VFS passes a live inode of ours.
+        let inode = unsafe { FsInode::<T>::from_raw(inode) };
+        let real = match T::real_path(inode) {
+            Ok(r) => r,
+            Err(e) => return e.to_ptr(),
+        };
+        let _creds = T::creds(inode.sb()).use_here();
+        // SAFETY: the real dentry is referenced by our inode; `done` is the caller's.
+        unsafe { bindings::vfs_get_link(real.dentry.as_ptr(), done) }
+    }
+
+    unsafe extern "C" fn file_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS opens a live inode of ours.
+            let inode = unsafe { FsInode::<T>::from_raw(inode) };
+            let real = T::real_path(inode)?;
+            let raw = real.raw();
+            let creds = T::creds(inode.sb());
+            let f = {
+                let _c = creds.use_here();
+                // SAFETY: `file` is being opened by the VFS; `raw` borrows a live path.
+                from_err_ptr(unsafe { ffi::unionrs_backing_open(file, &raw, creds.as_ptr()) })?
+            };
+            // SAFETY: `backing_file_open` returned an open file we own.
+            let real = unsafe { RealFile::from_raw(NonNull::new(f).ok_or(ENOMEM)?) };
+            let of = KBox::new(OpenFile { real }, GFP_KERNEL)?;
+            // SAFETY: `private_data` of a file being opened is ours.
+            unsafe { (*file).private_data = of.into_foreign() };
+            Ok(0)
+        })
+    }
+
+    /// The open file's state.
+    ///
+    /// # Safety
+    ///
+    /// `file` must be one of our regular files, open.
+    unsafe fn open_file<'a>(file: *mut bindings::file) -> &'a OpenFile {
+        // SAFETY: `file_open` stored a `KBox<OpenFile>` that lives until release.
+        unsafe { <KBox<OpenFile> as ForeignOwnable>::borrow((*file).private_data) }
+    }
+
+    unsafe extern "C" fn file_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+        // SAFETY: last reference to our open file: take back the box from `file_open`.
+        drop(unsafe { <KBox<OpenFile> as ForeignOwnable>::from_foreign((*file).private_data) });
+        0
+    }
+
+    /// The mounter's credentials of the union that `file` belongs to.
+    ///
+    /// # Safety
+    ///
+    /// `file` must be an open file of ours.
+    unsafe fn file_creds<'a>(file: *mut bindings::file) -> &'a MounterCreds {
+        // SAFETY: an open file pins its inode and so the superblock.
+        let inode = unsafe { FsInode::<T>::from_raw((*file).f_inode) };
+        T::creds(inode.sb())
+    }
+
+    unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+        // SAFETY: the VFS passes a live kiocb on one of our open regular files.
+        unsafe {
+            let file = (*iocb).ki_filp;
+            let of = Self::open_file(file);
+            ffi::unionrs_backing_read_iter(of.real.as_ptr(), iocb, iter, Self::file_creds(file).as_ptr())
+        }
+    }
+
+    unsafe extern "C" fn splice_read(
+        file: *mut bindings::file,
+        ppos: *mut bindings::loff_t,
+        pipe: *mut bindings::pipe_inode_info,
+        len: usize,
+        flags: c_uint,
+    ) -> isize {
+        // SAFETY: the VFS passes one of our open regular files and a live pipe.
+        unsafe {
+            let of = Self::open_file(file);
+            ffi::unionrs_backing_splice_read(of.real.as_ptr(), file, ppos, pipe, len, flags, Self::file_creds(file).as_ptr())
+        }
+    }
+
+    unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+        // SAFETY: the VFS maps one of our open regular files. The real file's page cache is the
+        // only one: the mapping is redirected to it.
+        unsafe {
+            let of = Self::open_file(file);
+            ffi::unionrs_backing_mmap(of.real.as_ptr(), vma, Self::file_creds(file).as_ptr())
+        }
+    }
+
+    unsafe extern "C" fn file_llseek(file: *mut bindings::file, offset: bindings::loff_t, whence: c_int) -> bindings::loff_t {
+        // SAFETY: one of our open regular files; the helper mirrors its position on the real
+        // file under the inode lock.
+        unsafe { ffi::unionrs_file_llseek(file, Self::open_file(file).real.as_ptr(), offset, whence) }
+    }
+
+    unsafe extern "C" fn fsync(file: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, datasync: c_int) -> c_int {
+        // SAFETY: one of our open regular files.
+        unsafe {
+            let of = Self::open_file(file);
+            let _c = Self::file_creds(file).use_here();
+            bindings::vfs_fsync_range(of.real.as_ptr(), start, end, datasync)
+        }
+    }
+
+    unsafe extern "C" fn dir_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS opens a live directory inode of ours.
+            let inode = unsafe { FsInode::<T>::from_raw(inode) };
+            let state = {
+                let _c = T::creds(inode.sb()).use_here();
+                T::open_dir(inode)?
+            };
+            let state = KBox::new(state, GFP_KERNEL)?;
+            // SAFETY: `private_data` of a file being opened is ours.
+            unsafe { (*file).private_data = state.into_foreign() };
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn dir_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+        // SAFETY: last reference to our open directory: take back the box from `dir_open`.
+        drop(unsafe { <KBox<T::DirState> as ForeignOwnable>::from_foreign((*file).private_data) });
+        0
+    }
+
+    unsafe extern "C" fn iterate_shared(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> c_int {
+        from_result(|| {
+            // SAFETY: one of our open directories (state from `dir_open`), and the caller's
+            // dir_context; the VFS serializes iteration on one file.
+            let (inode, state, mut emitter) = unsafe {
+                (
+                    FsInode::<T>::from_raw((*file).f_inode),
+                    <KBox<T::DirState> as ForeignOwnable>::borrow((*file).private_data),
+                    DirEmitter::from_raw(ctx),
+                )
+            };
+            // SAFETY: the file's dentry is pinned by the open file.
+            let parent_ino = unsafe { ffi::unionrs_parent_ino((*file).__bindgen_anon_1.f_path.dentry) };
+            let _c = T::creds(inode.sb()).use_here();
+            T::iterate(inode, state, parent_ino, &mut emitter)?;
+            Ok(0)
+        })
+    }
+
+    /// `super_operations::statfs`.
+    pub(crate) unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::kstatfs) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS passes a dentry of one of our mounted superblocks.
+            let sb = unsafe { SuperBlock::<T>::from_raw((*dentry).d_sb) };
+            let real = T::statfs_path(sb)?;
+            let raw = real.raw();
+            let _c = T::creds(sb).use_here();
+            // SAFETY: `raw` borrows a live path and `buf` is the caller's; `s_magic` is fixed.
+            kernel::error::to_result(unsafe { ffi::unionrs_statfs(&raw, buf, (*sb.as_ptr()).s_magic as c_long) })?;
+            Ok(0)
+        })
+    }
+}
