@@ -248,6 +248,14 @@ impl FileSystem for UnionFs {
         crate::readdir::open_dir(inode)
     }
 
+    fn getxattr(inode: &FsInode<Self>, name: &CStr, buf: &mut [u8]) -> Result<usize> {
+        crate::xattr::getxattr(inode, name, buf)
+    }
+
+    fn listxattr(inode: &FsInode<Self>, buf: &mut [u8]) -> Result<usize> {
+        crate::xattr::listxattr(inode, buf)
+    }
+
     fn iterate(inode: &FsInode<Self>, dir: &DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result {
         crate::readdir::iterate(inode, dir, parent_ino, out)
     }

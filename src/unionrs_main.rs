@@ -9,6 +9,7 @@ mod params;
 mod readdir;
 mod superblock;
 mod vfs;
+mod xattr;
 
 use kernel::prelude::*;
 

@@ -87,4 +87,12 @@ extern "C" {
 #[allow(improper_ctypes)]
 extern "C" {
     pub(crate) fn unionrs_parent_ino(dentry: *mut bindings::dentry) -> u64;
+    pub(crate) fn unionrs_capable_sys_admin() -> bool;
+    pub(crate) fn unionrs_sb_set_posixacl(sb: *mut bindings::super_block);
+    pub(crate) fn unionrs_get_inode_acl(real: *mut bindings::inode, ty: c_int) -> *mut bindings::posix_acl;
+    pub(crate) fn unionrs_get_acl(
+        mnt: *mut bindings::vfsmount,
+        real: *mut bindings::dentry,
+        ty: c_int,
+    ) -> *mut bindings::posix_acl;
 }

@@ -75,6 +75,13 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Opens directory `inode` (called with the mounter's credentials).
     fn open_dir(inode: &FsInode<Self>) -> Result<Self::DirState>;
 
+    /// Reads extended attribute `name` of `inode` into `buf` (or its size, for an empty
+    /// `buf`).
+    fn getxattr(inode: &FsInode<Self>, name: &CStr, buf: &mut [u8]) -> Result<usize>;
+
+    /// Lists the extended attribute names of `inode` into `buf` (or the size needed).
+    fn listxattr(inode: &FsInode<Self>, buf: &mut [u8]) -> Result<usize>;
+
     /// Emits the entries of an open directory from the emitter's position on
     /// (called with the mounter's credentials).
     fn iterate(inode: &FsInode<Self>, dir: &Self::DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result;
@@ -185,11 +192,16 @@ impl<T: FileSystem> Adapter<T> {
             let new_sb = unsafe { NewSuperBlock::from_raw(sb) };
             let info = T::fill_super(fc, new_sb, cfg)?;
             // SAFETY: the superblock is still ours alone; `kill_sb` frees what we store here,
-            // also when the rest of `fill_super` fails. `SUPER_OPS` is a constant promoted to
-            // a static, so the pointer stays valid.
+            // also when the rest of `fill_super` fails. The tables are `'static` (promoted
+            // constants).
+            let sops: &'static bindings::super_operations = &Self::SUPER_OPS;
+            let xattr: &'static [*const bindings::xattr_handler; 2] = &super::ops::Adapter::<T>::XATTR_HANDLERS;
             unsafe {
                 (*sb).s_fs_info = info.into_foreign();
-                (*sb).s_op = &Self::SUPER_OPS;
+                (*sb).s_op = sops;
+                (*sb).s_xattr = xattr.as_ptr();
+                // ACLs are the real objects': permission checks ask them through us.
+                ffi::unionrs_sb_set_posixacl(sb);
             }
             // SAFETY: `s_fs_info` now holds our `KBox<T::Info>`.
             let sb_ref = unsafe { SuperBlock::<T>::from_raw(sb) };

@@ -13,6 +13,9 @@
 #include <linux/fs_parser.h>
 #include <linux/fs_stack.h>
 #include <linux/module.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
+#include <linux/xattr.h>
 #include <linux/mount.h>
 #include <linux/namei.h>
 #include <linux/seq_file.h>
@@ -55,6 +58,11 @@ struct mnt_idmap *unionrs_mnt_idmap(struct vfsmount *mnt);
 int unionrs_statfs(const struct path *real, struct kstatfs *buf, long magic);
 bool unionrs_inode_is_new(struct inode *inode);
 u64 unionrs_parent_ino(struct dentry *dentry);
+bool unionrs_capable_sys_admin(void);
+void unionrs_sb_set_posixacl(struct super_block *sb);
+struct posix_acl *unionrs_get_inode_acl(struct inode *real, int type);
+struct posix_acl *unionrs_get_acl(struct vfsmount *mnt, struct dentry *real,
+				  int type);
 struct file *unionrs_backing_open(struct file *user_file,
 				  const struct path *real, const struct cred *cred);
 ssize_t unionrs_backing_read_iter(struct file *real, struct kiocb *iocb,
@@ -437,4 +445,30 @@ loff_t unionrs_file_llseek(struct file *file, struct file *real, loff_t offset,
 u64 unionrs_parent_ino(struct dentry *dentry)
 {
 	return d_parent_ino(dentry);
+}
+
+/* Whether the caller (not the mounter) may see trusted.* xattr names. */
+bool unionrs_capable_sys_admin(void)
+{
+	return ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
+}
+
+void unionrs_sb_set_posixacl(struct super_block *sb)
+{
+	sb->s_flags |= SB_POSIXACL;
+}
+
+/* The real inode's ACL for permission checks (no permission check of its own). */
+struct posix_acl *unionrs_get_inode_acl(struct inode *real, int type)
+{
+	return get_inode_acl(real, type);
+}
+
+/* The real object's ACL as getfacl sees it, through the layer mount. */
+struct posix_acl *unionrs_get_acl(struct vfsmount *mnt, struct dentry *real,
+				  int type)
+{
+	return vfs_get_acl(mnt_idmap(mnt), real,
+			   type == ACL_TYPE_ACCESS ? XATTR_NAME_POSIX_ACL_ACCESS :
+						     XATTR_NAME_POSIX_ACL_DEFAULT);
 }

@@ -69,12 +69,6 @@ impl Inode {
         unsafe { core::ptr::read_volatile(&raw const (*self.as_ptr()).i_size) }
     }
 
-    /// The superblock this inode belongs to (for same-filesystem checks).
-    pub(crate) fn sb_ptr(&self) -> *const bindings::super_block {
-        // SAFETY: `i_sb` never changes.
-        unsafe { (*self.as_ptr()).i_sb }
-    }
-
     pub(crate) fn ino(&self) -> u64 {
         // SAFETY: `self` is valid and `i_ino` does not change after the inode is hashed.
         unsafe { (*self.as_ptr()).i_ino }

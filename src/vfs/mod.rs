@@ -44,14 +44,15 @@ pub(crate) mod errno {
     pub(crate) fn enametoolong() -> Error {
         Error::from_errno(-(bindings::ENAMETOOLONG as i32))
     }
-
-    /// No data available: an absent extended attribute.
-    pub(crate) fn enodata() -> Error {
-        Error::from_errno(-(bindings::ENODATA as i32))
-    }
 }
 
 /// Shows a C string in a message, with non-printable bytes escaped.
 pub(crate) fn show(s: &kernel::prelude::CStr) -> &kernel::str::BStr {
     kernel::str::BStr::from_bytes(s.to_bytes())
+}
+
+/// Whether the calling task has `CAP_SYS_ADMIN` (may see `trusted.*` xattr names).
+pub(crate) fn caller_is_sys_admin() -> bool {
+    // SAFETY: no preconditions; checks the current task's credentials.
+    unsafe { ffi::unionrs_capable_sys_admin() }
 }

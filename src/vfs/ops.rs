@@ -81,6 +81,9 @@ impl<T: FileSystem> Adapter<T> {
         lookup: Some(Self::lookup),
         permission: Some(Self::permission),
         getattr: Some(Self::getattr),
+        listxattr: Some(Self::listxattr),
+        get_inode_acl: Some(Self::get_inode_acl),
+        get_acl: Some(Self::get_acl),
         // SAFETY: all-zero is a valid ops table (all `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -88,6 +91,9 @@ impl<T: FileSystem> Adapter<T> {
     const FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
         permission: Some(Self::permission),
         getattr: Some(Self::getattr),
+        listxattr: Some(Self::listxattr),
+        get_inode_acl: Some(Self::get_inode_acl),
+        get_acl: Some(Self::get_acl),
         // SAFETY: all-zero is a valid ops table (all `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -95,6 +101,7 @@ impl<T: FileSystem> Adapter<T> {
     const SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
         get_link: Some(Self::get_link),
         getattr: Some(Self::getattr),
+        listxattr: Some(Self::listxattr),
         // SAFETY: all-zero is a valid ops table (all `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -121,28 +128,44 @@ impl<T: FileSystem> Adapter<T> {
         ..unsafe { core::mem::zeroed() }
     };
 
+    /// Our one xattr handler: every name goes to the union logic, which passes it to the real
+    /// object (hiding and escaping its private names).
+    const XATTR_HANDLER: bindings::xattr_handler = bindings::xattr_handler {
+        prefix: c"".as_ptr().cast(),
+        get: Some(Self::xattr_get),
+        // SAFETY: all-zero is a valid handler (no name, no set, no list filter).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// The NULL-terminated handler list for `super_block::s_xattr`.
+    pub(crate) const XATTR_HANDLERS: [*const bindings::xattr_handler; 2] = [&Self::XATTR_HANDLER, core::ptr::null()];
+
     /// Picks the operation tables for a new inode by its (already copied) mode.
     ///
     /// # Safety
     ///
     /// `inode` must be a new inode of `T` that only the caller uses.
     pub(crate) unsafe fn set_ops(inode: *mut bindings::inode) {
-        // SAFETY: exclusive access, as the caller promises. The tables are constants promoted
-        // to statics.
+        let dir_iops: &'static bindings::inode_operations = &Self::DIR_IOPS;
+        let file_iops: &'static bindings::inode_operations = &Self::FILE_IOPS;
+        let symlink_iops: &'static bindings::inode_operations = &Self::SYMLINK_IOPS;
+        let dir_fops: &'static bindings::file_operations = &Self::DIR_FOPS;
+        let file_fops: &'static bindings::file_operations = &Self::FILE_FOPS;
+        // SAFETY: exclusive access, as the caller promises; the tables are `'static`.
         unsafe {
             let mode = u32::from((*inode).i_mode);
             match mode & bindings::S_IFMT {
                 bindings::S_IFDIR => {
-                    (*inode).i_op = &Self::DIR_IOPS;
-                    (*inode).__bindgen_anon_3.i_fop = &Self::DIR_FOPS;
+                    (*inode).i_op = dir_iops;
+                    (*inode).__bindgen_anon_3.i_fop = dir_fops;
                 }
                 bindings::S_IFREG => {
-                    (*inode).i_op = &Self::FILE_IOPS;
-                    (*inode).__bindgen_anon_3.i_fop = &Self::FILE_FOPS;
+                    (*inode).i_op = file_iops;
+                    (*inode).__bindgen_anon_3.i_fop = file_fops;
                 }
-                bindings::S_IFLNK => (*inode).i_op = &Self::SYMLINK_IOPS,
+                bindings::S_IFLNK => (*inode).i_op = symlink_iops,
                 _ => {
-                    (*inode).i_op = &Self::FILE_IOPS;
+                    (*inode).i_op = file_iops;
                     bindings::init_special_inode(inode, (*inode).i_mode, (*inode).i_rdev);
                 }
             }
@@ -361,6 +384,75 @@ impl<T: FileSystem> Adapter<T> {
             T::iterate(inode, state, parent_ino, &mut emitter)?;
             Ok(0)
         })
+    }
+
+    unsafe extern "C" fn xattr_get(
+        _handler: *const bindings::xattr_handler,
+        _dentry: *mut bindings::dentry,
+        inode: *mut bindings::inode,
+        name: *const c_char,
+        buffer: *mut c_void,
+        size: usize,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS passes one of our inodes, a NUL-terminated name and a buffer
+            // that is NULL (size 0) or valid for `size` bytes.
+            let (inode, name, buf) = unsafe {
+                (
+                    FsInode::<T>::from_raw(inode),
+                    CStr::from_char_ptr(name),
+                    if buffer.is_null() { &mut [][..] } else { core::slice::from_raw_parts_mut(buffer.cast::<u8>(), size) },
+                )
+            };
+            let n = T::getxattr(inode, name, buf)?;
+            c_int::try_from(n).map_err(|_| ERANGE)
+        })
+    }
+
+    unsafe extern "C" fn listxattr(dentry: *mut bindings::dentry, list: *mut c_char, size: usize) -> isize {
+        // SAFETY: the VFS passes one of our positive dentries and a buffer that is NULL (size
+        // 0) or valid for `size` bytes.
+        let (inode, buf) = unsafe {
+            (
+                FsInode::<T>::from_raw((*dentry).d_inode),
+                if list.is_null() { &mut [][..] } else { core::slice::from_raw_parts_mut(list.cast::<u8>(), size) },
+            )
+        };
+        match T::listxattr(inode, buf) {
+            Ok(n) => n as isize,
+            Err(e) => e.to_errno() as isize,
+        }
+    }
+
+    unsafe extern "C" fn get_inode_acl(inode: *mut bindings::inode, ty: c_int, rcu: bool) -> *mut bindings::posix_acl {
+        if rcu {
+            return ECHILD.to_ptr();
+        }
+        // SAFETY: the VFS passes one of our inodes.
+        let inode = unsafe { FsInode::<T>::from_raw(inode) };
+        let real = match T::real_path(inode).and_then(|r| r.dentry.inode().ok_or(ENOENT)) {
+            Ok(r) => r,
+            Err(e) => return e.to_ptr(),
+        };
+        let _c = T::creds(inode.sb()).use_here();
+        // SAFETY: the real inode is pinned by our inode's data.
+        unsafe { ffi::unionrs_get_inode_acl(real.as_ptr(), ty) }
+    }
+
+    unsafe extern "C" fn get_acl(
+        _idmap: *mut bindings::mnt_idmap,
+        dentry: *mut bindings::dentry,
+        ty: c_int,
+    ) -> *mut bindings::posix_acl {
+        // SAFETY: the VFS passes one of our positive dentries.
+        let inode = unsafe { FsInode::<T>::from_raw((*dentry).d_inode) };
+        let real = match T::real_path(inode) {
+            Ok(r) => r,
+            Err(e) => return e.to_ptr(),
+        };
+        let _c = T::creds(inode.sb()).use_here();
+        // SAFETY: the real path is pinned by our inode's data.
+        unsafe { ffi::unionrs_get_acl(real.mnt.as_ptr(), real.dentry.as_ptr(), ty) }
     }
 
     /// `super_operations::statfs`.

@@ -1,0 +1,83 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Extended attributes: those of the real object, minus our private `overlay.*` ones.
+//!
+//! As in overlayfs, a layer may carry escaped names (`trusted.overlay.overlay.X`, written by
+//! a union stacked on this one): the union shows them unescaped (`trusted.overlay.X`), and a
+//! read of `trusted.overlay.X` through the union reads the escaped name.
+
+use crate::superblock::UnionFs;
+use crate::vfs::{caller_is_sys_admin, FsInode};
+use kernel::prelude::*;
+use kernel::str::CString;
+
+/// The escape infix after our prefix.
+const ESCAPE: &[u8] = b"overlay.";
+
+impl UnionFs {
+    /// Our private xattr prefix: `trusted.overlay.` or `user.overlay.`.
+    fn own_prefix(&self) -> &'static [u8] {
+        if self.userxattr {
+            b"user.overlay."
+        } else {
+            b"trusted.overlay."
+        }
+    }
+}
+
+/// `getxattr` of a union object.
+pub(crate) fn getxattr(inode: &FsInode<UnionFs>, name: &CStr, buf: &mut [u8]) -> Result<usize> {
+    let fs = inode.sb().info();
+    let real = crate::inode::real_path(inode)?;
+    let prefix = fs.own_prefix();
+    let bytes = name.to_bytes();
+    let _creds = fs.creds.use_here();
+    if let Some(rest) = bytes.strip_prefix(prefix) {
+        // Read the escaped form on the layer.
+        let mut escaped = KVec::with_capacity(bytes.len() + ESCAPE.len() + 1, GFP_KERNEL)?;
+        escaped.extend_from_slice(prefix, GFP_KERNEL)?;
+        escaped.extend_from_slice(ESCAPE, GFP_KERNEL)?;
+        escaped.extend_from_slice(rest, GFP_KERNEL)?;
+        escaped.push(0, GFP_KERNEL)?;
+        let escaped = CString::try_from(CStr::from_bytes_with_nul(&escaped).map_err(|_| EINVAL)?)?;
+        return real.dentry.getxattr(real.mnt, &escaped, buf);
+    }
+    real.dentry.getxattr(real.mnt, name, buf)
+}
+
+/// `listxattr` of a union object: the real list, filtered in place.
+pub(crate) fn listxattr(inode: &FsInode<UnionFs>, buf: &mut [u8]) -> Result<usize> {
+    let fs = inode.sb().info();
+    let real = crate::inode::real_path(inode)?;
+    // Decided for the caller, before switching to the mounter's credentials.
+    let may_list_trusted = caller_is_sys_admin();
+    let n = {
+        let _creds = fs.creds.use_here();
+        real.dentry.listxattr(buf)?
+    };
+    if buf.is_empty() {
+        // Only the size was asked for: an upper bound is enough.
+        return Ok(n);
+    }
+    let prefix = fs.own_prefix();
+    let (mut read, mut write) = (0usize, 0usize);
+    while read < n {
+        let len = buf[read..n].iter().position(|&c| c == 0).ok_or(EIO)?;
+        let end = read + len + 1;
+        let name = &buf[read..end - 1];
+        let (skip, cut) = match name.strip_prefix(prefix) {
+            Some(rest) if rest.starts_with(ESCAPE) => (false, ESCAPE.len()),
+            Some(_) => (true, 0),
+            None => (!may_list_trusted && name.starts_with(b"trusted."), 0),
+        };
+        if !skip {
+            // Copy the name down, dropping the escape infix if there is one.
+            let p = prefix.len().min(len);
+            buf.copy_within(read..read + p, write);
+            buf.copy_within(read + p + cut..end, write + p);
+            write += end - read - cut;
+        }
+        read = end;
+    }
+    Ok(write)
+}
