@@ -24,9 +24,10 @@ struct Entry {
 }
 
 /// The merged listing of a directory.
+/// Large directories need more than kmalloc can give: these vectors fall back to vmalloc.
 pub(crate) struct MergedDir {
-    names: KVec<u8>,
-    entries: KVec<Entry>,
+    names: KVVec<u8>,
+    entries: KVVec<Entry>,
 }
 
 impl MergedDir {
@@ -59,8 +60,8 @@ struct RawEntry {
 }
 
 fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
-    let mut names = KVec::new();
-    let mut raw: KVec<RawEntry> = KVec::new();
+    let mut names = KVVec::new();
+    let mut raw: KVVec<RawEntry> = KVVec::new();
     let mut xwhiteouts = KVec::new();
     for (rank, e) in dir.stack.iter().enumerate() {
         let layer = fs.layers.get(e.layer).ok_or(EIO)?;
@@ -98,7 +99,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
     let name_of = |r: &RawEntry| -> &[u8] { names.get(r.off..r.off + r.len).unwrap_or(&[]) };
     raw.sort_unstable_by(|a, b| name_of(a).cmp(name_of(b)).then(a.rank.cmp(&b.rank)));
 
-    let mut entries = KVec::with_capacity(raw.len(), GFP_KERNEL)?;
+    let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
     let mut i = 0;
     while i < raw.len() {
         let top = &raw[i];

@@ -40,6 +40,11 @@ pub(crate) mod errno {
         Error::from_errno(-(bindings::ELOOP as i32))
     }
 
+    /// Operation not supported (by the real filesystem).
+    pub(crate) fn eopnotsupp() -> Error {
+        Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+    }
+
     /// File name too long.
     pub(crate) fn enametoolong() -> Error {
         Error::from_errno(-(bindings::ENAMETOOLONG as i32))

@@ -91,6 +91,7 @@ impl<T: FileSystem> Adapter<T> {
     const FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
         permission: Some(Self::permission),
         getattr: Some(Self::getattr),
+        fiemap: Some(Self::fiemap),
         listxattr: Some(Self::listxattr),
         get_inode_acl: Some(Self::get_inode_acl),
         get_acl: Some(Self::get_acl),
@@ -227,6 +228,25 @@ impl<T: FileSystem> Adapter<T> {
             }
             // SAFETY: `stat` is valid and ours for the call.
             T::fix_stat(inode, &mut Kstat(unsafe { &mut *stat }))?;
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn fiemap(
+        inode: *mut bindings::inode,
+        info: *mut bindings::fiemap_extent_info,
+        start: u64,
+        len: u64,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS passes one of our inodes and the caller's extent buffer.
+            let inode = unsafe { FsInode::<T>::from_raw(inode) };
+            let real = T::real_path(inode)?.dentry.inode().ok_or(ENOENT)?;
+            // SAFETY: the real inode is pinned by our data; its ops table is static.
+            let op = unsafe { (*(*real.as_ptr()).i_op).fiemap }.ok_or_else(super::errno::eopnotsupp)?;
+            let _c = T::creds(inode.sb()).use_here();
+            // SAFETY: forwarding the caller's arguments to the real filesystem's own fiemap.
+            kernel::error::to_result(unsafe { op(real.as_ptr(), info, start, len) })?;
             Ok(0)
         })
     }

@@ -8,6 +8,7 @@
 mod fixture;
 mod module_load;
 mod mount_options;
+mod readonly;
 mod sys;
 
 use std::panic;
@@ -25,6 +26,14 @@ macro_rules! check {
     };
 }
 
+/// Prints how far a slow test has got (with the time since the run started), so that a
+/// console log shows where the time goes.
+pub fn progress(what: &str) {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let t = START.get_or_init(std::time::Instant::now).elapsed();
+    println!("unionrs-progress: {:>8.1}s {what}", t.as_secs_f64());
+}
+
 pub struct Test {
     pub name: &'static str,
     pub run: fn() -> TestResult,
@@ -34,10 +43,12 @@ fn main() {
     let filters: Vec<String> = std::env::args().skip(1).collect();
     let mut tests: Vec<Test> = Vec::new();
     tests.extend(mount_options::tests());
+    tests.extend(readonly::tests());
     // Unloading the module must come last: it reloads it, but keep the rest independent of that.
     tests.extend(module_load::tests());
 
     let (mut passed, mut failed) = (0, 0);
+    progress("start");
     for t in tests.iter().filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str()))) {
         let outcome = panic::catch_unwind(t.run).unwrap_or_else(|p| {
             let msg = p

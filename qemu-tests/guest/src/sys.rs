@@ -32,6 +32,15 @@ pub fn errno_name(e: i32) -> String {
         libc::EAGAIN => "EAGAIN",
         libc::EEXIST => "EEXIST",
         libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EISDIR => "EISDIR",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::ENODATA => "ENODATA",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ERANGE => "ERANGE",
+        libc::EBADF => "EBADF",
+        libc::EIO => "EIO",
+        libc::EXDEV => "EXDEV",
         _ => "",
     };
     format!("{e} {name}")
@@ -198,3 +207,83 @@ pub fn statvfs_flags(p: &Path) -> Result<u64, i32> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 { Ok(s.f_flag as u64) } else { Err(errno()) }
 }
 
+
+/// lstat(2): the object itself, not what a symlink points to.
+pub fn lstat(p: &Path) -> Result<libc::stat, i32> {
+    let c = cpath(p);
+    // SAFETY: zeroed stat is a valid out parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and out pointer.
+    if unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0 { Ok(st) } else { Err(errno()) }
+}
+
+/// mknod(2) (`mode` includes the file type); returns 0 or the errno.
+pub fn mknod(p: &Path, mode: libc::mode_t, dev: libc::dev_t) -> i32 {
+    let c = cpath(p);
+    // SAFETY: valid string.
+    if unsafe { libc::mknod(c.as_ptr(), mode, dev) } == 0 { 0 } else { errno() }
+}
+
+/// utimensat(2) on the object itself (AT_SYMLINK_NOFOLLOW); times are (seconds, nanoseconds),
+/// and a nanosecond value of libc::UTIME_OMIT leaves that time alone. Returns 0 or the errno.
+pub fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) -> i32 {
+    let c = cpath(p);
+    // SAFETY: all-zero timespecs are valid; the fields are set below.
+    let mut ts: [libc::timespec; 2] = unsafe { std::mem::zeroed() };
+    ts[0].tv_sec = atime.0;
+    ts[0].tv_nsec = atime.1;
+    ts[1].tv_sec = mtime.0;
+    ts[1].tv_nsec = mtime.1;
+    // SAFETY: valid string and a pointer to two timespecs.
+    let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    if r == 0 { 0 } else { errno() }
+}
+
+/// lsetxattr(2); returns 0 or the errno.
+pub fn lsetxattr(p: &Path, name: &str, value: &[u8]) -> i32 {
+    let (c, n) = (cpath(p), cstr(name));
+    // SAFETY: valid strings; value is valid for its length.
+    let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    if r == 0 { 0 } else { errno() }
+}
+
+/// lgetxattr(2): the whole value of xattr `name`.
+pub fn lgetxattr(p: &Path, name: &[u8]) -> Result<Vec<u8>, i32> {
+    let c = cpath(p);
+    let n = CString::new(name).map_err(|_| libc::EINVAL)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: valid strings; buf is valid for its length.
+        let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf);
+        }
+        let e = errno();
+        if e != libc::ERANGE || buf.len() > 1 << 20 {
+            return Err(e);
+        }
+        let len = buf.len() * 4;
+        buf.resize(len, 0);
+    }
+}
+
+/// llistxattr(2): the xattr names of the object itself, in the order the filesystem gave them.
+pub fn llistxattr(p: &Path) -> Result<Vec<Vec<u8>>, i32> {
+    let c = cpath(p);
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: valid string; buf is valid for its length.
+        let r = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf.split(|b| *b == 0).filter(|n| !n.is_empty()).map(<[u8]>::to_vec).collect());
+        }
+        let e = errno();
+        if e != libc::ERANGE || buf.len() > 1 << 20 {
+            return Err(e);
+        }
+        let len = buf.len() * 4;
+        buf.resize(len, 0);
+    }
+}

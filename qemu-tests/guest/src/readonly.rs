@@ -1,0 +1,1500 @@
+//! Read-only unions (lower layers only), checked against overlayfs mounted with the same
+//! options in the same guest: the whole tree as stat(2), readdir(3), read(2), readlink(2) and
+//! the xattr calls see it; directory positions (telldir/seekdir); EROFS for every change; no
+//! atime updates on the layers; and layers spread over tmpfs, ext4 and xfs.
+
+use crate::fixture::Scratch;
+use crate::sys::{self, errno_name};
+use crate::{check, Test, TestResult};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ffi::{CStr, CString, OsStr};
+use std::fs::{self, File};
+use std::hash::Hash;
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test { name: "readonly.differential_same_fs", run: differential_same_fs },
+        Test { name: "readonly.seekdir", run: seekdir },
+        Test { name: "readonly.erofs", run: erofs },
+        Test { name: "readonly.no_atime_on_lower", run: no_atime_on_lower },
+        Test { name: "readonly.multi_fs", run: multi_fs },
+    ]
+}
+
+/// At most this many differences are reported per test.
+const MAX_REPORTED: usize = 20;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/// `root/rel`, where `rel` is a path relative to root as bytes ("" is the root itself).
+fn bpath(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(rel)) }
+}
+
+/// A relative path for messages, with odd bytes escaped.
+fn show(rel: &[u8]) -> String {
+    if rel.is_empty() { "/".to_string() } else { format!("/{}", rel.escape_ascii()) }
+}
+
+/// `dir/name` as a relative path.
+fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() { name.to_vec() } else { [dir, b"/", name].concat() }
+}
+
+/// The relative path of the directory containing `rel`.
+fn parent_rel(rel: &[u8]) -> &[u8] {
+    rel.iter().rposition(|b| *b == b'/').map_or(&[][..], |i| &rel[..i])
+}
+
+fn errno_of(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// The whole content of a regular file, through read(2).
+fn read_file(p: &Path) -> Result<Vec<u8>, i32> {
+    let mut f = File::open(p).map_err(|e| errno_of(&e))?;
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).map_err(|e| errno_of(&e))?;
+    Ok(v)
+}
+
+fn readlink(p: &Path) -> Result<Vec<u8>, i32> {
+    fs::read_link(p).map(|t| t.into_os_string().into_vec()).map_err(|e| errno_of(&e))
+}
+
+/// How two byte strings differ, without printing them whole.
+fn bytes_diff(a: &[u8], b: &[u8]) -> String {
+    let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    format!("{} vs {} bytes, first difference at offset {at}", a.len(), b.len())
+}
+
+fn describe_err<T>(r: &Result<T, i32>, ok: impl Fn(&T) -> String) -> String {
+    match r {
+        Ok(v) => ok(v),
+        Err(e) => format!("error {}", errno_name(*e)),
+    }
+}
+
+/// Turns a list of differences into the test's verdict, reporting at most MAX_REPORTED.
+fn verdict(diffs: Vec<String>) -> TestResult {
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    let n = diffs.len();
+    let mut msg = diffs.into_iter().take(MAX_REPORTED).collect::<Vec<_>>().join("\n");
+    if n > MAX_REPORTED {
+        msg.push_str(&format!("\n... and {} more", n - MAX_REPORTED));
+    }
+    Err(msg)
+}
+
+/// The d_type readdir should report for a file mode.
+fn dtype_of(mode: u32) -> u8 {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => libc::DT_DIR,
+        libc::S_IFREG => libc::DT_REG,
+        libc::S_IFLNK => libc::DT_LNK,
+        libc::S_IFCHR => libc::DT_CHR,
+        libc::S_IFBLK => libc::DT_BLK,
+        libc::S_IFIFO => libc::DT_FIFO,
+        libc::S_IFSOCK => libc::DT_SOCK,
+        _ => libc::DT_UNKNOWN,
+    }
+}
+
+/// A tiny deterministic PRNG (xorshift64), so that failures can be reproduced from the seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// Mounts `fstype` ("unionrs" or "overlay") over `layers` (top first) at `target`.
+fn mount_layers(fstype: &str, target: &Path, layers: &[&Path]) -> Result<(), String> {
+    let dirs: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
+    let opts = format!("lowerdir={}", dirs.join(":"));
+    let rc = sys::mount("none", target, fstype, 0, &opts);
+    check!(rc == 0, "mounting {fstype} at {} with {opts}: {}", target.display(), errno_name(rc));
+    Ok(())
+}
+
+/// Mounts unionrs at `u` and overlayfs at `o` over the same layers; both are undone by `s`.
+fn mount_both(s: &mut Scratch, layers: &[&Path]) -> Result<(PathBuf, PathBuf), String> {
+    let (u, o) = (s.dir("u"), s.dir("o"));
+    mount_layers("unionrs", &u, layers)?;
+    s.track(&u);
+    mount_layers("overlay", &o, layers)?;
+    s.track(&o);
+    Ok((u, o))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw directory streams (opendir/readdir/telldir/seekdir), for d_type, d_ino and positions
+
+struct DirEnt {
+    name: Vec<u8>,
+    ino: u64,
+    d_type: u8,
+}
+
+struct DirStream(*mut libc::DIR);
+
+impl DirStream {
+    fn open(p: &Path) -> Result<Self, i32> {
+        let c = sys::cpath(p);
+        // SAFETY: valid string; opendir returns a stream or NULL.
+        let d = unsafe { libc::opendir(c.as_ptr()) };
+        if d.is_null() { Err(sys::errno()) } else { Ok(Self(d)) }
+    }
+
+    /// The next entry, None at the end.
+    fn next(&mut self) -> Result<Option<DirEnt>, i32> {
+        // SAFETY: errno is thread-local; readdir only sets it on error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: self.0 is an open stream.
+        let e = unsafe { libc::readdir64(self.0) };
+        if e.is_null() {
+            let err = sys::errno();
+            return if err == 0 { Ok(None) } else { Err(err) };
+        }
+        // SAFETY: a non-NULL result points to a valid entry until the next call on the stream.
+        let e = unsafe { &*e };
+        // SAFETY: d_name is NUL-terminated.
+        let name = unsafe { CStr::from_ptr(e.d_name.as_ptr()) }.to_bytes().to_vec();
+        Ok(Some(DirEnt { name, ino: e.d_ino, d_type: e.d_type }))
+    }
+
+    fn tell(&mut self) -> libc::c_long {
+        // SAFETY: self.0 is an open stream.
+        unsafe { libc::telldir(self.0) }
+    }
+
+    fn seek(&mut self, pos: libc::c_long) {
+        // SAFETY: self.0 is an open stream.
+        unsafe { libc::seekdir(self.0, pos) }
+    }
+
+    fn rewind(&mut self) {
+        // SAFETY: self.0 is an open stream.
+        unsafe { libc::rewinddir(self.0) }
+    }
+
+    /// Every remaining entry, "." and ".." included.
+    fn read_all(&mut self) -> Result<Vec<DirEnt>, i32> {
+        let mut out = Vec::new();
+        while let Some(e) = self.next()? {
+            out.push(e);
+        }
+        Ok(out)
+    }
+}
+
+impl Drop for DirStream {
+    fn drop(&mut self) {
+        // SAFETY: we own the stream.
+        unsafe { libc::closedir(self.0) };
+    }
+}
+
+fn read_dir_raw(p: &Path) -> Result<Vec<DirEnt>, i32> {
+    DirStream::open(p)?.read_all()
+}
+
+/// The names in directory `p`, without "." and "..".
+fn names_in(p: &Path) -> Result<BTreeSet<Vec<u8>>, i32> {
+    Ok(read_dir_raw(p)?.into_iter().map(|e| e.name).filter(|n| n != b"." && n != b"..").collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building layers
+
+/// One layer directory being populated. Setup failures panic with the path: the harness turns
+/// that into a failed test.
+struct Layer {
+    root: PathBuf,
+}
+
+fn must(rc: i32, what: &str, p: &Path) {
+    assert!(rc == 0, "fixture: {what} {}: {}", p.display(), errno_name(rc));
+}
+
+impl Layer {
+    fn new(root: PathBuf) -> Self {
+        fs::create_dir_all(&root).unwrap_or_else(|e| panic!("fixture: mkdir {}: {e}", root.display()));
+        Self { root }
+    }
+
+    fn path(&self, rel: impl AsRef<[u8]>) -> PathBuf {
+        bpath(&self.root, rel.as_ref())
+    }
+
+    fn parents(&self, p: &Path) {
+        if let Some(d) = p.parent() {
+            fs::create_dir_all(d).unwrap_or_else(|e| panic!("fixture: mkdir {}: {e}", d.display()));
+        }
+    }
+
+    fn dir(&self, rel: impl AsRef<[u8]>) -> &Self {
+        let p = self.path(rel);
+        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("fixture: mkdir {}: {e}", p.display()));
+        self
+    }
+
+    fn file(&self, rel: impl AsRef<[u8]>, content: impl AsRef<[u8]>) -> &Self {
+        let p = self.path(rel);
+        self.parents(&p);
+        fs::write(&p, content).unwrap_or_else(|e| panic!("fixture: write {}: {e}", p.display()));
+        self
+    }
+
+    /// mknod: a device, FIFO or empty regular file (`mode` includes the type).
+    fn node(&self, rel: impl AsRef<[u8]>, mode: libc::mode_t, dev: libc::dev_t) -> &Self {
+        let p = self.path(rel);
+        self.parents(&p);
+        must(sys::mknod(&p, mode, dev), "mknod", &p);
+        self
+    }
+
+    /// An overlayfs whiteout: a 0/0 character device.
+    fn whiteout(&self, rel: impl AsRef<[u8]>) -> &Self {
+        self.node(rel, libc::S_IFCHR, libc::makedev(0, 0))
+    }
+
+    fn symlink(&self, rel: impl AsRef<[u8]>, target: impl AsRef<[u8]>) -> &Self {
+        let p = self.path(rel);
+        self.parents(&p);
+        std::os::unix::fs::symlink(OsStr::from_bytes(target.as_ref()), &p)
+            .unwrap_or_else(|e| panic!("fixture: symlink {}: {e}", p.display()));
+        self
+    }
+
+    fn hardlink(&self, existing: &str, rel: &str) -> &Self {
+        let p = self.path(rel);
+        self.parents(&p);
+        fs::hard_link(self.path(existing), &p).unwrap_or_else(|e| panic!("fixture: link {}: {e}", p.display()));
+        self
+    }
+
+    fn xattr(&self, rel: impl AsRef<[u8]>, name: &str, value: impl AsRef<[u8]>) -> &Self {
+        let p = self.path(rel);
+        must(sys::lsetxattr(&p, name, value.as_ref()), &format!("setxattr {name}"), &p);
+        self
+    }
+
+    /// A directory with `trusted.overlay.opaque` = `value` ("y": opaque, "x": has xattr whiteouts).
+    fn opaque(&self, rel: &str, value: &str) -> &Self {
+        self.dir(rel).xattr(rel, "trusted.overlay.opaque", value)
+    }
+
+    fn chmod(&self, rel: &str, mode: u32) -> &Self {
+        let p = self.path(rel);
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .unwrap_or_else(|e| panic!("fixture: chmod {}: {e}", p.display()));
+        self
+    }
+
+    fn chown(&self, rel: &str, uid: u32, gid: u32) -> &Self {
+        let p = self.path(rel);
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("fixture: chown {}: {e}", p.display()));
+        self
+    }
+
+    /// Adds POSIX ACL entries with setfacl(1).
+    fn acl(&self, rel: &str, spec: &str) -> &Self {
+        let p = self.path(rel);
+        let out = Command::new("setfacl").arg("-m").arg(spec).arg(&p).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!("fixture: setfacl -m {spec} {}: {}", p.display(), String::from_utf8_lossy(&o.stderr).trim()),
+            Err(e) => panic!("fixture: running setfacl: {e}"),
+        }
+        self
+    }
+}
+
+fn three_layers(s: &Scratch) -> [Layer; 3] {
+    [Layer::new(s.path("l0")), Layer::new(s.path("l1")), Layer::new(s.path("l2"))]
+}
+
+fn layer_paths(l: &[Layer]) -> Vec<&Path> {
+    l.iter().map(|l| l.root.as_path()).collect()
+}
+
+/// Gives every object below `root` (and `root` itself) its own fixed atime and mtime, children
+/// before their directory. The entries of the directories in `skip_children_of` (relative
+/// paths) keep their creation times.
+fn stamp_times(root: &Path, base: i64, skip_children_of: &[&str]) {
+    fn visit(root: &Path, p: &Path, base: i64, n: &mut i64, skip: &[&str]) {
+        let st = sys::lstat(p).unwrap_or_else(|e| panic!("fixture: lstat {}: {}", p.display(), errno_name(e)));
+        let rel = p.strip_prefix(root).unwrap_or(p);
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR && !skip.iter().any(|s| Path::new(s) == rel) {
+            let entries = fs::read_dir(p).unwrap_or_else(|e| panic!("fixture: readdir {}: {e}", p.display()));
+            for e in entries {
+                let e = e.unwrap_or_else(|e| panic!("fixture: readdir {}: {e}", p.display()));
+                visit(root, &e.path(), base, n, skip);
+            }
+        }
+        *n += 1;
+        let t = (base + *n * 3_607, (*n * 7_919_111) % 1_000_000_000);
+        must(sys::set_times(p, t, t), "utimensat", p);
+    }
+    let mut n = 0;
+    visit(root, root, base, &mut n, skip_children_of);
+}
+
+/// Fills `dir` in the three layers with `count` names: name i in layer i % 3, every
+/// `dup_every`th also in the next layer; whiteouts in the top layer for every `wh_every`th name
+/// that lives in the middle layer, in the middle layer for every (2 * wh_every)th name of the
+/// bottom layer, and ten top-layer whiteouts that hide nothing. All files are empty.
+/// Returns the names the union must show.
+fn fill_spread(l: &[Layer; 3], dir: &str, count: usize, dup_every: usize, wh_every: usize) -> BTreeSet<Vec<u8>> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Slot {
+        Empty,
+        File,
+        Whiteout,
+    }
+    let mut plan: Vec<(String, [Slot; 3])> = Vec::with_capacity(count + 10);
+    for i in 0..count {
+        let mut slots = [Slot::Empty; 3];
+        slots[i % 3] = Slot::File;
+        if i % dup_every == 0 {
+            slots[(i + 1) % 3] = Slot::File;
+        }
+        if i % 3 == 1 && (i / 3) % wh_every == 0 && slots[0] == Slot::Empty {
+            slots[0] = Slot::Whiteout;
+        }
+        if i % 3 == 2 && (i / 3) % (2 * wh_every) == 0 && slots[1] == Slot::Empty {
+            slots[1] = Slot::Whiteout;
+        }
+        plan.push((format!("e{i}"), slots));
+    }
+    for k in 0..10 {
+        plan.push((format!("ghost{k}"), [Slot::Whiteout, Slot::Empty, Slot::Empty]));
+    }
+    for layer in l {
+        layer.dir(dir);
+    }
+    for (name, slots) in &plan {
+        for (layer, slot) in l.iter().zip(slots) {
+            let rel = format!("{dir}/{name}");
+            match slot {
+                Slot::File => {
+                    layer.node(&rel, libc::S_IFREG | 0o644, 0);
+                }
+                Slot::Whiteout => {
+                    layer.whiteout(&rel);
+                }
+                Slot::Empty => {}
+            }
+        }
+    }
+    plan.iter()
+        .filter(|(_, slots)| slots.iter().find(|s| **s != Slot::Empty) == Some(&Slot::File))
+        .map(|(name, _)| name.clone().into_bytes())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walking a tree and comparing two walks
+
+/// The lstat fields that are compared.
+#[derive(Clone, Copy, PartialEq)]
+struct Stat {
+    mode: u32,
+    nlink: u64,
+    uid: u32,
+    gid: u32,
+    size: i64,
+    rdev: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    ino: u64,
+    dev: u64,
+    blocks: i64,
+}
+
+impl Stat {
+    fn of(p: &Path) -> Result<Stat, i32> {
+        let s = sys::lstat(p)?;
+        Ok(Stat {
+            mode: s.st_mode,
+            nlink: s.st_nlink,
+            uid: s.st_uid,
+            gid: s.st_gid,
+            size: s.st_size,
+            rdev: s.st_rdev,
+            mtime: s.st_mtime,
+            mtime_nsec: s.st_mtime_nsec,
+            ino: s.st_ino,
+            dev: s.st_dev,
+            blocks: s.st_blocks,
+        })
+    }
+
+    fn is_dir(&self) -> bool {
+        self.mode & libc::S_IFMT == libc::S_IFDIR
+    }
+}
+
+/// overlayfs' private xattrs: probed on every directory, since listxattr may hide them.
+const PRIVATE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "trusted.overlay.whiteout"];
+
+type Xattrs = Result<Vec<(Vec<u8>, Result<Vec<u8>, i32>)>, i32>;
+
+/// What one object looks like.
+struct Node {
+    /// d_type and d_ino as the parent's readdir reported them (the root: DT_DIR, its st_ino).
+    d_type: u8,
+    d_ino: u64,
+    stat: Result<Stat, i32>,
+    /// Regular files: the content.
+    content: Option<Result<Vec<u8>, i32>>,
+    /// Symlinks: the target.
+    link: Option<Result<Vec<u8>, i32>>,
+    /// Sorted xattr names, each with its value.
+    xattrs: Xattrs,
+    /// Directories: lgetxattr of each PRIVATE_XATTRS name.
+    private: Vec<Result<Vec<u8>, i32>>,
+}
+
+/// The directory whose entries `walk` compares by stat only (see there).
+const SHALLOW_DIR: &[u8] = b"big";
+
+impl Node {
+    fn stat_only(d_type: u8, d_ino: u64, stat: Result<Stat, i32>) -> Node {
+        Node { d_type, d_ino, stat, content: None, link: None, xattrs: Ok(vec![]), private: vec![] }
+    }
+
+    fn read(p: &Path, d_type: u8, d_ino: u64, stat: Result<Stat, i32>) -> Node {
+        let fmt = stat.as_ref().map_or(0, |s| s.mode & libc::S_IFMT);
+        let xattrs = sys::llistxattr(p).map(|mut names| {
+            names.sort();
+            names.into_iter().map(|n| { let v = sys::lgetxattr(p, &n); (n, v) }).collect()
+        });
+        Node {
+            d_type,
+            d_ino,
+            content: (fmt == libc::S_IFREG).then(|| read_file(p)),
+            link: (fmt == libc::S_IFLNK).then(|| readlink(p)),
+            private: if fmt == libc::S_IFDIR {
+                PRIVATE_XATTRS.iter().map(|n| sys::lgetxattr(p, n.as_bytes())).collect()
+            } else {
+                vec![]
+            },
+            xattrs,
+            stat,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.stat.as_ref().map(|s| s.mode & libc::S_IFMT) {
+            Ok(libc::S_IFDIR) => "directory",
+            Ok(libc::S_IFREG) => "file",
+            Ok(libc::S_IFLNK) => "symlink",
+            Ok(libc::S_IFCHR) => "char device",
+            Ok(libc::S_IFBLK) => "block device",
+            Ok(libc::S_IFIFO) => "fifo",
+            Ok(_) => "other",
+            Err(_) => "unstat-able entry",
+        }
+    }
+}
+
+/// Which readdir d_ino values must equal the lstat st_ino of the same entry.
+#[derive(Clone, Copy)]
+struct WalkOpts {
+    /// Directories too (entries that are directories, and ".").
+    dino_of_dirs: bool,
+    /// ".." against the parent directory (not at the root, whose ".." is outside).
+    dotdot: bool,
+}
+
+/// A whole tree, keyed by path relative to its root.
+struct Walk {
+    label: String,
+    nodes: BTreeMap<Vec<u8>, Node>,
+    /// Inconsistencies within this tree (readdir against lstat, duplicate names, ...).
+    problems: Vec<String>,
+}
+
+/// Reads the tree at `root` without following symlinks.
+fn walk(label: &str, root: &Path, opts: WalkOpts) -> Result<Walk, String> {
+    let root_stat = Stat::of(root).map_err(|e| format!("{label}: lstat {}: {}", root.display(), errno_name(e)))?;
+    let mut w = Walk { label: label.to_string(), nodes: BTreeMap::new(), problems: vec![] };
+    w.nodes.insert(vec![], Node::read(root, libc::DT_DIR, root_stat.ino, Ok(root_stat)));
+    let mut pending: Vec<Vec<u8>> = vec![vec![]];
+    while let Some(dir) = pending.pop() {
+        let dir_path = bpath(root, &dir);
+        let entries = match read_dir_raw(&dir_path) {
+            Ok(e) => e,
+            Err(e) => {
+                w.problems.push(format!("{label} {}: readdir: {}", show(&dir), errno_name(e)));
+                continue;
+            }
+        };
+        let ino_of = |w: &Walk, rel: &[u8]| w.nodes.get(rel).and_then(|n| n.stat.as_ref().ok()).map(|s| s.ino);
+        let (dir_ino, parent_ino) = (ino_of(&w, &dir), ino_of(&w, parent_rel(&dir)));
+        let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(entries.len());
+        for e in entries {
+            if !seen.insert(e.name.clone()) {
+                w.problems.push(format!("{label} {}: readdir lists {:?} twice", show(&dir), e.name.escape_ascii().to_string()));
+                continue;
+            }
+            if e.name == b"." || e.name == b".." {
+                let (want, check) = if e.name == b"." {
+                    (dir_ino, opts.dino_of_dirs)
+                } else {
+                    (parent_ino, opts.dotdot && opts.dino_of_dirs && !dir.is_empty())
+                };
+                if check && Some(e.ino) != want {
+                    w.problems.push(format!(
+                        "{label} {}: readdir d_ino of {:?} is {}, lstat st_ino {:?}",
+                        show(&dir), String::from_utf8_lossy(&e.name), e.ino, want
+                    ));
+                }
+                if e.d_type != libc::DT_DIR {
+                    w.problems.push(format!("{label} {}: d_type of {:?} is {}", show(&dir), String::from_utf8_lossy(&e.name), e.d_type));
+                }
+                continue;
+            }
+            let rel = join_rel(&dir, &e.name);
+            let p = bpath(root, &rel);
+            let stat = Stat::of(&p);
+            match &stat {
+                Err(err) => w.problems.push(format!("{label} {}: listed by readdir, but lstat fails: {}", show(&rel), errno_name(*err))),
+                Ok(st) => {
+                    if e.d_type != dtype_of(st.mode) {
+                        w.problems.push(format!("{label} {}: readdir d_type {}, lstat mode {:o}", show(&rel), e.d_type, st.mode));
+                    }
+                    if (opts.dino_of_dirs || !st.is_dir()) && e.ino != st.ino {
+                        w.problems.push(format!("{label} {}: readdir d_ino {}, lstat st_ino {}", show(&rel), e.ino, st.ino));
+                    }
+                    if st.is_dir() {
+                        pending.push(rel.clone());
+                    }
+                }
+            }
+            // The 100 000 empty files of big/ are compared by name, type, inode and stat only:
+            // opening each one and listing its xattrs on both mounts would take most of the
+            // run under an emulated CPU, and the rest of the tree covers those paths.
+            let node = if dir == SHALLOW_DIR {
+                Node::stat_only(e.d_type, e.ino, stat)
+            } else {
+                Node::read(&p, e.d_type, e.ino, stat)
+            };
+            w.nodes.insert(rel, node);
+        }
+        for dot in [&b"."[..], b".."] {
+            if !seen.contains(dot) {
+                w.problems.push(format!("{label} {}: readdir lacks {:?}", show(&dir), String::from_utf8_lossy(dot)));
+            }
+        }
+    }
+    Ok(w)
+}
+
+/// Differences between two walks of what should be the same tree. Directory inode numbers
+/// (st_ino and d_ino) are compared only with `compare_dir_ino`; st_dev never (each mount has
+/// its own).
+fn diff_walks(a: &Walk, b: &Walk, compare_dir_ino: bool) -> Vec<String> {
+    let mut out = vec![];
+    // Subtrees already reported as a whole (missing on one side, or of another type).
+    let mut reported: HashSet<&[u8]> = HashSet::new();
+    let under_reported = |reported: &HashSet<&[u8]>, rel: &[u8]| {
+        let mut r = rel;
+        while !r.is_empty() {
+            r = parent_rel(r);
+            if reported.contains(r) {
+                return true;
+            }
+        }
+        false
+    };
+    let (la, lb) = (&a.label, &b.label);
+    for (rel, na) in &a.nodes {
+        let Some(nb) = b.nodes.get(rel) else {
+            if !under_reported(&reported, rel) {
+                out.push(format!("{}: {} on {la}, missing on {lb}", show(rel), na.kind()));
+                reported.insert(rel.as_slice());
+            }
+            continue;
+        };
+        if under_reported(&reported, rel) {
+            continue;
+        }
+        let before = out.len();
+        diff_nodes(rel, la, na, lb, nb, compare_dir_ino, &mut out);
+        if out.len() > before && na.kind() != nb.kind() {
+            reported.insert(rel.as_slice());
+        }
+    }
+    for (rel, nb) in &b.nodes {
+        if !a.nodes.contains_key(rel) && !under_reported(&reported, rel) {
+            out.push(format!("{}: {} on {lb}, missing on {la}", show(rel), nb.kind()));
+            reported.insert(rel.as_slice());
+        }
+    }
+    out
+}
+
+fn diff_nodes(rel: &[u8], la: &str, a: &Node, lb: &str, b: &Node, compare_dir_ino: bool, out: &mut Vec<String>) {
+    let mut field = |name: &str, x: String, y: String| {
+        if x != y {
+            out.push(format!("{}: {name}: {la} {x}, {lb} {y}", show(rel)));
+        }
+    };
+    field("d_type", a.d_type.to_string(), b.d_type.to_string());
+    match (&a.stat, &b.stat) {
+        (Ok(x), Ok(y)) => {
+            field("st_mode", format!("{:o}", x.mode), format!("{:o}", y.mode));
+            field("st_nlink", x.nlink.to_string(), y.nlink.to_string());
+            field("st_uid", x.uid.to_string(), y.uid.to_string());
+            field("st_gid", x.gid.to_string(), y.gid.to_string());
+            field("st_size", x.size.to_string(), y.size.to_string());
+            field("st_rdev", format!("{:#x}", x.rdev), format!("{:#x}", y.rdev));
+            field("st_mtime", format!("{}.{:09}", x.mtime, x.mtime_nsec), format!("{}.{:09}", y.mtime, y.mtime_nsec));
+            field("st_blocks", x.blocks.to_string(), y.blocks.to_string());
+            if compare_dir_ino || !(x.is_dir() || y.is_dir()) {
+                field("st_ino", x.ino.to_string(), y.ino.to_string());
+                field("d_ino", a.d_ino.to_string(), b.d_ino.to_string());
+            }
+        }
+        (x, y) => field("lstat", describe_err(x, |_| "ok".into()), describe_err(y, |_| "ok".into())),
+    }
+    match (&a.content, &b.content) {
+        (Some(Ok(x)), Some(Ok(y))) if x != y => out.push(format!("{}: content differs: {la} vs {lb}: {}", show(rel), bytes_diff(x, y))),
+        (x, y) if x.is_some() && y.is_some() && x != y => {
+            let d = |c: &Option<Result<Vec<u8>, i32>>| c.as_ref().map_or(String::new(), |r| describe_err(r, |v| format!("{} bytes", v.len())));
+            out.push(format!("{}: read: {la} {}, {lb} {}", show(rel), d(x), d(y)));
+        }
+        _ => {}
+    }
+    let text = |r: &Result<Vec<u8>, i32>| describe_err(r, |v| format!("{:?}", v.escape_ascii().to_string()));
+    let mut field = |name: &str, x: String, y: String| {
+        if x != y {
+            out.push(format!("{}: {name}: {la} {x}, {lb} {y}", show(rel)));
+        }
+    };
+    if let (Some(x), Some(y)) = (&a.link, &b.link) {
+        field("readlink", text(x), text(y));
+    }
+    let xattrs = |x: &Xattrs| {
+        describe_err(x, |list| {
+            let items: Vec<String> = list.iter().map(|(n, v)| format!("{}={}", n.escape_ascii(), text(v))).collect();
+            format!("[{}]", items.join(", "))
+        })
+    };
+    field("xattrs", xattrs(&a.xattrs), xattrs(&b.xattrs));
+    for (i, name) in PRIVATE_XATTRS.iter().enumerate() {
+        if let (Some(x), Some(y)) = (a.private.get(i), b.private.get(i)) {
+            field(&format!("getxattr {name}"), text(x), text(y));
+        }
+    }
+}
+
+/// Objects with the same `key` form groups (hard links share st_dev/st_ino, say); the groups
+/// must be the same in both walks. Objects for which `key` gives None are left out.
+fn diff_groups<K: Hash + Eq>(a: &Walk, b: &Walk, what: &str, key: impl Fn(&Stat) -> Option<K>) -> Vec<String> {
+    fn group_ids<'w, K: Hash + Eq>(w: &'w Walk, key: &impl Fn(&Stat) -> Option<K>) -> HashMap<&'w [u8], usize> {
+        let mut ids: HashMap<K, usize> = HashMap::new();
+        let mut of = HashMap::new();
+        for (rel, n) in &w.nodes {
+            if let Some(k) = n.stat.as_ref().ok().and_then(key) {
+                let next = ids.len();
+                of.insert(rel.as_slice(), *ids.entry(k).or_insert(next));
+            }
+        }
+        of
+    }
+    let (ga, gb) = (group_ids(a, &key), group_ids(b, &key));
+    let mut out = vec![];
+    // For each group on one side: its counterpart on the other, and the path that set it.
+    let mut a2b: HashMap<usize, (usize, &[u8])> = HashMap::new();
+    let mut b2a: HashMap<usize, (usize, &[u8])> = HashMap::new();
+    for rel in a.nodes.keys() {
+        let rel = rel.as_slice();
+        let (Some(&x), Some(&y)) = (ga.get(rel), gb.get(rel)) else { continue };
+        let (want_y, first_a) = *a2b.entry(x).or_insert((y, rel));
+        let (want_x, first_b) = *b2a.entry(y).or_insert((x, rel));
+        if want_y != y {
+            out.push(format!("{} and {} share {what} on {} but not on {}", show(rel), show(first_a), a.label, b.label));
+        } else if want_x != x {
+            out.push(format!("{} and {} share {what} on {} but not on {}", show(rel), show(first_b), b.label, a.label));
+        }
+    }
+    out
+}
+
+/// Objects that must not share a key with any other object in the same walk.
+fn unique_in<K: Hash + Eq>(w: &Walk, what: &str, key: impl Fn(&Stat) -> Option<K>) -> Vec<String> {
+    let mut first: HashMap<K, &[u8]> = HashMap::new();
+    let mut out = vec![];
+    for (rel, n) in &w.nodes {
+        if let Some(k) = n.stat.as_ref().ok().and_then(&key) {
+            if let Some(other) = first.insert(k, rel.as_slice()) {
+                out.push(format!("{} {} and {} have the same {what}", w.label, show(rel), show(other)));
+            }
+        }
+    }
+    out
+}
+
+/// Objects (only directories, with `dirs_only`) whose st_dev differs from the root's.
+fn check_devs(w: &Walk, dirs_only: bool) -> Vec<String> {
+    let Some(Ok(root)) = w.nodes.get(&b""[..]).map(|n| n.stat) else { return vec![] };
+    w.nodes
+        .iter()
+        .filter_map(|(rel, n)| n.stat.as_ref().ok().map(|s| (rel, s)))
+        .filter(|(_, s)| (!dirs_only || s.is_dir()) && s.dev != root.dev)
+        .map(|(rel, s)| format!("{} {}: st_dev {:#x}, the mount root's is {:#x}", w.label, show(rel), s.dev, root.dev))
+        .collect()
+}
+
+struct CompareOpts {
+    /// All layers on one filesystem: every object shows the union's st_dev, and directories
+    /// keep their real (persistent) inode numbers, as readdir reports them on overlayfs too.
+    same_fs: bool,
+}
+
+struct Compared {
+    diffs: Vec<String>,
+    ours: Walk,
+}
+
+/// Walks the unionrs tree at `ours` and the overlayfs tree at `reference` and lists every
+/// difference, plus what is inconsistent within either tree.
+fn compare_trees(ours: &Path, reference: &Path, opts: &CompareOpts) -> Result<Compared, String> {
+    let a = walk("unionrs", ours, WalkOpts { dino_of_dirs: true, dotdot: true })?;
+    crate::progress("walked the unionrs tree");
+    // overlayfs' ".." d_ino is the top layer's parent, not always the union parent's st_ino;
+    // with layers on several filesystems its directory d_ino are real numbers but st_ino not.
+    let b = walk("overlayfs", reference, WalkOpts { dino_of_dirs: opts.same_fs, dotdot: false })?;
+    let mut diffs = vec![];
+    diffs.extend(a.problems.iter().cloned());
+    diffs.extend(b.problems.iter().map(|p| format!("{p} (the reference itself)")));
+    diffs.extend(diff_walks(&a, &b, opts.same_fs));
+    let non_dir = |s: &Stat| !s.is_dir();
+    if opts.same_fs {
+        for w in [&a, &b] {
+            diffs.extend(check_devs(w, false));
+        }
+        diffs.extend(diff_groups(&a, &b, "st_ino", |s| Some((s.dev, s.ino))));
+    } else {
+        for w in [&a, &b] {
+            diffs.extend(check_devs(w, true));
+            diffs.extend(unique_in(w, "directory st_dev/st_ino", |s| s.is_dir().then_some((s.dev, s.ino))));
+        }
+        diffs.extend(diff_groups(&a, &b, "st_dev/st_ino", |s| non_dir(s).then_some((s.dev, s.ino))));
+        diffs.extend(diff_groups(&a, &b, "st_dev", |s| non_dir(s).then_some(s.dev)));
+    }
+    Ok(Compared { diffs, ours: a })
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Differential test, all layers on one tmpfs
+
+const ODD_NAMES: [&[u8]; 9] = [
+    b"with space",
+    b"new\nline",
+    b"back\\slash",
+    b"co:lon",
+    b"com,ma",
+    b"\xff",
+    b"tab\tand \xfe\xff high",
+    b" leading space",
+    b"trailing space ",
+];
+
+/// Everything but the big directory; see check_rich_model for what the union must show.
+fn build_rich_tree(l: &[Layer; 3]) {
+    let [l0, l1, l2] = l;
+    // Directories merged across all three layers, four levels deep, with files at each level.
+    for (i, layer) in l.iter().enumerate() {
+        layer
+            .file(format!("merged/l{i}file"), format!("layer {i}\n"))
+            .file(format!("merged/deep/l{i}deep"), format!("deep, layer {i}\n"))
+            .file(format!("merged/deep/deeper/l{i}x"), format!("deeper, layer {i}\n"))
+            .file(format!("merged/deep/deeper/deepest/l{i}y"), format!("deepest, layer {i}\n"))
+            .file("merged/shared", format!("shared, layer {i} version\n"))
+            .dir("empty_merged");
+    }
+    l0.whiteout("merged/ghost");
+
+    // Whiteouts in the top layer hide a file and a directory of the layers below.
+    l1.file("hidden_file", "hidden\n").file("hidden_dir/inner/f", "hidden\n");
+    l2.file("hidden_file", "hidden too\n").file("hidden_dir/l2", "hidden too\n");
+    l0.whiteout("hidden_file").whiteout("hidden_dir");
+
+    // Opaque directories: on top, and in the middle layer.
+    l0.opaque("opq", "y").file("opq/l0_in_opq", "visible\n").xattr("opq", "user.test", "value-4");
+    l1.file("opq/l1_in_opq", "hidden by opaque\n").file("opq/sub/f", "hidden by opaque\n");
+    l2.file("opq/l2_in_opq", "hidden by opaque\n");
+    l0.file("opq_mid/top", "visible\n");
+    l1.opaque("opq_mid", "y").file("opq_mid/mid", "visible\n");
+    l2.file("opq_mid/bottom", "hidden by opaque\n");
+
+    // An xattr whiteout, in a directory marked as holding some.
+    l0.opaque("xw", "x")
+        .node("xw/victim", libc::S_IFREG | 0o644, 0)
+        .xattr("xw/victim", "trusted.overlay.whiteout", b"")
+        .file("xw/keep0", "visible\n");
+    l1.file("xw/victim", "hidden by an xattr whiteout\n").file("xw/keep1", "visible\n");
+    l2.file("xw/victim", "hidden too\n").file("xw/keep2", "visible\n");
+
+    // A file over a directory, a directory over a file, and a file between two directories.
+    l0.file("dir_becomes_file", "file on top\n");
+    l1.file("dir_becomes_file/inner", "hidden under a file\n");
+    l0.file("file_becomes_dir/inside", "visible\n");
+    l1.file("file_becomes_dir", "file below a directory\n");
+    l0.file("stop_at_file/a", "visible\n");
+    l1.file("stop_at_file", "file in the middle\n");
+    l2.file("stop_at_file/b", "hidden below a file\n");
+
+    // Symlinks in the lower layers, and one over a file.
+    l1.symlink("syms/rel", "../merged/l2file").symlink("syms/to_dir", "../merged");
+    l2.symlink("syms/abs", "/etc/hostname").symlink("syms/dangling", "nonexistent/nowhere");
+    l0.symlink("syms/shadow", "l0 target");
+    l2.file("syms/shadow", "file under a symlink\n");
+
+    // Hard links within one layer: two names in one directory, one in a subdirectory.
+    l0.file("links/l0", "top\n");
+    l1.file("links/a", "linked\n").hardlink("links/a", "links/b").hardlink("links/a", "links/sub/c");
+    l2.file("links/sub/l2", "bottom\n");
+
+    // User xattrs on files and directories; the top layer's directory wins.
+    l1.xattr("merged/l1file", "user.test", "value-1");
+    l2.xattr("merged/l2file", "user.test", "value-3").xattr("merged/l2file", "user.second", "value-33");
+    l0.xattr("merged/deep", "user.test", "value-0").xattr("merged/deep", "user.other", "value-00");
+    l1.xattr("merged/deep", "user.test", "value-2");
+    l1.dir("xattr_dir").xattr("xattr_dir", "user.test", "value-5");
+
+    // A POSIX ACL.
+    l1.file("acl_file", "with an ACL\n").acl("acl_file", "u:1234:r");
+
+    // Odd names, merged over all layers.
+    l0.dir("odd");
+    for (i, name) in ODD_NAMES.iter().enumerate() {
+        l[1 + i % 2].file([&b"odd/"[..], name].concat(), format!("odd {i}\n"));
+    }
+    l1.file(b"odd/both\xff", "l1\n");
+    l2.file(b"odd/both\xff", "l2\n");
+    l2.file(b"odd/dir with space/inner\nnewline", "inside\n");
+
+    // Modes and owners (chown before chmod, which would clear set-user-ID).
+    l1.file("modes/setuid", "#!/bin/sh\n").chmod("modes/setuid", 0o4755);
+    l1.file("modes/private", "secret\n").chown("modes/private", 1000, 1000).chmod("modes/private", 0o600);
+    l2.file("modes/setgid_dir/f", "x\n").chmod("modes/setgid_dir", 0o2775);
+    l2.dir("modes/owned_dir").chown("modes/owned_dir", 1000, 1000).chmod("modes/owned_dir", 0o750);
+    l0.dir("modes/owned_dir").chmod("modes/owned_dir", 0o711);
+
+    // Special files in a merged directory (a non-whiteout character device among them).
+    l0.file("special/regular", "x\n");
+    l2.node("special/fifo", libc::S_IFIFO | 0o644, 0).node("special/null", libc::S_IFCHR | 0o666, libc::makedev(1, 3));
+    l1.node("special/loop", libc::S_IFBLK | 0o600, libc::makedev(7, 0));
+
+    // A single-layer empty directory and a larger file.
+    l2.dir("empty_dir");
+    let big: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    l1.file("big_file", big);
+}
+
+/// What the fixture means, independently of the other mount. Run on overlayfs too: a failure
+/// there means the fixture (or this model) is wrong, not unionrs.
+fn check_rich_model(label: &str, root: &Path, big_expected: &BTreeSet<Vec<u8>>) -> Vec<String> {
+    let mut out = vec![];
+    let hidden = [
+        "hidden_file",
+        "hidden_dir",
+        "merged/ghost",
+        "xw/victim",
+        "opq/l1_in_opq",
+        "opq/l2_in_opq",
+        "opq/sub",
+        "opq_mid/bottom",
+        "stop_at_file/b",
+    ];
+    for rel in hidden {
+        match sys::lstat(&root.join(rel)) {
+            Err(libc::ENOENT) => {}
+            Err(e) => out.push(format!("{label} /{rel}: lstat gave {}, want ENOENT (hidden)", errno_name(e))),
+            Ok(_) => out.push(format!("{label} /{rel}: visible, but should be hidden")),
+        }
+    }
+    match sys::lstat(&root.join("dir_becomes_file/inner")) {
+        Err(libc::ENOTDIR) => {}
+        other => out.push(format!("{label} /dir_becomes_file/inner: lstat gave {}, want ENOTDIR", describe_err(&other, |_| "success".into()))),
+    }
+    let present = [
+        ("xw/keep0", libc::S_IFREG),
+        ("xw/keep1", libc::S_IFREG),
+        ("xw/keep2", libc::S_IFREG),
+        ("opq_mid/top", libc::S_IFREG),
+        ("opq_mid/mid", libc::S_IFREG),
+        ("file_becomes_dir", libc::S_IFDIR),
+        ("dir_becomes_file", libc::S_IFREG),
+        ("stop_at_file/a", libc::S_IFREG),
+        ("syms/shadow", libc::S_IFLNK),
+        ("special/null", libc::S_IFCHR),
+        ("merged/deep/deeper/deepest/l2y", libc::S_IFREG),
+    ];
+    for (rel, fmt) in present {
+        match sys::lstat(&root.join(rel)) {
+            Ok(st) if st.st_mode & libc::S_IFMT == fmt => {}
+            Ok(st) => out.push(format!("{label} /{rel}: mode {:o}, want type {fmt:o}", st.st_mode)),
+            Err(e) => out.push(format!("{label} /{rel}: lstat: {}", errno_name(e))),
+        }
+    }
+    match read_file(&root.join("merged/shared")) {
+        Ok(c) if c == b"shared, layer 0 version\n" => {}
+        other => out.push(format!("{label} /merged/shared: read {}, want the top layer's", describe_err(&other, |c| format!("{:?}", c.escape_ascii().to_string())))),
+    }
+    match names_in(&root.join("opq")) {
+        Ok(n) if n.len() == 1 && n.contains(&b"l0_in_opq"[..]) => {}
+        other => out.push(format!("{label} /opq: names {}, want only l0_in_opq", describe_err(&other, |n| format!("{n:?}")))),
+    }
+    // Hard links keep one inode.
+    let links: Vec<Result<libc::stat, i32>> = ["links/a", "links/b", "links/sub/c"].iter().map(|r| sys::lstat(&root.join(r))).collect();
+    match links.into_iter().collect::<Result<Vec<_>, _>>() {
+        Ok(st) => {
+            if st.iter().any(|s| s.st_ino != st[0].st_ino || s.st_dev != st[0].st_dev || s.st_nlink != 3) {
+                let d: Vec<String> = st.iter().map(|s| format!("{}:{} nlink {}", s.st_dev, s.st_ino, s.st_nlink)).collect();
+                out.push(format!("{label}: the hard links links/a, links/b, links/sub/c differ: {}", d.join(", ")));
+            }
+        }
+        Err(e) => out.push(format!("{label}: a hard link is missing: {}", errno_name(e))),
+    }
+    // The big directory: exactly the names the layers define.
+    match names_in(&root.join("big")) {
+        Ok(got) => {
+            if &got != big_expected {
+                let missing: Vec<String> = big_expected.difference(&got).take(3).map(|n| n.escape_ascii().to_string()).collect();
+                let extra: Vec<String> = got.difference(big_expected).take(3).map(|n| n.escape_ascii().to_string()).collect();
+                out.push(format!(
+                    "{label} /big: {} names, want {}; missing e.g. {missing:?}, unexpected e.g. {extra:?}",
+                    got.len(),
+                    big_expected.len()
+                ));
+            }
+        }
+        Err(e) => out.push(format!("{label} /big: readdir: {}", errno_name(e))),
+    }
+    out
+}
+
+fn differential_same_fs() -> TestResult {
+    let mut s = Scratch::new("ro_differential");
+    let layers = three_layers(&s);
+    build_rich_tree(&layers);
+    crate::progress("differential: building big/");
+    let big_expected = fill_spread(&layers, "big", 100_000, 100, 33);
+    for (i, l) in layers.iter().enumerate() {
+        stamp_times(&l.root, 1_000_000_000 + i as i64 * 10_000_000, &["big"]);
+    }
+    let (u, o) = mount_both(&mut s, &layer_paths(&layers))?;
+
+    crate::progress("differential: model check on unionrs");
+    let mut diffs = check_rich_model("unionrs", &u, &big_expected);
+    crate::progress("differential: model check on overlayfs");
+    diffs.extend(check_rich_model("overlayfs (the reference)", &o, &big_expected));
+    crate::progress("differential: comparing trees");
+    diffs.extend(compare_trees(&u, &o, &CompareOpts { same_fs: true })?.diffs);
+    crate::progress("differential: done");
+    verdict(diffs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. telldir/seekdir/rewinddir
+
+const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// Reads `dir` recording telldir() before each entry, then seeks back to random positions.
+fn check_seek(dir: &Path, rel: &str, rng: &mut XorShift) -> Result<Vec<String>, String> {
+    let mut out = vec![];
+    let mut d = DirStream::open(dir).map_err(|e| format!("opendir /{rel}: {}", errno_name(e)))?;
+    let mut first: Vec<(libc::c_long, Vec<u8>)> = vec![];
+    loop {
+        let pos = d.tell();
+        match d.next().map_err(|e| format!("readdir /{rel}: {}", errno_name(e)))? {
+            Some(e) => first.push((pos, e.name)),
+            None => break,
+        }
+    }
+    let end = d.tell();
+    if first.is_empty() {
+        return Ok(vec![format!("/{rel}: readdir returned nothing")]);
+    }
+    let show_name = |n: Option<&Vec<u8>>| n.map_or("end of directory".to_string(), |n| format!("{:?}", n.escape_ascii().to_string()));
+    for round in 0..200 {
+        let i = rng.below(first.len());
+        d.seek(first[i].0);
+        // The entry at the cookie, and the few after it.
+        for k in 0..3 {
+            let want = first.get(i + k).map(|(_, n)| n);
+            let got = d.next().map_err(|e| format!("readdir /{rel} after seekdir: {}", errno_name(e)))?.map(|e| e.name);
+            if got.as_ref() != want {
+                out.push(format!(
+                    "/{rel} (seed {SEED:#x}, round {round}): seekdir to entry {i}'s cookie {}, readdir #{k} gave {}, want {}",
+                    first[i].0,
+                    show_name(got.as_ref()),
+                    show_name(want)
+                ));
+                break;
+            }
+        }
+        if out.len() >= 5 {
+            break;
+        }
+    }
+    d.seek(end);
+    if let Ok(Some(e)) = d.next() {
+        out.push(format!("/{rel}: seekdir to the end cookie {end}, readdir gave {:?}", e.name.escape_ascii().to_string()));
+    }
+    d.rewind();
+    let second: Vec<Vec<u8>> = d.read_all().map_err(|e| format!("readdir /{rel} after rewinddir: {}", errno_name(e)))?.into_iter().map(|e| e.name).collect();
+    let first_names: Vec<&Vec<u8>> = first.iter().map(|(_, n)| n).collect();
+    if second.iter().collect::<Vec<_>>() != first_names {
+        out.push(format!("/{rel}: after rewinddir readdir gave {} entries, {} the first time, or another order", second.len(), first.len()));
+    }
+    let unique: HashSet<&Vec<u8>> = first_names.iter().copied().collect();
+    if unique.len() != first.len() {
+        out.push(format!("/{rel}: readdir gave {} entries but only {} distinct names", first.len(), unique.len()));
+    }
+    Ok(out)
+}
+
+fn seekdir() -> TestResult {
+    let mut s = Scratch::new("ro_seekdir");
+    let layers = three_layers(&s);
+    let expected_m = fill_spread(&layers, "m", 3000, 10, 7);
+    for i in 0..600 {
+        layers[1].node(format!("s/f{i}"), libc::S_IFREG | 0o644, 0);
+    }
+    layers[2].file("bottom_only", "x");
+    let (u, o) = mount_both(&mut s, &layer_paths(&layers))?;
+
+    let mut diffs = vec![];
+    let mut rng = XorShift(SEED);
+    for rel in ["m", "s", ""] {
+        diffs.extend(check_seek(&bpath(&u, rel.as_bytes()), rel, &mut rng)?);
+        let ours = names_in(&bpath(&u, rel.as_bytes())).map_err(|e| format!("unionrs readdir /{rel}: {}", errno_name(e)))?;
+        let theirs = names_in(&bpath(&o, rel.as_bytes())).map_err(|e| format!("overlayfs readdir /{rel}: {}", errno_name(e)))?;
+        if ours != theirs {
+            let only_u: Vec<String> = ours.difference(&theirs).take(3).map(|n| n.escape_ascii().to_string()).collect();
+            let only_o: Vec<String> = theirs.difference(&ours).take(3).map(|n| n.escape_ascii().to_string()).collect();
+            diffs.push(format!(
+                "/{rel}: unionrs lists {} names, overlayfs {}; only on unionrs e.g. {only_u:?}, only on overlayfs e.g. {only_o:?}",
+                ours.len(),
+                theirs.len()
+            ));
+        }
+        if rel == "m" && ours != expected_m {
+            diffs.push(format!("/m: unionrs lists {} names, the layers define {}", ours.len(), expected_m.len()));
+        }
+    }
+    verdict(diffs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Every change fails with EROFS
+
+/// The errno of a libc call that returns -1 on failure (0 on success).
+fn call(r: libc::c_int) -> i32 {
+    if r < 0 { sys::errno() } else { 0 }
+}
+
+fn c_at(m: &Path, rel: &str) -> CString {
+    sys::cpath(&m.join(rel))
+}
+
+/// open(2) `rel` under `m`; closes the file if that worked.
+fn open_close(m: &Path, rel: &str, flags: libc::c_int) -> i32 {
+    let c = c_at(m, rel);
+    // SAFETY: valid string.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, 0o644) };
+    if fd < 0 {
+        return sys::errno();
+    }
+    // SAFETY: we just opened fd.
+    unsafe { libc::close(fd) };
+    0
+}
+
+/// Runs `f` on a read-only file descriptor of `rel`.
+fn with_fd(m: &Path, rel: &str, f: impl FnOnce(libc::c_int) -> libc::c_int) -> i32 {
+    match File::open(m.join(rel)) {
+        Ok(file) => call(f(file.as_raw_fd())),
+        Err(e) => errno_of(&e),
+    }
+}
+
+type Op = (&'static str, fn(&Path) -> i32);
+
+fn modifying_ops() -> Vec<Op> {
+    const V: &[u8] = b"v";
+    // SAFETY (all closures): the strings are valid for the duration of each call.
+    vec![
+        ("open(f, O_WRONLY)", |m| open_close(m, "f", libc::O_WRONLY)),
+        ("open(f, O_RDWR)", |m| open_close(m, "f", libc::O_RDWR)),
+        ("open(f, O_RDONLY|O_TRUNC)", |m| open_close(m, "f", libc::O_RDONLY | libc::O_TRUNC)),
+        ("open(f, O_WRONLY|O_APPEND)", |m| open_close(m, "f", libc::O_WRONLY | libc::O_APPEND)),
+        ("open(ln -> f, O_WRONLY)", |m| open_close(m, "ln", libc::O_WRONLY)),
+        ("open(new, O_CREAT|O_WRONLY)", |m| open_close(m, "new", libc::O_CREAT | libc::O_WRONLY)),
+        ("open(d/new, O_CREAT|O_EXCL|O_RDWR)", |m| open_close(m, "d/new", libc::O_CREAT | libc::O_EXCL | libc::O_RDWR)),
+        ("mkdir(newdir)", |m| call(unsafe { libc::mkdir(c_at(m, "newdir").as_ptr(), 0o755) })),
+        ("mkdir(d/sub)", |m| call(unsafe { libc::mkdir(c_at(m, "d/sub").as_ptr(), 0o755) })),
+        ("rmdir(d)", |m| call(unsafe { libc::rmdir(c_at(m, "d").as_ptr()) })),
+        ("unlink(f)", |m| call(unsafe { libc::unlink(c_at(m, "f").as_ptr()) })),
+        ("unlink(ln)", |m| call(unsafe { libc::unlink(c_at(m, "ln").as_ptr()) })),
+        ("unlink(d/in1)", |m| call(unsafe { libc::unlink(c_at(m, "d/in1").as_ptr()) })),
+        ("rename(f, g)", |m| call(unsafe { libc::rename(c_at(m, "f").as_ptr(), c_at(m, "g").as_ptr()) })),
+        ("rename(f, d/in0)", |m| call(unsafe { libc::rename(c_at(m, "f").as_ptr(), c_at(m, "d/in0").as_ptr()) })),
+        ("rename(d, d2)", |m| call(unsafe { libc::rename(c_at(m, "d").as_ptr(), c_at(m, "d2").as_ptr()) })),
+        ("link(f, h)", |m| call(unsafe { libc::link(c_at(m, "f").as_ptr(), c_at(m, "h").as_ptr()) })),
+        ("symlink(f, s2)", |m| call(unsafe { libc::symlink(sys::cstr("f").as_ptr(), c_at(m, "s2").as_ptr()) })),
+        ("mknod(fifo)", |m| call(unsafe { libc::mknod(c_at(m, "fifo").as_ptr(), libc::S_IFIFO | 0o644, 0) })),
+        ("chmod(f)", |m| call(unsafe { libc::chmod(c_at(m, "f").as_ptr(), 0o777) })),
+        ("chmod(d)", |m| call(unsafe { libc::chmod(c_at(m, "d").as_ptr(), 0o700) })),
+        ("chown(f)", |m| call(unsafe { libc::chown(c_at(m, "f").as_ptr(), 1, 1) })),
+        ("lchown(ln)", |m| call(unsafe { libc::lchown(c_at(m, "ln").as_ptr(), 1, 1) })),
+        ("utimensat(f, now)", |m| call(unsafe { libc::utimensat(libc::AT_FDCWD, c_at(m, "f").as_ptr(), std::ptr::null(), 0) })),
+        ("utimensat(f, 2002-01-01)", |m| sys::set_times(&m.join("f"), (1_009_843_200, 0), (1_009_843_200, 0))),
+        ("utimensat(ln, AT_SYMLINK_NOFOLLOW)", |m| {
+            call(unsafe { libc::utimensat(libc::AT_FDCWD, c_at(m, "ln").as_ptr(), std::ptr::null(), libc::AT_SYMLINK_NOFOLLOW) })
+        }),
+        ("truncate(f, 0)", |m| call(unsafe { libc::truncate(c_at(m, "f").as_ptr(), 0) })),
+        ("truncate(f, 100000)", |m| call(unsafe { libc::truncate(c_at(m, "f").as_ptr(), 100_000) })),
+        ("setxattr(f, user.new)", |m| {
+            call(unsafe { libc::setxattr(c_at(m, "f").as_ptr(), sys::cstr("user.new").as_ptr(), V.as_ptr().cast(), V.len(), 0) })
+        }),
+        ("setxattr(d, user.new)", |m| {
+            call(unsafe { libc::setxattr(c_at(m, "d").as_ptr(), sys::cstr("user.new").as_ptr(), V.as_ptr().cast(), V.len(), 0) })
+        }),
+        ("lsetxattr(ln, trusted.new)", |m| {
+            call(unsafe { libc::lsetxattr(c_at(m, "ln").as_ptr(), sys::cstr("trusted.new").as_ptr(), V.as_ptr().cast(), V.len(), 0) })
+        }),
+        ("removexattr(f, user.test)", |m| call(unsafe { libc::removexattr(c_at(m, "f").as_ptr(), sys::cstr("user.test").as_ptr()) })),
+        ("removexattr(d, user.test)", |m| call(unsafe { libc::removexattr(c_at(m, "d").as_ptr(), sys::cstr("user.test").as_ptr()) })),
+        ("fchmod(read-only fd of f)", |m| with_fd(m, "f", |fd| unsafe { libc::fchmod(fd, 0o777) })),
+        ("fchown(read-only fd of f)", |m| with_fd(m, "f", |fd| unsafe { libc::fchown(fd, 1, 1) })),
+        ("futimens(read-only fd of f)", |m| with_fd(m, "f", |fd| unsafe { libc::futimens(fd, std::ptr::null()) })),
+        ("fsetxattr(read-only fd of f)", |m| {
+            with_fd(m, "f", |fd| unsafe { libc::fsetxattr(fd, sys::cstr("user.new").as_ptr(), V.as_ptr().cast(), V.len(), 0) })
+        }),
+        ("fremovexattr(read-only fd of f)", |m| with_fd(m, "f", |fd| unsafe { libc::fremovexattr(fd, sys::cstr("user.test").as_ptr()) })),
+    ]
+}
+
+const F_CONTENT: &[u8] = b"the lower file f\n";
+
+fn erofs() -> TestResult {
+    let mut s = Scratch::new("ro_erofs");
+    let (l0, l1) = (Layer::new(s.path("l0")), Layer::new(s.path("l1")));
+    l0.file("d/in0", "top\n").file("top_file", "top\n").xattr("d", "user.test", "d-value");
+    l1.file("f", F_CONTENT).xattr("f", "user.test", "f-value").file("d/in1", "lower\n").symlink("ln", "f");
+    for (i, l) in [&l0, &l1].iter().enumerate() {
+        stamp_times(&l.root, 1_100_000_000 + i as i64 * 1_000_000, &[]);
+    }
+    let f_before = Stat::of(&l1.path("f")).map_err(|e| format!("lstat lower f: {}", errno_name(e)))?;
+    let layer_opts = WalkOpts { dino_of_dirs: true, dotdot: true };
+    let before = [walk("l0 before", &l0.root, layer_opts)?, walk("l1 before", &l1.root, layer_opts)?];
+    let (u, o) = mount_both(&mut s, &[&l0.root, &l1.root])?;
+
+    let mut diffs = vec![];
+    for (what, op) in modifying_ops() {
+        let (ours, theirs) = (op(&u), op(&o));
+        if ours != libc::EROFS || theirs != libc::EROFS {
+            diffs.push(format!("{what}: unionrs {}, overlayfs {}, want EROFS", errno_name(ours), errno_name(theirs)));
+        }
+    }
+
+    // Nothing reached the layers.
+    let after = [walk("l0 after", &l0.root, layer_opts)?, walk("l1 after", &l1.root, layer_opts)?];
+    for (b, a) in before.iter().zip(&after) {
+        diffs.extend(diff_walks(b, a, true));
+    }
+    match (read_file(&l1.path("f")), Stat::of(&l1.path("f"))) {
+        (Ok(c), Ok(st)) => {
+            check!(c == F_CONTENT, "lower f changed: {}", bytes_diff(F_CONTENT, &c));
+            check!(
+                (st.mtime, st.mtime_nsec) == (f_before.mtime, f_before.mtime_nsec),
+                "lower f mtime changed from {}.{:09} to {}.{:09}",
+                f_before.mtime,
+                f_before.mtime_nsec,
+                st.mtime,
+                st.mtime_nsec
+            );
+        }
+        (c, st) => diffs.push(format!("lower f: read {}, lstat {}", describe_err(&c, |_| "ok".into()), describe_err(&st, |_| "ok".into()))),
+    }
+    match read_file(&u.join("f")) {
+        Ok(c) if c == F_CONTENT => {}
+        other => diffs.push(format!("unionrs /f after the failed changes: read {}", describe_err(&other, |c| bytes_diff(F_CONTENT, c)))),
+    }
+    verdict(diffs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. Reading through the union leaves the lower atime alone
+
+/// 2001-01-01T00:00:00Z.
+const ATIME_2001: i64 = 978_307_200;
+
+fn read_via_mmap(p: &Path) -> Result<Vec<u8>, String> {
+    let f = File::open(p).map_err(|e| format!("open: {e}"))?;
+    let len = f.metadata().map_err(|e| format!("fstat: {e}"))?.len() as usize;
+    if len == 0 {
+        return Ok(vec![]);
+    }
+    // SAFETY: a fresh read-only shared mapping of an open file; checked for MAP_FAILED.
+    let addr = unsafe { libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ, libc::MAP_SHARED, f.as_raw_fd(), 0) };
+    if addr == libc::MAP_FAILED {
+        return Err(format!("mmap: {}", errno_name(sys::errno())));
+    }
+    // SAFETY: the mapping covers len bytes and stays until munmap below.
+    let v = unsafe { std::slice::from_raw_parts(addr as *const u8, len) }.to_vec();
+    // SAFETY: we mapped exactly this range.
+    unsafe { libc::munmap(addr, len) };
+    Ok(v)
+}
+
+fn read_via_sendfile(p: &Path, tmp: &Path) -> Result<Vec<u8>, String> {
+    let src = File::open(p).map_err(|e| format!("open: {e}"))?;
+    let len = src.metadata().map_err(|e| format!("fstat: {e}"))?.len() as usize;
+    let dst = File::create(tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+    let mut off: libc::off_t = 0;
+    while (off as usize) < len {
+        // SAFETY: both fds are open; off is a valid in/out offset.
+        let n = unsafe { libc::sendfile(dst.as_raw_fd(), src.as_raw_fd(), &mut off, len - off as usize) };
+        if n < 0 {
+            return Err(format!("sendfile: {}", errno_name(sys::errno())));
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    drop(dst);
+    fs::read(tmp).map_err(|e| format!("reading back {}: {e}", tmp.display()))
+}
+
+fn read_via_splice(p: &Path) -> Result<Vec<u8>, String> {
+    let src = File::open(p).map_err(|e| format!("open: {e}"))?;
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for two descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe2: {}", errno_name(sys::errno())));
+    }
+    // SAFETY: pipe2 just opened both; OwnedFd closes them.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let mut pipe_out = File::from(rd);
+    let mut out = Vec::new();
+    let mut off: libc::loff_t = 0;
+    loop {
+        // SAFETY: valid fds; off is a valid in/out offset; the pipe end has no offset.
+        let n = unsafe { libc::splice(src.as_raw_fd(), &mut off, wr.as_raw_fd(), std::ptr::null_mut(), 65_536, 0) };
+        if n < 0 {
+            return Err(format!("splice: {}", errno_name(sys::errno())));
+        }
+        if n == 0 {
+            break;
+        }
+        let mut chunk = vec![0u8; n as usize];
+        pipe_out.read_exact(&mut chunk).map_err(|e| format!("reading the pipe: {e}"))?;
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Reads `file` (on a union) every way, checking the content and that the lower file's atime
+/// (`lower`, set to 2001 first) does not move.
+fn atime_case(label: &str, file: &Path, lower: &Path, want: &[u8], tmp: &Path) -> Result<Vec<String>, String> {
+    let rc = sys::set_times(lower, (ATIME_2001, 0), (0, libc::UTIME_OMIT));
+    check!(rc == 0, "setting the lower atime: {}", errno_name(rc));
+    let mut out = vec![];
+    let atime_check = |after: &str, out: &mut Vec<String>| match sys::lstat(lower) {
+        Ok(st) if (st.st_atime, st.st_atime_nsec) == (ATIME_2001, 0) => {}
+        Ok(st) => out.push(format!("{label}: after {after}, the lower file's atime is {}.{:09}, was {ATIME_2001}", st.st_atime, st.st_atime_nsec)),
+        Err(e) => out.push(format!("{label}: lstat of the lower file: {}", errno_name(e))),
+    };
+    let content = |how: &str, got: Result<Vec<u8>, String>, out: &mut Vec<String>| match got {
+        Ok(v) if v == want => {}
+        Ok(v) => out.push(format!("{label}: {how} content differs from the lower file: {}", bytes_diff(&v, want))),
+        Err(e) => out.push(format!("{label}: {how}: {e}")),
+    };
+    content("read()", read_file(file).map_err(errno_name), &mut out);
+    atime_check("read()", &mut out);
+    content("mmap", read_via_mmap(file), &mut out);
+    atime_check("mmap", &mut out);
+    content("sendfile", read_via_sendfile(file, tmp), &mut out);
+    atime_check("sendfile", &mut out);
+    content("splice", read_via_splice(file), &mut out);
+    atime_check("splice", &mut out);
+    match sys::lstat(file) {
+        Ok(st) if st.st_atime == ATIME_2001 => {}
+        Ok(st) => out.push(format!("{label}: the union file's st_atime is {}, the lower file's {ATIME_2001}", st.st_atime)),
+        Err(e) => out.push(format!("{label}: lstat of the union file: {}", errno_name(e))),
+    }
+    Ok(out)
+}
+
+fn no_atime_on_lower() -> TestResult {
+    let mut s = Scratch::new("ro_atime");
+    let (l0, l1) = (Layer::new(s.path("l0")), Layer::new(s.path("l1")));
+    l0.file("other", "x\n");
+    // Three pages and a bit, so that mmap and splice cross page boundaries.
+    let data: Vec<u8> = (0..12_411u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    l1.file("data", &data);
+    let (u, o) = mount_both(&mut s, &[&l0.root, &l1.root])?;
+    let lower = l1.path("data");
+    let mut diffs = atime_case("unionrs", &u.join("data"), &lower, &data, &s.path("sendfile-unionrs"))?;
+    // The reference: if this fails, overlayfs does touch the lower atime and the test is wrong.
+    diffs.extend(atime_case("overlayfs (the reference)", &o.join("data"), &lower, &data, &s.path("sendfile-overlayfs"))?);
+    verdict(diffs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Layers on tmpfs, ext4 and xfs
+
+/// Runs a command; its trimmed stdout, or an error with its stderr.
+fn run(cmd: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(cmd).args(args).output().map_err(|e| format!("running {cmd}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{cmd} {}: {}: {}", args.join(" "), out.status, String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The scratch tmpfs plus filesystems on loop devices and the unions over them; Drop undoes
+/// everything in order: unions, then each loop filesystem and its device, then the tmpfs.
+struct MultiFs {
+    unions: Vec<PathBuf>,
+    loops: Vec<(String, PathBuf)>,
+    s: Scratch,
+}
+
+impl MultiFs {
+    /// Makes a `size`-byte image, formats it with `mkfs` (command and flags; the image path is
+    /// appended), attaches it to a loop device and mounts it at `rel`.
+    fn loop_fs(&mut self, rel: &str, size: u64, mkfs: &[&str], fstype: &str) -> Result<PathBuf, String> {
+        let img = self.s.path(&format!("{rel}.img"));
+        let img_str = img.to_str().ok_or("image path is not UTF-8")?.to_string();
+        File::create(&img).and_then(|f| f.set_len(size)).map_err(|e| format!("creating {img_str}: {e}"))?;
+        let mut args = mkfs[1..].to_vec();
+        args.push(&img_str);
+        run(mkfs[0], &args)?;
+        let dev = run("losetup", &["--find", "--show", &img_str])?;
+        let mnt = self.s.dir(rel);
+        self.loops.push((dev.clone(), mnt.clone()));
+        let rc = sys::mount(&dev, &mnt, fstype, 0, "");
+        check!(rc == 0, "mounting {fstype} on {dev} at {}: {}", mnt.display(), errno_name(rc));
+        Ok(mnt)
+    }
+
+    fn union(&mut self, fstype: &str, rel: &str, layers: &[&Path]) -> Result<PathBuf, String> {
+        let t = self.s.dir(rel);
+        mount_layers(fstype, &t, layers)?;
+        self.unions.push(t.clone());
+        Ok(t)
+    }
+}
+
+impl Drop for MultiFs {
+    fn drop(&mut self) {
+        for m in self.unions.iter().rev() {
+            while sys::umount(m) == 0 {}
+        }
+        for (dev, mnt) in self.loops.iter().rev() {
+            while sys::umount(mnt) == 0 {}
+            if let Err(e) = run("losetup", &["-d", dev]) {
+                eprintln!("readonly.multi_fs cleanup: {e}");
+            }
+        }
+    }
+}
+
+fn build_multi_fs_tree(l: &[Layer; 3]) {
+    let [l0, l1, l2] = l;
+    for (i, layer) in l.iter().enumerate() {
+        layer
+            .file(format!("merged/l{i}"), format!("layer {i}\n"))
+            .file(format!("merged/sub/l{i}"), format!("sub, layer {i}\n"))
+            .file(format!("merged/sub/deeper/l{i}"), format!("deeper, layer {i}\n"))
+            .file("merged/shared", format!("shared, layer {i} version\n"));
+    }
+    l0.whiteout("merged/wh").whiteout("gone_dir");
+    l1.file("merged/wh", "hidden\n").file("gone_dir/x", "hidden\n");
+    l2.file("merged/wh", "hidden\n");
+    l0.opaque("opq", "y").file("opq/top", "visible\n");
+    l1.file("opq/mid", "hidden\n");
+    l2.file("opq/bottom", "hidden\n");
+    l0.file("file_over_dir", "file\n");
+    l2.file("file_over_dir/inner", "hidden\n");
+    // Hard links on ext4, one of them in a merged directory.
+    l1.file("ext4_links/a", "linked\n").hardlink("ext4_links/a", "ext4_links/b").hardlink("ext4_links/a", "merged/sub/c_link");
+    l1.symlink("merged/rel", "shared").xattr("merged/l1", "user.test", "ext4");
+    l2.symlink("merged/abs", "/nowhere/at/all").xattr("merged/l2", "user.test", "xfs").xattr("merged/sub", "user.dir", "xfs-dir");
+    l0.xattr("merged/l0", "user.test", "tmpfs");
+    l2.file("xfs_only/deep/file", "x\n").node("xfs_only/fifo", libc::S_IFIFO | 0o600, 0);
+    l1.dir("ext4_only/empty").file("ext4_only/owned", "x\n").chown("ext4_only/owned", 1000, 1000).chmod("ext4_only/owned", 0o640);
+    fill_spread(l, "spread", 300, 10, 7);
+}
+
+fn multi_fs() -> TestResult {
+    let mut g = MultiFs { unions: vec![], loops: vec![], s: Scratch::new("ro_multi_fs") };
+    let l1_root = g.loop_fs("l1", 64 << 20, &["mkfs.ext4", "-q", "-F"], "ext4")?;
+    // mkfs.xfs refuses filesystems under 300 MB; leave some room above that.
+    let l2_root = g.loop_fs("l2", 320 << 20, &["mkfs.xfs", "-q", "-f"], "xfs")?;
+    let layers = [Layer::new(g.s.path("l0")), Layer { root: l1_root }, Layer { root: l2_root }];
+    build_multi_fs_tree(&layers);
+    for (i, l) in layers.iter().enumerate() {
+        stamp_times(&l.root, 1_200_000_000 + i as i64 * 10_000_000, &[]);
+    }
+    let paths = layer_paths(&layers);
+    let u = g.union("unionrs", "u", &paths)?;
+    let o = g.union("overlay", "o", &paths)?;
+
+    let c = compare_trees(&u, &o, &CompareOpts { same_fs: false })?;
+    let mut diffs = c.diffs;
+    for rel in ["merged/wh", "gone_dir", "opq/mid", "opq/bottom", "file_over_dir/inner"] {
+        if c.ours.nodes.contains_key(rel.as_bytes()) {
+            diffs.push(format!("unionrs /{rel}: visible, but should be hidden"));
+        }
+    }
+
+    // Directory inode numbers are the union's own here: they must stay the same when the
+    // union's inodes are evicted and looked up again, and across a remount.
+    let before: Vec<(&Vec<u8>, u64)> = c.ours.nodes.iter().filter_map(|(rel, n)| n.stat.as_ref().ok().map(|s| (rel, s.ino))).collect();
+    let recheck = |when: &str, diffs: &mut Vec<String>| {
+        for (rel, ino) in &before {
+            match Stat::of(&bpath(&u, rel)) {
+                Ok(st) if st.ino == *ino => {}
+                Ok(st) => diffs.push(format!("unionrs {}: st_ino {ino} at first, {} {when}", show(rel), st.ino)),
+                Err(e) => diffs.push(format!("unionrs {}: lstat {when}: {}", show(rel), errno_name(e))),
+            }
+        }
+    };
+    fs::write("/proc/sys/vm/drop_caches", "3").map_err(|e| format!("dropping caches: {e}"))?;
+    recheck("after dropping caches", &mut diffs);
+    let rc = sys::umount(&u);
+    check!(rc == 0, "umount unionrs: {}", errno_name(rc));
+    mount_layers("unionrs", &u, &paths)?;
+    recheck("after a remount", &mut diffs);
+    verdict(diffs)
+}
