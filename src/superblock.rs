@@ -127,7 +127,10 @@ impl FileSystem for UnionFs {
         params::parse_param(fc, cfg, param)
     }
 
-    fn reconfigure(_fc: &FsContext, _cfg: &mut Config) -> Result {
+    fn reconfigure(fc: &FsContext, sb: &SuperBlock<Self>, wants_rw: bool, _cfg: &mut Config) -> Result {
+        if wants_rw && !sb.info().has_upper() {
+            return Err(fc.fail(EROFS, fmt!("a union without upperdir is read-only")));
+        }
         Ok(())
     }
 
@@ -202,13 +205,11 @@ impl FileSystem for UnionFs {
     fn root_inode(sb: &SuperBlock<Self>) -> Result<ARef<Inode>> {
         let fs = sb.info();
         let mut stack = KVec::with_capacity(fs.layers.len(), GFP_KERNEL)?;
+        // Layer roots always merge: like overlayfs, an opaque mark on a layer's root is
+        // ignored (OCI layers often carry one there).
         for (i, l) in fs.layers.iter().enumerate() {
             let root: ARef<Dentry> = l.spec.path.dentry().into();
-            let opaque = i > 0 && fs.opaque_value(l, &root) == b'y';
             stack.push(RealEntry { layer: i, dentry: root }, GFP_KERNEL)?;
-            if opaque {
-                break;
-            }
         }
         let top = fs.top().ok_or(EINVAL)?;
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;

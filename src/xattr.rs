@@ -59,16 +59,18 @@ pub(crate) fn listxattr(inode: &FsInode<UnionFs>, buf: &mut [u8]) -> Result<usiz
         // Only the size was asked for: an upper bound is enough.
         return Ok(n);
     }
+    let n = n.min(buf.len());
     let prefix = fs.own_prefix();
     let (mut read, mut write) = (0usize, 0usize);
     while read < n {
         let len = buf[read..n].iter().position(|&c| c == 0).ok_or(EIO)?;
         let end = read + len + 1;
         let name = &buf[read..end - 1];
+        let hidden_trusted = !may_list_trusted && name.starts_with(b"trusted.");
         let (skip, cut) = match name.strip_prefix(prefix) {
-            Some(rest) if rest.starts_with(ESCAPE) => (false, ESCAPE.len()),
+            Some(rest) if rest.starts_with(ESCAPE) => (hidden_trusted, ESCAPE.len()),
             Some(_) => (true, 0),
-            None => (!may_list_trusted && name.starts_with(b"trusted."), 0),
+            None => (hidden_trusted, 0),
         };
         if !skip {
             // Copy the name down, dropping the escape infix if there is one.

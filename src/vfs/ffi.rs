@@ -22,6 +22,7 @@ extern "C" {
     pub(crate) fn unionrs_sb_set_rdonly(sb: *mut bindings::super_block);
     pub(crate) fn unionrs_mnt_is_readonly(mnt: *mut bindings::vfsmount) -> bool;
     pub(crate) fn unionrs_copy_attr_all(dest: *mut bindings::inode, src: *const bindings::inode);
+    pub(crate) fn unionrs_set_file_aops(inode: *mut bindings::inode);
     pub(crate) fn unionrs_seq_show_option(
         m: *mut bindings::seq_file,
         name: *const c_char,

@@ -87,7 +87,8 @@ impl RealFile {
             }
         }
         // SAFETY: `c.ctx` is a valid dir_context whose actor matches the `Collector` layout.
-        kernel::error::to_result(unsafe { bindings::iterate_dir(self.as_ptr(), &mut c.ctx) })?;
+        // The actor reaches the whole `Collector` through this pointer, so derive it from `c`.
+        kernel::error::to_result(unsafe { bindings::iterate_dir(self.as_ptr(), (&raw mut c).cast()) })?;
         Ok(c.ctx.pos)
     }
 }

@@ -33,8 +33,8 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Takes one mount parameter into `cfg`.
     fn parse_param(fc: &FsContext, cfg: &mut Self::Config, param: Param<'_>) -> Result;
 
-    /// Applies a remount.
-    fn reconfigure(fc: &FsContext, cfg: &mut Self::Config) -> Result;
+    /// Applies a remount of `sb`; `wants_rw` if it asks for read-write.
+    fn reconfigure(fc: &FsContext, sb: &SuperBlock<Self>, wants_rw: bool, cfg: &mut Self::Config) -> Result;
 
     /// Checks the configuration and sets up a new superblock; returns its private data.
     fn fill_super(
@@ -163,13 +163,20 @@ impl<T: FileSystem> Adapter<T> {
     /// # Safety
     ///
     /// As for [`Self::parse_param`].
-    pub(crate) unsafe fn reconfigure(fc: *mut bindings::fs_context, cfg: *mut c_void) -> c_int {
+    pub(crate) unsafe fn reconfigure(
+        fc: *mut bindings::fs_context,
+        cfg: *mut c_void,
+        sb: *mut bindings::super_block,
+        wants_rw: bool,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: the VFS calls us with a live context.
             let fc = unsafe { FsContext::from_raw(fc) };
             // SAFETY: `cfg` is the context's config, used by one caller at a time.
             let cfg = unsafe { <KBox<T::Config> as ForeignOwnable>::borrow_mut(cfg) };
-            T::reconfigure(fc, cfg)?;
+            // SAFETY: a reconfigured superblock is a mounted one of ours.
+            let sb = unsafe { SuperBlock::<T>::from_raw(sb) };
+            T::reconfigure(fc, sb, wants_rw, cfg)?;
             Ok(0)
         })
     }
@@ -191,11 +198,11 @@ impl<T: FileSystem> Adapter<T> {
             // SAFETY: `sb` is being set up by us alone.
             let new_sb = unsafe { NewSuperBlock::from_raw(sb) };
             let info = T::fill_super(fc, new_sb, cfg)?;
+            let sops: &'static bindings::super_operations = &Self::SUPER_OPS;
+            let xattr: &'static [*const bindings::xattr_handler; 2] = &super::ops::Adapter::<T>::XATTR_HANDLERS;
             // SAFETY: the superblock is still ours alone; `kill_sb` frees what we store here,
             // also when the rest of `fill_super` fails. The tables are `'static` (promoted
             // constants).
-            let sops: &'static bindings::super_operations = &Self::SUPER_OPS;
-            let xattr: &'static [*const bindings::xattr_handler; 2] = &super::ops::Adapter::<T>::XATTR_HANDLERS;
             unsafe {
                 (*sb).s_fs_info = info.into_foreign();
                 (*sb).s_op = sops;
@@ -279,9 +286,11 @@ macro_rules! declare_filesystem {
         unsafe extern "C" fn unionrs_rs_reconfigure(
             fc: *mut ::kernel::bindings::fs_context,
             cfg: *mut ::kernel::ffi::c_void,
+            sb: *mut ::kernel::bindings::super_block,
+            wants_rw: bool,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: forwarded from the C hook with its contract.
-            unsafe { $crate::vfs::fs_type::Adapter::<$fs>::reconfigure(fc, cfg) }
+            unsafe { $crate::vfs::fs_type::Adapter::<$fs>::reconfigure(fc, cfg, sb, wants_rw) }
         }
 
         /// # Safety
@@ -329,7 +338,11 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        // SAFETY: registered (type invariant); unregistering once.
-        unsafe { ffi::unionrs_unregister() };
+        // SAFETY: registered (type invariant); unregistering once. Inodes are freed by RCU
+        // callbacks that run our code (`free_inode`): wait for them before the module goes.
+        unsafe {
+            ffi::unionrs_unregister();
+            bindings::rcu_barrier();
+        }
     }
 }

@@ -31,7 +31,8 @@ int unionrs_rs_parse_param(struct fs_context *fc, void *cfg, int opt,
 			   bool negated);
 int unionrs_rs_fill_super(struct super_block *sb, struct fs_context *fc,
 			  void *cfg);
-int unionrs_rs_reconfigure(struct fs_context *fc, void *cfg);
+int unionrs_rs_reconfigure(struct fs_context *fc, void *cfg,
+			   struct super_block *sb, bool wants_rw);
 void unionrs_rs_free_sb_info(void *info);
 
 /* Exported to Rust (src/vfs/ffi.rs). */
@@ -45,6 +46,7 @@ void unionrs_sb_set_rdonly(struct super_block *sb);
 bool unionrs_sb_rdonly(struct super_block *sb);
 bool unionrs_mnt_is_readonly(struct vfsmount *mnt);
 void unionrs_copy_attr_all(struct inode *dest, const struct inode *src);
+void unionrs_set_file_aops(struct inode *inode);
 void unionrs_seq_show_option(struct seq_file *m, const char *name,
 			     const char *value);
 struct cred *unionrs_prepare_mounter_creds(void);
@@ -188,7 +190,8 @@ static int unionrs_get_tree(struct fs_context *fc)
 
 static int unionrs_reconfigure(struct fs_context *fc)
 {
-	return unionrs_rs_reconfigure(fc, fc->fs_private);
+	return unionrs_rs_reconfigure(fc, fc->fs_private, fc->root->d_sb,
+				      !(fc->sb_flags & SB_RDONLY));
 }
 
 static void unionrs_free_fc(struct fs_context *fc)
@@ -290,9 +293,30 @@ bool unionrs_mnt_is_readonly(struct vfsmount *mnt)
 	return __mnt_is_readonly(mnt);
 }
 
+/*
+ * Attributes of a new union inode from its real inode: mode, owner, times,
+ * size; only the inode flags that describe the file (as overlayfs copies),
+ * not the real fs' internal ones (S_PRIVATE, S_DAX, ...). ACLs are asked
+ * from the real inode every time, never cached in ours.
+ */
 void unionrs_copy_attr_all(struct inode *dest, const struct inode *src)
 {
+	unsigned int mask = S_SYNC | S_NOATIME | S_APPEND | S_IMMUTABLE | S_CASEFOLD;
+
 	fsstack_copy_attr_all(dest, src);
+	i_size_write(dest, i_size_read(src));
+	dest->i_flags = src->i_flags & mask;
+	dest->i_acl = dest->i_default_acl = ACL_DONT_CACHE;
+}
+
+/* Regular files: O_DIRECT is the real file's business (as overlayfs does). */
+static const struct address_space_operations unionrs_file_aops = {
+	.direct_IO = noop_direct_IO,
+};
+
+void unionrs_set_file_aops(struct inode *inode)
+{
+	inode->i_mapping->a_ops = &unionrs_file_aops;
 }
 
 void unionrs_seq_show_option(struct seq_file *m, const char *name,
@@ -461,6 +485,8 @@ void unionrs_sb_set_posixacl(struct super_block *sb)
 /* The real inode's ACL for permission checks (no permission check of its own). */
 struct posix_acl *unionrs_get_inode_acl(struct inode *real, int type)
 {
+	if (!IS_POSIXACL(real))
+		return NULL;
 	return get_inode_acl(real, type);
 }
 
@@ -468,6 +494,9 @@ struct posix_acl *unionrs_get_inode_acl(struct inode *real, int type)
 struct posix_acl *unionrs_get_acl(struct vfsmount *mnt, struct dentry *real,
 				  int type)
 {
+	/* No ACLs on that layer: "no ACL" (ENODATA), as overlayfs answers. */
+	if (!IS_POSIXACL(d_inode(real)))
+		return NULL;
 	return vfs_get_acl(mnt_idmap(mnt), real,
 			   type == ACL_TYPE_ACCESS ? XATTR_NAME_POSIX_ACL_ACCESS :
 						     XATTR_NAME_POSIX_ACL_DEFAULT);

@@ -78,6 +78,7 @@ const MAY_NOT_BLOCK: i32 = bindings::MAY_NOT_BLOCK as i32;
 
 impl<T: FileSystem> Adapter<T> {
     const DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
+        setattr: Some(Self::setattr),
         lookup: Some(Self::lookup),
         permission: Some(Self::permission),
         getattr: Some(Self::getattr),
@@ -89,6 +90,7 @@ impl<T: FileSystem> Adapter<T> {
     };
 
     const FILE_IOPS: bindings::inode_operations = bindings::inode_operations {
+        setattr: Some(Self::setattr),
         permission: Some(Self::permission),
         getattr: Some(Self::getattr),
         fiemap: Some(Self::fiemap),
@@ -100,6 +102,7 @@ impl<T: FileSystem> Adapter<T> {
     };
 
     const SYMLINK_IOPS: bindings::inode_operations = bindings::inode_operations {
+        setattr: Some(Self::setattr),
         get_link: Some(Self::get_link),
         getattr: Some(Self::getattr),
         listxattr: Some(Self::listxattr),
@@ -163,6 +166,7 @@ impl<T: FileSystem> Adapter<T> {
                 bindings::S_IFREG => {
                     (*inode).i_op = file_iops;
                     (*inode).__bindgen_anon_3.i_fop = file_fops;
+                    ffi::unionrs_set_file_aops(inode);
                 }
                 bindings::S_IFLNK => (*inode).i_op = symlink_iops,
                 _ => {
@@ -230,6 +234,16 @@ impl<T: FileSystem> Adapter<T> {
             T::fix_stat(inode, &mut Kstat(unsafe { &mut *stat }))?;
             Ok(0)
         })
+    }
+
+    /// Nothing can be changed through the union yet: without this, the VFS would change the
+    /// union inode alone (`simple_setattr`) and report success.
+    unsafe extern "C" fn setattr(
+        _idmap: *mut bindings::mnt_idmap,
+        _dentry: *mut bindings::dentry,
+        _attr: *mut bindings::iattr,
+    ) -> c_int {
+        EROFS.to_errno()
     }
 
     unsafe extern "C" fn fiemap(

@@ -23,6 +23,7 @@ pub fn tests() -> Vec<Test> {
         Test { name: "readonly.erofs", run: erofs },
         Test { name: "readonly.no_atime_on_lower", run: no_atime_on_lower },
         Test { name: "readonly.multi_fs", run: multi_fs },
+        Test { name: "readonly.remount_and_open_modes", run: remount_and_open_modes },
     ]
 }
 
@@ -179,6 +180,11 @@ impl DirStream {
         // SAFETY: d_name is NUL-terminated.
         let name = unsafe { CStr::from_ptr(e.d_name.as_ptr()) }.to_bytes().to_vec();
         Ok(Some(DirEnt { name, ino: e.d_ino, d_type: e.d_type }))
+    }
+
+    fn fd(&self) -> libc::c_int {
+        // SAFETY: self.0 is an open stream.
+        unsafe { libc::dirfd(self.0) }
     }
 
     fn tell(&mut self) -> libc::c_long {
@@ -433,8 +439,11 @@ struct Stat {
 
 impl Stat {
     fn of(p: &Path) -> Result<Stat, i32> {
-        let s = sys::lstat(p)?;
-        Ok(Stat {
+        Ok(Stat::from(&sys::lstat(p)?))
+    }
+
+    fn from(s: &libc::stat) -> Stat {
+        Stat {
             mode: s.st_mode,
             nlink: s.st_nlink,
             uid: s.st_uid,
@@ -446,7 +455,19 @@ impl Stat {
             ino: s.st_ino,
             dev: s.st_dev,
             blocks: s.st_blocks,
-        })
+        }
+    }
+
+    /// lstat of `name` in the directory open as `dirfd`.
+    fn at(dirfd: libc::c_int, name: &[u8]) -> Result<Stat, i32> {
+        let c = std::ffi::CString::new(name).map_err(|_| libc::EINVAL)?;
+        // SAFETY: zeroed stat is a valid out parameter.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd, string and out pointer.
+        if unsafe { libc::fstatat(dirfd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+            return Err(sys::errno());
+        }
+        Ok(Stat::from(&st))
     }
 
     fn is_dir(&self) -> bool {
@@ -543,7 +564,10 @@ fn walk(label: &str, root: &Path, opts: WalkOpts) -> Result<Walk, String> {
     let mut pending: Vec<Vec<u8>> = vec![vec![]];
     while let Some(dir) = pending.pop() {
         let dir_path = bpath(root, &dir);
-        let entries = match read_dir_raw(&dir_path) {
+        // Entries are stat'ed relative to the open directory: one path component per call
+        // instead of the whole path, which matters for 100 000 entries under emulation.
+        let mut stream = DirStream::open(&dir_path);
+        let entries = match stream.as_mut().map_err(|e| *e).and_then(|s| s.read_all()) {
             Ok(e) => e,
             Err(e) => {
                 w.problems.push(format!("{label} {}: readdir: {}", show(&dir), errno_name(e)));
@@ -577,7 +601,10 @@ fn walk(label: &str, root: &Path, opts: WalkOpts) -> Result<Walk, String> {
             }
             let rel = join_rel(&dir, &e.name);
             let p = bpath(root, &rel);
-            let stat = Stat::of(&p);
+            let stat = match &stream {
+                Ok(st) => Stat::at(st.fd(), &e.name),
+                Err(_) => Stat::of(&p),
+            };
             match &stat {
                 Err(err) => w.problems.push(format!("{label} {}: listed by readdir, but lstat fails: {}", show(&rel), errno_name(*err))),
                 Ok(st) => {
@@ -1497,4 +1524,46 @@ fn multi_fs() -> TestResult {
     mount_layers("unionrs", &u, &paths)?;
     recheck("after a remount", &mut diffs);
     verdict(diffs)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. remount read-write, O_DIRECT, file size as the VFS sees it
+
+/// What the VFS itself derives from the union inode, on both mounts: a read-write remount of
+/// a union without upper layer is refused with EROFS, O_DIRECT opens work, FIONREAD and
+/// SEEK_END see the real size.
+fn remount_and_open_modes() -> TestResult {
+    let mut s = Scratch::new("ro_remount");
+    let (l1, l2) = (s.dir("l1"), s.dir("l2"));
+    let content = b"twelve bytes";
+    std::fs::write(l2.join("f"), content).map_err(|e| e.to_string())?;
+    let (u, o) = mount_both(&mut s, &[&l1, &l2])?;
+    let mut problems = vec![];
+    for (label, m) in [("unionrs", &u), ("overlayfs", &o)] {
+        let rc = sys::mount("none", m, "", libc::MS_REMOUNT, "");
+        if rc != libc::EROFS {
+            problems.push(format!("{label}: read-write remount gave {}, want EROFS", errno_name(rc)));
+        }
+        let c = sys::cpath(&m.join("f"));
+        // SAFETY: valid path string.
+        let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECT) };
+        if fd < 0 {
+            problems.push(format!("{label}: O_DIRECT open failed: {}", errno_name(sys::errno())));
+            continue;
+        }
+        let mut n: libc::c_int = -1;
+        // SAFETY: valid fd and out pointer.
+        let r = unsafe { libc::ioctl(fd, libc::FIONREAD, &mut n) };
+        if r != 0 || n as usize != content.len() {
+            problems.push(format!("{label}: FIONREAD gave {n} (rc {r}), want {}", content.len()));
+        }
+        // SAFETY: valid fd.
+        let end = unsafe { libc::lseek(fd, 0, libc::SEEK_END) };
+        if end as usize != content.len() {
+            problems.push(format!("{label}: SEEK_END gave {end}, want {}", content.len()));
+        }
+        // SAFETY: we opened fd.
+        unsafe { libc::close(fd) };
+    }
+    verdict(problems)
 }
