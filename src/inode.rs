@@ -10,7 +10,7 @@ use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, Mutex, SetOnce};
 
 /// One real object behind a union object: a dentry on layer `layer` (index into
 /// `UnionFs::layers`, upper first).
@@ -19,29 +19,81 @@ pub(crate) struct RealEntry {
     pub(crate) dentry: ARef<Dentry>,
 }
 
-/// Per-inode data: the real objects, top layer first. A non-directory has exactly one; a
-/// directory has one per layer it is merged from (stopping at an opaque one).
+/// Per-inode data: the real objects, top layer first. A non-directory shows its top one; a
+/// directory merges them (down to an opaque one).
+///
+/// The upper object is set once, when the object is created on the upper layer or copied up
+/// (under `copy_up_lock`); the lower ones never change. After a copy-up they stay, so that the
+/// object keeps its inode number as with overlayfs.
 #[pin_data]
 pub(crate) struct UnionInode {
-    pub(crate) stack: KVec<RealEntry>,
+    upper: SetOnce<RealEntry>,
+    lower: KVec<RealEntry>,
+    /// Serializes copy-ups of this object.
+    #[pin]
+    pub(crate) copy_up_lock: Mutex<()>,
     /// The merged listing of a merged directory, built on first open.
     #[pin]
     pub(crate) dir_cache: Mutex<Option<Arc<MergedDir>>>,
 }
 
 impl UnionInode {
-    pub(crate) fn new(stack: KVec<RealEntry>) -> Result<Pin<KBox<Self>>> {
-        KBox::pin_init(pin_init!(Self { stack, dir_cache <- new_mutex!(None) }), GFP_KERNEL)
+    /// `stack` is top first; an entry on layer 0 of a union with an upper layer is the upper.
+    pub(crate) fn new(mut stack: KVec<RealEntry>, has_upper: bool) -> Result<Pin<KBox<Self>>> {
+        let upper = SetOnce::new();
+        if has_upper && stack.first().is_some_and(|e| e.layer == 0) {
+            upper.populate(stack.remove(0).map_err(|_| EIO)?);
+        }
+        KBox::pin_init(
+            pin_init!(Self {
+                upper,
+                lower: stack,
+                copy_up_lock <- new_mutex!(()),
+                dir_cache <- new_mutex!(None),
+            }),
+            GFP_KERNEL,
+        )
     }
 
     /// The top-most real object: the one whose attributes and data the union shows.
     pub(crate) fn top(&self) -> Result<&RealEntry> {
-        self.stack.first().ok_or(EIO)
+        self.upper.as_ref().or_else(|| self.lower.first()).ok_or(EIO)
+    }
+
+    /// The real object on the upper layer, if there is one yet.
+    pub(crate) fn upper(&self) -> Option<&RealEntry> {
+        self.upper.as_ref()
+    }
+
+    /// The real objects on lower layers, top first.
+    pub(crate) fn lower(&self) -> &[RealEntry] {
+        &self.lower
+    }
+
+    /// Records the upper object made by a copy-up (caller holds `copy_up_lock`).
+    pub(crate) fn set_upper(&self, e: RealEntry) {
+        self.upper.populate(e);
+    }
+
+    /// The real objects a directory merges, top first; for a non-directory, the top one and
+    /// the lower ones it hides.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &RealEntry> {
+        Iterator::chain(self.upper.as_ref().into_iter(), self.lower.iter())
+    }
+
+    /// The `rank`-th real object (0 = top).
+    pub(crate) fn entry(&self, rank: usize) -> Option<&RealEntry> {
+        self.entries().nth(rank)
     }
 
     /// Whether this is a directory merged from more than one layer.
     pub(crate) fn is_merged(&self) -> bool {
-        self.stack.len() > 1
+        self.entries().nth(1).is_some()
+    }
+
+    /// Forgets the merged listing (after a change of the directory's entries).
+    pub(crate) fn invalidate_listing(&self) {
+        *self.dir_cache.lock() = None;
     }
 }
 
@@ -72,19 +124,28 @@ impl UnionFs {
         ((fs_index + 1) << SHIFT) | real_ino
     }
 
-    /// Finds or makes the union inode for `stack`, hashed by its top real inode so that every
-    /// path to the same object (hard links included) gives the same inode.
+    /// Finds or makes the union inode for `stack`, so that every path to the same object
+    /// gives the same inode: hashed by the first lower object when there is one (it stays
+    /// the same across a copy-up), else by the upper object. As in overlayfs, a lower hard
+    /// link in a writable union gets an inode of its own: a copy-up breaks the link.
     pub(crate) fn get_inode(
         &self,
         sb: &crate::vfs::SuperBlock<UnionFs>,
         stack: KVec<RealEntry>,
     ) -> Result<ARef<Inode>> {
         let top = stack.first().ok_or(EIO)?;
-        let (layer, dentry) = (top.layer, top.dentry.clone());
-        let real = dentry.inode().ok_or(ENOENT)?;
-        let ino = self.map_ino(layer, real.ino(), real.is_dir());
-        let key = real.as_ptr() as usize;
-        sb.get_inode(key, ino, real, UnionInode::new(stack)?)
+        let real_d = top.dentry.clone();
+        let real = real_d.inode().ok_or(ENOENT)?;
+        let ino = self.map_ino(top.layer, real.ino(), real.is_dir());
+        let has_upper = self.has_upper();
+        let first_lower = stack.iter().find(|e| !(has_upper && e.layer == 0)).map(|e| e.dentry.clone());
+        let key_d = first_lower.as_ref().unwrap_or(&real_d);
+        let key_inode = key_d.inode().ok_or(ENOENT)?;
+        let data = UnionInode::new(stack, has_upper)?;
+        if has_upper && first_lower.is_some() && !real.is_dir() && key_inode.nlink() > 1 {
+            return sb.new_unhashed_inode(ino, real, data);
+        }
+        sb.get_inode(key_inode.as_ptr() as usize, ino, real, data)
     }
 }
 
@@ -125,7 +186,17 @@ pub(crate) fn fix_stat(inode: &FsInode<UnionFs>, stat: &mut Kstat<'_>) -> Result
         stat.set_dev_of(inode.sb());
     }
     let top = data.top()?;
-    let ino = fs.map_ino(top.layer, stat.ino(), is_dir);
+    let mut ino = fs.map_ino(top.layer, stat.ino(), is_dir);
+    // An upper object with a lower origin keeps the origin's number (as overlayfs), so that
+    // a copy-up does not change it; not for a lower hard link that the copy-up broke.
+    if let (Some(_), Some(origin)) = (data.upper(), data.lower().first()) {
+        if !is_dir || fs.same_fs {
+            let lst = crate::vfs::RealStat::of(fs.real_path(origin)?)?;
+            if is_dir || lst.nlink() == 1 {
+                ino = fs.map_ino(origin.layer, lst.ino(), is_dir);
+            }
+        }
+    }
     stat.set_ino(ino);
     if is_dir && data.is_merged() {
         stat.set_nlink(1);

@@ -46,8 +46,13 @@ impl UnionFs {
 
     /// Looks `name` up below the real directories `parent` and returns the new stack.
     pub(crate) fn lookup_stack(&self, parent: &UnionInode, name: &[u8]) -> Result<KVec<RealEntry>> {
+        self.lookup_in(parent.entries(), name)
+    }
+
+    /// Looks `name` up below the given real directories (top first).
+    pub(crate) fn lookup_in<'a>(&self, dirs: impl Iterator<Item = &'a RealEntry>, name: &[u8]) -> Result<KVec<RealEntry>> {
         let mut stack = KVec::new();
-        for e in parent.stack.iter() {
+        for e in dirs {
             let layer = self.layers.get(e.layer).ok_or(EIO)?;
             let Some(child) = e.dentry.lookup_child(&layer.mnt, name)? else { continue };
             let Some(inode) = child.inode() else { continue };
@@ -69,6 +74,14 @@ impl UnionFs {
             }
         }
         Ok(stack)
+    }
+}
+
+impl UnionFs {
+    /// Whether `name` is visible in the lower layers of directory `parent` (then removing it
+    /// from the union needs a whiteout on the upper layer).
+    pub(crate) fn lower_positive(&self, parent: &UnionInode, name: &[u8]) -> Result<bool> {
+        Ok(!self.lookup_in(parent.lower().iter(), name)?.is_empty())
     }
 }
 

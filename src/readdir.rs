@@ -63,7 +63,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
     let mut names = KVVec::new();
     let mut raw: KVVec<RawEntry> = KVVec::new();
     let mut xwhiteouts = KVec::new();
-    for (rank, e) in dir.stack.iter().enumerate() {
+    for (rank, e) in dir.entries().enumerate() {
         let layer = fs.layers.get(e.layer).ok_or(EIO)?;
         xwhiteouts.push(fs.opaque_value(layer, &e.dentry) == b'x', GFP_KERNEL)?;
         let file = RealFile::open_dir(fs.real_path(e)?, &fs.creds)?;
@@ -112,7 +112,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
         // Only entries that may be whiteouts need a look at the real object.
         let xw = xwhiteouts.get(top.rank).copied().unwrap_or(false);
         if top.d_type == DT_CHR || top.d_type == DT_UNKNOWN || (xw && top.d_type == DT_REG) {
-            let e = dir.stack.get(top.rank).ok_or(EIO)?;
+            let e = dir.entry(top.rank).ok_or(EIO)?;
             let layer = fs.layers.get(e.layer).ok_or(EIO)?;
             if let Some(child) = e.dentry.lookup_child(&layer.mnt, name)? {
                 if let Some(inode) = child.inode() {
@@ -122,7 +122,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
                 }
             }
         }
-        let layer = dir.stack.get(top.rank).map_or(0, |e| e.layer);
+        let layer = dir.entry(top.rank).map_or(0, |e| e.layer);
         let ino = fs.map_ino(layer, top.ino, u32::from(top.d_type) == DT_DIR);
         entries.push(Entry { off: top.off, len: top.len, ino, d_type: top.d_type }, GFP_KERNEL)?;
     }
@@ -183,4 +183,48 @@ pub(crate) fn iterate(inode: &FsInode<UnionFs>, dir: &DirState, parent_ino: u64,
         }
     }
     Ok(())
+}
+
+/// How many entries a directory shows (for rmdir's emptiness check), and whether its upper
+/// directory holds anything (whiteouts, when nothing is visible).
+pub(crate) fn emptiness(fs: &UnionFs, dir: &UnionInode) -> Result<(usize, bool)> {
+    let visible = build_merged(fs, dir)?.entries.len();
+    let mut upper_used = false;
+    if let Some(u) = dir.upper() {
+        let file = RealFile::open_dir(fs.real_path(u)?, &fs.creds)?;
+        file.read_dir(0, &mut |name, _, _, _| {
+            upper_used = name != b"." && name != b"..";
+            !upper_used
+        })?;
+    }
+    Ok((visible, upper_used))
+}
+
+/// The real entries of a real directory (for cleaning the work directory).
+pub(crate) fn real_names(fs: &UnionFs, dir: crate::vfs::RealPath<'_>) -> Result<KVec<KVec<u8>>> {
+    let file = RealFile::open_dir(dir, &fs.creds)?;
+    let mut names = KVec::new();
+    let mut failed = false;
+    let mut pos = 0;
+    loop {
+        let next = file.read_dir(pos, &mut |name, _, _, _| {
+            if name == b"." || name == b".." {
+                return true;
+            }
+            let mut n = KVec::new();
+            if n.extend_from_slice(name, GFP_KERNEL).is_err() || names.push(n, GFP_KERNEL).is_err() {
+                failed = true;
+                return false;
+            }
+            true
+        })?;
+        if next == pos || failed {
+            break;
+        }
+        pos = next;
+    }
+    if failed {
+        return Err(ENOMEM);
+    }
+    Ok(names)
 }

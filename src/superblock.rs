@@ -9,8 +9,8 @@ use crate::vfs::super_block::NewSuperBlock;
 use crate::inode::{RealEntry, UnionInode};
 use crate::readdir::DirState;
 use crate::vfs::{
-    errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, Idmap, Inode, Kstat, LayerMount,
-    MounterCreds, Param, RealPath, SuperBlock,
+    errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, Iattr, Idmap, Inode, Kstat, LayerMount,
+    MounterCreds, NewObject, Param, RealPath, SuperBlock,
 };
 use kernel::sync::aref::ARef;
 use kernel::bindings;
@@ -54,6 +54,10 @@ pub(crate) struct UnionFs {
     /// Upper layer first (if any), then the lower layers top to bottom.
     pub(crate) layers: KVec<Layer>,
     pub(crate) work: Option<LayerSpec>,
+    /// `<workdir>/work`: where copies and whiteouts are built before they move into place.
+    work_dir: Option<ARef<Dentry>>,
+    /// Upper and work directories we marked in use (unmarked on drop).
+    in_use: KVec<ARef<Dentry>>,
     lowerdir_all: Option<CString>,
     pub(crate) userxattr: bool,
     /// Whether all layers are on one filesystem (then real inode numbers are unique).
@@ -71,6 +75,56 @@ impl UnionFs {
     pub(crate) fn has_upper(&self) -> bool {
         self.layers.first().is_some_and(|l| l.kind == LayerKind::Upper)
     }
+
+    /// The writable layer (`EROFS` for a union without one).
+    pub(crate) fn upper_layer(&self) -> Result<&Layer> {
+        self.layers.first().filter(|l| l.kind == LayerKind::Upper).ok_or(EROFS)
+    }
+
+    /// The directory where new objects are built (`<workdir>/work`).
+    pub(crate) fn work_dir(&self) -> Result<&Dentry> {
+        self.work_dir.as_deref().ok_or(EROFS)
+    }
+}
+
+impl Drop for UnionFs {
+    fn drop(&mut self) {
+        for d in self.in_use.iter() {
+            d.inuse_unlock();
+        }
+    }
+}
+
+/// Name of the directory inside workdir that unions work in (overlayfs' too).
+const WORK_NAME: &[u8] = b"work";
+
+/// Sets up `<workdir>/work` at mount: whatever an earlier mount left there (an interrupted
+/// copy-up, a crash) is removed first, so that it starts empty.
+fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
+    let upper = fs.upper_layer()?;
+    let mnt = &upper.mnt;
+    let base = fs.work.as_ref().ok_or(EINVAL)?.path.dentry();
+    let _creds = fs.creds.use_here();
+    if let Some(old) = base.lookup_child(mnt, WORK_NAME)? {
+        if old.inode().is_some() {
+            fs.remove_tree(base, &old, 2).map_err(|e| {
+                fc.fail(e, fmt!("workdir: cannot clean up '{}/work' ({:?})", show(&fs.work.as_ref().map_or(c"", |w| &w.name)), e))
+            })?;
+        }
+    }
+    let work = mnt
+        .create(base, Some(WORK_NAME), crate::vfs::NewObject::Node { mode: bindings::S_IFDIR, rdev: 0 })
+        .map_err(|e| fc.fail(e, fmt!("workdir: cannot create 'work' in it ({:?})", e)))?;
+    // Opaque dirs and xattr copies need xattrs on the upper filesystem; overlayfs goes on
+    // without them (and fails the operations that need them), and so do we.
+    let probe = fs.xattr_name(crate::namei::Xattr::Opaque);
+    match mnt.set_xattr(&work, probe, Some(b"y"), 0) {
+        Ok(()) => {
+            let _ = mnt.set_xattr(&work, probe, None, 0);
+        }
+        Err(_) => fc.warn(fmt!("upper fs does not support xattrs: opaque directories cannot be made")),
+    }
+    Ok(work)
 }
 
 /// Refuses layers that are the same directory or lie inside one another: a union over itself
@@ -183,10 +237,12 @@ impl FileSystem for UnionFs {
             };
             layers.push(Layer { spec, kind, mnt, fs_index }, GFP_KERNEL)?;
         }
-        let info = KBox::new(
+        let mut info = KBox::new(
             UnionFs {
                 layers,
                 work: cfg.work.take(),
+                work_dir: None,
+                in_use: KVec::new(),
                 lowerdir_all: cfg.lowerdir_all.take(),
                 userxattr: cfg.userxattr,
                 same_fs: filesystems.len() == 1,
@@ -194,6 +250,20 @@ impl FileSystem for UnionFs {
             },
             GFP_KERNEL,
         )?;
+
+        if info.has_upper() {
+            // One union at a time may write an upper layer (overlayfs' "in use" mark, which
+            // both honour).
+            let upper_root: ARef<Dentry> = info.upper_layer()?.spec.path.dentry().into();
+            let work_base: ARef<Dentry> = info.work.as_ref().ok_or(EINVAL)?.path.dentry().into();
+            for (d, what) in [(upper_root, "upperdir"), (work_base, "workdir")] {
+                if !d.inuse_trylock() {
+                    return Err(fc.fail(EBUSY, fmt!("{} is in use by another mount", what)));
+                }
+                info.in_use.push(d, GFP_KERNEL)?;
+            }
+            info.work_dir = Some(make_work_dir(&info, fc)?);
+        }
 
         sb.set_params(UNIONRS_SUPER_MAGIC, i64::MAX, 1, depth);
         if info.work.is_none() {
@@ -214,7 +284,7 @@ impl FileSystem for UnionFs {
         let top = fs.top().ok_or(EINVAL)?;
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
         let ino = fs.map_ino(0, real.ino(), true);
-        sb.new_unhashed_inode(ino, real, UnionInode::new(stack)?)
+        sb.new_unhashed_inode(ino, real, UnionInode::new(stack, fs.has_upper())?)
     }
 
     type InodeData = UnionInode;
@@ -259,6 +329,34 @@ impl FileSystem for UnionFs {
 
     fn iterate(inode: &FsInode<Self>, dir: &DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result {
         crate::readdir::iterate(inode, dir, parent_ino, out)
+    }
+
+    fn create(dir: &FsInode<Self>, dentry: &Dentry, what: NewObject<'_>) -> Result {
+        crate::dir::create(dir, dentry, what)
+    }
+
+    fn link(old: &Dentry, dir: &FsInode<Self>, new: &Dentry) -> Result {
+        crate::dir::link(old, dir, new)
+    }
+
+    fn remove(dir: &FsInode<Self>, dentry: &Dentry, is_dir: bool) -> Result {
+        crate::dir::remove(dir, dentry, is_dir)
+    }
+
+    fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
+        crate::dir::rename(old, new, flags)
+    }
+
+    fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
+        crate::dir::setattr(dentry, attr)
+    }
+
+    fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
+        crate::xattr::setxattr(dentry, name, value, flags)
+    }
+
+    fn prepare_open(dentry: &Dentry, flags: u32) -> Result {
+        crate::copy_up::prepare_open(dentry, flags)
     }
 
     fn show_options(m: &SeqFile, sb: &SuperBlock<Self>) -> Result {

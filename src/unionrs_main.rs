@@ -3,6 +3,8 @@
 //! unionrs: a union (overlay) filesystem, compatible with overlayfs' mount options and
 //! on-disk format.
 
+mod copy_up;
+mod dir;
 mod inode;
 mod namei;
 mod params;

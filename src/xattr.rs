@@ -7,7 +7,7 @@
 //! read of `trusted.overlay.X` through the union reads the escaped name.
 
 use crate::superblock::UnionFs;
-use crate::vfs::{caller_is_sys_admin, FsInode};
+use crate::vfs::{caller_is_sys_admin, Dentry, FsInode};
 use kernel::prelude::*;
 use kernel::str::CString;
 
@@ -15,6 +15,15 @@ use kernel::str::CString;
 const ESCAPE: &[u8] = b"overlay.";
 
 impl UnionFs {
+    /// [`Self::own_prefix`] as a C string.
+    pub(crate) fn own_prefix_cstr(&self) -> &'static CStr {
+        if self.userxattr {
+            c"user.overlay."
+        } else {
+            c"trusted.overlay."
+        }
+    }
+
     /// Our private xattr prefix: `trusted.overlay.` or `user.overlay.`.
     fn own_prefix(&self) -> &'static [u8] {
         if self.userxattr {
@@ -34,15 +43,37 @@ pub(crate) fn getxattr(inode: &FsInode<UnionFs>, name: &CStr, buf: &mut [u8]) ->
     let _creds = fs.creds.use_here();
     if let Some(rest) = bytes.strip_prefix(prefix) {
         // Read the escaped form on the layer.
-        let mut escaped = KVec::with_capacity(bytes.len() + ESCAPE.len() + 1, GFP_KERNEL)?;
-        escaped.extend_from_slice(prefix, GFP_KERNEL)?;
-        escaped.extend_from_slice(ESCAPE, GFP_KERNEL)?;
-        escaped.extend_from_slice(rest, GFP_KERNEL)?;
-        escaped.push(0, GFP_KERNEL)?;
-        let escaped = CString::try_from(CStr::from_bytes_with_nul(&escaped).map_err(|_| EINVAL)?)?;
-        return real.dentry.getxattr(real.mnt, &escaped, buf);
+        return real.dentry.getxattr(real.mnt, &escape(prefix, rest)?, buf);
     }
     real.dentry.getxattr(real.mnt, name, buf)
+}
+
+/// `prefix` + "overlay." + `rest`: how a union object's `overlay.*` xattr is stored.
+fn escape(prefix: &[u8], rest: &[u8]) -> Result<CString> {
+    let mut escaped = KVec::with_capacity(prefix.len() + rest.len() + ESCAPE.len() + 1, GFP_KERNEL)?;
+    escaped.extend_from_slice(prefix, GFP_KERNEL)?;
+    escaped.extend_from_slice(ESCAPE, GFP_KERNEL)?;
+    escaped.extend_from_slice(rest, GFP_KERNEL)?;
+    escaped.push(0, GFP_KERNEL)?;
+    Ok(CString::try_from(CStr::from_bytes_with_nul(&escaped).map_err(|_| EINVAL)?)?)
+}
+
+/// `setxattr`/`removexattr` of a union object: on its upper copy (copied up first), with our
+/// own names escaped as overlayfs does.
+pub(crate) fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
+    let (sb, inode) = crate::copy_up::union_inode(dentry)?;
+    let fs = sb.info();
+    crate::copy_up::copy_up(sb, dentry)?;
+    let upper = inode.data()?.upper().ok_or(EIO)?;
+    let mnt = &fs.upper_layer()?.mnt;
+    let prefix = fs.own_prefix();
+    let _creds = fs.creds.use_here();
+    match name.to_bytes().strip_prefix(prefix) {
+        Some(rest) => mnt.set_xattr(&upper.dentry, &escape(prefix, rest)?, value, flags)?,
+        None => mnt.set_xattr(&upper.dentry, name, value, flags)?,
+    }
+    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
+    Ok(())
 }
 
 /// `listxattr` of a union object: the real list, filtered in place.

@@ -30,6 +30,16 @@ impl MounterCreds {
         CredGuard { old, _creds: PhantomData }
     }
 
+    /// Like [`Self::use_here`], but with the caller's fsuid and the group a new object in
+    /// directory `dir` gets, so that real objects made for the caller belong to the caller.
+    pub(crate) fn use_as_creator(&self, dir: &super::Inode) -> Result<CreatorGuard<'_>> {
+        // SAFETY: `self.0` is a valid cred that outlives the guard; `dir` is live. The guard
+        // undoes both overrides on drop.
+        let old = unsafe { ffi::unionrs_creator_begin(self.0.as_ptr(), dir.as_ptr()) };
+        let old = kernel::error::from_err_ptr(old.cast_mut())?;
+        Ok(CreatorGuard { old, _creds: PhantomData })
+    }
+
     pub(crate) fn as_ptr(&self) -> *const bindings::cred {
         self.0.as_ptr()
     }
@@ -50,5 +60,22 @@ impl Drop for CredGuard<'_> {
     fn drop(&mut self) {
         // SAFETY: `old` came from `override_creds` on this task (type invariant).
         unsafe { ffi::unionrs_revert_creds(self.old) };
+    }
+}
+
+/// Restores the task's own credentials and frees the creator's when dropped.
+///
+/// # Invariants
+///
+/// `old` is what `unionrs_creator_begin` returned on this task.
+pub(crate) struct CreatorGuard<'a> {
+    old: *mut bindings::cred,
+    _creds: PhantomData<&'a MounterCreds>,
+}
+
+impl Drop for CreatorGuard<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `old` came from `unionrs_creator_begin` on this task (type invariant).
+        unsafe { ffi::unionrs_creator_end(self.old) };
     }
 }

@@ -97,3 +97,94 @@ extern "C" {
         ty: c_int,
     ) -> *mut bindings::posix_acl;
 }
+
+// Writes to the upper layer (glue.c).
+#[allow(improper_ctypes)]
+extern "C" {
+    pub(crate) fn unionrs_create_real(
+        mnt: *mut bindings::vfsmount,
+        parent: *mut bindings::dentry,
+        name: *const c_char,
+        len: c_int,
+        mode: bindings::umode_t,
+        rdev: bindings::dev_t,
+        link: *const c_char,
+        hardlink: *mut bindings::dentry,
+    ) -> *mut bindings::dentry;
+    pub(crate) fn unionrs_remove_real(
+        mnt: *mut bindings::vfsmount,
+        parent: *mut bindings::dentry,
+        child: *mut bindings::dentry,
+    ) -> c_int;
+    pub(crate) fn unionrs_rename_real(
+        mnt: *mut bindings::vfsmount,
+        old_parent: *mut bindings::dentry,
+        old: *mut bindings::dentry,
+        old_name: *const c_char,
+        old_len: c_int,
+        new_parent: *mut bindings::dentry,
+        new: *mut bindings::dentry,
+        new_name: *const c_char,
+        new_len: c_int,
+        flags: c_uint,
+        expect_old: *mut bindings::inode,
+        expect_new: *mut bindings::inode,
+        new_negative: bool,
+        replaced: *mut *mut bindings::dentry,
+    ) -> c_int;
+    pub(crate) fn unionrs_whiteout_temp(mnt: *mut bindings::vfsmount, workdir: *mut bindings::dentry) -> *mut bindings::dentry;
+    pub(crate) fn unionrs_setxattr_real(
+        mnt: *mut bindings::vfsmount,
+        d: *mut bindings::dentry,
+        name: *const c_char,
+        value: *const c_void,
+        size: usize,
+        flags: c_int,
+    ) -> c_int;
+    pub(crate) fn unionrs_removexattr_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, name: *const c_char) -> c_int;
+    pub(crate) fn unionrs_setattr_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, attr: *mut bindings::iattr) -> c_int;
+    pub(crate) fn unionrs_copy_attrs_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, st: *const bindings::kstat) -> c_int;
+    pub(crate) fn unionrs_getattr_real(p: *const bindings::path, st: *mut bindings::kstat) -> c_int;
+    pub(crate) fn unionrs_copy_xattrs_real(
+        from: *const bindings::path,
+        mnt: *mut bindings::vfsmount,
+        to: *mut bindings::dentry,
+        skip_prefix: *const c_char,
+    ) -> c_int;
+    pub(crate) fn unionrs_copy_data_real(from: *const bindings::path, to: *const bindings::path, len: bindings::loff_t) -> c_int;
+    pub(crate) fn unionrs_readlink_real(d: *mut bindings::dentry) -> *mut c_char;
+    pub(crate) fn unionrs_creator_begin(mounter: *const bindings::cred, dir: *mut bindings::inode) -> *const bindings::cred;
+    pub(crate) fn unionrs_creator_end(old: *const bindings::cred);
+    pub(crate) fn unionrs_backing_write_iter(
+        real: *mut bindings::file,
+        iocb: *mut bindings::kiocb,
+        iter: *mut bindings::iov_iter,
+        cred: *const bindings::cred,
+    ) -> isize;
+    pub(crate) fn unionrs_backing_splice_write(
+        real: *mut bindings::file,
+        pipe: *mut bindings::pipe_inode_info,
+        out: *mut bindings::file,
+        ppos: *mut bindings::loff_t,
+        len: usize,
+        flags: c_uint,
+        cred: *const bindings::cred,
+    ) -> isize;
+    pub(crate) fn unionrs_fallocate_real(
+        file: *mut bindings::file,
+        real: *mut bindings::file,
+        mode: c_int,
+        offset: bindings::loff_t,
+        len: bindings::loff_t,
+    ) -> c_long;
+    pub(crate) fn unionrs_fsync_file(real: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, datasync: c_int) -> c_int;
+    pub(crate) fn unionrs_d_drop(d: *mut bindings::dentry);
+    pub(crate) fn unionrs_d_instantiate(d: *mut bindings::dentry, inode: *mut bindings::inode);
+    pub(crate) fn unionrs_dget_parent(d: *mut bindings::dentry) -> *mut bindings::dentry;
+    pub(crate) fn unionrs_dentry_name(d: *mut bindings::dentry, buf: *mut c_char, size: c_int) -> c_int;
+    pub(crate) fn unionrs_copy_attr(dest: *mut bindings::inode, src: *mut bindings::inode);
+    pub(crate) fn unionrs_is_whiteout_dentry(d: *mut bindings::dentry) -> bool;
+    pub(crate) fn unionrs_inuse_trylock(d: *mut bindings::dentry) -> bool;
+    pub(crate) fn unionrs_inuse_unlock(d: *mut bindings::dentry);
+    pub(crate) fn unionrs_is_our_sb(sb: *mut bindings::super_block) -> bool;
+}

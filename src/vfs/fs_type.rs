@@ -14,6 +14,8 @@ use super::file::DirEmitter;
 use super::inode::{FsInode, Inode};
 use super::layer::RealPath;
 use super::ops::{Idmap, Kstat};
+use super::dentry::Dentry;
+use super::upper::{Iattr, NewObject};
 use kernel::sync::aref::ARef;
 use super::super_block::{NewSuperBlock, SuperBlock};
 use core::marker::PhantomData;
@@ -85,6 +87,28 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Emits the entries of an open directory from the emitter's position on
     /// (called with the mounter's credentials).
     fn iterate(inode: &FsInode<Self>, dir: &Self::DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result;
+
+    /// Creates `what` as `dentry` (negative, in directory `dir`) and instantiates it.
+    fn create(dir: &FsInode<Self>, dentry: &Dentry, what: NewObject<'_>) -> Result;
+
+    /// Makes `new` (negative, in `dir`) another name for `old`.
+    fn link(old: &Dentry, dir: &FsInode<Self>, new: &Dentry) -> Result;
+
+    /// Removes `dentry` from `dir` (rmdir if `is_dir`, else unlink).
+    fn remove(dir: &FsInode<Self>, dentry: &Dentry, is_dir: bool) -> Result;
+
+    /// Renames `old` to `new` (`RENAME_*` flags).
+    fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result;
+
+    /// Changes attributes of `dentry`'s object (the VFS checked the caller's rights).
+    fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result;
+
+    /// Sets (`Some`) or removes (`None`) xattr `name` of `dentry`'s object.
+    fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result;
+
+    /// Called before `dentry`'s regular file is opened with `flags`: copies it up if the open
+    /// may write.
+    fn prepare_open(dentry: &Dentry, flags: u32) -> Result;
 }
 
 /// Writes `,name=value` (or `,name` for `None`) to a mount-option listing, escaping as the VFS

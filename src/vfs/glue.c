@@ -20,6 +20,8 @@
 #include <linux/namei.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
+#include <linux/splice.h>
+#include <linux/security.h>
 #include <linux/statfs.h>
 #include <linux/uio.h>
 
@@ -77,6 +79,56 @@ int unionrs_backing_mmap(struct file *real, struct vm_area_struct *vma,
 			 const struct cred *cred);
 loff_t unionrs_file_llseek(struct file *file, struct file *real, loff_t offset,
 			   int whence);
+
+/* Writes to the upper layer (below). */
+struct dentry *unionrs_create_real(struct vfsmount *mnt, struct dentry *parent,
+				   const char *name, int len, umode_t mode,
+				   dev_t rdev, const char *link,
+				   struct dentry *hardlink);
+int unionrs_remove_real(struct vfsmount *mnt, struct dentry *parent,
+			struct dentry *child);
+int unionrs_rename_real(struct vfsmount *mnt, struct dentry *old_parent,
+			struct dentry *old, const char *old_name, int old_len,
+			struct dentry *new_parent, struct dentry *new,
+			const char *new_name, int new_len, unsigned int flags,
+			struct inode *expect_old, struct inode *expect_new,
+			bool new_negative, struct dentry **replaced);
+struct dentry *unionrs_whiteout_temp(struct vfsmount *mnt, struct dentry *workdir);
+int unionrs_setxattr_real(struct vfsmount *mnt, struct dentry *d,
+			  const char *name, const void *value, size_t size,
+			  int flags);
+int unionrs_removexattr_real(struct vfsmount *mnt, struct dentry *d,
+			     const char *name);
+int unionrs_setattr_real(struct vfsmount *mnt, struct dentry *d,
+			 struct iattr *attr);
+int unionrs_copy_attrs_real(struct vfsmount *mnt, struct dentry *d,
+			    const struct kstat *st);
+int unionrs_getattr_real(const struct path *p, struct kstat *st);
+int unionrs_copy_xattrs_real(const struct path *from, struct vfsmount *mnt,
+			     struct dentry *to, const char *skip_prefix);
+int unionrs_copy_data_real(const struct path *from, const struct path *to,
+			   loff_t len);
+char *unionrs_readlink_real(struct dentry *d);
+const struct cred *unionrs_creator_begin(const struct cred *mounter,
+					 struct inode *dir);
+void unionrs_creator_end(const struct cred *old);
+ssize_t unionrs_backing_write_iter(struct file *real, struct kiocb *iocb,
+				   struct iov_iter *iter, const struct cred *cred);
+ssize_t unionrs_backing_splice_write(struct file *real, struct pipe_inode_info *pipe,
+				     struct file *out, loff_t *ppos, size_t len,
+				     unsigned int flags, const struct cred *cred);
+long unionrs_fallocate_real(struct file *file, struct file *real, int mode,
+			    loff_t offset, loff_t len);
+int unionrs_fsync_file(struct file *real, loff_t start, loff_t end, int datasync);
+void unionrs_d_drop(struct dentry *d);
+void unionrs_d_instantiate(struct dentry *d, struct inode *inode);
+struct dentry *unionrs_dget_parent(struct dentry *d);
+int unionrs_dentry_name(struct dentry *d, char *buf, int size);
+void unionrs_copy_attr(struct inode *dest, struct inode *src);
+bool unionrs_is_whiteout_dentry(struct dentry *d);
+bool unionrs_inuse_trylock(struct dentry *d);
+void unionrs_inuse_unlock(struct dentry *d);
+bool unionrs_is_our_sb(struct super_block *sb);
 
 /*
  * Option numbers. They must match `params::Opt` (src/params.rs); the
@@ -500,4 +552,621 @@ struct posix_acl *unionrs_get_acl(struct vfsmount *mnt, struct dentry *real,
 	return vfs_get_acl(mnt_idmap(mnt), real,
 			   type == ACL_TYPE_ACCESS ? XATTR_NAME_POSIX_ACL_ACCESS :
 						     XATTR_NAME_POSIX_ACL_DEFAULT);
+}
+
+/* ------------------------------------------------------------------------
+ * Writes to the upper layer. Each helper below is one VFS operation with the
+ * locking and freeze protection it needs (mnt_want_write on the layer's
+ * private mount, then the directory locks through start_creating() & co.).
+ * What to do, where and in which order is decided by the Rust callers.
+ */
+
+/* A unique name for a temporary object in the work directory ("#<n>"). */
+static void unionrs_tempname(char name[16])
+{
+	static atomic_t temp_id = ATOMIC_INIT(0);
+
+	snprintf(name, 16, "#%x", atomic_inc_return(&temp_id));
+}
+
+/*
+ * Creates `name` (or a temporary name if `name` is NULL) in `parent` on the
+ * writable layer mount `mnt`: a hard link to `hardlink` if given, else an
+ * object of type and mode `mode` (`rdev` for devices, `link` for symlinks).
+ * Returns the new positive dentry (referenced) or an ERR_PTR; -EEXIST if the
+ * name exists.
+ */
+struct dentry *unionrs_create_real(struct vfsmount *mnt, struct dentry *parent,
+				   const char *name, int len, umode_t mode,
+				   dev_t rdev, const char *link,
+				   struct dentry *hardlink)
+{
+	struct mnt_idmap *idmap = mnt_idmap(mnt);
+	struct inode *dir = d_inode(parent);
+	char tmp[16];
+	struct dentry *d;
+	int err;
+
+	if (!name) {
+		unionrs_tempname(tmp);
+		name = tmp;
+		len = strlen(tmp);
+	}
+	err = mnt_want_write(mnt);
+	if (err)
+		return ERR_PTR(err);
+	d = start_creating(idmap, parent, &QSTR_LEN(name, len));
+	if (IS_ERR(d))
+		goto out;
+	if (d_is_positive(d)) {
+		end_creating(d);
+		d = ERR_PTR(-EEXIST);
+		goto out;
+	}
+	if (hardlink) {
+		err = vfs_link(hardlink, idmap, dir, d, NULL);
+	} else {
+		switch (mode & S_IFMT) {
+		case S_IFREG:
+			err = vfs_create(idmap, d, mode, NULL);
+			break;
+		case S_IFDIR:
+			d = vfs_mkdir(idmap, dir, d, mode, NULL);
+			err = PTR_ERR_OR_ZERO(d);
+			break;
+		case S_IFLNK:
+			err = vfs_symlink(idmap, dir, d, link, NULL);
+			break;
+		case S_IFCHR:
+		case S_IFBLK:
+		case S_IFIFO:
+		case S_IFSOCK:
+			err = vfs_mknod(idmap, dir, d, mode, rdev, NULL);
+			break;
+		default:
+			err = -EPERM;
+		}
+	}
+	if (!err && (d_is_negative(d) || d_unhashed(d)))
+		/* Filesystems that leave the dentry unhashed (casefolding) are not supported as upper. */
+		err = -EIO;
+	if (err) {
+		if (!IS_ERR(d))
+			end_creating(d);
+		d = ERR_PTR(err);
+		goto out;
+	}
+	d = end_creating_keep(d);
+out:
+	mnt_drop_write(mnt);
+	return d;
+}
+
+/* Removes `child` of `parent` (unlink or rmdir by its type). */
+int unionrs_remove_real(struct vfsmount *mnt, struct dentry *parent,
+			struct dentry *child)
+{
+	struct dentry *d;
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	d = start_removing_dentry(parent, child);
+	if (IS_ERR(d)) {
+		err = PTR_ERR(d);
+	} else {
+		if (d_is_dir(d))
+			err = vfs_rmdir(mnt_idmap(mnt), d_inode(parent), d, NULL);
+		else
+			err = vfs_unlink(mnt_idmap(mnt), d_inode(parent), d, NULL);
+		end_removing(d);
+	}
+	mnt_drop_write(mnt);
+	return err;
+}
+
+/*
+ * Renames `old` (in `old_parent`) to `new` (a dentry in `new_parent`, or the
+ * name `new_name` there when `new` is NULL). With `expect_old`/`expect_new`,
+ * the objects found under the locks must be those inodes (NULL expect_new
+ * with `new_negative`: the target must be negative or a whiteout), else
+ * -ESTALE. On success *replaced (if given) is the target dentry after the
+ * rename (referenced), e.g. what RENAME_EXCHANGE moved into old_parent.
+ */
+int unionrs_rename_real(struct vfsmount *mnt, struct dentry *old_parent,
+			struct dentry *old, const char *old_name, int old_len,
+			struct dentry *new_parent, struct dentry *new,
+			const char *new_name, int new_len, unsigned int flags,
+			struct inode *expect_old, struct inode *expect_new,
+			bool new_negative, struct dentry **replaced)
+{
+	struct renamedata rd = {
+		.mnt_idmap = mnt_idmap(mnt),
+		.old_parent = old_parent,
+		.new_parent = new_parent,
+		.flags = flags,
+	};
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	if (old && new)
+		err = start_renaming_two_dentries(&rd, old, new);
+	else if (old)
+		err = start_renaming_dentry(&rd, 0, old, &QSTR_LEN(new_name, new_len));
+	else
+		err = start_renaming(&rd, 0, &QSTR_LEN(old_name, old_len),
+				     &QSTR_LEN(new_name, new_len));
+	if (err)
+		goto out;
+	err = -ESTALE;
+	if (expect_old && d_inode(rd.old_dentry) != expect_old)
+		goto unlock;
+	if (expect_new && d_inode(rd.new_dentry) != expect_new)
+		goto unlock;
+	if (new_negative && d_is_positive(rd.new_dentry) &&
+	    !IS_WHITEOUT(d_inode(rd.new_dentry)))
+		goto unlock;
+	if (d_inode(rd.old_dentry) == d_inode(rd.new_dentry))
+		goto unlock;
+	err = vfs_rename(&rd);
+	if (!err && replaced)
+		*replaced = dget(rd.new_dentry);
+unlock:
+	end_renaming(&rd);
+out:
+	mnt_drop_write(mnt);
+	return err;
+}
+
+/* A new whiteout (0/0 character device) with a temporary name in `workdir`. */
+struct dentry *unionrs_whiteout_temp(struct vfsmount *mnt, struct dentry *workdir)
+{
+	return unionrs_create_real(mnt, workdir, NULL, 0, S_IFCHR | WHITEOUT_MODE,
+				   WHITEOUT_DEV, NULL, NULL);
+}
+
+int unionrs_setxattr_real(struct vfsmount *mnt, struct dentry *d,
+			  const char *name, const void *value, size_t size,
+			  int flags)
+{
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	err = vfs_setxattr(mnt_idmap(mnt), d, name, value, size, flags);
+	mnt_drop_write(mnt);
+	return err;
+}
+
+int unionrs_removexattr_real(struct vfsmount *mnt, struct dentry *d,
+			     const char *name)
+{
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	err = vfs_removexattr(mnt_idmap(mnt), d, name);
+	mnt_drop_write(mnt);
+	return err;
+}
+
+/*
+ * Changes attributes of a real object as the union's caller asked (a copy
+ * of its iattr). ATTR_FILE is dropped: the real fs must not look at our file.
+ * A size change needs write access to the real inode, as for truncate(2).
+ */
+int unionrs_setattr_real(struct vfsmount *mnt, struct dentry *d,
+			 struct iattr *attr)
+{
+	struct inode *inode = d_inode(d);
+	bool size = attr->ia_valid & ATTR_SIZE;
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	if (size) {
+		err = get_write_access(inode);
+		if (err)
+			goto out;
+	}
+	attr->ia_valid &= ~ATTR_FILE;
+	attr->ia_file = NULL;
+	/* notify_change() derives these from the mode change itself. */
+	if (attr->ia_valid & (ATTR_KILL_SUID | ATTR_KILL_SGID))
+		attr->ia_valid &= ~ATTR_MODE;
+	inode_lock(inode);
+	err = notify_change(mnt_idmap(mnt), d, attr, NULL);
+	inode_unlock(inode);
+	if (size)
+		put_write_access(inode);
+out:
+	mnt_drop_write(mnt);
+	return err;
+}
+
+/* Gives a copied-up object the attributes `st` of the original. */
+int unionrs_copy_attrs_real(struct vfsmount *mnt, struct dentry *d,
+			    const struct kstat *st)
+{
+	struct inode *inode = d_inode(d);
+	struct iattr attr;
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	inode_lock(inode);
+	if (S_ISREG(st->mode)) {
+		attr = (struct iattr){ .ia_valid = ATTR_SIZE, .ia_size = st->size };
+		err = notify_change(mnt_idmap(mnt), d, &attr, NULL);
+	}
+	if (!err && !S_ISLNK(st->mode)) {
+		attr = (struct iattr){ .ia_valid = ATTR_MODE, .ia_mode = st->mode };
+		err = notify_change(mnt_idmap(mnt), d, &attr, NULL);
+	}
+	if (!err) {
+		attr = (struct iattr){
+			.ia_valid = ATTR_UID | ATTR_GID,
+			.ia_vfsuid = VFSUIDT_INIT(st->uid),
+			.ia_vfsgid = VFSGIDT_INIT(st->gid),
+		};
+		err = notify_change(mnt_idmap(mnt), d, &attr, NULL);
+	}
+	if (!err) {
+		attr = (struct iattr){
+			.ia_valid = ATTR_ATIME | ATTR_MTIME | ATTR_ATIME_SET |
+				    ATTR_MTIME_SET | ATTR_CTIME,
+			.ia_atime = st->atime,
+			.ia_mtime = st->mtime,
+		};
+		err = notify_change(mnt_idmap(mnt), d, &attr, NULL);
+	}
+	inode_unlock(inode);
+	mnt_drop_write(mnt);
+	return err;
+}
+
+int unionrs_getattr_real(const struct path *p, struct kstat *st)
+{
+	return vfs_getattr(p, st, STATX_BASIC_STATS, AT_STATX_SYNC_AS_STAT);
+}
+
+/*
+ * Copies the xattrs of `from` to `to` (on writable mount `mnt`), except the
+ * names starting with `skip_prefix` (the union's private ones) and what the
+ * LSM says not to copy. POSIX ACLs go through the ACL API.
+ */
+int unionrs_copy_xattrs_real(const struct path *from, struct vfsmount *mnt,
+			     struct dentry *to, const char *skip_prefix)
+{
+	ssize_t list_size, size;
+	char *buf, *name, *value = NULL;
+	size_t value_size = 0, skip_len = strlen(skip_prefix);
+	int err = 0;
+
+	list_size = vfs_listxattr(from->dentry, NULL, 0);
+	if (list_size <= 0)
+		return list_size == -EOPNOTSUPP ? 0 : list_size;
+	buf = kvzalloc(list_size, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	list_size = vfs_listxattr(from->dentry, buf, list_size);
+	if (list_size <= 0) {
+		err = list_size;
+		goto out;
+	}
+	err = mnt_want_write(mnt);
+	if (err)
+		goto out;
+	for (name = buf; list_size; name += strlen(name) + 1) {
+		size_t slen = strnlen(name, list_size) + 1;
+
+		if (WARN_ON(slen > list_size)) {
+			err = -EIO;
+			break;
+		}
+		list_size -= slen;
+		if (!strncmp(name, skip_prefix, skip_len))
+			continue;
+		err = security_inode_copy_up_xattr(from->dentry, name);
+		if (err == -ECANCELED) {
+			err = 0;
+			continue;
+		}
+		if (err < 0 && err != -EOPNOTSUPP)
+			break;
+		err = 0;
+		if (is_posix_acl_xattr(name)) {
+			struct posix_acl *acl =
+				vfs_get_acl(mnt_idmap(from->mnt), from->dentry, name);
+
+			if (IS_ERR(acl)) {
+				err = PTR_ERR(acl) == -ENODATA ? 0 : PTR_ERR(acl);
+				if (err)
+					break;
+				continue;
+			}
+			err = vfs_set_acl(mnt_idmap(mnt), to, name, acl);
+			posix_acl_release(acl);
+			if (err)
+				break;
+			continue;
+		}
+retry:
+		size = vfs_getxattr(mnt_idmap(from->mnt), from->dentry, name,
+				    value, value_size);
+		if (size == -ERANGE)
+			size = vfs_getxattr(mnt_idmap(from->mnt), from->dentry,
+					    name, NULL, 0);
+		if (size < 0) {
+			err = size;
+			break;
+		}
+		if (size > value_size) {
+			void *nv = kvmalloc(size, GFP_KERNEL);
+
+			if (!nv) {
+				err = -ENOMEM;
+				break;
+			}
+			kvfree(value);
+			value = nv;
+			value_size = size;
+			goto retry;
+		}
+		err = vfs_setxattr(mnt_idmap(mnt), to, name, value, size, 0);
+		if (err == -EOPNOTSUPP && !strncmp(name, "trusted.", 8))
+			err = 0; /* as overlayfs: an upper fs without trusted.* loses them */
+		if (err)
+			break;
+	}
+	mnt_drop_write(mnt);
+out:
+	kvfree(value);
+	kvfree(buf);
+	return err;
+}
+
+#define UNIONRS_COPY_CHUNK (1 << 20)
+
+/*
+ * Copies `len` bytes of data from `from` to the new regular file `to`:
+ * cloned where the filesystems can share extents, else copied range by range
+ * (copy_file_range, or splice across filesystems), skipping the holes of
+ * the source so that sparse files stay sparse. Synced before returning, so
+ * that the file can be moved into place.
+ */
+int unionrs_copy_data_real(const struct path *from, const struct path *to,
+			   loff_t len)
+{
+	struct file *in, *out;
+	loff_t pos = 0, data;
+	bool seek = true;
+	int err = 0;
+
+	in = kernel_file_open(from, O_LARGEFILE | O_RDONLY, current_cred());
+	if (IS_ERR(in))
+		return PTR_ERR(in);
+	out = kernel_file_open(to, O_LARGEFILE | O_WRONLY, current_cred());
+	if (IS_ERR(out)) {
+		fput(in);
+		return PTR_ERR(out);
+	}
+	if (len && vfs_clone_file_range(in, 0, out, 0, len, 0) == len)
+		goto sync;
+	while (pos < len) {
+		size_t chunk = min_t(loff_t, len - pos, UNIONRS_COPY_CHUNK);
+		loff_t in_pos, out_pos;
+		ssize_t n;
+
+		if (fatal_signal_pending(current)) {
+			err = -EINTR;
+			break;
+		}
+		if (seek) {
+			data = vfs_llseek(in, pos, SEEK_DATA);
+			if (data == -ENXIO)
+				break; /* a hole up to the end */
+			if (data < 0) {
+				seek = false;
+			} else if (data > pos) {
+				pos = data;
+				continue;
+			}
+		}
+		n = vfs_copy_file_range(in, pos, out, pos, chunk, 0);
+		if (n == -EXDEV || n == -EOPNOTSUPP || n == -EINVAL) {
+			in_pos = out_pos = pos;
+			n = do_splice_direct(in, &in_pos, out, &out_pos, chunk,
+					     SPLICE_F_MOVE);
+		}
+		if (n <= 0) {
+			err = n ? n : -EIO;
+			break;
+		}
+		pos += n;
+	}
+sync:
+	if (!err)
+		err = vfs_fsync(out, 0);
+	fput(out);
+	fput(in);
+	return err;
+}
+
+/* The target of a real symlink, copied into a new kmalloc'ed string. */
+char *unionrs_readlink_real(struct dentry *d)
+{
+	DEFINE_DELAYED_CALL(done);
+	const char *link = vfs_get_link(d, &done);
+	char *copy;
+
+	if (IS_ERR(link))
+		return ERR_CAST(link);
+	copy = kstrdup(link, GFP_KERNEL);
+	do_delayed_call(&done);
+	return copy ? copy : ERR_PTR(-ENOMEM);
+}
+
+/*
+ * Credentials for creating an object on behalf of the caller: the mounter's,
+ * with the caller's fsuid and the group a new inode in the union directory
+ * `dir` gets (its group if it is setgid), so that the real object gets the
+ * owner the union object has. Must be called with the caller's credentials;
+ * returns them (to give to unionrs_creator_end) or an ERR_PTR.
+ */
+const struct cred *unionrs_creator_begin(const struct cred *mounter,
+					 struct inode *dir)
+{
+	kuid_t uid = current_fsuid();
+	kgid_t gid = current_fsgid();
+	const struct cred *old;
+	struct cred *c;
+
+	if (dir && (dir->i_mode & S_ISGID))
+		gid = dir->i_gid;
+	old = override_creds(mounter);
+	c = prepare_creds();
+	if (!c) {
+		revert_creds(old);
+		return ERR_PTR(-ENOMEM);
+	}
+	c->fsuid = uid;
+	c->fsgid = gid;
+	override_creds(c);
+	return old;
+}
+
+void unionrs_creator_end(const struct cred *old)
+{
+	put_cred(revert_creds(old));
+}
+
+ssize_t unionrs_backing_write_iter(struct file *real, struct kiocb *iocb,
+				   struct iov_iter *iter, const struct cred *cred)
+{
+	struct backing_file_ctx ctx = {
+		.cred = cred,
+	};
+	struct inode *inode = file_inode(iocb->ki_filp);
+	ssize_t ret;
+
+	if (!iov_iter_count(iter))
+		return 0;
+	inode_lock(inode);
+	ret = backing_file_write_iter(real, iter, iocb, iocb->ki_flags, &ctx);
+	fsstack_copy_inode_size(inode, file_inode(real));
+	inode_unlock(inode);
+	return ret;
+}
+
+ssize_t unionrs_backing_splice_write(struct file *real, struct pipe_inode_info *pipe,
+				     struct file *out, loff_t *ppos, size_t len,
+				     unsigned int flags, const struct cred *cred)
+{
+	struct backing_file_ctx ctx = {
+		.cred = cred,
+	};
+	struct inode *inode = file_inode(out);
+	struct kiocb iocb;
+	ssize_t ret;
+
+	inode_lock(inode);
+	init_sync_kiocb(&iocb, out);
+	iocb.ki_pos = *ppos;
+	ret = backing_file_splice_write(pipe, real, &iocb, len, flags, &ctx);
+	*ppos = iocb.ki_pos;
+	fsstack_copy_inode_size(inode, file_inode(real));
+	inode_unlock(inode);
+	return ret;
+}
+
+long unionrs_fallocate_real(struct file *file, struct file *real, int mode,
+			    loff_t offset, loff_t len)
+{
+	long ret = vfs_fallocate(real, mode, offset, len);
+
+	fsstack_copy_inode_size(file_inode(file), file_inode(real));
+	return ret;
+}
+
+int unionrs_fsync_file(struct file *real, loff_t start, loff_t end, int datasync)
+{
+	return vfs_fsync_range(real, start, end, datasync);
+}
+
+/* Whether the union directory entry is hashed (still names its object). */
+void unionrs_d_drop(struct dentry *d)
+{
+	d_drop(d);
+}
+
+void unionrs_d_instantiate(struct dentry *d, struct inode *inode)
+{
+	d_instantiate(d, inode);
+}
+
+struct dentry *unionrs_dget_parent(struct dentry *d)
+{
+	return dget_parent(d);
+}
+
+/* A stable copy of a dentry's name (it may be renamed meanwhile). */
+int unionrs_dentry_name(struct dentry *d, char *buf, int size)
+{
+	struct name_snapshot n;
+	int len;
+
+	take_dentry_name_snapshot(&n, d);
+	len = n.name.len;
+	if (len <= size)
+		memcpy(buf, n.name.name, len);
+	release_dentry_name_snapshot(&n);
+	return len <= size ? len : -ENAMETOOLONG;
+}
+
+/* Refreshes a union inode's attributes from its real inode after a change. */
+void unionrs_copy_attr(struct inode *dest, struct inode *src)
+{
+	unsigned int mask = S_SYNC | S_NOATIME | S_APPEND | S_IMMUTABLE | S_CASEFOLD;
+
+	spin_lock(&dest->i_lock);
+	fsstack_copy_attr_all(dest, src);
+	dest->i_flags = (dest->i_flags & ~mask) | (src->i_flags & mask);
+	spin_unlock(&dest->i_lock);
+	fsstack_copy_inode_size(dest, src);
+}
+
+bool unionrs_is_whiteout_dentry(struct dentry *d)
+{
+	return d_is_positive(d) && IS_WHITEOUT(d_inode(d));
+}
+
+/* The in-use mark overlayfs puts on upper and work directories. */
+bool unionrs_inuse_trylock(struct dentry *d)
+{
+	struct inode *inode = d_inode(d);
+	bool locked = false;
+
+	spin_lock(&inode->i_lock);
+	if (!(inode_state_read(inode) & I_OVL_INUSE)) {
+		inode_state_set(inode, I_OVL_INUSE);
+		locked = true;
+	}
+	spin_unlock(&inode->i_lock);
+	return locked;
+}
+
+void unionrs_inuse_unlock(struct dentry *d)
+{
+	struct inode *inode = d_inode(d);
+
+	spin_lock(&inode->i_lock);
+	inode_state_clear(inode, I_OVL_INUSE);
+	spin_unlock(&inode->i_lock);
+}
+
+bool unionrs_is_our_sb(struct super_block *sb)
+{
+	return sb->s_type == &unionrs_fs_type;
 }

@@ -73,6 +73,26 @@ impl Inode {
         // SAFETY: `self` is valid and `i_ino` does not change after the inode is hashed.
         unsafe { (*self.as_ptr()).i_ino }
     }
+
+    /// The link count (a racy read, as `stat` does).
+    pub(crate) fn nlink(&self) -> u32 {
+        // SAFETY: `self` is valid; `__i_nlink` is an aligned 32-bit field.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_ptr()).__bindgen_anon_1.__i_nlink) }
+    }
+
+    /// One name fewer (after unlink or rename over it).
+    pub(crate) fn drop_nlink(&self) {
+        if self.nlink() > 0 {
+            // SAFETY: the VFS holds the inode's lock for the operation that removed the name.
+            unsafe { bindings::drop_nlink(self.as_ptr()) };
+        }
+    }
+
+    /// No names left (a removed directory).
+    pub(crate) fn clear_nlink(&self) {
+        // SAFETY: as for `drop_nlink`.
+        unsafe { bindings::clear_nlink(self.as_ptr()) };
+    }
 }
 
 // SAFETY: `ihold` and `iput` are the inode refcount operations.
@@ -142,6 +162,12 @@ impl<T: FileSystem> FsInode<T> {
 
     pub(crate) fn ino(&self) -> u64 {
         self.inode().ino()
+    }
+
+    /// Takes over the attributes of the real inode after it changed.
+    pub(crate) fn refresh_from(&self, real: &Inode) {
+        // SAFETY: both inodes are live; the glue takes `i_lock` for the copy.
+        unsafe { super::ffi::unionrs_copy_attr(self.inode.get(), real.as_ptr()) };
     }
 
     /// `super_operations::alloc_inode`.
@@ -234,6 +260,15 @@ impl<T: FileSystem> SuperBlock<T> {
             }
         }
         Ok(aref)
+    }
+
+    /// Our inode of dentry `d`, if it is a positive dentry of a superblock of ours.
+    pub(crate) fn inode_of(d: &super::Dentry) -> Option<&FsInode<T>> {
+        let inode = d.inode()?;
+        // SAFETY: the inode is live; `i_sb` never changes.
+        let ours = unsafe { super::ffi::unionrs_is_our_sb((*inode.as_ptr()).i_sb) };
+        // SAFETY: an inode of our filesystem type is an `FsInode<T>` (one filesystem per module).
+        ours.then(|| unsafe { FsInode::<T>::from_raw(inode.as_ptr()) })
     }
 
     /// Makes an unhashed inode (the root).

@@ -17,6 +17,7 @@ pub(crate) mod layer;
 pub(crate) mod ops;
 pub(crate) mod path;
 pub(crate) mod super_block;
+pub(crate) mod upper;
 
 #[allow(unused_imports)]
 pub(crate) use dentry::Dentry;
@@ -29,6 +30,7 @@ pub(crate) use layer::{LayerMount, RealPath};
 pub(crate) use ops::{Idmap, Kstat};
 pub(crate) use path::Path;
 pub(crate) use super_block::SuperBlock;
+pub(crate) use upper::{Iattr, NewObject, RealStat, Rename, RenameEnd};
 
 /// Error codes that `kernel::error::code` does not define.
 pub(crate) mod errno {
@@ -43,6 +45,16 @@ pub(crate) mod errno {
     /// Operation not supported (by the real filesystem).
     pub(crate) fn eopnotsupp() -> Error {
         Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+    }
+
+    /// Cross-device link: what overlayfs answers for renaming a merged or lower directory.
+    pub(crate) fn exdev() -> Error {
+        Error::from_errno(-(bindings::EXDEV as i32))
+    }
+
+    /// Directory not empty.
+    pub(crate) fn enotempty() -> Error {
+        Error::from_errno(-(bindings::ENOTEMPTY as i32))
     }
 
     /// File name too long.

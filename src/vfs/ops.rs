@@ -15,7 +15,9 @@ use super::super_block::SuperBlock;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use kernel::bindings;
-use kernel::error::{from_err_ptr, from_result};
+use kernel::error::{from_err_ptr, from_result, to_result};
+use kernel::sync::SetOnce;
+use super::upper::{Iattr, NewObject};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::types::ForeignOwnable;
@@ -68,6 +70,9 @@ impl RealPath<'_> {
 /// Per open regular file: the real file that all I/O goes to.
 struct OpenFile {
     real: RealFile,
+    /// The upper copy, opened on first use when the object was copied up after this open
+    /// (overlayfs' rule: an open file follows its object's copy-up).
+    upper: SetOnce<RealFile>,
 }
 
 /// Trampolines for `T`'s inodes and files.
@@ -80,6 +85,14 @@ impl<T: FileSystem> Adapter<T> {
     const DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
         setattr: Some(Self::setattr),
         lookup: Some(Self::lookup),
+        create: Some(Self::create),
+        mkdir: Some(Self::mkdir),
+        mknod: Some(Self::mknod),
+        symlink: Some(Self::symlink),
+        link: Some(Self::link),
+        unlink: Some(Self::unlink),
+        rmdir: Some(Self::rmdir),
+        rename: Some(Self::rename),
         permission: Some(Self::permission),
         getattr: Some(Self::getattr),
         listxattr: Some(Self::listxattr),
@@ -128,6 +141,9 @@ impl<T: FileSystem> Adapter<T> {
         mmap: Some(Self::mmap),
         llseek: Some(Self::file_llseek),
         fsync: Some(Self::fsync),
+        write_iter: Some(Self::write_iter),
+        splice_write: Some(Self::splice_write),
+        fallocate: Some(Self::fallocate),
         // SAFETY: all-zero is a valid ops table (all `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -137,6 +153,7 @@ impl<T: FileSystem> Adapter<T> {
     const XATTR_HANDLER: bindings::xattr_handler = bindings::xattr_handler {
         prefix: c"".as_ptr().cast(),
         get: Some(Self::xattr_get),
+        set: Some(Self::xattr_set),
         // SAFETY: all-zero is a valid handler (no name, no set, no list filter).
         ..unsafe { core::mem::zeroed() }
     };
@@ -236,14 +253,116 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
-    /// Nothing can be changed through the union yet: without this, the VFS would change the
-    /// union inode alone (`simple_setattr`) and report success.
-    unsafe extern "C" fn setattr(
+    unsafe extern "C" fn setattr(idmap: *mut bindings::mnt_idmap, dentry: *mut bindings::dentry, attr: *mut bindings::iattr) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS changes a positive dentry of ours, with its inode locked.
+            unsafe { to_result(bindings::setattr_prepare(idmap, dentry, attr))? };
+            // SAFETY: as above; we work on a copy of the caller's request.
+            let (d, mut copy) = unsafe { (Dentry::from_raw(dentry), Iattr((*attr).clone())) };
+            T::setattr(d, &mut copy)?;
+            Ok(0)
+        })
+    }
+
+    /// Runs a namespace operation on `dentry` in directory `dir`.
+    ///
+    /// # Safety
+    ///
+    /// `dir` must be a live directory inode of ours, locked by the VFS for the operation, and
+    /// `dentry` a referenced dentry in it.
+    unsafe fn dirop(dir: *mut bindings::inode, dentry: *mut bindings::dentry, f: impl FnOnce(&FsInode<T>, &Dentry) -> Result) -> c_int {
+        // SAFETY: as the caller promises.
+        let (dir, d) = unsafe { (FsInode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
+        from_result(|| {
+            f(dir, d)?;
+            Ok(0)
+        })
+    }
+
+    unsafe extern "C" fn create(
         _idmap: *mut bindings::mnt_idmap,
-        _dentry: *mut bindings::dentry,
-        _attr: *mut bindings::iattr,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        mode: bindings::umode_t,
+        _excl: bool,
     ) -> c_int {
-        EROFS.to_errno()
+        let mode = u32::from(mode) & !bindings::S_IFMT | bindings::S_IFREG;
+        // SAFETY: the VFS creates in a locked directory of ours.
+        unsafe { Self::dirop(dir, dentry, |dir, d| T::create(dir, d, NewObject::Node { mode, rdev: 0 })) }
+    }
+
+    unsafe extern "C" fn mkdir(
+        _idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        mode: bindings::umode_t,
+    ) -> *mut bindings::dentry {
+        let mode = u32::from(mode) & !bindings::S_IFMT | bindings::S_IFDIR;
+        // SAFETY: the VFS creates in a locked directory of ours.
+        let r = unsafe { Self::dirop(dir, dentry, |dir, d| T::create(dir, d, NewObject::Node { mode, rdev: 0 })) };
+        if r < 0 {
+            Error::from_errno(r).to_ptr()
+        } else {
+            // The dentry passed in is the one instantiated.
+            core::ptr::null_mut()
+        }
+    }
+
+    unsafe extern "C" fn mknod(
+        _idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        mode: bindings::umode_t,
+        rdev: bindings::dev_t,
+    ) -> c_int {
+        let mode = u32::from(mode);
+        // SAFETY: the VFS creates in a locked directory of ours.
+        unsafe { Self::dirop(dir, dentry, |dir, d| T::create(dir, d, NewObject::Node { mode, rdev })) }
+    }
+
+    unsafe extern "C" fn symlink(
+        _idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        target: *const c_char,
+    ) -> c_int {
+        // SAFETY: the VFS passes a NUL-terminated target that lives for the call.
+        let target = unsafe { CStr::from_char_ptr(target) };
+        // SAFETY: the VFS creates in a locked directory of ours.
+        unsafe { Self::dirop(dir, dentry, |dir, d| T::create(dir, d, NewObject::Symlink(target))) }
+    }
+
+    unsafe extern "C" fn link(old: *mut bindings::dentry, dir: *mut bindings::inode, new: *mut bindings::dentry) -> c_int {
+        // SAFETY: the VFS passes a positive dentry of ours, pinned for the call.
+        let old = unsafe { Dentry::from_raw(old) };
+        // SAFETY: the VFS creates in a locked directory of ours.
+        unsafe { Self::dirop(dir, new, |dir, d| T::link(old, dir, d)) }
+    }
+
+    unsafe extern "C" fn unlink(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
+        // SAFETY: the VFS removes from a locked directory of ours.
+        unsafe { Self::dirop(dir, dentry, |dir, d| T::remove(dir, d, false)) }
+    }
+
+    unsafe extern "C" fn rmdir(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
+        // SAFETY: the VFS removes from a locked directory of ours.
+        unsafe { Self::dirop(dir, dentry, |dir, d| T::remove(dir, d, true)) }
+    }
+
+    unsafe extern "C" fn rename(
+        _idmap: *mut bindings::mnt_idmap,
+        _old_dir: *mut bindings::inode,
+        old: *mut bindings::dentry,
+        _new_dir: *mut bindings::inode,
+        new: *mut bindings::dentry,
+        flags: c_uint,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS holds both directories locked and references on both dentries.
+            let (old, new) = unsafe { (Dentry::from_raw(old), Dentry::from_raw(new)) };
+            T::rename(old, new, flags)?;
+            Ok(0)
+        })
     }
 
     unsafe extern "C" fn fiemap(
@@ -289,6 +408,10 @@ impl<T: FileSystem> Adapter<T> {
         from_result(|| {
             // SAFETY: the VFS opens a live inode of ours.
             let inode = unsafe { FsInode::<T>::from_raw(inode) };
+            // SAFETY: the file being opened holds its path.
+            let dentry = unsafe { Dentry::from_raw((*file).__bindgen_anon_1.f_path.dentry) };
+            // SAFETY: as above.
+            T::prepare_open(dentry, unsafe { (*file).f_flags })?;
             let real = T::real_path(inode)?;
             let raw = real.raw();
             let creds = T::creds(inode.sb());
@@ -299,7 +422,7 @@ impl<T: FileSystem> Adapter<T> {
             };
             // SAFETY: `backing_file_open` returned an open file we own.
             let real = unsafe { RealFile::from_raw(NonNull::new(f).ok_or(ENOMEM)?) };
-            let of = KBox::new(OpenFile { real }, GFP_KERNEL)?;
+            let of = KBox::new(OpenFile { real, upper: SetOnce::new() }, GFP_KERNEL)?;
             // SAFETY: `private_data` of a file being opened is ours.
             unsafe { (*file).private_data = of.into_foreign() };
             Ok(0)
@@ -314,6 +437,84 @@ impl<T: FileSystem> Adapter<T> {
     unsafe fn open_file<'a>(file: *mut bindings::file) -> &'a OpenFile {
         // SAFETY: `file_open` stored a `KBox<OpenFile>` that lives until release.
         unsafe { <KBox<OpenFile> as ForeignOwnable>::borrow((*file).private_data) }
+    }
+
+    /// The real file that I/O on `file` goes to now: the one opened with it, or the upper copy
+    /// if the object was copied up since.
+    ///
+    /// # Safety
+    ///
+    /// `file` must be one of our regular files, open.
+    unsafe fn current_real(file: *mut bindings::file) -> Result<*mut bindings::file> {
+        // SAFETY: as the caller promises.
+        let of = unsafe { Self::open_file(file) };
+        if let Some(u) = of.upper.as_ref() {
+            return Ok(u.as_ptr());
+        }
+        // SAFETY: an open file pins its inode.
+        let inode = unsafe { FsInode::<T>::from_raw((*file).f_inode) };
+        let real = T::real_path(inode)?;
+        // SAFETY: a backing file's `f_path` is the real path it was opened on.
+        if core::ptr::eq(real.dentry.as_ptr(), unsafe { (*of.real.as_ptr()).__bindgen_anon_1.f_path.dentry }) {
+            return Ok(of.real.as_ptr());
+        }
+        let raw = real.raw();
+        let creds = T::creds(inode.sb());
+        let f = {
+            let _c = creds.use_here();
+            // SAFETY: `file` is open; `raw` borrows a live path.
+            from_err_ptr(unsafe { ffi::unionrs_backing_open(file, &raw, creds.as_ptr()) })?
+        };
+        // SAFETY: `backing_file_open` returned an open file we own.
+        let upper = unsafe { RealFile::from_raw(NonNull::new(f).ok_or(ENOMEM)?) };
+        of.upper.populate(upper);
+        // Whoever won the race finishes publishing right away.
+        loop {
+            if let Some(u) = of.upper.as_ref() {
+                return Ok(u.as_ptr());
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+        // SAFETY: the VFS passes a live kiocb on one of our open regular files.
+        unsafe {
+            let file = (*iocb).ki_filp;
+            match Self::current_real(file) {
+                Ok(real) => ffi::unionrs_backing_write_iter(real, iocb, iter, Self::file_creds(file).as_ptr()),
+                Err(e) => e.to_errno() as isize,
+            }
+        }
+    }
+
+    unsafe extern "C" fn splice_write(
+        pipe: *mut bindings::pipe_inode_info,
+        out: *mut bindings::file,
+        ppos: *mut bindings::loff_t,
+        len: usize,
+        flags: c_uint,
+    ) -> isize {
+        // SAFETY: the VFS passes one of our open regular files and a live pipe.
+        unsafe {
+            match Self::current_real(out) {
+                Ok(real) => ffi::unionrs_backing_splice_write(real, pipe, out, ppos, len, flags, Self::file_creds(out).as_ptr()),
+                Err(e) => e.to_errno() as isize,
+            }
+        }
+    }
+
+    unsafe extern "C" fn fallocate(file: *mut bindings::file, mode: c_int, offset: bindings::loff_t, len: bindings::loff_t) -> c_long {
+        // SAFETY: one of our open regular files.
+        unsafe {
+            match Self::current_real(file) {
+                Ok(real) => {
+                    let _c = Self::file_creds(file).use_here();
+                    ffi::unionrs_fallocate_real(file, real, mode, offset, len)
+                }
+                Err(e) => e.to_errno() as c_long,
+            }
+        }
     }
 
     unsafe extern "C" fn file_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
@@ -337,8 +538,10 @@ impl<T: FileSystem> Adapter<T> {
         // SAFETY: the VFS passes a live kiocb on one of our open regular files.
         unsafe {
             let file = (*iocb).ki_filp;
-            let of = Self::open_file(file);
-            ffi::unionrs_backing_read_iter(of.real.as_ptr(), iocb, iter, Self::file_creds(file).as_ptr())
+            match Self::current_real(file) {
+                Ok(real) => ffi::unionrs_backing_read_iter(real, iocb, iter, Self::file_creds(file).as_ptr()),
+                Err(e) => e.to_errno() as isize,
+            }
         }
     }
 
@@ -351,8 +554,10 @@ impl<T: FileSystem> Adapter<T> {
     ) -> isize {
         // SAFETY: the VFS passes one of our open regular files and a live pipe.
         unsafe {
-            let of = Self::open_file(file);
-            ffi::unionrs_backing_splice_read(of.real.as_ptr(), file, ppos, pipe, len, flags, Self::file_creds(file).as_ptr())
+            match Self::current_real(file) {
+                Ok(real) => ffi::unionrs_backing_splice_read(real, file, ppos, pipe, len, flags, Self::file_creds(file).as_ptr()),
+                Err(e) => e.to_errno() as isize,
+            }
         }
     }
 
@@ -360,23 +565,34 @@ impl<T: FileSystem> Adapter<T> {
         // SAFETY: the VFS maps one of our open regular files. The real file's page cache is the
         // only one: the mapping is redirected to it.
         unsafe {
-            let of = Self::open_file(file);
-            ffi::unionrs_backing_mmap(of.real.as_ptr(), vma, Self::file_creds(file).as_ptr())
+            match Self::current_real(file) {
+                Ok(real) => ffi::unionrs_backing_mmap(real, vma, Self::file_creds(file).as_ptr()),
+                Err(e) => e.to_errno(),
+            }
         }
     }
 
     unsafe extern "C" fn file_llseek(file: *mut bindings::file, offset: bindings::loff_t, whence: c_int) -> bindings::loff_t {
         // SAFETY: one of our open regular files; the helper mirrors its position on the real
         // file under the inode lock.
-        unsafe { ffi::unionrs_file_llseek(file, Self::open_file(file).real.as_ptr(), offset, whence) }
+        unsafe {
+            match Self::current_real(file) {
+                Ok(real) => ffi::unionrs_file_llseek(file, real, offset, whence),
+                Err(e) => e.to_errno().into(),
+            }
+        }
     }
 
     unsafe extern "C" fn fsync(file: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, datasync: c_int) -> c_int {
         // SAFETY: one of our open regular files.
         unsafe {
-            let of = Self::open_file(file);
-            let _c = Self::file_creds(file).use_here();
-            bindings::vfs_fsync_range(of.real.as_ptr(), start, end, datasync)
+            match Self::current_real(file) {
+                Ok(real) => {
+                    let _c = Self::file_creds(file).use_here();
+                    ffi::unionrs_fsync_file(real, start, end, datasync)
+                }
+                Err(e) => e.to_errno(),
+            }
         }
     }
 
@@ -440,6 +656,31 @@ impl<T: FileSystem> Adapter<T> {
             };
             let n = T::getxattr(inode, name, buf)?;
             c_int::try_from(n).map_err(|_| ERANGE)
+        })
+    }
+
+    unsafe extern "C" fn xattr_set(
+        _handler: *const bindings::xattr_handler,
+        _idmap: *mut bindings::mnt_idmap,
+        dentry: *mut bindings::dentry,
+        _inode: *mut bindings::inode,
+        name: *const c_char,
+        value: *const c_void,
+        size: usize,
+        flags: c_int,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS passes one of our positive dentries, a NUL-terminated name and a
+            // value that is NULL (remove) or valid for `size` bytes.
+            let (d, name, value) = unsafe {
+                (
+                    Dentry::from_raw(dentry),
+                    CStr::from_char_ptr(name),
+                    if value.is_null() { None } else { Some(core::slice::from_raw_parts(value.cast::<u8>(), size)) },
+                )
+            };
+            T::setxattr(d, name, value, flags)?;
+            Ok(0)
         })
     }
 
