@@ -184,6 +184,25 @@ pub(crate) fn create(dir: &FsInode<UnionFs>, dentry: &Dentry, what: NewObject<'_
     Ok(())
 }
 
+/// `tmpfile`: an unnamed file in the upper copy of `dir`, owned by the caller.
+pub(crate) fn tmpfile(
+    dir: &FsInode<UnionFs>,
+    dentry: &Dentry,
+    open: &mut dyn FnMut(crate::vfs::RealPath<'_>) -> Result<ARef<Dentry>>,
+) -> Result<ARef<crate::vfs::Inode>> {
+    let sb = dir.sb();
+    let fs = sb.info();
+    let parent = dentry.parent();
+    let up = upper_dir(sb, &parent, dir)?;
+    let real = {
+        let _creds = fs.creds.use_as_creator(dir.inode())?;
+        open(fs.real_path(up)?)?
+    };
+    let mut stack = KVec::new();
+    stack.push(RealEntry { layer: 0, dentry: real }, GFP_KERNEL)?;
+    fs.get_inode(sb, stack)
+}
+
 /// `link`: another name for `old`'s object (copied up first).
 pub(crate) fn link(old: &Dentry, dir: &FsInode<UnionFs>, new: &Dentry) -> Result {
     let sb = dir.sb();

@@ -10,7 +10,7 @@ use crate::inode::{RealEntry, UnionInode};
 use crate::readdir::DirState;
 use crate::vfs::{
     errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, Iattr, Idmap, Inode, Kstat, LayerMount,
-    MounterCreds, NewObject, Param, RealPath, SuperBlock,
+    MounterCreds, NewObject, Param, PosixAcl, RealPath, SuperBlock,
 };
 use kernel::sync::aref::ARef;
 use kernel::bindings;
@@ -353,6 +353,18 @@ impl FileSystem for UnionFs {
 
     fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
         crate::xattr::setxattr(dentry, name, value, flags)
+    }
+
+    fn set_acl(dentry: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result {
+        crate::xattr::set_acl(dentry, ty, acl)
+    }
+
+    fn tmpfile(
+        dir: &FsInode<Self>,
+        dentry: &Dentry,
+        open: &mut dyn FnMut(RealPath<'_>) -> Result<ARef<Dentry>>,
+    ) -> Result<ARef<Inode>> {
+        crate::dir::tmpfile(dir, dentry, open)
     }
 
     fn prepare_open(dentry: &Dentry, flags: u32) -> Result {

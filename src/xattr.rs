@@ -7,7 +7,7 @@
 //! read of `trusted.overlay.X` through the union reads the escaped name.
 
 use crate::superblock::UnionFs;
-use crate::vfs::{caller_is_sys_admin, Dentry, FsInode};
+use crate::vfs::{caller_is_sys_admin, Dentry, FsInode, PosixAcl};
 use kernel::prelude::*;
 use kernel::str::CString;
 
@@ -113,4 +113,18 @@ pub(crate) fn listxattr(inode: &FsInode<UnionFs>, buf: &mut [u8]) -> Result<usiz
         read = end;
     }
     Ok(write)
+}
+
+/// `set_acl` of a union object: on its upper copy.
+pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result {
+    let (sb, inode) = crate::copy_up::union_inode(dentry)?;
+    let fs = sb.info();
+    crate::copy_up::copy_up(sb, dentry)?;
+    let upper = inode.data()?.upper().ok_or(EIO)?;
+    {
+        let _creds = fs.creds.use_here();
+        fs.upper_layer()?.mnt.set_acl(&upper.dentry, ty, acl)?;
+    }
+    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
+    Ok(())
 }

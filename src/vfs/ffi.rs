@@ -187,4 +187,8 @@ extern "C" {
     pub(crate) fn unionrs_inuse_trylock(d: *mut bindings::dentry) -> bool;
     pub(crate) fn unionrs_inuse_unlock(d: *mut bindings::dentry);
     pub(crate) fn unionrs_is_our_sb(sb: *mut bindings::super_block) -> bool;
+    pub(crate) fn unionrs_backing_tmpfile(user_file: *mut bindings::file, parent: *const bindings::path, mode: bindings::umode_t) -> *mut bindings::file;
+    pub(crate) fn unionrs_tmpfile_finish(file: *mut bindings::file, inode: *mut bindings::inode) -> c_int;
+    pub(crate) fn unionrs_file_opened(file: *mut bindings::file) -> bool;
+    pub(crate) fn unionrs_set_acl_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, ty: c_int, acl: *mut bindings::posix_acl) -> c_int;
 }

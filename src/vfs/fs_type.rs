@@ -15,7 +15,7 @@ use super::inode::{FsInode, Inode};
 use super::layer::RealPath;
 use super::ops::{Idmap, Kstat};
 use super::dentry::Dentry;
-use super::upper::{Iattr, NewObject};
+use super::upper::{Iattr, NewObject, PosixAcl};
 use kernel::sync::aref::ARef;
 use super::super_block::{NewSuperBlock, SuperBlock};
 use core::marker::PhantomData;
@@ -105,6 +105,17 @@ pub(crate) trait FileSystem: Sized + 'static {
 
     /// Sets (`Some`) or removes (`None`) xattr `name` of `dentry`'s object.
     fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result;
+
+    /// Sets (`Some`) or removes POSIX ACL `ty` of `dentry`'s object.
+    fn set_acl(dentry: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result;
+
+    /// Makes an unnamed regular file (`O_TMPFILE`) for `dentry` in `dir`: `open` opens the
+    /// real one in the given real directory and returns its dentry. Returns our inode for it.
+    fn tmpfile(
+        dir: &FsInode<Self>,
+        dentry: &Dentry,
+        open: &mut dyn FnMut(RealPath<'_>) -> Result<ARef<Dentry>>,
+    ) -> Result<ARef<Inode>>;
 
     /// Called before `dentry`'s regular file is opened with `flags`: copies it up if the open
     /// may write.

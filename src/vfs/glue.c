@@ -129,6 +129,12 @@ bool unionrs_is_whiteout_dentry(struct dentry *d);
 bool unionrs_inuse_trylock(struct dentry *d);
 void unionrs_inuse_unlock(struct dentry *d);
 bool unionrs_is_our_sb(struct super_block *sb);
+struct file *unionrs_backing_tmpfile(struct file *user_file,
+				     const struct path *parent, umode_t mode);
+int unionrs_tmpfile_finish(struct file *file, struct inode *inode);
+bool unionrs_file_opened(struct file *file);
+int unionrs_set_acl_real(struct vfsmount *mnt, struct dentry *d, int type,
+			 struct posix_acl *acl);
 
 /*
  * Option numbers. They must match `params::Opt` (src/params.rs); the
@@ -1169,4 +1175,53 @@ void unionrs_inuse_unlock(struct dentry *d)
 bool unionrs_is_our_sb(struct super_block *sb)
 {
 	return sb->s_type == &unionrs_fs_type;
+}
+
+static int unionrs_dummy_open(struct inode *inode, struct file *file)
+{
+	return 0;
+}
+
+/* An O_TMPFILE file in upper directory `parent`, as the current (creator) credentials. */
+struct file *unionrs_backing_tmpfile(struct file *user_file,
+				     const struct path *parent, umode_t mode)
+{
+	return backing_tmpfile_open(user_file, user_file->f_flags | O_LARGEFILE | O_NOATIME,
+				    parent, mode, current_cred());
+}
+
+/*
+ * Makes the O_TMPFILE union dentry of `file` positive with `inode` (whose
+ * reference it takes) and finishes opening `file`.
+ */
+int unionrs_tmpfile_finish(struct file *file, struct inode *inode)
+{
+	struct dentry *dentry = file->f_path.dentry;
+
+	d_mark_tmpfile(file, inode);
+	d_instantiate(dentry, inode);
+	return finish_open(file, dentry, unionrs_dummy_open);
+}
+
+bool unionrs_file_opened(struct file *file)
+{
+	return file->f_mode & FMODE_OPENED;
+}
+
+/* Sets (or removes, for a NULL acl) a POSIX ACL of a real object. */
+int unionrs_set_acl_real(struct vfsmount *mnt, struct dentry *d, int type,
+			 struct posix_acl *acl)
+{
+	const char *name = type == ACL_TYPE_ACCESS ? XATTR_NAME_POSIX_ACL_ACCESS :
+						     XATTR_NAME_POSIX_ACL_DEFAULT;
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	if (acl)
+		err = vfs_set_acl(mnt_idmap(mnt), d, name, acl);
+	else
+		err = vfs_remove_acl(mnt_idmap(mnt), d, name);
+	mnt_drop_write(mnt);
+	return err;
 }

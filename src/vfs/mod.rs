@@ -30,7 +30,7 @@ pub(crate) use layer::{LayerMount, RealPath};
 pub(crate) use ops::{Idmap, Kstat};
 pub(crate) use path::Path;
 pub(crate) use super_block::SuperBlock;
-pub(crate) use upper::{Iattr, NewObject, RealStat, Rename, RenameEnd};
+pub(crate) use upper::{Iattr, NewObject, PosixAcl, RealStat, Rename, RenameEnd};
 
 /// Error codes that `kernel::error::code` does not define.
 pub(crate) mod errno {

@@ -17,7 +17,7 @@ use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::error::{from_err_ptr, from_result, to_result};
 use kernel::sync::SetOnce;
-use super::upper::{Iattr, NewObject};
+use super::upper::{Iattr, NewObject, PosixAcl};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::types::ForeignOwnable;
@@ -93,11 +93,13 @@ impl<T: FileSystem> Adapter<T> {
         unlink: Some(Self::unlink),
         rmdir: Some(Self::rmdir),
         rename: Some(Self::rename),
+        tmpfile: Some(Self::tmpfile),
         permission: Some(Self::permission),
         getattr: Some(Self::getattr),
         listxattr: Some(Self::listxattr),
         get_inode_acl: Some(Self::get_inode_acl),
         get_acl: Some(Self::get_acl),
+        set_acl: Some(Self::set_acl),
         // SAFETY: all-zero is a valid ops table (all `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -110,6 +112,7 @@ impl<T: FileSystem> Adapter<T> {
         listxattr: Some(Self::listxattr),
         get_inode_acl: Some(Self::get_inode_acl),
         get_acl: Some(Self::get_acl),
+        set_acl: Some(Self::set_acl),
         // SAFETY: all-zero is a valid ops table (all `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -347,6 +350,46 @@ impl<T: FileSystem> Adapter<T> {
     unsafe extern "C" fn rmdir(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
         // SAFETY: the VFS removes from a locked directory of ours.
         unsafe { Self::dirop(dir, dentry, |dir, d| T::remove(dir, d, true)) }
+    }
+
+    unsafe extern "C" fn tmpfile(
+        _idmap: *mut bindings::mnt_idmap,
+        dir: *mut bindings::inode,
+        file: *mut bindings::file,
+        mode: bindings::umode_t,
+    ) -> c_int {
+        let mode = u32::from(mode) & !bindings::S_IFMT | bindings::S_IFREG;
+        let mut real: Option<RealFile> = None;
+        let r = from_result(|| {
+            // SAFETY: the VFS makes a tmpfile in a directory of ours, for a file being opened
+            // on a new dentry.
+            let (dir, d) = unsafe { (FsInode::<T>::from_raw(dir), Dentry::from_raw((*file).__bindgen_anon_1.f_path.dentry)) };
+            let inode = T::tmpfile(dir, d, &mut |parent| {
+                let raw = parent.raw();
+                // SAFETY: `file` is being opened; `raw` borrows a live path.
+                let f = from_err_ptr(unsafe { ffi::unionrs_backing_tmpfile(file, &raw, mode as bindings::umode_t) })?;
+                // SAFETY: an open file we own now.
+                let rf = unsafe { RealFile::from_raw(NonNull::new(f).ok_or(ENOMEM)?) };
+                // SAFETY: the open file pins its dentry; we take a reference of our own.
+                let rd: ARef<Dentry> = unsafe { Dentry::from_raw((*f).__bindgen_anon_1.f_path.dentry) }.into();
+                real = Some(rf);
+                Ok(rd)
+            })?;
+            let of = KBox::new(OpenFile { real: real.take().ok_or(EIO)?, upper: SetOnce::new() }, GFP_KERNEL)?;
+            // SAFETY: `private_data` of a file being opened is ours.
+            unsafe { (*file).private_data = of.into_foreign() };
+            // SAFETY: `file` is being opened; the inode reference goes to its dentry.
+            let err = unsafe { ffi::unionrs_tmpfile_finish(file, ARef::into_raw(inode).as_ptr().cast()) };
+            // SAFETY: as above.
+            if unsafe { !ffi::unionrs_file_opened(file) } {
+                // Without FMODE_OPENED, release() is not called: free our state here.
+                // SAFETY: we stored this box just above.
+                drop(unsafe { <KBox<OpenFile> as ForeignOwnable>::from_foreign((*file).private_data) });
+            }
+            to_result(err)?;
+            Ok(0)
+        });
+        r
     }
 
     unsafe extern "C" fn rename(
@@ -728,6 +771,21 @@ impl<T: FileSystem> Adapter<T> {
         let _c = T::creds(inode.sb()).use_here();
         // SAFETY: the real path is pinned by our inode's data.
         unsafe { ffi::unionrs_get_acl(real.mnt.as_ptr(), real.dentry.as_ptr(), ty) }
+    }
+
+    unsafe extern "C" fn set_acl(
+        _idmap: *mut bindings::mnt_idmap,
+        dentry: *mut bindings::dentry,
+        acl: *mut bindings::posix_acl,
+        ty: c_int,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: the VFS passes one of our positive dentries, with its inode locked.
+            let d = unsafe { Dentry::from_raw(dentry) };
+            let acl = (!acl.is_null()).then(|| PosixAcl(acl));
+            T::set_acl(d, ty, acl.as_ref())?;
+            Ok(0)
+        })
     }
 
     /// `super_operations::statfs`.

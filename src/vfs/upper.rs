@@ -176,6 +176,12 @@ impl LayerMount {
         })
     }
 
+    /// Sets (`Some`) or removes a POSIX ACL of a real object.
+    pub(crate) fn set_acl(&self, d: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result {
+        // SAFETY: mount and dentry are live; the ACL is the caller's, valid for the call.
+        to_result(unsafe { ffi::unionrs_set_acl_real(self.as_ptr(), d.as_ptr(), ty, acl.map_or(core::ptr::null_mut(), |a| a.0)) })
+    }
+
     /// Gives a copy the size (regular files), mode, owner and times of the original.
     pub(crate) fn copy_attrs(&self, d: &Dentry, st: &RealStat) -> Result {
         // SAFETY: mount and dentry are live; `st` is a filled kstat.
@@ -266,3 +272,6 @@ impl Dentry {
         unsafe { ffi::unionrs_d_instantiate(self.as_ptr(), ARef::into_raw(inode).as_ptr().cast()) }
     }
 }
+
+/// A POSIX ACL passed in by the VFS (borrowed for one call).
+pub(crate) struct PosixAcl(pub(super) *mut bindings::posix_acl);
