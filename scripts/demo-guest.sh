@@ -22,6 +22,9 @@ try "ls -l $d/merged"
 try "cat $d/merged/readme.txt"
 try "echo appended >> $d/merged/readme.txt && cat $d/merged/readme.txt && ls -l $d/upper"
 try "rm $d/merged/old.txt && ls -l $d/merged && ls -l $d/upper/old.txt"
+try "mv $d/merged/etc/app.conf $d/merged/etc/app.conf.bak && ls -l $d/merged/etc $d/upper/etc"
+try "rm -r $d/merged/etc && mkdir $d/merged/etc && getfattr -d -m - $d/upper/etc && ls -la $d/merged/etc"
+step "cat $d/lower/readme.txt; find $d/lower | sort  # the lower layer is unchanged"
 echo
 echo "For comparison, overlayfs on the same kind of layers:"
 cp -a $d/lower $d/ovl-lower; rm -f $d/ovl-lower/.keep
