@@ -10,6 +10,7 @@ mod module_load;
 mod mount_options;
 mod readonly;
 mod sys;
+mod writable;
 
 use std::panic;
 
@@ -44,6 +45,7 @@ fn main() {
     let mut tests: Vec<Test> = Vec::new();
     tests.extend(mount_options::tests());
     tests.extend(readonly::tests());
+    tests.extend(writable::tests());
     // Unloading the module must come last: it reloads it, but keep the rest independent of that.
     tests.extend(module_load::tests());
 
