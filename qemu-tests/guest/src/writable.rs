@@ -1,0 +1,2149 @@
+//! Writable unions (upper and work directories), checked against overlayfs mounted over the
+//! same layers with the same options: a seeded random-operation differential test that shrinks
+//! a failure to its shortest failing prefix, each filesystem reading the upper layer the other
+//! wrote, ENOSPC during copy-up, and the basic copy-up/whiteout/opaque semantics spelt out.
+//!
+//! Environment: UNIONRS_FSTYPE is the filesystem under test (default "unionrs"; "overlay" checks
+//! the harness against overlayfs itself), UNIONRS_SEED (decimal or 0x-hex) and UNIONRS_OPS
+//! (operations of the random test) make a run reproducible.
+
+use crate::fixture::Scratch;
+use crate::sys::{self, errno_name};
+use crate::{check, progress, Test, TestResult};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ffi::{CString, OsStr};
+use std::fmt;
+use std::fs;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirEntryExt, FileExt, FileTypeExt};
+use std::path::{Path, PathBuf};
+
+pub fn tests() -> Vec<Test> {
+    vec![
+        Test { name: "writable.random_ops_differential", run: random_ops_differential },
+        Test { name: "writable.format_interop", run: format_interop },
+        Test { name: "writable.enospc_copy_up", run: enospc_copy_up },
+        Test { name: "writable.lower_untouched_basic", run: lower_untouched_basic },
+    ]
+}
+
+/// Upper-layer xattrs left out when the two upper directories are compared: file-handle values
+/// that depend on details we compare separately (inode numbers, hard-link grouping).
+const IGNORED_UPPER_XATTRS: &[&str] = &["trusted.overlay.origin", "trusted.overlay.impure"];
+
+/// Upper-layer xattrs compared for presence and size only: overlayfs stores a random
+/// per-instance uuid on the upper root (its default uuid=auto becomes uuid=on for a new upper).
+const RANDOM_UPPER_XATTRS: &[&str] = &["trusted.overlay.uuid"];
+
+/// The options of both unions besides the directories. overlayfs would also take uuid=on, but
+/// unionrs refuses that option (it does not know it), so neither gets it.
+const UNION_OPTS: &str = "index=off,redirect_dir=off,metacopy=off,xino=off";
+
+const DEFAULT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
+const DEFAULT_OPS: usize = 3000;
+/// Operations between two full comparisons (and model refreshes).
+const BATCH: usize = 100;
+/// Fds kept open across operations, to read through them after a copy-up.
+const HELD_SLOTS: usize = 4;
+/// Above this many visible entries the random test stops creating new ones.
+const MAX_ENTRIES: usize = 220;
+/// At most this many differences are reported.
+const MAX_REPORTED: usize = 20;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/// `root/rel`, where `rel` is relative to root as bytes ("" is the root itself).
+fn bpath(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(rel)) }
+}
+
+/// A relative path for messages.
+fn show(rel: &[u8]) -> String {
+    if rel.is_empty() { "/".to_string() } else { format!("/{}", rel.escape_ascii()) }
+}
+
+fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() { name.to_vec() } else { [dir, b"/", name].concat() }
+}
+
+fn parent_rel(rel: &[u8]) -> &[u8] {
+    rel.iter().rposition(|b| *b == b'/').map_or(&[][..], |i| &rel[..i])
+}
+
+fn base_name(rel: &[u8]) -> &[u8] {
+    rel.iter().rposition(|b| *b == b'/').map_or(rel, |i| &rel[i + 1..])
+}
+
+/// Whether `rel` lies strictly below `dir`.
+fn is_below(rel: &[u8], dir: &[u8]) -> bool {
+    if dir.is_empty() {
+        return !rel.is_empty();
+    }
+    rel.len() > dir.len() && rel.starts_with(dir) && rel[dir.len()] == b'/'
+}
+
+/// An errno with its name, also for the ones sys::errno_name does not know.
+fn en(e: i32) -> String {
+    let name = match e {
+        libc::ENOSPC => "ENOSPC",
+        libc::ENXIO => "ENXIO",
+        libc::ESPIPE => "ESPIPE",
+        libc::EMLINK => "EMLINK",
+        libc::EFBIG => "EFBIG",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFAULT => "EFAULT",
+        libc::ESTALE => "ESTALE",
+        _ => "",
+    };
+    let n = errno_name(e);
+    match (name, n.ends_with(' ')) {
+        ("", true) => format!("{e} ({})", std::io::Error::from_raw_os_error(e)),
+        ("", false) => n,
+        (name, _) => format!("{e} {name}"),
+    }
+}
+
+fn describe<T>(r: &Result<T, i32>) -> String {
+    match r {
+        Ok(_) => "success".to_string(),
+        Err(e) => format!("error {}", en(*e)),
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Ok(()) or the errno of a libc call that returns -1 on failure.
+fn rc(r: libc::c_int) -> Result<(), i32> {
+    if r < 0 { Err(sys::errno()) } else { Ok(()) }
+}
+
+fn cstr_bytes(b: &[u8]) -> Result<CString, i32> {
+    CString::new(b).map_err(|_| libc::EINVAL)
+}
+
+/// open(2), close-on-exec.
+fn open(p: &Path, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedFd, i32> {
+    let c = sys::cpath(p);
+    // SAFETY: valid string.
+    let fd = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC, mode as libc::c_uint) };
+    if fd < 0 {
+        return Err(sys::errno());
+    }
+    // SAFETY: open just returned this descriptor and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn pwrite_all(fd: &OwnedFd, data: &[u8], off: u64) -> Result<usize, i32> {
+    let mut done = 0;
+    while done < data.len() {
+        // SAFETY: the buffer is valid for the given length.
+        let n = unsafe {
+            libc::pwrite(fd.as_raw_fd(), data[done..].as_ptr().cast(), data.len() - done, (off + done as u64) as libc::off_t)
+        };
+        if n < 0 {
+            return Err(sys::errno());
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    Ok(done)
+}
+
+/// write(2) at the file position (O_APPEND files).
+fn write_all(fd: &OwnedFd, data: &[u8]) -> Result<usize, i32> {
+    let mut done = 0;
+    while done < data.len() {
+        // SAFETY: the buffer is valid for the given length.
+        let n = unsafe { libc::write(fd.as_raw_fd(), data[done..].as_ptr().cast(), data.len() - done) };
+        if n < 0 {
+            return Err(sys::errno());
+        }
+        if n == 0 {
+            break;
+        }
+        done += n as usize;
+    }
+    Ok(done)
+}
+
+/// Everything from the file position on, through read(2).
+fn read_fd(fd: &OwnedFd) -> Result<Vec<u8>, i32> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            return Err(sys::errno());
+        }
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+/// The whole file from offset 0, through pread(2) (the fd's position is left alone).
+fn pread_all(fd: &OwnedFd) -> Result<Vec<u8>, i32> {
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        // SAFETY: buf is valid for its length.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), out.len() as libc::off_t) };
+        if n < 0 {
+            return Err(sys::errno());
+        }
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n as usize]);
+    }
+}
+
+/// The content of a file; O_NONBLOCK so that a FIFO does not hang the test.
+fn read_path(p: &Path) -> Result<Vec<u8>, i32> {
+    read_fd(&open(p, libc::O_RDONLY | libc::O_NONBLOCK, 0)?)
+}
+
+fn readlink(p: &Path) -> Result<Vec<u8>, i32> {
+    fs::read_link(p).map(|t| t.into_os_string().into_encoded_bytes()).map_err(|e| io_errno(&e))
+}
+
+fn fstat(fd: &OwnedFd) -> Result<libc::stat, i32> {
+    // SAFETY: zeroed stat is a valid out parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out pointer.
+    rc(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+/// stat(2), following symlinks.
+fn stat_follow(p: &Path) -> Result<libc::stat, i32> {
+    let c = sys::cpath(p);
+    // SAFETY: zeroed stat is a valid out parameter.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and out pointer.
+    rc(unsafe { libc::stat(c.as_ptr(), &mut st) })?;
+    Ok(st)
+}
+
+fn is_fmt(st: &libc::stat, fmt: libc::mode_t) -> bool {
+    st.st_mode & libc::S_IFMT == fmt
+}
+
+/// The names in a directory, sorted.
+fn names_in(p: &Path) -> Result<Vec<Vec<u8>>, i32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir(p).map_err(|e| io_errno(&e))? {
+        v.push(e.map_err(|e| io_errno(&e))?.file_name().as_bytes().to_vec());
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// Deterministic, position-dependent bytes.
+fn pattern(fill: u8, len: usize) -> Vec<u8> {
+    (0..len).map(|i| fill.wrapping_add((i as u8).wrapping_mul(31)) ^ (i >> 9) as u8).collect()
+}
+
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ *x as u64).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// How two byte strings differ, without printing them whole.
+fn bytes_diff(a: &[u8], b: &[u8]) -> String {
+    let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
+    format!("{} vs {} bytes, first difference at offset {at}", a.len(), b.len())
+}
+
+/// Short printable form of a value.
+fn show_bytes(v: &[u8]) -> String {
+    if v.len() <= 64 && v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("{:?}", String::from_utf8_lossy(v))
+    } else {
+        format!("<{} bytes, fnv {:016x}>", v.len(), fnv(v))
+    }
+}
+
+/// Turns a list of problems into the test's verdict, reporting at most MAX_REPORTED.
+fn verdict(diffs: Vec<String>) -> TestResult {
+    if diffs.is_empty() {
+        return Ok(());
+    }
+    Err(first_lines(&diffs))
+}
+
+fn first_lines(diffs: &[String]) -> String {
+    let mut msg = diffs.iter().take(MAX_REPORTED).cloned().collect::<Vec<_>>().join("\n");
+    if diffs.len() > MAX_REPORTED {
+        msg.push_str(&format!("\n... and {} more", diffs.len() - MAX_REPORTED));
+    }
+    msg
+}
+
+/// A tiny deterministic PRNG (xorshift64), so that a run can be reproduced from its seed.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        Self(if seed == 0 { DEFAULT_SEED } else { seed })
+    }
+
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.below(from.len())]
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => v.parse().ok(),
+    }
+}
+
+fn fstype_under_test() -> String {
+    std::env::var("UNIONRS_FSTYPE").unwrap_or_else(|_| "unionrs".to_string())
+}
+
+/// The label of the filesystem under test in messages.
+fn test_label(fstype: &str) -> String {
+    if fstype == "overlay" { "overlayfs#2".to_string() } else { fstype.to_string() }
+}
+
+/// Mounts `fstype` over `lowers` (top first) with `upper` and `work` at `target`.
+fn mount_union(fstype: &str, target: &Path, lowers: &[PathBuf], upper: &Path, work: &Path, flags: libc::c_ulong) -> TestResult {
+    let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
+    let opts = format!("lowerdir={},upperdir={},workdir={},{UNION_OPTS}", lower.join(":"), upper.display(), work.display());
+    let r = sys::mount("none", target, fstype, flags, &opts);
+    check!(r == 0, "mounting {fstype} at {} with {opts}: {}", target.display(), en(r));
+    Ok(())
+}
+
+fn mkdirs(p: &Path) -> TestResult {
+    fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building layers
+
+/// One layer directory being populated; every step says which path failed.
+struct Layer<'a>(&'a Path);
+
+impl Layer<'_> {
+    fn p(&self, rel: &str) -> PathBuf {
+        self.0.join(rel)
+    }
+
+    fn parents(&self, p: &Path) -> TestResult {
+        p.parent().map_or(Ok(()), mkdirs)
+    }
+
+    fn dir(&self, rel: &str) -> Result<&Self, String> {
+        mkdirs(&self.p(rel))?;
+        Ok(self)
+    }
+
+    fn file(&self, rel: &str, data: &[u8]) -> Result<&Self, String> {
+        let p = self.p(rel);
+        self.parents(&p)?;
+        fs::write(&p, data).map_err(|e| format!("fixture: write {}: {e}", p.display()))?;
+        Ok(self)
+    }
+
+    /// Data at 0 and at 128 KiB, a hole in between and at the end (256 KiB in all).
+    fn sparse(&self, rel: &str) -> Result<&Self, String> {
+        let p = self.p(rel);
+        self.parents(&p)?;
+        let f = fs::File::create(&p).map_err(|e| format!("fixture: create {}: {e}", p.display()))?;
+        f.write_all_at(&pattern(1, 4096), 0)
+            .and_then(|()| f.write_all_at(&pattern(2, 4096), 128 << 10))
+            .and_then(|()| f.set_len(256 << 10))
+            .map_err(|e| format!("fixture: writing {}: {e}", p.display()))?;
+        Ok(self)
+    }
+
+    fn node(&self, rel: &str, mode: libc::mode_t, dev: libc::dev_t) -> Result<&Self, String> {
+        let p = self.p(rel);
+        self.parents(&p)?;
+        let r = sys::mknod(&p, mode, dev);
+        check!(r == 0, "fixture: mknod {}: {}", p.display(), en(r));
+        Ok(self)
+    }
+
+    fn fifo(&self, rel: &str) -> Result<&Self, String> {
+        self.node(rel, libc::S_IFIFO | 0o644, 0)
+    }
+
+    /// An overlayfs whiteout: a 0/0 character device.
+    fn whiteout(&self, rel: &str) -> Result<&Self, String> {
+        self.node(rel, libc::S_IFCHR, libc::makedev(0, 0))
+    }
+
+    fn symlink(&self, rel: &str, target: &str) -> Result<&Self, String> {
+        let p = self.p(rel);
+        self.parents(&p)?;
+        std::os::unix::fs::symlink(target, &p).map_err(|e| format!("fixture: symlink {}: {e}", p.display()))?;
+        Ok(self)
+    }
+
+    fn hardlink(&self, existing: &str, rel: &str) -> Result<&Self, String> {
+        let p = self.p(rel);
+        self.parents(&p)?;
+        fs::hard_link(self.p(existing), &p).map_err(|e| format!("fixture: link {}: {e}", p.display()))?;
+        Ok(self)
+    }
+
+    fn xattr(&self, rel: &str, name: &str, value: &[u8]) -> Result<&Self, String> {
+        let p = self.p(rel);
+        let r = sys::lsetxattr(&p, name, value);
+        check!(r == 0, "fixture: setxattr {name} on {}: {}", p.display(), en(r));
+        Ok(self)
+    }
+
+    /// A directory with `trusted.overlay.opaque`="y".
+    fn opaque(&self, rel: &str) -> Result<&Self, String> {
+        self.dir(rel)?.xattr(rel, "trusted.overlay.opaque", b"y")
+    }
+
+    fn chmod(&self, rel: &str, mode: u32) -> Result<&Self, String> {
+        let p = self.p(rel);
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(|e| format!("fixture: chmod {}: {e}", p.display()))?;
+        Ok(self)
+    }
+
+    fn chown(&self, rel: &str, uid: u32, gid: u32) -> Result<&Self, String> {
+        let p = self.p(rel);
+        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(|e| format!("fixture: chown {}: {e}", p.display()))?;
+        Ok(self)
+    }
+}
+
+/// Gives every object below `p` (and `p` itself) its own fixed atime and mtime derived from
+/// `base`, in name order, children before their directory. `n` counts the objects; an error
+/// comes with the path it concerns.
+fn stamp_tree(p: &Path, base: i64, n: &mut i64) -> Result<(), (PathBuf, i32)> {
+    let st = sys::lstat(p).map_err(|e| (p.to_path_buf(), e))?;
+    if is_fmt(&st, libc::S_IFDIR) {
+        for name in names_in(p).map_err(|e| (p.to_path_buf(), e))? {
+            stamp_tree(&p.join(OsStr::from_bytes(&name)), base, n)?;
+        }
+    }
+    *n += 1;
+    let t = (base + *n * 3_607, (*n * 7_919_111) % 1_000_000_000);
+    match sys::set_times(p, t, t) {
+        0 => Ok(()),
+        e => Err((p.to_path_buf(), e)),
+    }
+}
+
+/// Stamps a layer, so that its times are the same on every run.
+fn stamp_times(root: &Path, base: i64) -> TestResult {
+    stamp_tree(root, base, &mut 0).map_err(|(p, e)| format!("fixture: stamping times of {}: {}", p.display(), en(e)))
+}
+
+/// The user.* xattrs the unions show from the layers (only the top layer's of a merged dir).
+const FIXTURE_XATTRS: &[(&str, &str)] = &[("d1", "user.layer"), ("d1/a", "user.color"), ("empty", "user.big"), ("l1file", "user.a")];
+
+/// Paths of the lower layers that the union hides (whiteouts, opaque dir): worth recreating.
+const FIXTURE_HIDDEN: &[&str] = &["hidden", "hidden_dir", "hidden_dir/x", "opq/old1", "opq/old2"];
+
+/// The layers of the random tests: L0 (bottom) and L1 (top).
+fn build_layers(l0: &Path, l1: &Path) -> TestResult {
+    let (b, t) = (Layer(l0), Layer(l1));
+    b.file("d1/a", b"alpha from L0\n")?
+        .file("d1/b", &pattern(7, 200 << 10))?
+        .file("d1/shadowed", b"L0 version\n")?
+        .file("d1/sub/deep/x", b"x\n")?
+        .file("d2/f", b"")?
+        .file("d2/g", b"g in d2\n")?
+        .file("empty", b"")?
+        .file("small", b"small file\n")?
+        .sparse("sparse")?
+        .file("hl1", b"hard linked\n")?
+        .hardlink("hl1", "d2/hl2")?
+        .fifo("fifo")?
+        .symlink("ln_rel", "d1/a")?
+        .symlink("ln_dangling", "nowhere")?
+        .symlink("ln_dir", "d1")?
+        .file("hidden", b"hidden by a whiteout\n")?
+        .file("hidden_dir/x", b"in a hidden dir\n")?
+        .file("opq/old1", b"under an opaque dir\n")?
+        .file("opq/old2", b"under an opaque dir too\n")?
+        .file("merged2/x", b"x in L0\n")?
+        .dir("em")?
+        .file("owned", b"owned by 1000\n")?
+        .chown("owned", 1000, 1000)?
+        .chmod("owned", 0o640)?
+        .file("exec", b"#!/bin/sh\n")?
+        .chmod("exec", 0o755)?
+        .file("private/f", b"private\n")?
+        .chmod("private", 0o700)?
+        .xattr("d1/a", "user.color", b"blue")?
+        .xattr("d1", "user.dir", b"lower")?
+        .xattr("empty", "user.big", &pattern(3, 300))?;
+    t.file("d1/c", b"from L1\n")?
+        .file("d1/shadowed", b"L1 version\n")?
+        .xattr("d1", "user.layer", b"1")?
+        .file("merged2/y", b"y in L1\n")?
+        .dir("em")?
+        .whiteout("hidden")?
+        .whiteout("hidden_dir")?
+        .opaque("opq")?
+        .file("opq/new", b"in the opaque dir\n")?
+        .file("l1file", b"only in L1\n")?
+        .xattr("l1file", "user.a", b"1")?
+        .file("l1dir/f", b"in a L1 dir\n")?
+        .symlink("l1link", "l1file")?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Walking a tree and comparing two walks
+
+type Xattrs = Result<Vec<(Vec<u8>, Result<Vec<u8>, i32>)>, i32>;
+
+/// What one object looks like.
+struct Node {
+    /// d_ino as the parent's readdir reported it (the root: its st_ino).
+    d_ino: u64,
+    st: libc::stat,
+    content: Option<Result<Vec<u8>, i32>>,
+    link: Option<Result<Vec<u8>, i32>>,
+    /// Sorted by name.
+    xattrs: Xattrs,
+}
+
+impl Node {
+    fn read(p: &Path, d_ino: u64, st: libc::stat) -> Node {
+        let xattrs = sys::llistxattr(p).map(|mut names| {
+            names.sort();
+            names.into_iter().map(|n| { let v = sys::lgetxattr(p, &n); (n, v) }).collect()
+        });
+        Node {
+            d_ino,
+            content: is_fmt(&st, libc::S_IFREG).then(|| read_path(p)),
+            link: is_fmt(&st, libc::S_IFLNK).then(|| readlink(p)),
+            xattrs,
+            st,
+        }
+    }
+
+    fn is_dir(&self) -> bool {
+        is_fmt(&self.st, libc::S_IFDIR)
+    }
+}
+
+fn kind(st: &libc::stat) -> &'static str {
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFDIR => "directory",
+        libc::S_IFREG => "file",
+        libc::S_IFLNK => "symlink",
+        libc::S_IFCHR if st.st_rdev == 0 => "whiteout",
+        libc::S_IFCHR => "char device",
+        libc::S_IFBLK => "block device",
+        libc::S_IFIFO => "fifo",
+        _ => "other",
+    }
+}
+
+/// A whole tree, keyed by path relative to its root.
+struct Walk {
+    nodes: BTreeMap<Vec<u8>, Node>,
+    /// Inconsistencies found while reading it (readdir against lstat, ...).
+    problems: Vec<String>,
+}
+
+/// Reads the tree at `root` without following symlinks.
+fn walk(root: &Path) -> Walk {
+    let mut w = Walk { nodes: BTreeMap::new(), problems: vec![] };
+    match sys::lstat(root) {
+        Ok(st) => {
+            w.nodes.insert(vec![], Node::read(root, st.st_ino, st));
+        }
+        Err(e) => {
+            w.problems.push(format!("lstat of the root {}: {}", root.display(), en(e)));
+            return w;
+        }
+    }
+    let mut pending: Vec<Vec<u8>> = vec![vec![]];
+    while let Some(dir) = pending.pop() {
+        let entries = match fs::read_dir(bpath(root, &dir)) {
+            Ok(rd) => rd,
+            Err(e) => {
+                w.problems.push(format!("{}: readdir: {}", show(&dir), en(io_errno(&e))));
+                continue;
+            }
+        };
+        for e in entries {
+            let e = match e {
+                Ok(e) => e,
+                Err(err) => {
+                    w.problems.push(format!("{}: readdir: {}", show(&dir), en(io_errno(&err))));
+                    break;
+                }
+            };
+            let rel = join_rel(&dir, e.file_name().as_bytes());
+            let p = bpath(root, &rel);
+            let st = match sys::lstat(&p) {
+                Ok(st) => st,
+                Err(err) => {
+                    w.problems.push(format!("{}: listed by readdir, but lstat fails: {}", show(&rel), en(err)));
+                    continue;
+                }
+            };
+            if let Ok(ft) = e.file_type() {
+                let fmt = st.st_mode & libc::S_IFMT;
+                let same = (ft.is_dir(), ft.is_file(), ft.is_symlink(), ft.is_fifo(), ft.is_char_device())
+                    == (fmt == libc::S_IFDIR, fmt == libc::S_IFREG, fmt == libc::S_IFLNK, fmt == libc::S_IFIFO, fmt == libc::S_IFCHR);
+                if !same {
+                    w.problems.push(format!("{}: readdir's d_type disagrees with lstat's mode {:o}", show(&rel), st.st_mode));
+                }
+            }
+            if is_fmt(&st, libc::S_IFDIR) {
+                pending.push(rel.clone());
+            }
+            w.nodes.insert(rel, Node::read(&p, e.ino(), st));
+        }
+    }
+    w
+}
+
+/// What `diff_trees` compares besides names, types, modes, owners, sizes, data, symlink
+/// targets and xattrs.
+struct Cmp<'a> {
+    nlink: bool,
+    /// Hard-link grouping (st_dev/st_ino of non-directories).
+    links: bool,
+    /// Whether readdir's d_ino equals st_ino (non-directories). Not across a remount:
+    /// overlayfs itself can disagree with itself there.
+    dino: bool,
+    /// For a path: whether to compare (atime, mtime).
+    times: &'a dyn Fn(&[u8]) -> (bool, bool),
+    xattr_skip: &'a [&'a str],
+    /// Compared by presence and size only.
+    xattr_presence: &'a [&'a str],
+}
+
+fn no_times(_: &[u8]) -> (bool, bool) {
+    (false, false)
+}
+
+fn mtimes_only(_: &[u8]) -> (bool, bool) {
+    (false, true)
+}
+
+/// The comparison of two upper (or work) directories.
+fn upper_cmp() -> Cmp<'static> {
+    Cmp { nlink: false, links: false, dino: false, times: &no_times, xattr_skip: IGNORED_UPPER_XATTRS, xattr_presence: RANDOM_UPPER_XATTRS }
+}
+
+/// The comparison of two union views; times only where `times` says so.
+fn view_cmp<'a>(times: &'a dyn Fn(&[u8]) -> (bool, bool)) -> Cmp<'a> {
+    Cmp { nlink: true, links: true, dino: true, times, xattr_skip: &[], xattr_presence: &[] }
+}
+
+fn xattrs_text(x: &Xattrs, cmp: &Cmp) -> String {
+    match x {
+        Err(e) => format!("listxattr error {}", en(*e)),
+        Ok(list) => {
+            let has = |set: &[&str], n: &[u8]| set.iter().any(|s| s.as_bytes() == n);
+            let items: Vec<String> = list
+                .iter()
+                .filter(|(n, _)| !has(cmp.xattr_skip, n))
+                .map(|(n, v)| {
+                    let value = match v {
+                        Ok(v) if has(cmp.xattr_presence, n) => format!("<{} bytes>", v.len()),
+                        Ok(v) => show_bytes(v),
+                        Err(e) => format!("error {}", en(*e)),
+                    };
+                    format!("{}={value}", n.escape_ascii())
+                })
+                .collect();
+            format!("[{}]", items.join(", "))
+        }
+    }
+}
+
+fn opt_text(x: &Option<Result<Vec<u8>, i32>>) -> String {
+    match x {
+        None => "-".to_string(),
+        Some(Ok(v)) => show_bytes(v),
+        Some(Err(e)) => format!("error {}", en(*e)),
+    }
+}
+
+fn diff_nodes(rel: &[u8], la: &str, a: &Node, lb: &str, b: &Node, cmp: &Cmp, out: &mut Vec<String>) {
+    let mut field = |name: &str, x: String, y: String| {
+        if x != y {
+            out.push(format!("{}: {name}: {la} {x}, {lb} {y}", show(rel)));
+        }
+    };
+    let (x, y) = (&a.st, &b.st);
+    field("mode", format!("{:o}", x.st_mode), format!("{:o}", y.st_mode));
+    field("uid", x.st_uid.to_string(), y.st_uid.to_string());
+    field("gid", x.st_gid.to_string(), y.st_gid.to_string());
+    field("size", x.st_size.to_string(), y.st_size.to_string());
+    if cmp.nlink {
+        field("nlink", x.st_nlink.to_string(), y.st_nlink.to_string());
+    }
+    if is_fmt(x, libc::S_IFCHR) || is_fmt(x, libc::S_IFBLK) {
+        field("rdev", format!("{:#x}", x.st_rdev), format!("{:#x}", y.st_rdev));
+    }
+    let (atime, mtime) = (cmp.times)(rel);
+    if mtime {
+        field("mtime", format!("{}.{:09}", x.st_mtime, x.st_mtime_nsec), format!("{}.{:09}", y.st_mtime, y.st_mtime_nsec));
+    }
+    if atime {
+        field("atime", format!("{}.{:09}", x.st_atime, x.st_atime_nsec), format!("{}.{:09}", y.st_atime, y.st_atime_nsec));
+    }
+    if cmp.dino && !a.is_dir() {
+        field("readdir d_ino == st_ino", (a.d_ino == x.st_ino).to_string(), (b.d_ino == y.st_ino).to_string());
+    }
+    if a.link != b.link {
+        field("symlink target", opt_text(&a.link), opt_text(&b.link));
+    }
+    let (xa, xb) = (xattrs_text(&a.xattrs, cmp), xattrs_text(&b.xattrs, cmp));
+    field("xattrs", xa, xb);
+    if a.content != b.content {
+        let what = match (&a.content, &b.content) {
+            (Some(Ok(ca)), Some(Ok(cb))) => bytes_diff(ca, cb),
+            (ca, cb) => format!("{la} {}, {lb} {}", opt_text(ca), opt_text(cb)),
+        };
+        out.push(format!("{}: content differs: {what}", show(rel)));
+    }
+}
+
+/// Differences between two walks of what should look the same.
+fn diff_trees(la: &str, a: &Walk, lb: &str, b: &Walk, cmp: &Cmp) -> Vec<String> {
+    let mut out: Vec<String> = a.problems.iter().map(|p| format!("{la}: {p}")).collect();
+    out.extend(b.problems.iter().map(|p| format!("{lb}: {p}")));
+    // Subtrees already reported as a whole (missing on one side, or of another type).
+    let mut reported: Vec<&[u8]> = vec![];
+    let under = |reported: &[&[u8]], rel: &[u8]| reported.iter().any(|r| is_below(rel, r));
+    for (rel, na) in &a.nodes {
+        if under(&reported, rel) {
+            continue;
+        }
+        let Some(nb) = b.nodes.get(rel) else {
+            out.push(format!("{}: {} on {la}, missing on {lb}", show(rel), kind(&na.st)));
+            reported.push(rel);
+            continue;
+        };
+        if kind(&na.st) != kind(&nb.st) {
+            out.push(format!("{}: {} on {la}, {} on {lb}", show(rel), kind(&na.st), kind(&nb.st)));
+            reported.push(rel);
+            continue;
+        }
+        diff_nodes(rel, la, na, lb, nb, cmp, &mut out);
+    }
+    for (rel, nb) in &b.nodes {
+        if !a.nodes.contains_key(rel) && !under(&reported, rel) {
+            out.push(format!("{}: {} on {lb}, missing on {la}", show(rel), kind(&nb.st)));
+            reported.push(rel);
+        }
+    }
+    if cmp.links {
+        out.extend(diff_link_groups(la, a, lb, b));
+    }
+    out
+}
+
+/// Non-directories sharing st_dev/st_ino (hard links) must form the same groups in both walks.
+fn diff_link_groups(la: &str, a: &Walk, lb: &str, b: &Walk) -> Vec<String> {
+    let mut out = vec![];
+    // For each inode on one side: the other side's inode of the same path, and that path.
+    type Seen<'w> = HashMap<(u64, u64), ((u64, u64), &'w [u8])>;
+    let (mut a2b, mut b2a): (Seen, Seen) = (HashMap::new(), HashMap::new());
+    for (rel, na) in &a.nodes {
+        let Some(nb) = b.nodes.get(rel) else { continue };
+        if na.is_dir() || nb.is_dir() {
+            continue;
+        }
+        let (ka, kb) = ((na.st.st_dev, na.st.st_ino), (nb.st.st_dev, nb.st.st_ino));
+        let (want_b, first_a) = *a2b.entry(ka).or_insert((kb, rel));
+        let (want_a, first_b) = *b2a.entry(kb).or_insert((ka, rel));
+        if want_b != kb {
+            out.push(format!("{} and {} are one inode on {la} but not on {lb}", show(rel), show(first_a)));
+        } else if want_a != ka {
+            out.push(format!("{} and {} are one inode on {lb} but not on {la}", show(rel), show(first_b)));
+        }
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operations
+
+type Outcome = Result<Vec<u8>, i32>;
+
+/// One operation of the random test; paths are relative to the union's root.
+#[derive(Clone)]
+enum Op {
+    Create { path: Vec<u8>, mode: u32, len: usize, fill: u8 },
+    Mkdir { path: Vec<u8>, mode: u32 },
+    Mknod { path: Vec<u8>, mode: u32, dev: u64 },
+    Symlink { target: Vec<u8>, path: Vec<u8> },
+    Link { from: Vec<u8>, to: Vec<u8> },
+    Unlink { path: Vec<u8> },
+    Rmdir { path: Vec<u8> },
+    Rename { from: Vec<u8>, to: Vec<u8>, flags: u32 },
+    /// O_TMPFILE in `dir`, written, then linkat'ed to `to`.
+    Tmpfile { dir: Vec<u8>, to: Vec<u8>, len: usize, fill: u8 },
+    Pwrite { path: Vec<u8>, off: u64, len: usize, fill: u8 },
+    Truncate { path: Vec<u8>, len: u64, via_fd: bool },
+    Fallocate { path: Vec<u8>, punch: bool, off: u64, len: u64 },
+    /// Shared writable mapping, written, msync'ed.
+    Mmap { path: Vec<u8>, off: u64, len: usize, fill: u8 },
+    Fsync { path: Vec<u8>, data_only: bool },
+    Chmod { path: Vec<u8>, mode: u32 },
+    Chown { path: Vec<u8>, uid: u32, gid: u32 },
+    Utimens { path: Vec<u8>, atime: (i64, i64), mtime: (i64, i64) },
+    /// Explicit times for everything in a subtree (see stamp_tree).
+    StampTree { dir: Vec<u8>, base: i64 },
+    SetXattr { path: Vec<u8>, name: &'static str, value: Vec<u8>, flags: i32 },
+    RemoveXattr { path: Vec<u8>, name: &'static str },
+    OpenTrunc { path: Vec<u8> },
+    OpenRdwr { path: Vec<u8> },
+    Read { path: Vec<u8> },
+    Stat { path: Vec<u8> },
+    Readdir { path: Vec<u8> },
+    /// Opens `path` read-only into a held slot (closing what was there).
+    Hold { slot: usize, path: Vec<u8> },
+    /// Reads the whole file through the fd in a held slot.
+    ReadHeld { slot: usize },
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = |p: &[u8]| show(p);
+        match self {
+            Op::Create { path, mode, len, fill } => {
+                write!(f, "open({}, O_CREAT|O_EXCL|O_WRONLY, {mode:o}) + write {len} bytes (fill {fill})", s(path))
+            }
+            Op::Mkdir { path, mode } => write!(f, "mkdir({}, {mode:o})", s(path)),
+            Op::Mknod { path, mode, dev } => write!(f, "mknod({}, {mode:o}, {dev:#x})", s(path)),
+            Op::Symlink { target, path } => write!(f, "symlink({:?}, {})", target.escape_ascii().to_string(), s(path)),
+            Op::Link { from, to } => write!(f, "link({}, {})", s(from), s(to)),
+            Op::Unlink { path } => write!(f, "unlink({})", s(path)),
+            Op::Rmdir { path } => write!(f, "rmdir({})", s(path)),
+            Op::Rename { from, to, flags } => {
+                let fl = match *flags {
+                    0 => "0",
+                    libc::RENAME_NOREPLACE => "RENAME_NOREPLACE",
+                    libc::RENAME_EXCHANGE => "RENAME_EXCHANGE",
+                    libc::RENAME_WHITEOUT => "RENAME_WHITEOUT",
+                    _ => "?",
+                };
+                write!(f, "renameat2({}, {}, {fl})", s(from), s(to))
+            }
+            Op::Tmpfile { dir, to, len, fill } => {
+                write!(f, "open({}, O_TMPFILE|O_WRONLY) + write {len} bytes (fill {fill}) + linkat to {}", s(dir), s(to))
+            }
+            Op::Pwrite { path, off, len, fill } => write!(f, "pwrite({}, {len} bytes (fill {fill}) at {off})", s(path)),
+            Op::Truncate { path, len, via_fd: false } => write!(f, "truncate({}, {len})", s(path)),
+            Op::Truncate { path, len, via_fd: true } => write!(f, "ftruncate({}, {len})", s(path)),
+            Op::Fallocate { path, punch, off, len } => {
+                let mode = if *punch { "PUNCH_HOLE|KEEP_SIZE" } else { "0" };
+                write!(f, "fallocate({}, {mode}, {off}, {len})", s(path))
+            }
+            Op::Mmap { path, off, len, fill } => write!(f, "mmap-write({}, {len} bytes (fill {fill}) at {off}) + msync", s(path)),
+            Op::Fsync { path, data_only } => write!(f, "{}({})", if *data_only { "fdatasync" } else { "fsync" }, s(path)),
+            Op::Chmod { path, mode } => write!(f, "chmod({}, {mode:o})", s(path)),
+            Op::Chown { path, uid, gid } => write!(f, "lchown({}, {}, {})", s(path), *uid as i32, *gid as i32),
+            Op::Utimens { path, atime, mtime } => {
+                let t = |t: &(i64, i64)| if t.1 == libc::UTIME_OMIT { "OMIT".to_string() } else { format!("{}.{:09}", t.0, t.1) };
+                write!(f, "utimensat({}, atime {}, mtime {}, AT_SYMLINK_NOFOLLOW)", s(path), t(atime), t(mtime))
+            }
+            Op::StampTree { dir, base } => write!(f, "utimensat of everything in {} (base {base})", s(dir)),
+            Op::SetXattr { path, name, value, flags } => {
+                let fl = match *flags {
+                    libc::XATTR_CREATE => "XATTR_CREATE",
+                    libc::XATTR_REPLACE => "XATTR_REPLACE",
+                    _ => "0",
+                };
+                write!(f, "lsetxattr({}, {name}, {}, {fl})", s(path), show_bytes(value))
+            }
+            Op::RemoveXattr { path, name } => write!(f, "lremovexattr({}, {name})", s(path)),
+            Op::OpenTrunc { path } => write!(f, "open({}, O_WRONLY|O_TRUNC)", s(path)),
+            Op::OpenRdwr { path } => write!(f, "open({}, O_RDWR), no write", s(path)),
+            Op::Read { path } => write!(f, "read({})", s(path)),
+            Op::Stat { path } => write!(f, "lstat({})", s(path)),
+            Op::Readdir { path } => write!(f, "readdir({})", s(path)),
+            Op::Hold { slot, path } => write!(f, "hold[{slot}] = open({}, O_RDONLY)", s(path)),
+            Op::ReadHeld { slot } => write!(f, "pread(hold[{slot}]) whole file"),
+        }
+    }
+}
+
+impl Op {
+    /// The operation's name, for the summary.
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Create { .. } => "create",
+            Op::Mkdir { .. } => "mkdir",
+            Op::Mknod { .. } => "mknod",
+            Op::Symlink { .. } => "symlink",
+            Op::Link { .. } => "link",
+            Op::Unlink { .. } => "unlink",
+            Op::Rmdir { .. } => "rmdir",
+            Op::Rename { .. } => "rename",
+            Op::Tmpfile { .. } => "tmpfile",
+            Op::Pwrite { .. } => "pwrite",
+            Op::Truncate { .. } => "truncate",
+            Op::Fallocate { .. } => "fallocate",
+            Op::Mmap { .. } => "mmap",
+            Op::Fsync { .. } => "fsync",
+            Op::Chmod { .. } => "chmod",
+            Op::Chown { .. } => "chown",
+            Op::Utimens { .. } => "utimens",
+            Op::StampTree { .. } => "stamp_tree",
+            Op::SetXattr { .. } => "setxattr",
+            Op::RemoveXattr { .. } => "removexattr",
+            Op::OpenTrunc { .. } => "open_trunc",
+            Op::OpenRdwr { .. } => "open_rdwr",
+            Op::Read { .. } => "read",
+            Op::Stat { .. } => "stat",
+            Op::Readdir { .. } => "readdir",
+            Op::Hold { .. } => "hold",
+            Op::ReadHeld { .. } => "read_held",
+        }
+    }
+
+    /// Paths whose existence (or type) the operation may change.
+    fn names(&self) -> Vec<&[u8]> {
+        match self {
+            Op::Create { path, .. } | Op::Mkdir { path, .. } | Op::Mknod { path, .. } | Op::Symlink { path, .. } => vec![path],
+            Op::Unlink { path } | Op::Rmdir { path } => vec![path],
+            Op::Link { to, .. } | Op::Tmpfile { to, .. } => vec![to],
+            Op::Rename { from, to, .. } => vec![from, to],
+            _ => vec![],
+        }
+    }
+
+    /// The path whose data (and so mtime) the operation may change, through symlinks too.
+    fn data(&self) -> Option<&[u8]> {
+        match self {
+            Op::Pwrite { path, .. }
+            | Op::Truncate { path, .. }
+            | Op::Fallocate { path, .. }
+            | Op::Mmap { path, .. }
+            | Op::OpenTrunc { path } => Some(path),
+            _ => None,
+        }
+    }
+}
+
+fn show_outcome(o: &Outcome) -> String {
+    match o {
+        Ok(v) => format!("ok {}", show_bytes(v)),
+        Err(e) => format!("error {}", en(*e)),
+    }
+}
+
+/// Runs `op` on the union at `root`; `held` are that union's held fds.
+fn apply(op: &Op, root: &Path, held: &mut [Option<OwnedFd>]) -> Outcome {
+    let p = |rel: &[u8]| bpath(root, rel);
+    let c = |rel: &[u8]| sys::cpath(&bpath(root, rel));
+    let done = |r: libc::c_int| rc(r).map(|()| Vec::new());
+    let wrote = |n: usize| Ok(format!("wrote {n}").into_bytes());
+    match op {
+        Op::Create { path, mode, len, fill } => {
+            let fd = open(&p(path), libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | libc::O_NONBLOCK, *mode)?;
+            wrote(pwrite_all(&fd, &pattern(*fill, *len), 0)?)
+        }
+        Op::Mkdir { path, mode } => {
+            let cp = c(path);
+            // SAFETY: valid string.
+            done(unsafe { libc::mkdir(cp.as_ptr(), *mode) })
+        }
+        Op::Mknod { path, mode, dev } => match sys::mknod(&p(path), *mode, *dev) {
+            0 => Ok(vec![]),
+            e => Err(e),
+        },
+        Op::Symlink { target, path } => {
+            let (t, cp) = (cstr_bytes(target)?, c(path));
+            // SAFETY: valid strings.
+            done(unsafe { libc::symlink(t.as_ptr(), cp.as_ptr()) })
+        }
+        Op::Link { from, to } => {
+            let (a, b) = (c(from), c(to));
+            // SAFETY: valid strings.
+            done(unsafe { libc::linkat(libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), 0) })
+        }
+        Op::Unlink { path } => {
+            let cp = c(path);
+            // SAFETY: valid string.
+            done(unsafe { libc::unlink(cp.as_ptr()) })
+        }
+        Op::Rmdir { path } => {
+            let cp = c(path);
+            // SAFETY: valid string.
+            done(unsafe { libc::rmdir(cp.as_ptr()) })
+        }
+        Op::Rename { from, to, flags } => {
+            let (a, b) = (c(from), c(to));
+            // SAFETY: valid strings; renameat2 takes (int, char *, int, char *, unsigned int).
+            let r = unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), *flags) };
+            done(r as libc::c_int)
+        }
+        Op::Tmpfile { dir, to, len, fill } => {
+            let fd = open(&p(dir), libc::O_TMPFILE | libc::O_WRONLY, 0o640)?;
+            let n = pwrite_all(&fd, &pattern(*fill, *len), 0)?;
+            let b = c(to);
+            // SAFETY: valid fd and strings; AT_EMPTY_PATH links the open file itself.
+            let r = rc(unsafe { libc::linkat(fd.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, b.as_ptr(), libc::AT_EMPTY_PATH) });
+            Ok(format!("wrote {n}, linkat: {}", describe(&r)).into_bytes())
+        }
+        Op::Pwrite { path, off, len, fill } => {
+            let fd = open(&p(path), libc::O_WRONLY | libc::O_NONBLOCK, 0)?;
+            wrote(pwrite_all(&fd, &pattern(*fill, *len), *off)?)
+        }
+        Op::Truncate { path, len, via_fd: false } => {
+            let cp = c(path);
+            // SAFETY: valid string.
+            done(unsafe { libc::truncate(cp.as_ptr(), *len as libc::off_t) })
+        }
+        Op::Truncate { path, len, via_fd: true } => {
+            let fd = open(&p(path), libc::O_WRONLY | libc::O_NONBLOCK, 0)?;
+            // SAFETY: valid fd.
+            done(unsafe { libc::ftruncate(fd.as_raw_fd(), *len as libc::off_t) })
+        }
+        Op::Fallocate { path, punch, off, len } => {
+            let fd = open(&p(path), libc::O_WRONLY | libc::O_NONBLOCK, 0)?;
+            let mode = if *punch { libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE } else { 0 };
+            // SAFETY: valid fd.
+            done(unsafe { libc::fallocate(fd.as_raw_fd(), mode, *off as libc::off_t, *len as libc::off_t) })
+        }
+        Op::Mmap { path, off, len, fill } => mmap_write(&p(path), *off, *len, *fill),
+        Op::Fsync { path, data_only } => {
+            let fd = open(&p(path), libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
+            // SAFETY: valid fd.
+            done(unsafe { if *data_only { libc::fdatasync(fd.as_raw_fd()) } else { libc::fsync(fd.as_raw_fd()) } })
+        }
+        Op::Chmod { path, mode } => {
+            let cp = c(path);
+            // SAFETY: valid string.
+            done(unsafe { libc::chmod(cp.as_ptr(), *mode) })
+        }
+        Op::Chown { path, uid, gid } => {
+            let cp = c(path);
+            // SAFETY: valid string.
+            done(unsafe { libc::lchown(cp.as_ptr(), *uid, *gid) })
+        }
+        Op::Utimens { path, atime, mtime } => match sys::set_times(&p(path), *atime, *mtime) {
+            0 => Ok(vec![]),
+            e => Err(e),
+        },
+        Op::StampTree { dir, base } => {
+            let mut n = 0;
+            stamp_tree(&p(dir), *base, &mut n).map_err(|(_, e)| e)?;
+            Ok(format!("stamped {n}").into_bytes())
+        }
+        Op::SetXattr { path, name, value, flags } => {
+            let (cp, n) = (c(path), sys::cstr(name));
+            // SAFETY: valid strings; value is valid for its length.
+            done(unsafe { libc::lsetxattr(cp.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), *flags) })
+        }
+        Op::RemoveXattr { path, name } => {
+            let (cp, n) = (c(path), sys::cstr(name));
+            // SAFETY: valid strings.
+            done(unsafe { libc::lremovexattr(cp.as_ptr(), n.as_ptr()) })
+        }
+        Op::OpenTrunc { path } => open(&p(path), libc::O_WRONLY | libc::O_TRUNC | libc::O_NONBLOCK, 0).map(|_| vec![]),
+        Op::OpenRdwr { path } => open(&p(path), libc::O_RDWR | libc::O_NONBLOCK, 0).map(|_| vec![]),
+        Op::Read { path } => read_path(&p(path)),
+        Op::Stat { path } => {
+            let st = sys::lstat(&p(path))?;
+            Ok(format!(
+                "mode {:o} uid {} gid {} size {} nlink {} rdev {:#x}",
+                st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_nlink, st.st_rdev
+            )
+            .into_bytes())
+        }
+        Op::Readdir { path } => {
+            let mut lines = Vec::new();
+            for e in fs::read_dir(p(path)).map_err(|e| io_errno(&e))? {
+                let e = e.map_err(|e| io_errno(&e))?;
+                let t = e.file_type().map(|t| format!("{t:?}")).unwrap_or_else(|e| en(io_errno(&e)));
+                lines.push(format!("{} {t}", e.file_name().as_bytes().escape_ascii()));
+            }
+            lines.sort();
+            Ok(lines.join("\n").into_bytes())
+        }
+        Op::Hold { slot, path } => {
+            held[*slot] = None;
+            held[*slot] = Some(open(&p(path), libc::O_RDONLY | libc::O_NONBLOCK, 0)?);
+            Ok(vec![])
+        }
+        Op::ReadHeld { slot } => {
+            let fd = held[*slot].as_ref().ok_or(libc::EBADF)?;
+            let st = fstat(fd)?;
+            let mut out = format!("size {}: ", st.st_size).into_bytes();
+            out.extend(pread_all(fd)?);
+            Ok(out)
+        }
+    }
+}
+
+/// Writes through a shared writable mapping and msyncs it. Touching a page past EOF would
+/// raise SIGBUS, so such writes are skipped, with a result that says so.
+fn mmap_write(p: &Path, off: u64, len: usize, fill: u8) -> Outcome {
+    let fd = open(p, libc::O_RDWR | libc::O_NONBLOCK, 0)?;
+    let st = fstat(&fd)?;
+    if is_fmt(&st, libc::S_IFREG) && off + len as u64 > st.st_size as u64 {
+        return Ok(format!("skipped: {off}+{len} is past EOF {}", st.st_size).into_bytes());
+    }
+    let start = off & !4095;
+    let map_len = (off + len as u64 - start) as usize;
+    // SAFETY: a fresh shared mapping of an open file, checked for MAP_FAILED below.
+    let addr = unsafe {
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        libc::mmap(std::ptr::null_mut(), map_len, prot, libc::MAP_SHARED, fd.as_raw_fd(), start as libc::off_t)
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(sys::errno());
+    }
+    let data = pattern(fill, len);
+    // SAFETY: the mapping covers [start, off + len), which lies within the file (checked above).
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), addr.cast::<u8>().add((off - start) as usize), len) };
+    // SAFETY: addr/map_len is the mapping made above; it is unmapped exactly once.
+    let r = rc(unsafe { libc::msync(addr, map_len, libc::MS_SYNC) });
+    // SAFETY: as above.
+    unsafe { libc::munmap(addr, map_len) };
+    r.map(|()| format!("wrote {len}").into_bytes())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model the operations are drawn from
+
+/// The keys of `map` at `rel` or below it ("": all).
+fn subtree<V>(map: &BTreeMap<Vec<u8>, V>, rel: &[u8]) -> Vec<Vec<u8>> {
+    if rel.is_empty() {
+        return map.keys().cloned().collect();
+    }
+    let mut out: Vec<Vec<u8>> = map.contains_key(rel).then(|| rel.to_vec()).into_iter().collect();
+    // Everything below rel sorts between "rel/" and "rel0" ('0' follows '/').
+    out.extend(map.range([rel, b"/"].concat()..[rel, b"0"].concat()).map(|(k, _)| k.clone()));
+    out
+}
+
+/// st_ino of `rel` itself and of what it points to, on the reference union.
+fn inos_of(root: &Path, rel: &[u8]) -> Vec<u64> {
+    let p = bpath(root, rel);
+    [sys::lstat(&p), stat_follow(&p)].into_iter().flatten().map(|st| st.st_ino).collect()
+}
+
+/// What the random test knows of the unions, all read from the reference (overlayfs), so that
+/// it is the same on every replay: the visible entries, names worth (re)creating, and the
+/// paths whose times do not depend on the wall clock.
+#[derive(Default)]
+struct Model {
+    /// Path → (file type, size).
+    entries: BTreeMap<Vec<u8>, (u32, u64)>,
+    /// Paths that existed once, or are hidden in the lower layers.
+    ghosts: BTreeSet<Vec<u8>>,
+    /// Paths whose atime and mtime were last set explicitly (the layers' stamped times, a
+    /// utimensat), with the reference's st_ino then: a change of the data through another
+    /// name of the same inode ends that.
+    times: BTreeMap<Vec<u8>, u64>,
+    /// (path, name) of xattrs set at some point: what removexattr is worth trying on.
+    xattrs: BTreeSet<(Vec<u8>, &'static str)>,
+}
+
+impl Model {
+    fn new(root: &Path) -> Model {
+        let mut m = Model::default();
+        m.refresh(root, b"");
+        // The root is the fresh upper directory; everything else has the layers' times.
+        let ino = |k: &Vec<u8>| Some((k.clone(), sys::lstat(&bpath(root, k)).ok()?.st_ino));
+        m.times = m.entries.keys().filter(|k| !k.is_empty()).filter_map(ino).collect();
+        m.ghosts = FIXTURE_HIDDEN.iter().map(|h| h.as_bytes().to_vec()).collect();
+        m.xattrs = FIXTURE_XATTRS.iter().map(|(p, n)| (p.as_bytes().to_vec(), *n)).collect();
+        m
+    }
+
+    /// Re-reads `rel` and everything below it from the reference union.
+    fn refresh(&mut self, root: &Path, rel: &[u8]) {
+        for k in subtree(&self.entries, rel) {
+            self.entries.remove(&k);
+            self.ghosts.insert(k);
+        }
+        let mut pending = vec![rel.to_vec()];
+        while let Some(r) = pending.pop() {
+            let p = bpath(root, &r);
+            let Ok(st) = sys::lstat(&p) else { continue };
+            if is_fmt(&st, libc::S_IFDIR) {
+                pending.extend(names_in(&p).unwrap_or_default().iter().map(|n| join_rel(&r, n)));
+            }
+            self.ghosts.remove(&r);
+            self.entries.insert(r, (st.st_mode & libc::S_IFMT, st.st_size as u64));
+        }
+        while self.ghosts.len() > 200 {
+            self.ghosts.pop_first();
+        }
+    }
+
+    /// Drops the deterministic-times mark of `rel`, what is below it, and its directory.
+    fn forget_times(&mut self, rel: &[u8]) {
+        for k in subtree(&self.times, rel) {
+            self.times.remove(&k);
+        }
+        self.times.remove(parent_rel(rel));
+    }
+
+    /// Takes in what `op` did on the reference union; `inos` are inode numbers it may have
+    /// changed, taken before it ran.
+    fn update(&mut self, root: &Path, op: &Op, ok: bool, mut inos: Vec<u64>) {
+        for rel in op.names() {
+            self.refresh(root, rel);
+            self.forget_times(rel);
+        }
+        if let Op::Tmpfile { dir, .. } = op {
+            self.times.remove(dir.as_slice());
+        }
+        if let Some(rel) = op.data() {
+            self.refresh(root, rel);
+            inos.extend(inos_of(root, rel));
+            self.times.remove(rel);
+            self.times.retain(|_, ino| !inos.contains(ino));
+        }
+        match op {
+            Op::Utimens { path, .. } if !ok => {
+                self.times.remove(path);
+            }
+            Op::Utimens { path, atime, mtime } if atime.1 != libc::UTIME_OMIT && mtime.1 != libc::UTIME_OMIT => {
+                if let Ok(st) = sys::lstat(&bpath(root, path)) {
+                    self.times.insert(path.clone(), st.st_ino);
+                }
+            }
+            Op::StampTree { dir, .. } => {
+                for k in subtree(&self.entries, dir) {
+                    match sys::lstat(&bpath(root, &k)) {
+                        Ok(st) if ok => self.times.insert(k, st.st_ino),
+                        _ => self.times.remove(&k),
+                    };
+                }
+            }
+            Op::SetXattr { path, name, .. } if ok => {
+                self.xattrs.insert((path.clone(), name));
+            }
+            _ => {}
+        }
+    }
+
+    /// A visible entry (not the root), of type `fmt` if given and there is one.
+    fn pick(&self, rng: &mut XorShift, fmt: Option<u32>) -> Vec<u8> {
+        let c: Vec<&Vec<u8>> =
+            self.entries.iter().filter(|(k, (t, _))| !k.is_empty() && fmt.is_none_or(|f| *t == f)).map(|(k, _)| k).collect();
+        if c.is_empty() {
+            return self.fresh(rng);
+        }
+        c[rng.below(c.len())].clone()
+    }
+
+    /// Mostly an entry of type `fmt`, sometimes any, for the errors.
+    fn pick_mostly(&self, rng: &mut XorShift, fmt: u32) -> Vec<u8> {
+        if rng.below(6) == 0 { self.pick(rng, None) } else { self.pick(rng, Some(fmt)) }
+    }
+
+    fn pick_nondir(&self, rng: &mut XorShift) -> Vec<u8> {
+        let c: Vec<&Vec<u8>> = self.entries.iter().filter(|(k, (t, _))| !k.is_empty() && *t != libc::S_IFDIR).map(|(k, _)| k).collect();
+        if c.is_empty() { self.pick(rng, None) } else { c[rng.below(c.len())].clone() }
+    }
+
+    /// A directory that looks empty (not the root), else any directory.
+    fn pick_empty_dir(&self, rng: &mut XorShift) -> Vec<u8> {
+        let c: Vec<&Vec<u8>> = self
+            .entries
+            .iter()
+            .filter(|(k, (t, _))| !k.is_empty() && *t == libc::S_IFDIR && subtree(&self.entries, k).len() == 1)
+            .map(|(k, _)| k)
+            .collect();
+        if c.is_empty() { self.pick_mostly(rng, libc::S_IFDIR) } else { c[rng.below(c.len())].clone() }
+    }
+
+    /// A directory, the root included.
+    fn pick_dir(&self, rng: &mut XorShift) -> Vec<u8> {
+        let c: Vec<&Vec<u8>> = self.entries.iter().filter(|(_, (t, _))| *t == libc::S_IFDIR).map(|(k, _)| k).collect();
+        if c.is_empty() { vec![] } else { c[rng.below(c.len())].clone() }
+    }
+
+    /// A name that is probably free: one that existed before, or a name from a small pool
+    /// (which does collide now and then).
+    fn fresh(&self, rng: &mut XorShift) -> Vec<u8> {
+        if rng.below(3) == 0 {
+            let is_dir = |rel: &[u8]| matches!(self.entries.get(rel), Some((t, _)) if *t == libc::S_IFDIR);
+            let g: Vec<&Vec<u8>> = self.ghosts.iter().filter(|g| !self.entries.contains_key(*g) && is_dir(parent_rel(g))).collect();
+            if !g.is_empty() {
+                return g[rng.below(g.len())].clone();
+            }
+        }
+        let d = self.pick_dir(rng);
+        join_rel(&d, format!("n{}", rng.below(12)).as_bytes())
+    }
+
+    /// Where something new goes: mostly a fresh name, sometimes an existing entry.
+    fn target(&self, rng: &mut XorShift) -> Vec<u8> {
+        if rng.below(3) == 0 { self.pick(rng, None) } else { self.fresh(rng) }
+    }
+
+    fn size(&self, rel: &[u8]) -> u64 {
+        self.entries.get(rel).map_or(0, |e| e.1)
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Create,
+    Mkdir,
+    Mknod,
+    Symlink,
+    Link,
+    Tmpfile,
+    Unlink,
+    Rmdir,
+    Rename,
+    Pwrite,
+    Truncate,
+    Fallocate,
+    Mmap,
+    Fsync,
+    Chmod,
+    Chown,
+    Utimens,
+    StampTree,
+    SetXattr,
+    RemoveXattr,
+    OpenTrunc,
+    OpenRdwr,
+    Read,
+    Stat,
+    Readdir,
+    Hold,
+    ReadHeld,
+}
+
+/// (kind, weight, whether it adds an entry: those pause while the tree is at MAX_ENTRIES).
+const KINDS: &[(Kind, usize, bool)] = &[
+    (Kind::Create, 6, true),
+    (Kind::Mkdir, 4, true),
+    (Kind::Mknod, 2, true),
+    (Kind::Symlink, 3, true),
+    (Kind::Link, 3, true),
+    (Kind::Tmpfile, 2, true),
+    (Kind::Unlink, 6, false),
+    (Kind::Rmdir, 3, false),
+    (Kind::Rename, 9, false),
+    (Kind::Pwrite, 8, false),
+    (Kind::Truncate, 4, false),
+    (Kind::Fallocate, 3, false),
+    (Kind::Mmap, 3, false),
+    (Kind::Fsync, 2, false),
+    (Kind::Chmod, 3, false),
+    (Kind::Chown, 3, false),
+    (Kind::Utimens, 5, false),
+    (Kind::StampTree, 2, false),
+    (Kind::SetXattr, 4, false),
+    (Kind::RemoveXattr, 2, false),
+    (Kind::OpenTrunc, 2, false),
+    (Kind::OpenRdwr, 3, false),
+    (Kind::Read, 6, false),
+    (Kind::Stat, 3, false),
+    (Kind::Readdir, 3, false),
+    (Kind::Hold, 3, false),
+    (Kind::ReadHeld, 4, false),
+];
+
+/// A file offset: the start, inside, just past EOF, or anywhere in the first 300 KB.
+fn offset(rng: &mut XorShift, size: u64) -> u64 {
+    match rng.below(4) {
+        0 => 0,
+        1 => rng.below(size as usize + 1) as u64,
+        2 => size + rng.below(20_000) as u64,
+        _ => rng.below(300_000) as u64,
+    }
+}
+
+fn timestamp(rng: &mut XorShift) -> (i64, i64) {
+    (1_000_000_000 + rng.below(400_000_000) as i64, rng.below(1_000_000_000) as i64)
+}
+
+/// A symlink target for `path`. Never "..", never an absolute path that exists: operations
+/// that follow symlinks must stay inside the union (the layers are next to it).
+fn symlink_target(rng: &mut XorShift, m: &Model, path: &[u8]) -> Vec<u8> {
+    let dir = parent_rel(path);
+    let siblings: Vec<&[u8]> = m.entries.keys().filter(|k| !k.is_empty() && parent_rel(k) == dir).map(|k| base_name(k)).collect();
+    match rng.below(5) {
+        0 => b"/nonexistent-unionrs-target".to_vec(),
+        1 => base_name(path).to_vec(),
+        2 if !siblings.is_empty() => [rng.pick(&siblings), b"/n1"].concat(),
+        _ if !siblings.is_empty() => rng.pick(&siblings).to_vec(),
+        _ => format!("n{}", rng.below(12)).into_bytes(),
+    }
+}
+
+/// The next operation: a function of the generator state and the model only.
+fn gen(rng: &mut XorShift, m: &Model) -> Op {
+    let grow = m.entries.len() < MAX_ENTRIES;
+    let weight = |k: &(Kind, usize, bool)| if k.2 && !grow { 0 } else { k.1 };
+    let mut r = rng.below(KINDS.iter().map(weight).sum());
+    let mut kind = Kind::Read;
+    for k in KINDS {
+        if r < weight(k) {
+            kind = k.0;
+            break;
+        }
+        r -= weight(k);
+    }
+    let reg = libc::S_IFREG;
+    let fill = rng.next() as u8;
+    // The last three are on lower objects in the layers.
+    const XATTRS: [&str; 6] = ["user.a", "user.b", "user.c", "user.color", "user.big", "user.layer"];
+    match kind {
+        Kind::Create => {
+            let path = m.target(rng);
+            let mode = rng.pick(&[0o644, 0o600, 0o755, 0o4755, 0o640]);
+            Op::Create { path, mode, len: rng.pick(&[0, 1, 100, 4096, 5000, 70_000]), fill }
+        }
+        Kind::Mkdir => Op::Mkdir { path: m.target(rng), mode: rng.pick(&[0o755, 0o700, 0o2775, 0o1777]) },
+        Kind::Mknod => {
+            // Mostly FIFOs; sometimes a 0/0 char device, which is the whiteout format: a union
+            // refuses to create one.
+            let mode = if rng.below(5) == 0 { libc::S_IFCHR | 0o644 } else { libc::S_IFIFO | 0o644 };
+            Op::Mknod { path: m.target(rng), mode, dev: 0 }
+        }
+        Kind::Symlink => {
+            let path = m.target(rng);
+            Op::Symlink { target: symlink_target(rng, m, &path), path }
+        }
+        Kind::Link => {
+            let from = m.pick_mostly(rng, reg);
+            Op::Link { from, to: m.target(rng) }
+        }
+        Kind::Tmpfile => {
+            let dir = m.pick_dir(rng);
+            Op::Tmpfile { dir, to: m.fresh(rng), len: rng.pick(&[0, 10, 5000]), fill }
+        }
+        Kind::Unlink => Op::Unlink { path: if rng.below(6) == 0 { m.pick(rng, None) } else { m.pick_nondir(rng) } },
+        Kind::Rmdir => Op::Rmdir { path: if rng.below(2) == 0 { m.pick_empty_dir(rng) } else { m.pick_mostly(rng, libc::S_IFDIR) } },
+        Kind::Rename => {
+            let (n, e, w) = (libc::RENAME_NOREPLACE, libc::RENAME_EXCHANGE, libc::RENAME_WHITEOUT);
+            let flags = rng.pick(&[0, 0, 0, 0, n, n, e, e, w]);
+            let from = m.pick(rng, None);
+            let to = if flags == e && rng.below(4) != 0 { m.pick(rng, None) } else { m.target(rng) };
+            Op::Rename { from, to, flags }
+        }
+        Kind::Pwrite => {
+            let path = m.pick_mostly(rng, reg);
+            let off = offset(rng, m.size(&path));
+            let any = 1 + rng.below(9000);
+            let len = rng.pick(&[1, 100, 4096, any]);
+            Op::Pwrite { path, off, len, fill }
+        }
+        Kind::Truncate => {
+            let path = m.pick_mostly(rng, reg);
+            let size = m.size(&path);
+            let (past, any) = (size + rng.below(50_000) as u64, rng.below(300_000) as u64);
+            let len = rng.pick(&[0, size / 2, size, size + 1, past, any]);
+            Op::Truncate { path, len, via_fd: rng.below(2) == 0 }
+        }
+        Kind::Fallocate => {
+            let path = m.pick_mostly(rng, reg);
+            let off = offset(rng, m.size(&path));
+            Op::Fallocate { path, punch: rng.below(2) == 0, off, len: 1 + rng.below(20_000) as u64 }
+        }
+        Kind::Mmap => {
+            let path = m.pick_mostly(rng, reg);
+            let size = m.size(&path);
+            let (off, len) = if size == 0 {
+                (0, 1)
+            } else {
+                let off = rng.below(size as usize) as u64;
+                (off, 1 + rng.below((size - off).min(8192) as usize))
+            };
+            Op::Mmap { path, off, len, fill }
+        }
+        Kind::Fsync => Op::Fsync { path: m.pick(rng, None), data_only: rng.below(2) == 0 },
+        Kind::Chmod => {
+            let path = m.pick(rng, None);
+            Op::Chmod { path, mode: rng.pick(&[0o644, 0o600, 0o755, 0o700, 0o4755, 0o2755, 0o1777, 0, 0o444, 0o640]) }
+        }
+        Kind::Chown => {
+            let ids = [0, 1000, 1001, 65_534, u32::MAX];
+            Op::Chown { path: m.pick(rng, None), uid: rng.pick(&ids), gid: rng.pick(&ids) }
+        }
+        Kind::Utimens => {
+            let path = m.pick(rng, None);
+            let atime = if rng.below(6) == 0 { (0, libc::UTIME_OMIT) } else { timestamp(rng) };
+            Op::Utimens { path, atime, mtime: timestamp(rng) }
+        }
+        Kind::StampTree => {
+            // Often the whole tree: most later operations then have times to compare.
+            let dir = if rng.below(3) == 0 { vec![] } else { m.pick_dir(rng) };
+            Op::StampTree { dir, base: 1_000_000_000 + rng.below(400_000_000) as i64 }
+        }
+        Kind::SetXattr => {
+            let path = m.pick(rng, None);
+            let name = rng.pick(&XATTRS);
+            let value = pattern(fill, rng.pick(&[0, 3, 40, 300]));
+            Op::SetXattr { path, name, value, flags: rng.pick(&[0, 0, libc::XATTR_CREATE, libc::XATTR_REPLACE]) }
+        }
+        Kind::RemoveXattr => {
+            let known: Vec<&(Vec<u8>, &'static str)> = m.xattrs.iter().collect();
+            if !known.is_empty() && rng.below(3) != 0 {
+                let (path, name) = known[rng.below(known.len())].clone();
+                Op::RemoveXattr { path, name }
+            } else {
+                Op::RemoveXattr { path: m.pick(rng, None), name: rng.pick(&XATTRS) }
+            }
+        }
+        Kind::OpenTrunc => Op::OpenTrunc { path: m.pick_mostly(rng, reg) },
+        Kind::OpenRdwr => Op::OpenRdwr { path: m.pick_mostly(rng, reg) },
+        Kind::Read => Op::Read { path: m.pick_mostly(rng, reg) },
+        Kind::Stat => Op::Stat { path: m.pick(rng, None) },
+        Kind::Readdir => Op::Readdir { path: m.pick_dir(rng) },
+        Kind::Hold => Op::Hold { slot: rng.below(HELD_SLOTS), path: m.pick_mostly(rng, reg) },
+        Kind::ReadHeld => Op::ReadHeld { slot: rng.below(HELD_SLOTS) },
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running operations on both unions
+
+/// The fixed part of a random test: the layers (on a noatime tmpfs, so that reads never
+/// change a time) and the two mount points.
+struct Env {
+    fstype: String,
+    base: PathBuf,
+    /// Top first.
+    lowers: Vec<PathBuf>,
+    /// The reference (overlayfs) and the filesystem under test.
+    mnt: [PathBuf; 2],
+}
+
+fn build_env(s: &mut Scratch, fstype: &str) -> Result<Env, String> {
+    let base = s.dir("fs");
+    s.track(&base);
+    let r = sys::mount("wr-layers", &base, "tmpfs", libc::MS_NOATIME, "mode=0755");
+    check!(r == 0, "mounting a noatime tmpfs at {}: {}", base.display(), en(r));
+    let (l0, l1) = (base.join("l0"), base.join("l1"));
+    mkdirs(&l0)?;
+    mkdirs(&l1)?;
+    build_layers(&l0, &l1)?;
+    stamp_times(&l0, 1_100_000_000)?;
+    stamp_times(&l1, 1_200_000_000)?;
+    let mnt = [s.dir("ma"), s.dir("mb")];
+    for m in &mnt {
+        s.track(m);
+    }
+    Ok(Env { fstype: fstype.to_string(), base, lowers: vec![l1, l0], mnt })
+}
+
+/// One union of a random test; unmounted (held fds closed first) on drop.
+struct Side {
+    label: String,
+    mnt: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+    held: Vec<Option<OwnedFd>>,
+    mounted: bool,
+}
+
+impl Side {
+    fn mount(env: &Env, fstype: &str, label: String, mnt: &Path, dir: &Path, tag: &str) -> Result<Side, String> {
+        let (upper, work) = (dir.join(format!("upper-{tag}")), dir.join(format!("work-{tag}")));
+        mkdirs(&upper)?;
+        mkdirs(&work)?;
+        // noatime: reads must not change times, which are compared.
+        mount_union(fstype, mnt, &env.lowers, &upper, &work, libc::MS_NOATIME)?;
+        Ok(Side { label, mnt: mnt.to_path_buf(), upper, work, held: (0..HELD_SLOTS).map(|_| None).collect(), mounted: true })
+    }
+
+    fn close_held(&mut self) {
+        self.held.iter_mut().for_each(|h| *h = None);
+    }
+
+    fn unmount(&mut self) -> TestResult {
+        self.close_held();
+        if !self.mounted {
+            return Ok(());
+        }
+        self.mounted = false;
+        let r = sys::umount(&self.mnt);
+        check!(r == 0, "unmounting {} at {}: {}", self.label, self.mnt.display(), en(r));
+        Ok(())
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        let _ = self.unmount();
+    }
+}
+
+/// The comparison of a layer before and after: everything, mtimes included.
+fn lower_cmp() -> Cmp<'static> {
+    Cmp { nlink: true, links: false, dino: false, times: &mtimes_only, xattr_skip: &[], xattr_presence: &[] }
+}
+
+/// Both unions of a random test, with the model of the reference.
+struct Runner {
+    sides: [Side; 2],
+    model: Model,
+    /// Operations applied so far.
+    done: usize,
+    /// Per operation name: how often it was applied, and the reference's errnos (0: success).
+    stats: BTreeMap<&'static str, (usize, BTreeMap<i32, usize>)>,
+}
+
+impl Runner {
+    /// Mounts both unions on fresh upper and work directories (`attempt` tells them apart).
+    fn start(env: &Env, attempt: usize) -> Result<Runner, String> {
+        let dir = env.base.join(format!("run{attempt}"));
+        let a = Side::mount(env, "overlay", "overlayfs".to_string(), &env.mnt[0], &dir, "ref")?;
+        let b = Side::mount(env, &env.fstype, test_label(&env.fstype), &env.mnt[1], &dir, "test")?;
+        let model = Model::new(&a.mnt);
+        Ok(Runner { sides: [a, b], model, done: 0, stats: BTreeMap::new() })
+    }
+
+    /// Applies `op` to both unions; Err describes differing results.
+    fn step(&mut self, op: &Op) -> TestResult {
+        let root = self.sides[0].mnt.clone();
+        let inos = op.data().map(|rel| inos_of(&root, rel)).unwrap_or_default();
+        let [a, b] = &mut self.sides;
+        let ra = apply(op, &a.mnt, &mut a.held);
+        let rb = apply(op, &b.mnt, &mut b.held);
+        self.done += 1;
+        let st = self.stats.entry(op.name()).or_default();
+        st.0 += 1;
+        *st.1.entry(*ra.as_ref().err().unwrap_or(&0)).or_default() += 1;
+        self.model.update(&root, op, ra.is_ok(), inos);
+        if self.done.is_multiple_of(BATCH) {
+            self.model.refresh(&root, b"");
+        }
+        if ra == rb {
+            return Ok(());
+        }
+        let detail = match (&ra, &rb) {
+            (Ok(x), Ok(y)) => format!(" ({})", bytes_diff(x, y)),
+            _ => String::new(),
+        };
+        Err(format!(
+            "operation #{} {op}: {} {}, {} {}{detail}",
+            self.done,
+            self.sides[0].label,
+            show_outcome(&ra),
+            self.sides[1].label,
+            show_outcome(&rb)
+        ))
+    }
+
+    /// Compares the two union views and the two upper directories.
+    fn check(&self) -> Vec<String> {
+        let [a, b] = &self.sides;
+        let times = |rel: &[u8]| {
+            let t = self.model.times.contains_key(rel);
+            (t, t)
+        };
+        let (la, lb) = (format!("{} view", a.label), format!("{} view", b.label));
+        let mut out = diff_trees(&la, &walk(&a.mnt), &lb, &walk(&b.mnt), &view_cmp(&times));
+        let (la, lb) = (format!("{} upper", a.label), format!("{} upper", b.label));
+        out.extend(diff_trees(&la, &walk(&a.upper), &lb, &walk(&b.upper), &upper_cmp()));
+        out
+    }
+}
+
+fn show_names(names: &[Vec<u8>]) -> String {
+    names.iter().map(|n| n.escape_ascii().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// What `work/` of a work directory holds beyond what overlayfs itself keeps there: one 0/0
+/// whiteout, which it hard-links to make whiteouts. Empty if that is all.
+fn work_leftovers(work: &Path) -> Result<Vec<String>, String> {
+    let dir = work.join("work");
+    let names = names_in(&dir).map_err(|e| format!("reading {}: {}", dir.display(), en(e)))?;
+    let mut shared_whiteout = false;
+    let mut out = vec![];
+    for n in names {
+        let p = dir.join(OsStr::from_bytes(&n));
+        match sys::lstat(&p) {
+            Ok(st) if is_fmt(&st, libc::S_IFCHR) && st.st_rdev == 0 && !shared_whiteout => shared_whiteout = true,
+            Ok(st) => out.push(format!("{} ({}, {} bytes)", n.escape_ascii(), kind(&st), st.st_size)),
+            Err(e) => out.push(format!("{} (lstat: {})", n.escape_ascii(), en(e))),
+        }
+    }
+    Ok(out)
+}
+
+/// Problems with `work/` of a work directory, for messages.
+fn check_work(label: &str, work: &Path) -> Option<String> {
+    match work_leftovers(work) {
+        Ok(l) if l.is_empty() => None,
+        Ok(l) => Some(format!("{label}: leftovers in workdir/work: {}", l.join(", "))),
+        Err(e) => Some(format!("{label}: {e}")),
+    }
+}
+
+/// The work directories of both unions have the same entries, and nothing left in `work/`.
+fn check_workdirs(sides: &[Side; 2], when: &str) -> Vec<String> {
+    let mut out = vec![];
+    let tops: Vec<Result<Vec<Vec<u8>>, i32>> = sides.iter().map(|s| names_in(&s.work)).collect();
+    if tops[0] != tops[1] {
+        let t = |r: &Result<Vec<Vec<u8>>, i32>| r.as_ref().map_or_else(|e| format!("error {}", en(*e)), |n| format!("[{}]", show_names(n)));
+        out.push(format!("{when}: workdir entries: {} {}, {} {}", sides[0].label, t(&tops[0]), sides[1].label, t(&tops[1])));
+    }
+    out.extend(sides.iter().filter_map(|s| check_work(&s.label, &s.work)).map(|p| format!("{when}: {p}")));
+    out
+}
+
+/// Replays `ops` on fresh uppers, comparing each result and then both trees. Returns the
+/// length of the failing prefix (at most ops.len()) with what differed, or None.
+fn replay(env: &Env, ops: &[Op], attempt: &mut usize) -> Result<Option<(usize, Vec<String>)>, String> {
+    *attempt += 1;
+    let mut r = Runner::start(env, *attempt)?;
+    for op in ops {
+        if let Err(d) = r.step(op) {
+            return Ok(Some((r.done, vec![d])));
+        }
+    }
+    let d = r.check();
+    Ok((!d.is_empty()).then_some((ops.len(), d)))
+}
+
+/// Bisects over the number of operations for the shortest prefix of `ops` that still fails
+/// (`lo` operations passed a full check), and describes it.
+fn shrink(env: &Env, seed: u64, ops: &[Op], mut lo: usize, first: Vec<String>, attempt: &mut usize) -> String {
+    let seen_at = ops.len();
+    println!("unionrs-writable: seed {seed:#x}: difference after {seen_at} operations, looking for the shortest failing prefix");
+    let (mut hi, mut diffs, mut note) = (seen_at, first, String::new());
+    match replay(env, ops, attempt) {
+        Ok(Some((at, d))) => (hi, diffs) = (at, d),
+        Ok(None) => note = " (NOT reproduced by a replay from scratch; showing the first run)".to_string(),
+        Err(e) => note = format!(" (replay failed: {e})"),
+    }
+    if hi <= lo {
+        lo = 0;
+    }
+    let mut rounds = 0;
+    while note.is_empty() && hi > lo + 1 && rounds < 24 {
+        rounds += 1;
+        let mid = lo + (hi - lo) / 2;
+        progress(&format!("shrinking: replaying {mid} operations (known: {lo} pass, {hi} fail)"));
+        match replay(env, &ops[..mid], attempt) {
+            Ok(Some((at, d))) => {
+                (hi, diffs) = (at, d);
+                if hi <= lo {
+                    lo = 0;
+                }
+            }
+            Ok(None) => lo = mid,
+            Err(e) => note = format!(" (replay failed: {e})"),
+        }
+    }
+    let from = hi.saturating_sub(10);
+    let last: Vec<String> = ops[from..hi].iter().enumerate().map(|(i, op)| format!("  #{}: {op}", from + i + 1)).collect();
+    format!(
+        "seed {seed:#x}: first difference after {seen_at} operations; shortest failing prefix: {hi} operations{note} \
+         (rerun: UNIONRS_SEED={seed:#x} UNIONRS_OPS={hi})\nlast operations of that prefix:\n{}\ndifferences:\n{}",
+        last.join("\n"),
+        first_lines(&diffs)
+    )
+}
+
+/// Runs `nops` random operations from `seed` on both unions, comparing every result, and the
+/// trees every BATCH operations and at the end. Returns the still mounted unions, or the
+/// shortest failing prefix.
+fn run_random(env: &Env, seed: u64, nops: usize, name: &str) -> Result<Runner, String> {
+    let mut attempt = 0;
+    let mut runner = Runner::start(env, attempt)?;
+    let d = runner.check();
+    if !d.is_empty() {
+        return Err(format!("seed {seed:#x}: the unions differ before any operation:\n{}", first_lines(&d)));
+    }
+    let mut rng = XorShift::new(seed);
+    let mut ops: Vec<Op> = Vec::with_capacity(nops);
+    let mut last_good = 0;
+    for i in 1..=nops {
+        let op = gen(&mut rng, &runner.model);
+        let mut failure = runner.step(&op).err().map(|d| vec![d]);
+        ops.push(op);
+        if failure.is_none() && (i.is_multiple_of(BATCH) || i == nops) {
+            let d = runner.check();
+            if d.is_empty() {
+                last_good = i;
+            } else {
+                failure = Some(d);
+            }
+        }
+        if let Some(first) = failure {
+            drop(runner);
+            return Err(shrink(env, seed, &ops, last_good, first, &mut attempt));
+        }
+        if i.is_multiple_of(500) {
+            let m = &runner.model;
+            progress(&format!("{name}: {i} operations, {} entries, {} with compared times", m.entries.len(), m.times.len()));
+        }
+    }
+    // How many operations did something, so that a weak mix shows.
+    let stats: Vec<String> = runner
+        .stats
+        .iter()
+        .map(|(n, (all, errs))| {
+            let e: Vec<String> = errs.iter().filter(|(e, _)| **e != 0).map(|(e, c)| format!("{}: {c}", en(*e))).collect();
+            format!("{n} {}/{all} [{}]", errs.get(&0).unwrap_or(&0), e.join(" "))
+        })
+        .collect();
+    println!("unionrs-writable: {name}: succeeded/applied on overlayfs [errors]: {}", stats.join(", "));
+    println!("unionrs-writable: {name}: {} entries, {} with compared times", runner.model.entries.len(), runner.model.times.len());
+    Ok(runner)
+}
+
+fn seed_and_ops() -> (u64, usize) {
+    (env_u64("UNIONRS_SEED").unwrap_or(DEFAULT_SEED), env_u64("UNIONRS_OPS").map_or(DEFAULT_OPS, |n| n as usize))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 1. Random operations, compared with overlayfs
+
+fn random_ops_differential() -> TestResult {
+    let fstype = fstype_under_test();
+    let (seed, nops) = seed_and_ops();
+    let mut s = Scratch::new("wr_random");
+    let env = build_env(&mut s, &fstype)?;
+    let lowers_before: Vec<Walk> = env.lowers.iter().map(|l| walk(l)).collect();
+    progress(&format!("random_ops: seed {seed:#x}, {nops} operations, {} against overlayfs", test_label(&fstype)));
+    let mut runner = run_random(&env, seed, nops, "random_ops")?;
+
+    runner.sides.iter_mut().for_each(Side::close_held);
+    let mut diffs = check_workdirs(&runner.sides, "after the operations");
+    for side in &mut runner.sides {
+        if let Err(e) = side.unmount() {
+            diffs.push(e);
+        }
+    }
+    diffs.extend(check_workdirs(&runner.sides, "after unmounting"));
+    for (l, before) in env.lowers.iter().zip(&lowers_before) {
+        let label = l.display().to_string();
+        diffs.extend(diff_trees(&format!("{label} before"), before, &format!("{label} after"), &walk(l), &lower_cmp()));
+    }
+    verdict(diffs).map_err(|e| format!("seed {seed:#x}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 2. Each filesystem mounts the upper layer the other one wrote
+
+fn format_interop() -> TestResult {
+    let fstype = fstype_under_test();
+    let (seed, nops) = seed_and_ops();
+    let (seed, nops) = (seed ^ 0x9e37_79b9_7f4a_7c15, nops.min(300));
+    let mut s = Scratch::new("wr_interop");
+    let env = build_env(&mut s, &fstype)?;
+    progress(&format!("interop: seed {seed:#x}, {nops} operations first"));
+    let runner = run_random(&env, seed, nops, "interop")?;
+
+    let times: BTreeSet<Vec<u8>> = runner.model.times.keys().cloned().collect();
+    let times = |rel: &[u8]| {
+        let t = times.contains(rel);
+        (t, t)
+    };
+    let [a, b] = &runner.sides;
+    let before = [walk(&a.mnt), walk(&b.mnt)];
+    let dirs = [(a.upper.clone(), a.work.clone()), (b.upper.clone(), b.work.clone())];
+    let test = test_label(&fstype);
+    drop(runner);
+
+    // Swapped: overlayfs over the tested filesystem's upper, and the other way round.
+    mount_union("overlay", &env.mnt[0], &env.lowers, &dirs[1].0, &dirs[1].1, libc::MS_NOATIME)?;
+    mount_union(&fstype, &env.mnt[1], &env.lowers, &dirs[0].0, &dirs[0].1, libc::MS_NOATIME)?;
+    let after = [walk(&env.mnt[0]), walk(&env.mnt[1])];
+    let cmp = view_cmp(&times);
+    let across_remount = Cmp { dino: false, ..view_cmp(&times) };
+    let over_test = format!("overlayfs over {test}'s upper");
+    let test_over = format!("{test} over overlayfs' upper");
+    let mut diffs = diff_trees(&format!("{test} before unmounting"), &before[1], &over_test, &after[0], &across_remount);
+    diffs.extend(diff_trees("overlayfs before unmounting", &before[0], &test_over, &after[1], &across_remount));
+    diffs.extend(diff_trees(&over_test, &after[0], &test_over, &after[1], &cmp));
+    for m in &env.mnt {
+        let r = sys::umount(m);
+        if r != 0 {
+            diffs.push(format!("unmounting {}: {}", m.display(), en(r)));
+        }
+    }
+    verdict(diffs).map_err(|e| format!("seed {seed:#x}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. Copy-up into a full upper filesystem
+
+/// (filesystem type, label) of the reference and of the filesystem under test.
+fn both_fs(fstype: &str) -> [(String, String); 2] {
+    [("overlay".to_string(), "overlayfs".to_string()), (fstype.to_string(), test_label(fstype))]
+}
+
+/// A union of the fixed tests.
+struct Plain {
+    label: String,
+    mnt: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+}
+
+/// After a failed copy-up of `big`: the union still shows the lower file, and neither the
+/// upper nor the work directory keeps anything of the attempt.
+fn no_partial_copy(sd: &Plain, big: &[u8]) -> Vec<String> {
+    let mut out = vec![];
+    match read_path(&sd.mnt.join("big")) {
+        Ok(c) if c == big => {}
+        Ok(c) => out.push(format!("the union's big differs from the lower file: {}", bytes_diff(&c, big))),
+        Err(e) => out.push(format!("reading big: {}", en(e))),
+    }
+    match sys::lstat(&sd.upper.join("big")) {
+        Err(libc::ENOENT) => {}
+        Ok(st) => out.push(format!("the upper holds big ({}, {} bytes)", kind(&st), st.st_size)),
+        Err(e) => out.push(format!("lstat upper/big: {}", en(e))),
+    }
+    let w = walk(&sd.upper);
+    out.extend(w.problems.iter().map(|p| format!("walking the upper: {p}")));
+    for (rel, n) in &w.nodes {
+        if rel != b"big" && is_fmt(&n.st, libc::S_IFREG) && n.st.st_size > 0 {
+            out.push(format!("the upper holds {} ({} bytes)", show(rel), n.st.st_size));
+        }
+    }
+    out.extend(check_work("workdir", &sd.work));
+    out
+}
+
+fn enospc_copy_up() -> TestResult {
+    let fstype = fstype_under_test();
+    let mut s = Scratch::new("wr_enospc");
+    let low = s.dir("low");
+    let big = pattern(11, 4 << 20);
+    Layer(&low).file("big", &big)?.file("small", b"small\n")?.file("d/a", b"a\n")?.file("d/b", b"b\n")?;
+    let mut sides = vec![];
+    for (i, (fs_type, label)) in both_fs(&fstype).into_iter().enumerate() {
+        // Each union gets its own 1 MiB filesystem for upper and work.
+        let up = s.dir(&format!("up{i}"));
+        s.track(&up);
+        let r = sys::mount("wr-small", &up, "tmpfs", 0, "size=1m,mode=0755");
+        check!(r == 0, "mounting a 1 MiB tmpfs at {}: {}", up.display(), en(r));
+        let (upper, work) = (up.join("u"), up.join("w"));
+        mkdirs(&upper)?;
+        mkdirs(&work)?;
+        let mnt = s.dir(&format!("m{i}"));
+        s.track(&mnt);
+        mount_union(&fs_type, &mnt, std::slice::from_ref(&low), &upper, &work, 0)?;
+        sides.push(Plain { label, mnt, upper, work });
+    }
+
+    type Step = (&'static str, fn(&Path) -> Result<(), i32>);
+    let steps: [Step; 3] = [
+        ("open(big, O_WRONLY)", |m| open(&m.join("big"), libc::O_WRONLY, 0).map(drop)),
+        ("appending a byte to big", |m| write_all(&open(&m.join("big"), libc::O_WRONLY | libc::O_APPEND, 0)?, b"!").map(drop)),
+        ("truncate(big, 4 MiB + 1)", |m| {
+            let c = sys::cpath(&m.join("big"));
+            // SAFETY: valid string.
+            rc(unsafe { libc::truncate(c.as_ptr(), (4 << 20) + 1) })
+        }),
+    ];
+    let mut problems = vec![];
+    for (what, step) in steps {
+        let results: Vec<Result<(), i32>> = sides.iter().map(|sd| step(&sd.mnt)).collect();
+        if results[0] != results[1] {
+            problems.push(format!("{what}: {} {}, {} {}", sides[0].label, describe(&results[0]), sides[1].label, describe(&results[1])));
+        }
+        for (sd, r) in sides.iter().zip(&results) {
+            if *r != Err(libc::ENOSPC) {
+                problems.push(format!("{}: {what}: {}, want ENOSPC", sd.label, describe(r)));
+            }
+            problems.extend(no_partial_copy(sd, &big).into_iter().map(|p| format!("{}: after {what}: {p}", sd.label)));
+        }
+    }
+
+    // A copy-up that fits still works.
+    for sd in &sides {
+        let r = open(&sd.mnt.join("d/a"), libc::O_WRONLY | libc::O_APPEND, 0).and_then(|fd| write_all(&fd, b"x\n"));
+        if let Err(e) = r {
+            problems.push(format!("{}: appending to d/a after the failures: {}", sd.label, en(e)));
+        }
+        for (what, p) in [("the union's", sd.mnt.join("d/a")), ("the upper's", sd.upper.join("d/a"))] {
+            match read_path(&p) {
+                Ok(c) if c == b"a\nx\n" => {}
+                other => {
+                    let got = other.map_or_else(en, |c| show_bytes(&c));
+                    problems.push(format!("{}: {what} d/a: {got}, want \"a\\nx\\n\"", sd.label));
+                }
+            }
+        }
+        problems.extend(check_work(&format!("{}: after copying d/a up", sd.label), &sd.work));
+    }
+    let (la, lb) = (format!("{} upper", sides[0].label), format!("{} upper", sides[1].label));
+    problems.extend(diff_trees(&la, &walk(&sides[0].upper), &lb, &walk(&sides[1].upper), &upper_cmp()));
+    verdict(problems)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 4. The basic semantics, spelt out
+
+const F_CONTENT: &[u8] = b"lower f\n";
+const H_CONTENT: &[u8] = b"lower h, renamed\n";
+
+fn is_whiteout(p: &Path) -> Result<bool, i32> {
+    sys::lstat(p).map(|st| is_fmt(&st, libc::S_IFCHR) && st.st_rdev == 0)
+}
+
+/// Runs the fixed sequence on one union, checking each step's expected effect on the union and
+/// on its upper directory; `lower_f` is the lower f's lstat.
+fn basic_semantics(label: &str, m: &Path, u: &Path, lower_f: &libc::stat) -> Vec<String> {
+    let mut out = vec![];
+    let mut want = |ok: bool, what: String| {
+        if !ok {
+            out.push(format!("{label}: {what}"));
+        }
+    };
+    let path_op = |f: unsafe extern "C" fn(*const libc::c_char) -> libc::c_int, rel: &str| {
+        let c = sys::cpath(&m.join(rel));
+        // SAFETY: valid string.
+        rc(unsafe { f(c.as_ptr()) })
+    };
+    let rename = |from: &str, to: &str| {
+        let (a, b) = (sys::cpath(&m.join(from)), sys::cpath(&m.join(to)));
+        // SAFETY: valid strings.
+        rc(unsafe { libc::rename(a.as_ptr(), b.as_ptr()) })
+    };
+
+    // Opening for writing copies the whole file up, with mode, owner and times.
+    let r = open(&m.join("f"), libc::O_WRONLY, 0).map(drop);
+    want(r.is_ok(), format!("open(f, O_WRONLY): {}", describe(&r)));
+    match sys::lstat(&u.join("f")) {
+        Ok(st) => {
+            want(st.st_mode == lower_f.st_mode, format!("upper f mode {:o}, lower {:o}", st.st_mode, lower_f.st_mode));
+            want(
+                (st.st_uid, st.st_gid) == (lower_f.st_uid, lower_f.st_gid),
+                format!("upper f owner {}:{}, lower {}:{}", st.st_uid, st.st_gid, lower_f.st_uid, lower_f.st_gid),
+            );
+            want(
+                (st.st_mtime, st.st_mtime_nsec) == (lower_f.st_mtime, lower_f.st_mtime_nsec),
+                format!("upper f mtime {}.{:09}, lower {}.{:09}", st.st_mtime, st.st_mtime_nsec, lower_f.st_mtime, lower_f.st_mtime_nsec),
+            );
+        }
+        Err(e) => want(false, format!("no upper f after open(O_WRONLY): {}", en(e))),
+    }
+    let c = read_path(&u.join("f"));
+    want(c.as_deref() == Ok(F_CONTENT), format!("upper f after the copy-up: {}", c.map_or_else(en, |c| show_bytes(&c))));
+    let r = open(&m.join("f"), libc::O_WRONLY | libc::O_APPEND, 0).and_then(|fd| write_all(&fd, b"more\n"));
+    want(r.is_ok(), format!("appending to f: {}", describe(&r)));
+    let grown = [F_CONTENT, b"more\n"].concat();
+    for (what, p) in [("union", m.join("f")), ("upper", u.join("f"))] {
+        let c = read_path(&p);
+        want(c.as_ref() == Ok(&grown), format!("{what} f after appending: {}", c.map_or_else(en, |c| show_bytes(&c))));
+    }
+
+    // Unlinking a lower file leaves a whiteout.
+    let r = path_op(libc::unlink, "g");
+    want(r.is_ok(), format!("unlink(g): {}", describe(&r)));
+    want(sys::lstat(&m.join("g")).err() == Some(libc::ENOENT), "g still visible after unlink".to_string());
+    want(is_whiteout(&u.join("g")) == Ok(true), format!("upper g is not a whiteout: {:?}", is_whiteout(&u.join("g"))));
+
+    // A merged directory emptied and removed is a whiteout; made again, it is opaque.
+    let r = path_op(libc::unlink, "em/x");
+    want(r.is_ok(), format!("unlink(em/x): {}", describe(&r)));
+    let r = path_op(libc::rmdir, "em");
+    want(r.is_ok(), format!("rmdir(em) of the emptied merged dir: {}", describe(&r)));
+    want(is_whiteout(&u.join("em")) == Ok(true), format!("upper em after rmdir is not a whiteout: {:?}", is_whiteout(&u.join("em"))));
+    let c = sys::cpath(&m.join("em"));
+    // SAFETY: valid string.
+    let r = rc(unsafe { libc::mkdir(c.as_ptr(), 0o755) });
+    want(r.is_ok(), format!("mkdir(em) over the whiteout: {}", describe(&r)));
+    let opaque = sys::lgetxattr(&u.join("em"), b"trusted.overlay.opaque");
+    want(opaque.as_deref() == Ok(b"y"), format!("upper em trusted.overlay.opaque: {}", opaque.map_or_else(en, |v| show_bytes(&v))));
+    let names = names_in(&m.join("em"));
+    want(names == Ok(vec![]), format!("the new em lists {}", names.map_or_else(en, |n| show_names(&n))));
+
+    // A merged directory with entries cannot be removed; lower directories cannot be renamed
+    // without redirect_dir.
+    let r = path_op(libc::rmdir, "merged");
+    want(r == Err(libc::ENOTEMPTY), format!("rmdir(merged): {}, want ENOTEMPTY", describe(&r)));
+    for dir in ["ldir", "merged"] {
+        let r = rename(dir, &format!("{dir}2"));
+        want(r == Err(libc::EXDEV), format!("rename({dir}, {dir}2): {}, want EXDEV", describe(&r)));
+    }
+
+    // Renaming a lower file copies it up under the new name and whites the old one out.
+    let r = rename("h", "h2");
+    want(r.is_ok(), format!("rename(h, h2): {}", describe(&r)));
+    want(sys::lstat(&m.join("h")).err() == Some(libc::ENOENT), "h still visible after the rename".to_string());
+    want(is_whiteout(&u.join("h")) == Ok(true), format!("upper h is not a whiteout: {:?}", is_whiteout(&u.join("h"))));
+    for (what, p) in [("union", m.join("h2")), ("upper", u.join("h2"))] {
+        let c = read_path(&p);
+        want(c.as_deref() == Ok(H_CONTENT), format!("{what} h2: {}", c.map_or_else(en, |c| show_bytes(&c))));
+    }
+    out
+}
+
+fn lower_untouched_basic() -> TestResult {
+    let fstype = fstype_under_test();
+    let mut s = Scratch::new("wr_basic");
+    let (l0, l1) = (s.dir("l0"), s.dir("l1"));
+    Layer(&l0)
+        .file("f", F_CONTENT)?
+        .chown("f", 1000, 1001)?
+        .chmod("f", 0o640)?
+        .file("g", b"g\n")?
+        .file("h", H_CONTENT)?
+        .file("merged/a", b"a\n")?
+        .file("em/x", b"x\n")?
+        .file("ldir/x", b"x\n")?;
+    Layer(&l1).file("merged/b", b"b\n")?.dir("em")?;
+    stamp_times(&l0, 1_300_000_000)?;
+    stamp_times(&l1, 1_310_000_000)?;
+    let lowers = [l1.clone(), l0.clone()];
+    let before: Vec<Walk> = lowers.iter().map(|l| walk(l)).collect();
+    let lower_f = sys::lstat(&l0.join("f")).map_err(|e| format!("lstat lower f: {}", en(e)))?;
+
+    let mut sides = vec![];
+    for (i, (fs_type, label)) in both_fs(&fstype).into_iter().enumerate() {
+        let (upper, work, mnt) = (s.dir(&format!("u{i}")), s.dir(&format!("w{i}")), s.dir(&format!("m{i}")));
+        s.track(&mnt);
+        mount_union(&fs_type, &mnt, &lowers, &upper, &work, 0)?;
+        sides.push(Plain { label, mnt, upper, work });
+    }
+    // overlayfs first: if it fails an expectation, the expectation is wrong.
+    let mut problems = vec![];
+    for sd in &sides {
+        problems.extend(basic_semantics(&sd.label, &sd.mnt, &sd.upper, &lower_f));
+    }
+    let (a, b) = (&sides[0], &sides[1]);
+    let (la, lb) = (format!("{} view", a.label), format!("{} view", b.label));
+    problems.extend(diff_trees(&la, &walk(&a.mnt), &lb, &walk(&b.mnt), &view_cmp(&no_times)));
+    let (la, lb) = (format!("{} upper", a.label), format!("{} upper", b.label));
+    problems.extend(diff_trees(&la, &walk(&a.upper), &lb, &walk(&b.upper), &upper_cmp()));
+    problems.extend(sides.iter().filter_map(|sd| check_work(&sd.label, &sd.work)));
+    for (l, b) in lowers.iter().zip(&before) {
+        let label = l.display().to_string();
+        problems.extend(diff_trees(&format!("{label} before"), b, &format!("{label} after"), &walk(l), &lower_cmp()));
+    }
+    verdict(problems)
+}
