@@ -59,9 +59,16 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let lower = data.lower().first().ok_or(EIO)?;
     let name = dentry.name_copy()?;
     let _creds = fs.creds.use_here();
+    let mnt = &fs.upper_layer()?.mnt;
+    // Moving the copy in changes the directory's times, but the union's view of the
+    // directory has not changed: put them back, as overlayfs does.
+    let parent_times = RealStat::of(crate::vfs::RealPath { mnt, dentry: &upper_parent.dentry })?;
     let copy = fs.copy_to_upper(lower, &upper_parent.dentry, &name)?;
+    let _ = mnt.set_times(&upper_parent.dentry, &parent_times);
     inode.refresh_from(copy.inode().ok_or(EIO)?);
     data.set_upper(RealEntry { layer: 0, dentry: copy });
+    // The object's inode number in the parent's listing is the copy's now.
+    pinode.data()?.invalidate_listing();
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
 use crate::superblock::UnionFs;
 use crate::vfs::{Dentry, FsInode, NewObject, RealStat, Rename, RenameEnd, SuperBlock};
+use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
@@ -166,6 +167,12 @@ impl UnionFs {
 
 /// `create`, `mkdir`, `mknod`, `symlink`.
 pub(crate) fn create(dir: &FsInode<UnionFs>, dentry: &Dentry, what: NewObject<'_>) -> Result {
+    // A 0/0 character device is a whiteout on the upper layer: not something to create.
+    if let NewObject::Node { mode, rdev: 0 } = what {
+        if mode & bindings::S_IFMT == bindings::S_IFCHR {
+            return Err(EPERM);
+        }
+    }
     let sb = dir.sb();
     let fs = sb.info();
     let parent = dentry.parent();
@@ -252,7 +259,7 @@ pub(crate) fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> R
             fs.whiteout(&up.dentry, name, upper.as_deref())?;
         } else {
             let u = upper.ok_or(EIO)?;
-            fs.upper_layer()?.mnt.remove(&up.dentry, &u)?;
+            fs.upper_layer()?.mnt.remove_name(&up.dentry, name, u.inode().ok_or(EIO)?)?;
         }
     }
     if is_dir {
@@ -407,4 +414,13 @@ pub(crate) fn setattr(dentry: &Dentry, attr: &mut crate::vfs::Iattr) -> Result {
     }
     inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
     Ok(())
+}
+
+/// `fsync` of a directory: its upper copy, if it has one (lower ones never change).
+pub(crate) fn fsync_dir(dir: &FsInode<UnionFs>, datasync: bool) -> Result {
+    let fs = dir.sb().info();
+    match dir.data()?.upper() {
+        Some(u) => crate::vfs::RealFile::open_dir(fs.real_path(u)?, &fs.creds)?.fsync(datasync),
+        None => Ok(()),
+    }
 }

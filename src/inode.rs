@@ -187,15 +187,13 @@ pub(crate) fn fix_stat(inode: &FsInode<UnionFs>, stat: &mut Kstat<'_>) -> Result
     }
     let top = data.top()?;
     let mut ino = fs.map_ino(top.layer, stat.ino(), is_dir);
-    // An upper object with a lower origin keeps the origin's number (as overlayfs), so that
-    // a copy-up does not change it; not for a lower hard link that the copy-up broke.
-    if let (Some(_), Some(origin)) = (data.upper(), data.lower().first()) {
-        if !is_dir || fs.same_fs {
-            let lst = crate::vfs::RealStat::of(fs.real_path(origin)?)?;
-            if is_dir || lst.nlink() == 1 {
-                ino = fs.map_ino(origin.layer, lst.ino(), is_dir);
-            }
-        }
+    // A merged directory on one filesystem shows its first lower directory's number (as
+    // overlayfs does), which stays the same when the directory is copied up. Copied-up
+    // non-directories show the copy's number: keeping the original's would need the
+    // `overlay.origin` xattr to survive a remount, which unionrs does not write yet.
+    if let (true, Some(_), Some(origin)) = (is_dir && fs.same_fs, data.upper(), data.lower().first()) {
+        let lst = crate::vfs::RealStat::of(fs.real_path(origin)?)?;
+        ino = fs.map_ino(origin.layer, lst.ino(), is_dir);
     }
     stat.set_ino(ino);
     if is_dir && data.is_merged() {

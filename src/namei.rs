@@ -20,6 +20,10 @@ impl UnionFs {
             (false, Xattr::Whiteout) => c"trusted.overlay.whiteout",
             (true, Xattr::Opaque) => c"user.overlay.opaque",
             (true, Xattr::Whiteout) => c"user.overlay.whiteout",
+            (false, Xattr::Uuid) => c"trusted.overlay.uuid",
+            (true, Xattr::Uuid) => c"user.overlay.uuid",
+            (false, Xattr::Impure) => c"trusted.overlay.impure",
+            (true, Xattr::Impure) => c"user.overlay.impure",
         }
     }
 
@@ -90,6 +94,8 @@ impl UnionFs {
 pub(crate) enum Xattr {
     Opaque,
     Whiteout,
+    Uuid,
+    Impure,
 }
 
 /// `inode_operations::lookup` of a union directory.

@@ -26,6 +26,19 @@ mod opt {
     pub(super) const NFS_EXPORT: i32 = 7;
     pub(super) const REDIRECT_DIR: i32 = 8;
     pub(super) const XINO: i32 = 9;
+    pub(super) const UUID: i32 = 10;
+}
+
+/// `uuid=`: whether the upper layer keeps a persistent uuid in `overlay.uuid` (numbering of
+/// `unionrs_param_uuid` in glue.c).
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Uuid {
+    Off,
+    Null,
+    /// Use a stored uuid, store a new one only on a fresh upper (overlayfs' default).
+    #[default]
+    Auto,
+    On,
 }
 
 /// `redirect_dir=` values (numbering of `unionrs_param_redirect_dir` in glue.c).
@@ -53,6 +66,7 @@ pub(crate) struct Config {
     pub(crate) work: Option<LayerSpec>,
     /// Use `user.overlay.*` instead of `trusted.overlay.*` xattrs.
     pub(crate) userxattr: bool,
+    pub(crate) uuid: Uuid,
 }
 
 /// Why a `lowerdir=` string is malformed.
@@ -264,6 +278,15 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             param.number == REDIRECT_DIR_ON || param.number == REDIRECT_DIR_FOLLOW,
         ),
         opt::XINO => feature_off_only(fc, "xino", param.number == XINO_ON),
+        opt::UUID => {
+            cfg.uuid = match param.number {
+                0 => Uuid::Off,
+                1 => Uuid::Null,
+                2 => Uuid::Auto,
+                _ => Uuid::On,
+            };
+            Ok(())
+        }
         _ => Err(fc.fail(EINVAL, fmt!("unknown mount option"))),
     }
 }

@@ -102,6 +102,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
     let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
     let mut i = 0;
     while i < raw.len() {
+        let first = i;
         let top = &raw[i];
         let name = name_of(top);
         let mut j = i + 1;
@@ -109,6 +110,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
             j += 1;
         }
         i = j;
+        let below = raw.get(first + 1).filter(|_| first + 1 < j);
         // Only entries that may be whiteouts need a look at the real object.
         let xw = xwhiteouts.get(top.rank).copied().unwrap_or(false);
         if top.d_type == DT_CHR || top.d_type == DT_UNKNOWN || (xw && top.d_type == DT_REG) {
@@ -122,8 +124,26 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
                 }
             }
         }
-        let layer = dir.entry(top.rank).map_or(0, |e| e.layer);
-        let ino = fs.map_ino(layer, top.ino, u32::from(top.d_type) == DT_DIR);
+        let mut layer = dir.entry(top.rank).map_or(0, |e| e.layer);
+        let mut ino = top.ino;
+        let is_dir = u32::from(top.d_type) == DT_DIR;
+        // As `stat` reports it: an upper directory merged with a lower one on the same
+        // filesystem shows the lower one's number.
+        if let Some(next) = below.filter(|n| {
+            is_dir && fs.same_fs && top.rank == 0 && dir.upper().is_some() && u32::from(n.d_type) == DT_DIR
+        }) {
+            let e = dir.entry(0).ok_or(EIO)?;
+            let upper_layer = fs.layers.get(e.layer).ok_or(EIO)?;
+            let opaque = match e.dentry.lookup_child(&upper_layer.mnt, name)? {
+                Some(child) if child.inode().is_some() => fs.opaque_value(upper_layer, &child) == b'y',
+                _ => true,
+            };
+            if !opaque {
+                layer = dir.entry(next.rank).map_or(layer, |e| e.layer);
+                ino = next.ino;
+            }
+        }
+        let ino = fs.map_ino(layer, ino, is_dir);
         entries.push(Entry { off: top.off, len: top.len, ino, d_type: top.d_type }, GFP_KERNEL)?;
     }
     Ok(MergedDir { names, entries })

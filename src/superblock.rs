@@ -8,6 +8,7 @@ use crate::vfs::fs_type::seq_show_option;
 use crate::vfs::super_block::NewSuperBlock;
 use crate::inode::{RealEntry, UnionInode};
 use crate::readdir::DirState;
+use crate::namei::Xattr;
 use crate::vfs::{
     errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, Iattr, Idmap, Inode, Kstat, LayerMount,
     MounterCreds, NewObject, Param, PosixAcl, RealPath, SuperBlock,
@@ -95,6 +96,30 @@ impl Drop for UnionFs {
     }
 }
 
+/// The persistent uuid of the union, kept in `overlay.uuid` on the upper root as overlayfs
+/// does: read if there, else made and stored with `uuid=on`, and with `uuid=auto` on a fresh
+/// upper (one without `overlay.impure` on its root, which overlayfs sets once it has used it).
+fn upper_uuid(fs: &UnionFs, mode: params::Uuid) -> Option<[u8; 16]> {
+    if matches!(mode, params::Uuid::Off | params::Uuid::Null) {
+        return None;
+    }
+    let upper = fs.upper_layer().ok()?;
+    let root = upper.spec.path.dentry();
+    let _creds = fs.creds.use_here();
+    let mut uuid = [0u8; 16];
+    match root.getxattr(&upper.mnt, fs.xattr_name(Xattr::Uuid), &mut uuid) {
+        Ok(16) => return Some(uuid),
+        Err(e) if e.to_errno() == -(bindings::ENODATA as i32) => {}
+        _ => return None,
+    }
+    if mode == params::Uuid::Auto && root.getxattr(&upper.mnt, fs.xattr_name(Xattr::Impure), &mut []).is_ok() {
+        return None;
+    }
+    let uuid = crate::vfs::new_uuid();
+    upper.mnt.set_xattr(root, fs.xattr_name(Xattr::Uuid), Some(&uuid), 0).ok()?;
+    Some(uuid)
+}
+
 /// Name of the directory inside workdir that unions work in (overlayfs' too).
 const WORK_NAME: &[u8] = b"work";
 
@@ -117,7 +142,7 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
         .map_err(|e| fc.fail(e, fmt!("workdir: cannot create 'work' in it ({:?})", e)))?;
     // Opaque dirs and xattr copies need xattrs on the upper filesystem; overlayfs goes on
     // without them (and fails the operations that need them), and so do we.
-    let probe = fs.xattr_name(crate::namei::Xattr::Opaque);
+    let probe = fs.xattr_name(Xattr::Opaque);
     match mnt.set_xattr(&work, probe, Some(b"y"), 0) {
         Ok(()) => {
             let _ = mnt.set_xattr(&work, probe, None, 0);
@@ -263,6 +288,9 @@ impl FileSystem for UnionFs {
                 info.in_use.push(d, GFP_KERNEL)?;
             }
             info.work_dir = Some(make_work_dir(&info, fc)?);
+            if let Some(uuid) = upper_uuid(&info, cfg.uuid) {
+                sb.set_uuid(&uuid);
+            }
         }
 
         sb.set_params(UNIONRS_SUPER_MAGIC, i64::MAX, 1, depth);
@@ -353,6 +381,10 @@ impl FileSystem for UnionFs {
 
     fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
         crate::xattr::setxattr(dentry, name, value, flags)
+    }
+
+    fn fsync_dir(inode: &FsInode<Self>, datasync: bool) -> Result {
+        crate::dir::fsync_dir(inode, datasync)
     }
 
     fn set_acl(dentry: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result {

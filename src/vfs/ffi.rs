@@ -190,5 +190,15 @@ extern "C" {
     pub(crate) fn unionrs_backing_tmpfile(user_file: *mut bindings::file, parent: *const bindings::path, mode: bindings::umode_t) -> *mut bindings::file;
     pub(crate) fn unionrs_tmpfile_finish(file: *mut bindings::file, inode: *mut bindings::inode) -> c_int;
     pub(crate) fn unionrs_file_opened(file: *mut bindings::file) -> bool;
+    pub(crate) fn unionrs_uuid_gen(out: *mut u8);
+    pub(crate) fn unionrs_remove_name(
+        mnt: *mut bindings::vfsmount,
+        parent: *mut bindings::dentry,
+        name: *const c_char,
+        len: c_int,
+        expect: *mut bindings::inode,
+    ) -> c_int;
+    pub(crate) fn unionrs_set_times_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, st: *const bindings::kstat) -> c_int;
+    pub(crate) fn unionrs_sb_set_uuid(sb: *mut bindings::super_block, uuid: *const u8);
     pub(crate) fn unionrs_set_acl_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, ty: c_int, acl: *mut bindings::posix_acl) -> c_int;
 }

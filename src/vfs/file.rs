@@ -45,6 +45,12 @@ impl RealFile {
         Self { file }
     }
 
+    /// Flushes the file's data (and metadata unless `datasync`) to disk.
+    pub(crate) fn fsync(&self, datasync: bool) -> Result {
+        // SAFETY: the file is open (type invariant).
+        kernel::error::to_result(unsafe { super::ffi::unionrs_fsync_file(self.as_ptr(), 0, i64::MAX, datasync.into()) })
+    }
+
     pub(crate) fn as_ptr(&self) -> *mut bindings::file {
         self.file.as_ptr()
     }

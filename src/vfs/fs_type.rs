@@ -106,6 +106,9 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Sets (`Some`) or removes (`None`) xattr `name` of `dentry`'s object.
     fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result;
 
+    /// `fsync` of directory `inode`.
+    fn fsync_dir(inode: &FsInode<Self>, datasync: bool) -> Result;
+
     /// Sets (`Some`) or removes POSIX ACL `ty` of `dentry`'s object.
     fn set_acl(dentry: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result;
 

@@ -133,6 +133,12 @@ struct file *unionrs_backing_tmpfile(struct file *user_file,
 				     const struct path *parent, umode_t mode);
 int unionrs_tmpfile_finish(struct file *file, struct inode *inode);
 bool unionrs_file_opened(struct file *file);
+void unionrs_uuid_gen(u8 *out);
+int unionrs_remove_name(struct vfsmount *mnt, struct dentry *parent,
+			const char *name, int len, struct inode *expect);
+int unionrs_set_times_real(struct vfsmount *mnt, struct dentry *d,
+			   const struct kstat *st);
+void unionrs_sb_set_uuid(struct super_block *sb, const u8 *uuid);
 int unionrs_set_acl_real(struct vfsmount *mnt, struct dentry *d, int type,
 			 struct posix_acl *acl);
 
@@ -152,6 +158,7 @@ enum {
 	Opt_nfs_export,
 	Opt_redirect_dir,
 	Opt_xino,
+	Opt_uuid,
 };
 
 static const struct constant_table unionrs_param_bool[] = {
@@ -177,6 +184,15 @@ static const struct constant_table unionrs_param_xino[] = {
 	{}
 };
 
+/* Same numbering as `params::Uuid`. */
+static const struct constant_table unionrs_param_uuid[] = {
+	{ "off", 0 },
+	{ "null", 1 },
+	{ "auto", 2 },
+	{ "on", 3 },
+	{}
+};
+
 static const struct fs_parameter_spec unionrs_param_spec[] = {
 	fsparam_string_empty("lowerdir", Opt_lowerdir),
 	fsparam_file_or_string("lowerdir+", Opt_lowerdir_add),
@@ -188,6 +204,7 @@ static const struct fs_parameter_spec unionrs_param_spec[] = {
 	fsparam_enum("nfs_export", Opt_nfs_export, unionrs_param_bool),
 	fsparam_enum("redirect_dir", Opt_redirect_dir, unionrs_param_redirect_dir),
 	fsparam_enum("xino", Opt_xino, unionrs_param_xino),
+	fsparam_enum("uuid", Opt_uuid, unionrs_param_uuid),
 	{}
 };
 
@@ -1222,6 +1239,71 @@ int unionrs_set_acl_real(struct vfsmount *mnt, struct dentry *d, int type,
 		err = vfs_set_acl(mnt_idmap(mnt), d, name, acl);
 	else
 		err = vfs_remove_acl(mnt_idmap(mnt), d, name);
+	mnt_drop_write(mnt);
+	return err;
+}
+
+/* A new random uuid (16 bytes). */
+void unionrs_uuid_gen(u8 *out)
+{
+	uuid_t u;
+
+	uuid_gen(&u);
+	memcpy(out, u.b, UUID_SIZE);
+}
+
+/* The union's uuid (reported by statx/FS_IOC_GETFSUUID), from its upper layer. */
+void unionrs_sb_set_uuid(struct super_block *sb, const u8 *uuid)
+{
+	super_set_uuid(sb, uuid, UUID_SIZE);
+}
+
+/* Puts back the access and modification times `st` on a real object. */
+int unionrs_set_times_real(struct vfsmount *mnt, struct dentry *d,
+			   const struct kstat *st)
+{
+	struct iattr attr = {
+		.ia_valid = ATTR_ATIME | ATTR_MTIME | ATTR_ATIME_SET |
+			    ATTR_MTIME_SET | ATTR_CTIME,
+		.ia_atime = st->atime,
+		.ia_mtime = st->mtime,
+	};
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	inode_lock(d_inode(d));
+	err = notify_change(mnt_idmap(mnt), d, &attr, NULL);
+	inode_unlock(d_inode(d));
+	mnt_drop_write(mnt);
+	return err;
+}
+
+/*
+ * Removes `name` from `parent` (unlink or rmdir by its type), if it is still
+ * `expect` (else -ESTALE): a union object's names are checked by inode, since
+ * hard links share one.
+ */
+int unionrs_remove_name(struct vfsmount *mnt, struct dentry *parent,
+			const char *name, int len, struct inode *expect)
+{
+	struct dentry *d;
+	int err = mnt_want_write(mnt);
+
+	if (err)
+		return err;
+	d = start_removing(mnt_idmap(mnt), parent, &QSTR_LEN(name, len));
+	if (IS_ERR(d)) {
+		err = PTR_ERR(d);
+	} else {
+		if (d_inode(d) != expect)
+			err = -ESTALE;
+		else if (d_is_dir(d))
+			err = vfs_rmdir(mnt_idmap(mnt), d_inode(parent), d, NULL);
+		else
+			err = vfs_unlink(mnt_idmap(mnt), d_inode(parent), d, NULL);
+		end_removing(d);
+	}
 	mnt_drop_write(mnt);
 	return err;
 }

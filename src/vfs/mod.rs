@@ -73,3 +73,11 @@ pub(crate) fn caller_is_sys_admin() -> bool {
     // SAFETY: no preconditions; checks the current task's credentials.
     unsafe { ffi::unionrs_capable_sys_admin() }
 }
+
+/// A new random uuid.
+pub(crate) fn new_uuid() -> [u8; 16] {
+    let mut u = [0u8; 16];
+    // SAFETY: `u` is valid for the 16 bytes written.
+    unsafe { ffi::unionrs_uuid_gen(u.as_mut_ptr()) };
+    u
+}

@@ -132,6 +132,7 @@ impl<T: FileSystem> Adapter<T> {
         iterate_shared: Some(Self::iterate_shared),
         llseek: Some(bindings::default_llseek),
         read: Some(bindings::generic_read_dir),
+        fsync: Some(Self::dir_fsync),
         // SAFETY: all-zero is a valid ops table (all `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -637,6 +638,16 @@ impl<T: FileSystem> Adapter<T> {
                 Err(e) => e.to_errno(),
             }
         }
+    }
+
+    unsafe extern "C" fn dir_fsync(file: *mut bindings::file, _start: bindings::loff_t, _end: bindings::loff_t, datasync: c_int) -> c_int {
+        from_result(|| {
+            // SAFETY: one of our open directories pins its inode.
+            let inode = unsafe { FsInode::<T>::from_raw((*file).f_inode) };
+            let _c = T::creds(inode.sb()).use_here();
+            T::fsync_dir(inode, datasync != 0)?;
+            Ok(0)
+        })
     }
 
     unsafe extern "C" fn dir_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {

@@ -42,6 +42,12 @@ impl NewSuperBlock {
     }
 
     /// Marks the filesystem read-only.
+    /// Sets the filesystem's uuid.
+    pub(crate) fn set_uuid(&self, uuid: &[u8; 16]) {
+        // SAFETY: the superblock is being set up by us; `uuid` is 16 valid bytes.
+        unsafe { super::ffi::unionrs_sb_set_uuid(self.0.get(), uuid.as_ptr()) };
+    }
+
     pub(crate) fn set_readonly(&self) {
         // SAFETY: nobody else uses the superblock during `fill_super` (type invariant).
         unsafe { ffi::unionrs_sb_set_rdonly(self.raw()) };

@@ -87,10 +87,6 @@ impl RealStat {
         self.0.size
     }
 
-    pub(crate) fn nlink(&self) -> u32 {
-        self.0.nlink
-    }
-
     pub(crate) fn ino(&self) -> u64 {
         self.0.ino
     }
@@ -126,6 +122,14 @@ impl LayerMount {
     pub(crate) fn remove(&self, parent: &Dentry, child: &Dentry) -> Result {
         // SAFETY: the mount and dentries are live; the glue checks the parentage under lock.
         to_result(unsafe { ffi::unionrs_remove_real(self.as_ptr(), parent.as_ptr(), child.as_ptr()) })
+    }
+
+    /// Removes `name` from `parent` if it is still `expect` (else `ESTALE`).
+    pub(crate) fn remove_name(&self, parent: &Dentry, name: &[u8], expect: &Inode) -> Result {
+        // SAFETY: mount, dentry and inode are live; the name is valid for its length.
+        to_result(unsafe {
+            ffi::unionrs_remove_name(self.as_ptr(), parent.as_ptr(), name.as_ptr().cast(), name_len(name)?, expect.as_ptr())
+        })
     }
 
     /// Renames; returns the dentry at the target after the rename.
@@ -186,6 +190,12 @@ impl LayerMount {
     pub(crate) fn copy_attrs(&self, d: &Dentry, st: &RealStat) -> Result {
         // SAFETY: mount and dentry are live; `st` is a filled kstat.
         to_result(unsafe { ffi::unionrs_copy_attrs_real(self.as_ptr(), d.as_ptr(), &st.0) })
+    }
+
+    /// Puts back the access and modification times of `st` on a real object.
+    pub(crate) fn set_times(&self, d: &Dentry, st: &RealStat) -> Result {
+        // SAFETY: mount and dentry are live; `st` is a filled kstat.
+        to_result(unsafe { ffi::unionrs_set_times_real(self.as_ptr(), d.as_ptr(), &st.0) })
     }
 
     /// Copies the xattrs of `from` to `to`, except names starting with `skip_prefix`.
