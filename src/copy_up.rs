@@ -15,6 +15,9 @@ use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
+/// `RENAME_NOREPLACE` of `include/uapi/linux/fs.h`.
+const RENAME_NOREPLACE: u32 = 1 << 0;
+
 /// The superblock and union inode of one of our positive dentries.
 pub(crate) fn union_inode(d: &Dentry) -> Result<(&SuperBlock<UnionFs>, &FsInode<UnionFs>)> {
     let inode = SuperBlock::<UnionFs>::inode_of(d).ok_or(ENOENT)?;
@@ -54,6 +57,10 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let _serialized = data.copy_up_lock.lock();
     if data.upper().is_some() {
         return Ok(());
+    }
+    if dentry.is_unhashed() {
+        // Removed from the union (by unlink or rename) since it was looked up.
+        return Err(ENOENT);
     }
     let upper_parent = pinode.data()?.upper().ok_or(EIO)?;
     let lower = data.lower().first().ok_or(EIO)?;
@@ -102,10 +109,12 @@ impl UnionFs {
                 old: RenameEnd::Dentry(&temp),
                 new_parent: upper_parent,
                 new: RenameEnd::Name(name),
-                flags: 0,
+                // Never over anything, not even a whiteout: a whiteout there means the
+                // object was removed meanwhile.
+                flags: RENAME_NOREPLACE,
                 expect_old: None,
                 expect_new: None,
-                new_negative: true,
+                new_negative: false,
             })
         })();
         match moved {

@@ -185,7 +185,11 @@ pub(crate) fn create(dir: &FsInode<UnionFs>, dentry: &Dentry, what: NewObject<'_
     };
     let mut stack = KVec::new();
     stack.push(RealEntry { layer: 0, dentry: real }, GFP_KERNEL)?;
-    let inode = fs.get_inode(sb, stack)?;
+    let inode = fs.get_inode(sb, stack).inspect_err(|_| {
+        // The object exists on the upper layer: let the next lookup find it.
+        dentry.drop_from_cache();
+        dir_changed(dir);
+    })?;
     dentry.instantiate(inode);
     dir_changed(dir);
     Ok(())
@@ -248,6 +252,9 @@ pub(crate) fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> R
     let up = upper_dir(sb, &parent, dir)?;
     let lower_positive = fs.lower_positive(dir.data()?, name)?;
     {
+        // No copy-up of the object may slip in between looking at its upper copy and
+        // removing it (an open for write races with unlink).
+        let _no_copy_up = data.copy_up_lock.lock();
         let _creds = fs.creds.use_here();
         let mut upper: Option<ARef<Dentry>> = data.upper().map(|e| e.dentry.clone());
         if clear {

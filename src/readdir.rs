@@ -209,14 +209,10 @@ pub(crate) fn iterate(inode: &FsInode<UnionFs>, dir: &DirState, parent_ino: u64,
 /// directory holds anything (whiteouts, when nothing is visible).
 pub(crate) fn emptiness(fs: &UnionFs, dir: &UnionInode) -> Result<(usize, bool)> {
     let visible = build_merged(fs, dir)?.entries.len();
-    let mut upper_used = false;
-    if let Some(u) = dir.upper() {
-        let file = RealFile::open_dir(fs.real_path(u)?, &fs.creds)?;
-        file.read_dir(0, &mut |name, _, _, _| {
-            upper_used = name != b"." && name != b"..";
-            !upper_used
-        })?;
-    }
+    let upper_used = match dir.upper() {
+        Some(u) => !real_names(fs, fs.real_path(u)?)?.is_empty(),
+        None => false,
+    };
     Ok((visible, upper_used))
 }
 

@@ -176,6 +176,7 @@ extern "C" {
         mode: c_int,
         offset: bindings::loff_t,
         len: bindings::loff_t,
+        cred: *const bindings::cred,
     ) -> c_long;
     pub(crate) fn unionrs_fsync_file(real: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, datasync: c_int) -> c_int;
     pub(crate) fn unionrs_d_drop(d: *mut bindings::dentry);
@@ -191,6 +192,7 @@ extern "C" {
     pub(crate) fn unionrs_tmpfile_finish(file: *mut bindings::file, inode: *mut bindings::inode) -> c_int;
     pub(crate) fn unionrs_file_opened(file: *mut bindings::file) -> bool;
     pub(crate) fn unionrs_uuid_gen(out: *mut u8);
+    pub(crate) fn unionrs_d_unhashed(d: *mut bindings::dentry) -> bool;
     pub(crate) fn unionrs_remove_name(
         mnt: *mut bindings::vfsmount,
         parent: *mut bindings::dentry,

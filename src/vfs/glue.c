@@ -118,7 +118,7 @@ ssize_t unionrs_backing_splice_write(struct file *real, struct pipe_inode_info *
 				     struct file *out, loff_t *ppos, size_t len,
 				     unsigned int flags, const struct cred *cred);
 long unionrs_fallocate_real(struct file *file, struct file *real, int mode,
-			    loff_t offset, loff_t len);
+			    loff_t offset, loff_t len, const struct cred *cred);
 int unionrs_fsync_file(struct file *real, loff_t start, loff_t end, int datasync);
 void unionrs_d_drop(struct dentry *d);
 void unionrs_d_instantiate(struct dentry *d, struct inode *inode);
@@ -134,6 +134,7 @@ struct file *unionrs_backing_tmpfile(struct file *user_file,
 int unionrs_tmpfile_finish(struct file *file, struct inode *inode);
 bool unionrs_file_opened(struct file *file);
 void unionrs_uuid_gen(u8 *out);
+bool unionrs_d_unhashed(struct dentry *d);
 int unionrs_remove_name(struct vfsmount *mnt, struct dentry *parent,
 			const char *name, int len, struct inode *expect);
 int unionrs_set_times_real(struct vfsmount *mnt, struct dentry *d,
@@ -793,7 +794,7 @@ int unionrs_setattr_real(struct vfsmount *mnt, struct dentry *d,
 		if (err)
 			goto out;
 	}
-	attr->ia_valid &= ~ATTR_FILE;
+	attr->ia_valid &= ~(ATTR_FILE | ATTR_OPEN);
 	attr->ia_file = NULL;
 	/* notify_change() derives these from the mode change itself. */
 	if (attr->ia_valid & (ATTR_KILL_SUID | ATTR_KILL_SGID))
@@ -889,7 +890,9 @@ int unionrs_copy_xattrs_real(const struct path *from, struct vfsmount *mnt,
 			break;
 		}
 		list_size -= slen;
-		if (!strncmp(name, skip_prefix, skip_len))
+		/* Our own names, but not escaped ones (prefix + "overlay."). */
+		if (!strncmp(name, skip_prefix, skip_len) &&
+		    strncmp(name + skip_len, "overlay.", 8))
 			continue;
 		err = security_inode_copy_up_xattr(from->dentry, name);
 		if (err == -ECANCELED) {
@@ -1105,11 +1108,20 @@ ssize_t unionrs_backing_splice_write(struct file *real, struct pipe_inode_info *
 }
 
 long unionrs_fallocate_real(struct file *file, struct file *real, int mode,
-			    loff_t offset, loff_t len)
+			    loff_t offset, loff_t len, const struct cred *cred)
 {
-	long ret = vfs_fallocate(real, mode, offset, len);
+	struct inode *inode = file_inode(file);
+	long ret;
 
-	fsstack_copy_inode_size(file_inode(file), file_inode(real));
+	inode_lock(inode);
+	/* With the caller's credentials: the real fs would keep suid for the mounter. */
+	ret = file_remove_privs(file);
+	if (!ret) {
+		scoped_with_creds(cred)
+			ret = vfs_fallocate(real, mode, offset, len);
+		fsstack_copy_inode_size(inode, file_inode(real));
+	}
+	inode_unlock(inode);
 	return ret;
 }
 
@@ -1152,10 +1164,12 @@ int unionrs_dentry_name(struct dentry *d, char *buf, int size)
 void unionrs_copy_attr(struct inode *dest, struct inode *src)
 {
 	unsigned int mask = S_SYNC | S_NOATIME | S_APPEND | S_IMMUTABLE | S_CASEFOLD;
+	unsigned int keep;
 
 	spin_lock(&dest->i_lock);
+	keep = dest->i_flags & ~mask;
 	fsstack_copy_attr_all(dest, src);
-	dest->i_flags = (dest->i_flags & ~mask) | (src->i_flags & mask);
+	dest->i_flags = keep | (src->i_flags & mask);
 	spin_unlock(&dest->i_lock);
 	fsstack_copy_inode_size(dest, src);
 }
@@ -1203,8 +1217,15 @@ static int unionrs_dummy_open(struct inode *inode, struct file *file)
 struct file *unionrs_backing_tmpfile(struct file *user_file,
 				     const struct path *parent, umode_t mode)
 {
-	return backing_tmpfile_open(user_file, user_file->f_flags | O_LARGEFILE | O_NOATIME,
-				    parent, mode, current_cred());
+	struct file *f;
+	int err = mnt_want_write(parent->mnt);
+
+	if (err)
+		return ERR_PTR(err);
+	f = backing_tmpfile_open(user_file, user_file->f_flags | O_LARGEFILE | O_NOATIME,
+				 parent, mode, current_cred());
+	mnt_drop_write(parent->mnt);
+	return f;
 }
 
 /*
@@ -1306,4 +1327,9 @@ int unionrs_remove_name(struct vfsmount *mnt, struct dentry *parent,
 	}
 	mnt_drop_write(mnt);
 	return err;
+}
+
+bool unionrs_d_unhashed(struct dentry *d)
+{
+	return d_unhashed(d);
 }

@@ -552,10 +552,7 @@ impl<T: FileSystem> Adapter<T> {
         // SAFETY: one of our open regular files.
         unsafe {
             match Self::current_real(file) {
-                Ok(real) => {
-                    let _c = Self::file_creds(file).use_here();
-                    ffi::unionrs_fallocate_real(file, real, mode, offset, len)
-                }
+                Ok(real) => ffi::unionrs_fallocate_real(file, real, mode, offset, len, Self::file_creds(file).as_ptr()),
                 Err(e) => e.to_errno() as c_long,
             }
         }

@@ -270,6 +270,12 @@ impl Dentry {
         Ok(buf)
     }
 
+    /// Whether the dentry was removed (unlinked, or dropped after a change).
+    pub(crate) fn is_unhashed(&self) -> bool {
+        // SAFETY: the dentry is live.
+        unsafe { ffi::unionrs_d_unhashed(self.as_ptr()) }
+    }
+
     /// Unhashes the dentry: the next lookup of its name builds a fresh one.
     pub(crate) fn drop_from_cache(&self) {
         // SAFETY: the dentry is live.
