@@ -10,6 +10,7 @@ mod module_load;
 mod mount_options;
 mod readonly;
 mod sys;
+mod util;
 mod writable;
 
 use std::panic;

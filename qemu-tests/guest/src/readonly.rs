@@ -3,6 +3,7 @@
 //! the xattr calls see it; directory positions (telldir/seekdir); EROFS for every change; no
 //! atime updates on the layers; and layers spread over tmpfs, ext4 and xfs.
 
+use crate::util::{bytes_diff, bpath, errno_of, join_rel, parent_rel, show, verdict, XorShift};
 use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
 use crate::{check, Test, TestResult};
@@ -27,35 +28,14 @@ pub fn tests() -> Vec<Test> {
     ]
 }
 
-/// At most this many differences are reported per test.
-const MAX_REPORTED: usize = 20;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-/// `root/rel`, where `rel` is a path relative to root as bytes ("" is the root itself).
-fn bpath(root: &Path, rel: &[u8]) -> PathBuf {
-    if rel.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(rel)) }
-}
 
-/// A relative path for messages, with odd bytes escaped.
-fn show(rel: &[u8]) -> String {
-    if rel.is_empty() { "/".to_string() } else { format!("/{}", rel.escape_ascii()) }
-}
 
-/// `dir/name` as a relative path.
-fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    if dir.is_empty() { name.to_vec() } else { [dir, b"/", name].concat() }
-}
 
-/// The relative path of the directory containing `rel`.
-fn parent_rel(rel: &[u8]) -> &[u8] {
-    rel.iter().rposition(|b| *b == b'/').map_or(&[][..], |i| &rel[..i])
-}
 
-fn errno_of(e: &std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
 
 /// The whole content of a regular file, through read(2).
 fn read_file(p: &Path) -> Result<Vec<u8>, i32> {
@@ -69,11 +49,6 @@ fn readlink(p: &Path) -> Result<Vec<u8>, i32> {
     fs::read_link(p).map(|t| t.into_os_string().into_vec()).map_err(|e| errno_of(&e))
 }
 
-/// How two byte strings differ, without printing them whole.
-fn bytes_diff(a: &[u8], b: &[u8]) -> String {
-    let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
-    format!("{} vs {} bytes, first difference at offset {at}", a.len(), b.len())
-}
 
 fn describe_err<T>(r: &Result<T, i32>, ok: impl Fn(&T) -> String) -> String {
     match r {
@@ -82,18 +57,6 @@ fn describe_err<T>(r: &Result<T, i32>, ok: impl Fn(&T) -> String) -> String {
     }
 }
 
-/// Turns a list of differences into the test's verdict, reporting at most MAX_REPORTED.
-fn verdict(diffs: Vec<String>) -> TestResult {
-    if diffs.is_empty() {
-        return Ok(());
-    }
-    let n = diffs.len();
-    let mut msg = diffs.into_iter().take(MAX_REPORTED).collect::<Vec<_>>().join("\n");
-    if n > MAX_REPORTED {
-        msg.push_str(&format!("\n... and {} more", n - MAX_REPORTED));
-    }
-    Err(msg)
-}
 
 /// The d_type readdir should report for a file mode.
 fn dtype_of(mode: u32) -> u8 {
@@ -109,23 +72,7 @@ fn dtype_of(mode: u32) -> u8 {
     }
 }
 
-/// A tiny deterministic PRNG (xorshift64), so that failures can be reproduced from the seed.
-struct XorShift(u64);
 
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Mounts `fstype` ("unionrs" or "overlay") over `layers` (top first) at `target`.
 fn mount_layers(fstype: &str, target: &Path, layers: &[&Path]) -> Result<(), String> {

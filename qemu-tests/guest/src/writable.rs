@@ -7,6 +7,7 @@
 //! the harness against overlayfs itself), UNIONRS_SEED (decimal or 0x-hex) and UNIONRS_OPS
 //! (operations of the random test) make a run reproducible.
 
+use crate::util::{bytes_diff, bpath, errno_of, first_lines, join_rel, parent_rel, show, verdict, XorShift};
 use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
 use crate::{check, progress, Test, TestResult};
@@ -36,8 +37,8 @@ const IGNORED_UPPER_XATTRS: &[&str] = &["trusted.overlay.origin", "trusted.overl
 /// per-instance uuid on the upper root (its default uuid=auto becomes uuid=on for a new upper).
 const RANDOM_UPPER_XATTRS: &[&str] = &["trusted.overlay.uuid"];
 
-/// The options of both unions besides the directories. overlayfs would also take uuid=on, but
-/// unionrs refuses that option (it does not know it), so neither gets it.
+/// The options of both unions besides the directories: the overlayfs features unionrs does
+/// not implement, off (uuid stays at its default, auto, on both).
 const UNION_OPTS: &str = "index=off,redirect_dir=off,metacopy=off,xino=off";
 
 const DEFAULT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
@@ -48,29 +49,13 @@ const BATCH: usize = 100;
 const HELD_SLOTS: usize = 4;
 /// Above this many visible entries the random test stops creating new ones.
 const MAX_ENTRIES: usize = 220;
-/// At most this many differences are reported.
-const MAX_REPORTED: usize = 20;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-/// `root/rel`, where `rel` is relative to root as bytes ("" is the root itself).
-fn bpath(root: &Path, rel: &[u8]) -> PathBuf {
-    if rel.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(rel)) }
-}
 
-/// A relative path for messages.
-fn show(rel: &[u8]) -> String {
-    if rel.is_empty() { "/".to_string() } else { format!("/{}", rel.escape_ascii()) }
-}
 
-fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    if dir.is_empty() { name.to_vec() } else { [dir, b"/", name].concat() }
-}
 
-fn parent_rel(rel: &[u8]) -> &[u8] {
-    rel.iter().rposition(|b| *b == b'/').map_or(&[][..], |i| &rel[..i])
-}
 
 fn base_name(rel: &[u8]) -> &[u8] {
     rel.iter().rposition(|b| *b == b'/').map_or(rel, |i| &rel[i + 1..])
@@ -113,9 +98,6 @@ fn describe<T>(r: &Result<T, i32>) -> String {
     }
 }
 
-fn io_errno(e: &std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
 
 /// Ok(()) or the errno of a libc call that returns -1 on failure.
 fn rc(r: libc::c_int) -> Result<(), i32> {
@@ -213,7 +195,7 @@ fn read_path(p: &Path) -> Result<Vec<u8>, i32> {
 }
 
 fn readlink(p: &Path) -> Result<Vec<u8>, i32> {
-    fs::read_link(p).map(|t| t.into_os_string().into_encoded_bytes()).map_err(|e| io_errno(&e))
+    fs::read_link(p).map(|t| t.into_os_string().into_encoded_bytes()).map_err(|e| errno_of(&e))
 }
 
 fn fstat(fd: &OwnedFd) -> Result<libc::stat, i32> {
@@ -241,8 +223,8 @@ fn is_fmt(st: &libc::stat, fmt: libc::mode_t) -> bool {
 /// The names in a directory, sorted.
 fn names_in(p: &Path) -> Result<Vec<Vec<u8>>, i32> {
     let mut v = Vec::new();
-    for e in fs::read_dir(p).map_err(|e| io_errno(&e))? {
-        v.push(e.map_err(|e| io_errno(&e))?.file_name().as_bytes().to_vec());
+    for e in fs::read_dir(p).map_err(|e| errno_of(&e))? {
+        v.push(e.map_err(|e| errno_of(&e))?.file_name().as_bytes().to_vec());
     }
     v.sort();
     Ok(v)
@@ -257,11 +239,6 @@ fn fnv(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ *x as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// How two byte strings differ, without printing them whole.
-fn bytes_diff(a: &[u8], b: &[u8]) -> String {
-    let at = a.iter().zip(b).position(|(x, y)| x != y).unwrap_or(a.len().min(b.len()));
-    format!("{} vs {} bytes, first difference at offset {at}", a.len(), b.len())
-}
 
 /// Short printable form of a value.
 fn show_bytes(v: &[u8]) -> String {
@@ -272,47 +249,9 @@ fn show_bytes(v: &[u8]) -> String {
     }
 }
 
-/// Turns a list of problems into the test's verdict, reporting at most MAX_REPORTED.
-fn verdict(diffs: Vec<String>) -> TestResult {
-    if diffs.is_empty() {
-        return Ok(());
-    }
-    Err(first_lines(&diffs))
-}
 
-fn first_lines(diffs: &[String]) -> String {
-    let mut msg = diffs.iter().take(MAX_REPORTED).cloned().collect::<Vec<_>>().join("\n");
-    if diffs.len() > MAX_REPORTED {
-        msg.push_str(&format!("\n... and {} more", diffs.len() - MAX_REPORTED));
-    }
-    msg
-}
 
-/// A tiny deterministic PRNG (xorshift64), so that a run can be reproduced from its seed.
-struct XorShift(u64);
 
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        Self(if seed == 0 { DEFAULT_SEED } else { seed })
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0 = x;
-        x
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
-    }
-
-    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
-        from[self.below(from.len())]
-    }
-}
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
@@ -593,7 +532,7 @@ fn walk(root: &Path) -> Walk {
         let entries = match fs::read_dir(bpath(root, &dir)) {
             Ok(rd) => rd,
             Err(e) => {
-                w.problems.push(format!("{}: readdir: {}", show(&dir), en(io_errno(&e))));
+                w.problems.push(format!("{}: readdir: {}", show(&dir), en(errno_of(&e))));
                 continue;
             }
         };
@@ -601,7 +540,7 @@ fn walk(root: &Path) -> Walk {
             let e = match e {
                 Ok(e) => e,
                 Err(err) => {
-                    w.problems.push(format!("{}: readdir: {}", show(&dir), en(io_errno(&err))));
+                    w.problems.push(format!("{}: readdir: {}", show(&dir), en(errno_of(&err))));
                     break;
                 }
             };
@@ -1085,9 +1024,9 @@ fn apply(op: &Op, root: &Path, held: &mut [Option<OwnedFd>]) -> Outcome {
         }
         Op::Readdir { path } => {
             let mut lines = Vec::new();
-            for e in fs::read_dir(p(path)).map_err(|e| io_errno(&e))? {
-                let e = e.map_err(|e| io_errno(&e))?;
-                let t = e.file_type().map(|t| format!("{t:?}")).unwrap_or_else(|e| en(io_errno(&e)));
+            for e in fs::read_dir(p(path)).map_err(|e| errno_of(&e))? {
+                let e = e.map_err(|e| errno_of(&e))?;
+                let t = e.file_type().map(|t| format!("{t:?}")).unwrap_or_else(|e| en(errno_of(&e)));
                 lines.push(format!("{} {t}", e.file_name().as_bytes().escape_ascii()));
             }
             lines.sort();
@@ -1783,7 +1722,7 @@ fn run_random(env: &Env, seed: u64, nops: usize, name: &str) -> Result<Runner, S
     if !d.is_empty() {
         return Err(format!("seed {seed:#x}: the unions differ before any operation:\n{}", first_lines(&d)));
     }
-    let mut rng = XorShift::new(seed);
+    let mut rng = XorShift::seeded(seed);
     let mut ops: Vec<Op> = Vec::with_capacity(nops);
     let mut last_good = 0;
     for i in 1..=nops {
