@@ -97,16 +97,15 @@ impl UnionFs {
             bindings::S_IFREG | bindings::S_IFDIR => NewObject::Node { mode, rdev: 0 },
             _ => NewObject::Node { mode, rdev: st.rdev() },
         };
-        let temp = mnt.create(work, None, what)?;
-        let moved = (|| {
+        let (copy, _) = self.build_in_work(what, |temp| {
             if mode & bindings::S_IFMT == bindings::S_IFREG {
-                mnt.copy_data(lpath, &temp, st.size())?;
+                mnt.copy_data(lpath, temp, st.size())?;
             }
-            mnt.copy_xattrs(lpath, &temp, self.own_prefix_cstr())?;
-            mnt.copy_attrs(&temp, &st)?;
+            mnt.copy_xattrs(lpath, temp, self.own_prefix_cstr())?;
+            mnt.copy_attrs(temp, &st)?;
             mnt.rename(&Rename {
                 old_parent: work,
-                old: RenameEnd::Dentry(&temp),
+                old: RenameEnd::Dentry(temp),
                 new_parent: upper_parent,
                 new: RenameEnd::Name(name),
                 // Never over anything, not even a whiteout: a whiteout there means the
@@ -116,16 +115,9 @@ impl UnionFs {
                 expect_new: None,
                 new_negative: false,
             })
-        })();
-        match moved {
-            // The temporary dentry was moved: it is the upper object now.
-            Ok(_) => Ok(temp),
-            Err(e) => {
-                // Best effort: what is left is removed at the next mount anyway.
-                let _ = mnt.remove(work, &temp);
-                Err(e)
-            }
-        }
+        })?;
+        // The temporary dentry was moved: it is the upper object now.
+        Ok(copy)
     }
 }
 

@@ -39,6 +39,27 @@ fn dir_changed(dir: &FsInode<UnionFs>) {
 }
 
 impl UnionFs {
+    /// Makes `what` under a temporary name in the work directory and lets `finish` complete
+    /// it and move it into place; if that fails, the temporary is removed again. This is how
+    /// everything that must appear in one step reaches the upper layer.
+    pub(crate) fn build_in_work<R>(
+        &self,
+        what: NewObject<'_>,
+        finish: impl FnOnce(&Dentry) -> Result<R>,
+    ) -> Result<(ARef<Dentry>, R)> {
+        let mnt = &self.upper_layer()?.mnt;
+        let work = self.work_dir()?;
+        let temp = mnt.create(work, None, what)?;
+        match finish(&temp) {
+            Ok(r) => Ok((temp, r)),
+            Err(e) => {
+                // Best effort: what is left is removed at the next mount anyway.
+                let _ = mnt.remove(work, &temp);
+                Err(e)
+            }
+        }
+    }
+
     /// Puts a new real object at `name` in upper directory `parent`: straight there, or, if
     /// a whiteout is there, made in the work directory and moved over it (a directory then
     /// made opaque, since the names below are not its own).
@@ -49,15 +70,14 @@ impl UnionFs {
             return mnt.create(parent, Some(name), what);
         }
         let work = self.work_dir()?;
-        let temp = mnt.create(work, None, what)?;
-        let is_dir = temp.is_dir();
-        let moved = (|| {
+        let (new, ()) = self.build_in_work(what, |temp| {
+            let is_dir = temp.is_dir();
             if is_dir {
-                mnt.set_xattr(&temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
+                mnt.set_xattr(temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
             }
-            let r = Rename {
+            let replaced = mnt.rename(&Rename {
                 old_parent: work,
-                old: RenameEnd::Dentry(&temp),
+                old: RenameEnd::Dentry(temp),
                 new_parent: parent,
                 new: RenameEnd::Name(name),
                 // A directory cannot replace a non-directory: swap, then drop the whiteout.
@@ -65,20 +85,13 @@ impl UnionFs {
                 expect_old: None,
                 expect_new: None,
                 new_negative: true,
-            };
-            let replaced = mnt.rename(&r)?;
+            })?;
             if is_dir {
                 let _ = mnt.remove(work, &replaced);
             }
             Ok(())
-        })();
-        match moved {
-            Ok(()) => Ok(temp),
-            Err(e) => {
-                let _ = mnt.remove(work, &temp);
-                Err(e)
-            }
-        }
+        })?;
+        Ok(new)
     }
 
     /// Replaces upper directory `upper` (at `name` in `parent`), which holds only whiteouts,
@@ -88,14 +101,13 @@ impl UnionFs {
         let work = self.work_dir()?;
         let path = crate::vfs::RealPath { mnt, dentry: upper };
         let st = RealStat::of(path)?;
-        let temp = mnt.create(work, None, NewObject::Node { mode: st.mode(), rdev: 0 })?;
-        let swapped = (|| {
-            mnt.copy_xattrs(path, &temp, self.own_prefix_cstr())?;
-            mnt.set_xattr(&temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
-            mnt.copy_attrs(&temp, &st)?;
+        let (new, old) = self.build_in_work(NewObject::Node { mode: st.mode(), rdev: 0 }, |temp| {
+            mnt.copy_xattrs(path, temp, self.own_prefix_cstr())?;
+            mnt.set_xattr(temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
+            mnt.copy_attrs(temp, &st)?;
             mnt.rename(&Rename {
                 old_parent: work,
-                old: RenameEnd::Dentry(&temp),
+                old: RenameEnd::Dentry(temp),
                 new_parent: parent,
                 new: RenameEnd::Name(name),
                 flags: RENAME_EXCHANGE,
@@ -103,17 +115,9 @@ impl UnionFs {
                 expect_new: upper.inode(),
                 new_negative: false,
             })
-        })();
-        match swapped {
-            Ok(old) => {
-                let _ = self.remove_tree(work, &old, 1);
-                Ok(temp)
-            }
-            Err(e) => {
-                let _ = mnt.remove(work, &temp);
-                Err(e)
-            }
-        }
+        })?;
+        let _ = self.remove_tree(work, &old, 1);
+        Ok(new)
     }
 
     /// Removes `d` (in `parent`) from the upper filesystem, with what it contains down to
@@ -138,30 +142,25 @@ impl UnionFs {
     fn whiteout(&self, parent: &Dentry, name: &[u8], upper: Option<&Dentry>) -> Result {
         let mnt = &self.upper_layer()?.mnt;
         let work = self.work_dir()?;
-        let wh = mnt.whiteout_temp(work)?;
         let is_dir = upper.is_some_and(|u| u.is_dir());
-        let r = Rename {
-            old_parent: work,
-            old: RenameEnd::Dentry(&wh),
-            new_parent: parent,
-            new: RenameEnd::Name(name),
-            flags: if is_dir { RENAME_EXCHANGE } else { 0 },
-            expect_old: None,
-            expect_new: upper.and_then(|u| u.inode()),
-            new_negative: upper.is_none(),
-        };
-        match mnt.rename(&r) {
-            Ok(replaced) => {
-                if is_dir {
-                    let _ = mnt.remove(work, &replaced);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                let _ = mnt.remove(work, &wh);
-                Err(e)
-            }
+        // A whiteout is a 0/0 character device (mode bits 0).
+        let wh = NewObject::Node { mode: bindings::S_IFCHR, rdev: bindings::WHITEOUT_DEV };
+        let (_, replaced) = self.build_in_work(wh, |temp| {
+            mnt.rename(&Rename {
+                old_parent: work,
+                old: RenameEnd::Dentry(temp),
+                new_parent: parent,
+                new: RenameEnd::Name(name),
+                flags: if is_dir { RENAME_EXCHANGE } else { 0 },
+                expect_old: None,
+                expect_new: upper.and_then(|u| u.inode()),
+                new_negative: upper.is_none(),
+            })
+        })?;
+        if is_dir {
+            let _ = mnt.remove(work, &replaced);
         }
+        Ok(())
     }
 }
 
@@ -240,8 +239,11 @@ pub(crate) fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> R
     let (_, inode) = union_inode(dentry)?;
     let data: &UnionInode = inode.data()?;
     let name = dentry.name();
+    let lower_positive = fs.lower_positive(dir.data()?, name)?;
     let mut clear = false;
-    if is_dir {
+    // A directory only on the upper layer, with nothing below its name, holds no whiteouts:
+    // the real rmdir checks that it is empty (as overlayfs skips its check then).
+    if is_dir && (lower_positive || !data.lower().is_empty()) {
         let (visible, upper_used) = crate::readdir::emptiness(fs, data)?;
         if visible != 0 {
             return Err(crate::vfs::errno::enotempty());
@@ -250,7 +252,6 @@ pub(crate) fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> R
     }
     let parent = dentry.parent();
     let up = upper_dir(sb, &parent, dir)?;
-    let lower_positive = fs.lower_positive(dir.data()?, name)?;
     {
         // No copy-up of the object may slip in between looking at its upper copy and
         // removing it (an open for write races with unlink).

@@ -132,7 +132,6 @@ extern "C" {
         new_negative: bool,
         replaced: *mut *mut bindings::dentry,
     ) -> c_int;
-    pub(crate) fn unionrs_whiteout_temp(mnt: *mut bindings::vfsmount, workdir: *mut bindings::dentry) -> *mut bindings::dentry;
     pub(crate) fn unionrs_setxattr_real(
         mnt: *mut bindings::vfsmount,
         d: *mut bindings::dentry,

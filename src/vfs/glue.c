@@ -93,7 +93,6 @@ int unionrs_rename_real(struct vfsmount *mnt, struct dentry *old_parent,
 			const char *new_name, int new_len, unsigned int flags,
 			struct inode *expect_old, struct inode *expect_new,
 			bool new_negative, struct dentry **replaced);
-struct dentry *unionrs_whiteout_temp(struct vfsmount *mnt, struct dentry *workdir);
 int unionrs_setxattr_real(struct vfsmount *mnt, struct dentry *d,
 			  const char *name, const void *value, size_t size,
 			  int flags);
@@ -666,6 +665,15 @@ out:
 	return d;
 }
 
+/* unlink or rmdir by type, `parent` locked by start_removing*(). */
+static int unionrs_remove_locked(struct vfsmount *mnt, struct dentry *parent,
+				 struct dentry *d)
+{
+	if (d_is_dir(d))
+		return vfs_rmdir(mnt_idmap(mnt), d_inode(parent), d, NULL);
+	return vfs_unlink(mnt_idmap(mnt), d_inode(parent), d, NULL);
+}
+
 /* Removes `child` of `parent` (unlink or rmdir by its type). */
 int unionrs_remove_real(struct vfsmount *mnt, struct dentry *parent,
 			struct dentry *child)
@@ -679,10 +687,7 @@ int unionrs_remove_real(struct vfsmount *mnt, struct dentry *parent,
 	if (IS_ERR(d)) {
 		err = PTR_ERR(d);
 	} else {
-		if (d_is_dir(d))
-			err = vfs_rmdir(mnt_idmap(mnt), d_inode(parent), d, NULL);
-		else
-			err = vfs_unlink(mnt_idmap(mnt), d_inode(parent), d, NULL);
+		err = unionrs_remove_locked(mnt, parent, d);
 		end_removing(d);
 	}
 	mnt_drop_write(mnt);
@@ -741,13 +746,6 @@ unlock:
 out:
 	mnt_drop_write(mnt);
 	return err;
-}
-
-/* A new whiteout (0/0 character device) with a temporary name in `workdir`. */
-struct dentry *unionrs_whiteout_temp(struct vfsmount *mnt, struct dentry *workdir)
-{
-	return unionrs_create_real(mnt, workdir, NULL, 0, S_IFCHR | WHITEOUT_MODE,
-				   WHITEOUT_DEV, NULL, NULL);
 }
 
 int unionrs_setxattr_real(struct vfsmount *mnt, struct dentry *d,
@@ -1317,12 +1315,7 @@ int unionrs_remove_name(struct vfsmount *mnt, struct dentry *parent,
 	if (IS_ERR(d)) {
 		err = PTR_ERR(d);
 	} else {
-		if (d_inode(d) != expect)
-			err = -ESTALE;
-		else if (d_is_dir(d))
-			err = vfs_rmdir(mnt_idmap(mnt), d_inode(parent), d, NULL);
-		else
-			err = vfs_unlink(mnt_idmap(mnt), d_inode(parent), d, NULL);
+		err = d_inode(d) == expect ? unionrs_remove_locked(mnt, parent, d) : -ESTALE;
 		end_removing(d);
 	}
 	mnt_drop_write(mnt);

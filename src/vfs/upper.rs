@@ -112,12 +112,6 @@ impl LayerMount {
         })
     }
 
-    /// A new whiteout with a temporary name in `workdir`.
-    pub(crate) fn whiteout_temp(&self, workdir: &Dentry) -> Result<ARef<Dentry>> {
-        // SAFETY: the mount and directory are live.
-        dentry_result(unsafe { ffi::unionrs_whiteout_temp(self.as_ptr(), workdir.as_ptr()) })
-    }
-
     /// Unlinks or removes (if a directory) `child` of `parent`.
     pub(crate) fn remove(&self, parent: &Dentry, child: &Dentry) -> Result {
         // SAFETY: the mount and dentries are live; the glue checks the parentage under lock.
