@@ -73,6 +73,7 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let copy = fs.copy_to_upper(lower, &upper_parent.dentry, &name)?;
     let _ = mnt.set_times(&upper_parent.dentry, &parent_times);
     inode.refresh_from(copy.inode().ok_or(EIO)?);
+    inode.publish_upper(copy.clone());
     data.set_upper(RealEntry { layer: 0, dentry: copy });
     // The object's inode number in the parent's listing is the copy's now.
     pinode.data()?.invalidate_listing();

@@ -5,7 +5,7 @@
 
 use crate::readdir::MergedDir;
 use crate::superblock::UnionFs;
-use crate::vfs::{Dentry, FsInode, Idmap, Inode, Kstat, RealPath};
+use crate::vfs::{Dentry, FsInode, Idmap, Inode, Kstat, PermInode, RealPath};
 use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -156,23 +156,33 @@ pub(crate) fn real_path(inode: &FsInode<UnionFs>) -> Result<RealPath<'_>> {
 
 /// The caller needs `mask` on the union inode, and the mounter on the real one (overlayfs'
 /// model): the first keeps the union's own permission bits meaningful, the second stops the
-/// union from giving access the mounter does not have.
-pub(crate) fn permission(inode: &FsInode<UnionFs>, idmap: Idmap, mask: i32) -> Result {
+/// union from giving access the mounter does not have. Runs in RCU path walk too, so it looks
+/// only at the union inode and its real inode, never at the per-inode data.
+pub(crate) fn permission(inode: PermInode<'_, UnionFs>, idmap: Idmap, mask: i32) -> Result {
+    // Being torn down under an RCU walker: let the walk retry with references.
+    let (real, layer) = inode.real_top().ok_or(ECHILD)?;
     inode.inode().generic_permission(idmap, mask)?;
     let fs = inode.sb().info();
-    let real = real_path(inode)?;
     let mut real_mask = mask;
-    let real_inode = real.dentry.inode().ok_or(ENOENT)?;
-    let special = !(real_inode.is_reg() || real_inode.is_dir() || real_inode.mode() & bindings::S_IFMT == bindings::S_IFLNK);
-    if inode.data()?.top()?.layer != 0 || !fs.has_upper() {
+    let special = !(real.is_reg() || real.is_dir() || real.mode() & bindings::S_IFMT == bindings::S_IFLNK);
+    if layer != 0 || !fs.has_upper() {
         // A write to a lower object will copy it up first; the mounter then needs to read it.
         if !special && mask & bindings::MAY_WRITE as i32 != 0 {
             real_mask &= !((bindings::MAY_WRITE | bindings::MAY_APPEND) as i32);
             real_mask |= bindings::MAY_READ as i32;
         }
     }
+    let mnt = &fs.layers.get(layer).ok_or(EIO)?.mnt;
     let _creds = fs.creds.use_here();
-    real.inode_permission(real_mask)
+    mnt.inode_permission(real, real_mask)
+}
+
+/// What permission checks look at (`FsInode::real_top`): the upper object and the top lower
+/// one.
+pub(crate) fn real_top(data: &UnionInode) -> (Option<ARef<Dentry>>, Option<(ARef<Dentry>, usize)>) {
+    let upper = data.upper().map(|e| e.dentry.clone());
+    let lower = data.lower().first().map(|e| (e.dentry.clone(), e.layer));
+    (upper, lower)
 }
 
 /// Adjusts what the real inode reported: the union's device and inode numbers, and one link

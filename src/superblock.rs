@@ -10,7 +10,7 @@ use crate::inode::{RealEntry, UnionInode};
 use crate::readdir::DirState;
 use crate::namei::Xattr;
 use crate::vfs::{
-    errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, Iattr, Idmap, Inode, Kstat, LayerMount,
+    errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, PermInode, Iattr, Idmap, Inode, Kstat, LayerMount,
     MounterCreds, NewObject, Param, PosixAcl, RealPath, SuperBlock,
 };
 use kernel::sync::aref::ARef;
@@ -335,7 +335,11 @@ impl FileSystem for UnionFs {
         crate::namei::lookup(dir, name)
     }
 
-    fn permission(inode: &FsInode<Self>, idmap: Idmap, mask: i32) -> Result {
+    fn real_top(data: &UnionInode) -> (Option<ARef<Dentry>>, Option<(ARef<Dentry>, usize)>) {
+        crate::inode::real_top(data)
+    }
+
+    fn permission(inode: PermInode<'_, Self>, idmap: Idmap, mask: i32) -> Result {
         crate::inode::permission(inode, idmap, mask)
     }
 

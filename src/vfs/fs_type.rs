@@ -11,7 +11,7 @@ use super::ffi;
 use super::fs_context::{FsContext, Param};
 use super::cred::MounterCreds;
 use super::file::DirEmitter;
-use super::inode::{FsInode, Inode};
+use super::inode::{FsInode, Inode, PermInode};
 use super::layer::RealPath;
 use super::ops::{Idmap, Kstat};
 use super::dentry::Dentry;
@@ -68,8 +68,15 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Looks up `name` in directory `dir` (called with the mounter's credentials).
     fn lookup(dir: &FsInode<Self>, name: &[u8]) -> Result<Option<ARef<Inode>>>;
 
-    /// Checks `mask` access to `inode` for the calling task.
-    fn permission(inode: &FsInode<Self>, idmap: Idmap, mask: i32) -> Result;
+    /// The real objects of a new inode with `data` that permission checks look at: its upper
+    /// object, if it has one, and its top lower object with its layer number (the upper layer
+    /// is 0).
+    fn real_top(data: &Self::InodeData) -> (Option<ARef<Dentry>>, Option<(ARef<Dentry>, usize)>);
+
+    /// Checks `mask` access to `inode` for the calling task. Also called in RCU path walk
+    /// (`mask` has `MAY_NOT_BLOCK`): then it must not sleep, which is why it sees only a
+    /// `PermInode`.
+    fn permission(inode: PermInode<'_, Self>, idmap: Idmap, mask: i32) -> Result;
 
     /// Adjusts what the real inode's `getattr` reported (device, inode number, links).
     fn fix_stat(inode: &FsInode<Self>, stat: &mut Kstat<'_>) -> Result;

@@ -6,6 +6,7 @@ use super::fs_type::FileSystem;
 use super::super_block::SuperBlock;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
@@ -124,6 +125,65 @@ pub(crate) struct FsInode<T: FileSystem> {
     inode: Opaque<bindings::inode>,
     key: UnsafeCell<usize>,
     data: UnsafeCell<Option<Pin<KBox<T::InodeData>>>>,
+    top: RealTop,
+}
+
+/// The real object an inode shows, where a permission check in RCU path walk can read it:
+/// there the inode may already be in `destroy_inode`, which drops our per-inode data, so the
+/// check must not touch that data (nor sleep). Overlayfs keeps its upper and lower dentry
+/// pointers for the same reason.
+///
+/// # Invariants
+///
+/// A non-null pointer holds a dentry reference, dropped by `destroy_inode` after it clears the
+/// pointer. `upper` goes from null to a dentry at most once while the inode lives; `lower` and
+/// `lower_layer` are set while the inode is new. Dentries and inodes are freed after an RCU
+/// grace period, so a pointer read inside an RCU read section (or while the inode is
+/// referenced) stays valid until that section ends.
+struct RealTop {
+    upper: AtomicPtr<bindings::dentry>,
+    lower: AtomicPtr<bindings::dentry>,
+    lower_layer: AtomicUsize,
+}
+
+impl RealTop {
+    const fn new() -> Self {
+        Self {
+            upper: AtomicPtr::new(core::ptr::null_mut()),
+            lower: AtomicPtr::new(core::ptr::null_mut()),
+            lower_layer: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// What a permission check may use of one of our inodes. It is made for RCU path walk too,
+/// where the per-inode data may already be gone: so it gives the inode, its superblock and its
+/// real object (`FsInode::real_top`) but not the data.
+pub(crate) struct PermInode<'a, T: FileSystem>(&'a FsInode<T>);
+
+impl<'a, T: FileSystem> PermInode<'a, T> {
+    /// # Safety
+    ///
+    /// `ptr` must be one of our inodes, valid for `'a` (referenced, or in an RCU read section
+    /// that lasts `'a`).
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::inode) -> Self {
+        // SAFETY: as the caller promises.
+        Self(unsafe { FsInode::from_raw(ptr) })
+    }
+
+    pub(crate) fn inode(&self) -> &'a Inode {
+        self.0.inode()
+    }
+
+    pub(crate) fn sb(&self) -> &'a SuperBlock<T> {
+        self.0.sb()
+    }
+
+    /// The real inode the union inode shows, and its layer number (the filesystem's own
+    /// numbering, with the upper layer as 0); `None` while the inode is being torn down.
+    pub(crate) fn real_top(&self) -> Option<(&'a Inode, usize)> {
+        self.0.real_top()
+    }
 }
 
 // SAFETY: see the type invariants: the cells are only written while the inode is exclusive.
@@ -164,6 +224,36 @@ impl<T: FileSystem> FsInode<T> {
         self.inode().ino()
     }
 
+    /// The real inode the union inode shows (the upper one once there is one, else the top
+    /// lower one), and its layer number (the upper layer is 0).
+    fn real_top(&self) -> Option<(&Inode, usize)> {
+        let upper = self.top.upper.load(Ordering::Acquire);
+        let (d, layer) = if upper.is_null() {
+            (self.top.lower.load(Ordering::Acquire), self.top.lower_layer.load(Ordering::Relaxed))
+        } else {
+            (upper, 0)
+        };
+        if d.is_null() {
+            return None;
+        }
+        // SAFETY: `d` is valid while `self` is (type invariant of `RealTop`); `d_inode` is read
+        // once, as `d_inode_rcu` does: a referenced dentry stays positive.
+        let inode = unsafe { core::ptr::read_volatile(&raw const (*d).d_inode) };
+        // SAFETY: the inode of a live dentry is freed after an RCU grace period too.
+        NonNull::new(inode).map(|i| (unsafe { Inode::from_raw(i.as_ptr()) }, layer))
+    }
+
+    /// Records the upper object after a copy-up, for permission checks (see `RealTop`). The
+    /// first one recorded stays.
+    pub(crate) fn publish_upper(&self, upper: ARef<super::Dentry>) {
+        let raw: *mut bindings::dentry = ARef::into_raw(upper).as_ptr().cast();
+        let published = self.top.upper.compare_exchange(core::ptr::null_mut(), raw, Ordering::Release, Ordering::Relaxed);
+        if published.is_err() {
+            // SAFETY: `raw` came from `ARef::into_raw` above and was not stored.
+            drop(unsafe { ARef::from_raw(NonNull::new_unchecked(raw.cast::<super::Dentry>())) });
+        }
+    }
+
     /// Takes over the attributes of the real inode after it changed.
     pub(crate) fn refresh_from(&self, real: &Inode) {
         // SAFETY: both inodes are live; the glue takes `i_lock` for the copy.
@@ -174,7 +264,12 @@ impl<T: FileSystem> FsInode<T> {
     pub(crate) unsafe extern "C" fn alloc_inode(_sb: *mut bindings::super_block) -> *mut bindings::inode {
         let b = KBox::new(
             // SAFETY: an all-zero `struct inode` is the starting point `inode_init_once` expects.
-            FsInode::<T> { inode: unsafe { core::mem::zeroed() }, key: UnsafeCell::new(0), data: UnsafeCell::new(None) },
+            FsInode::<T> {
+                inode: unsafe { core::mem::zeroed() },
+                key: UnsafeCell::new(0),
+                data: UnsafeCell::new(None),
+                top: RealTop::new(),
+            },
             GFP_KERNEL,
         );
         match b {
@@ -195,6 +290,13 @@ impl<T: FileSystem> FsInode<T> {
         let this = unsafe { Self::from_raw(inode) };
         // SAFETY: exclusive access (type invariant: being destroyed).
         drop(unsafe { (*this.data.get()).take() });
+        for p in [&this.top.upper, &this.top.lower] {
+            let d = p.swap(core::ptr::null_mut(), Ordering::AcqRel);
+            if let Some(d) = NonNull::new(d) {
+                // SAFETY: the pointer held a reference (type invariant of `RealTop`), now ours.
+                drop(unsafe { ARef::<super::Dentry>::from_raw(d.cast()) });
+            }
+        }
     }
 
     /// `super_operations::free_inode`: frees the memory after an RCU grace period.
@@ -210,6 +312,15 @@ impl<T: FileSystem> FsInode<T> {
     /// The inode must be new (`I_NEW` or fresh from `new_inode`) and not yet visible.
     unsafe fn setup(&self, data: Pin<KBox<T::InodeData>>, ino: u64, real: &Inode) {
         let raw = self.inode.get();
+        let (upper, lower) = T::real_top(&data);
+        if let Some(u) = upper {
+            self.top.upper.store(ARef::into_raw(u).as_ptr().cast(), Ordering::Relaxed);
+        }
+        if let Some((l, layer)) = lower {
+            self.top.lower_layer.store(layer, Ordering::Relaxed);
+            // Release: `lower_layer` is seen with it (the inode is published later anyway).
+            self.top.lower.store(ARef::into_raw(l).as_ptr().cast(), Ordering::Release);
+        }
         // SAFETY: exclusive access, as the caller promises.
         unsafe {
             *self.data.get() = Some(data);

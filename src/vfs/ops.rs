@@ -9,8 +9,7 @@ use super::dentry::Dentry;
 use super::ffi;
 use super::file::{DirEmitter, RealFile};
 use super::fs_type::FileSystem;
-use super::inode::{FsInode, Inode};
-use super::layer::RealPath;
+use super::inode::{FsInode, Inode, PermInode};
 use super::super_block::SuperBlock;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
@@ -58,12 +57,12 @@ impl Inode {
     }
 }
 
-impl RealPath<'_> {
-    /// The permission check on the real inode, through the layer mount's id mapping.
-    pub(crate) fn inode_permission(&self, mask: i32) -> Result {
-        let inode = self.dentry.inode().ok_or(ENOENT)?;
+impl super::LayerMount {
+    /// The permission check on `inode`, a real inode on this layer, through the layer
+    /// mount's id mapping (also in RCU walk: `inode_permission` honours `MAY_NOT_BLOCK`).
+    pub(crate) fn inode_permission(&self, inode: &Inode, mask: i32) -> Result {
         // SAFETY: the inode and the mount's idmap are valid for the call.
-        kernel::error::to_result(unsafe { bindings::inode_permission(self.mnt.idmap(), inode.as_ptr(), mask) })
+        kernel::error::to_result(unsafe { bindings::inode_permission(self.idmap(), inode.as_ptr(), mask) })
     }
 }
 
@@ -78,8 +77,6 @@ struct OpenFile {
 /// Trampolines for `T`'s inodes and files.
 pub(crate) struct Adapter<T: FileSystem>(PhantomData<T>);
 
-/// `MAY_NOT_BLOCK`: the caller is in RCU path walk and must not sleep.
-const MAY_NOT_BLOCK: i32 = bindings::MAY_NOT_BLOCK as i32;
 
 impl<T: FileSystem> Adapter<T> {
     const DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
@@ -222,13 +219,10 @@ impl<T: FileSystem> Adapter<T> {
     }
 
     unsafe extern "C" fn permission(idmap: *mut bindings::mnt_idmap, inode: *mut bindings::inode, mask: c_int) -> c_int {
-        if mask & MAY_NOT_BLOCK != 0 {
-            // Our checks look at the layers, which may sleep: ask for ref-walk.
-            return ECHILD.to_errno();
-        }
         from_result(|| {
-            // SAFETY: the VFS passes a live inode of ours.
-            let inode = unsafe { FsInode::<T>::from_raw(inode) };
+            // SAFETY: the VFS passes an inode of ours that is referenced or, in RCU walk
+            // (`MAY_NOT_BLOCK`), valid until the walk's RCU read section ends, after this call.
+            let inode = unsafe { PermInode::<T>::from_raw(inode) };
             T::permission(inode, Idmap(idmap), mask)?;
             Ok(0)
         })
