@@ -957,8 +957,8 @@ out:
  * Copies `len` bytes of data from `from` to the new regular file `to`:
  * cloned where the filesystems can share extents, else copied range by range
  * (copy_file_range, or splice across filesystems), skipping the holes of
- * the source so that sparse files stay sparse. Synced before returning, so
- * that the file can be moved into place.
+ * the source so that sparse files stay sparse. A copy is synced before
+ * returning, so that the file can be moved into place.
  */
 int unionrs_copy_data_real(const struct path *from, const struct path *to,
 			   loff_t len)
@@ -976,8 +976,13 @@ int unionrs_copy_data_real(const struct path *from, const struct path *to,
 		fput(in);
 		return PTR_ERR(out);
 	}
+	/*
+	 * A clone shares the extents in one metadata transaction, which the
+	 * filesystem's log orders before the rename that follows: no fsync,
+	 * as in overlayfs.
+	 */
 	if (len && vfs_clone_file_range(in, 0, out, 0, len, 0) == len)
-		goto sync;
+		goto out;
 	while (pos < len) {
 		size_t chunk = min_t(loff_t, len - pos, UNIONRS_COPY_CHUNK);
 		loff_t in_pos, out_pos;
@@ -1010,9 +1015,9 @@ int unionrs_copy_data_real(const struct path *from, const struct path *to,
 		}
 		pos += n;
 	}
-sync:
 	if (!err)
 		err = vfs_fsync(out, 0);
+out:
 	fput(out);
 	fput(in);
 	return err;
