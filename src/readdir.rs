@@ -50,6 +50,7 @@ const DT_REG: u8 = bindings::DT_REG as u8;
 const DT_UNKNOWN: u8 = bindings::DT_UNKNOWN as u8;
 
 /// A name as read from one layer, before merging.
+#[derive(Clone, Copy)]
 struct RawEntry {
     off: usize,
     len: usize,
@@ -97,7 +98,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
     }
 
     let name_of = |r: &RawEntry| -> &[u8] { names.get(r.off..r.off + r.len).unwrap_or(&[]) };
-    raw.sort_unstable_by(|a, b| name_of(a).cmp(name_of(b)).then(a.rank.cmp(&b.rank)));
+    merge_sort(&mut raw, |a, b| name_of(a).cmp(name_of(b)).then(a.rank.cmp(&b.rank)).is_le())?;
 
     let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
     let mut i = 0;
@@ -243,4 +244,103 @@ pub(crate) fn real_names(fs: &UnionFs, dir: crate::vfs::RealPath<'_>) -> Result<
         return Err(ENOMEM);
     }
     Ok(names)
+}
+
+/// Sorts `v` stably by `le` (a total "less or equal"): insertion-sorted runs, then bottom-up
+/// merges through a scratch copy. Ours rather than `sort_unstable_by`, whose panic on an
+/// inconsistent order objtool does not know to be noreturn (it warns about the fall-through).
+fn merge_sort<T: Copy>(v: &mut KVVec<T>, le: impl Fn(&T, &T) -> bool) -> Result {
+    const RUN: usize = 16;
+    let n = v.len();
+    for start in (0..n).step_by(RUN) {
+        let end = n.min(start + RUN);
+        for i in start + 1..end {
+            let mut j = i;
+            while j > start && !le(&v[j - 1], &v[j]) {
+                v.swap(j - 1, j);
+                j -= 1;
+            }
+        }
+    }
+    if n <= RUN {
+        return Ok(());
+    }
+    let mut scratch = KVVec::with_capacity(n, GFP_KERNEL)?;
+    for x in v.iter() {
+        scratch.push(*x, GFP_KERNEL)?;
+    }
+    let mut width = RUN;
+    let mut sorted_in_v = true;
+    while width < n {
+        let (src, dst): (&[T], &mut [T]) =
+            if sorted_in_v { (&v[..], &mut scratch[..]) } else { (&scratch[..], &mut v[..]) };
+        for lo in (0..n).step_by(2 * width) {
+            let mid = n.min(lo + width);
+            let hi = n.min(lo + 2 * width);
+            let (mut i, mut j) = (lo, mid);
+            for slot in &mut dst[lo..hi] {
+                if i < mid && (j >= hi || le(&src[i], &src[j])) {
+                    *slot = src[i];
+                    i += 1;
+                } else {
+                    *slot = src[j];
+                    j += 1;
+                }
+            }
+        }
+        sorted_in_v = !sorted_in_v;
+        width *= 2;
+    }
+    if !sorted_in_v {
+        v.copy_from_slice(&scratch);
+    }
+    Ok(())
+}
+
+#[kunit_tests(unionrs_readdir)]
+mod tests {
+    use super::*;
+
+    /// `n` pseudo-random (key, original position) pairs with many equal keys.
+    fn shuffled(n: usize, keys: u32) -> Option<KVVec<(u32, usize)>> {
+        let mut v = KVVec::with_capacity(n, GFP_KERNEL).ok()?;
+        let mut x: u32 = 0x9e37_79b9;
+        for i in 0..n {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            v.push((x % keys, i), GFP_KERNEL).ok()?;
+        }
+        Some(v)
+    }
+
+    /// Sorted by key, equal keys in their original order, and a permutation of the input.
+    fn sorted_stably(n: usize, keys: u32) -> bool {
+        let Some(mut v) = shuffled(n, keys) else { return false };
+        if merge_sort(&mut v, |a, b| a.0 <= b.0).is_err() {
+            return false;
+        }
+        let ordered = v.windows(2).all(|w| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 < w[1].1));
+        let Ok(mut seen) = KVVec::from_elem(false, n, GFP_KERNEL) else { return false };
+        for &(_, i) in v.iter() {
+            match seen.get_mut(i) {
+                Some(s) if !*s => *s = true,
+                _ => return false,
+            }
+        }
+        ordered && v.len() == n
+    }
+
+    #[test]
+    fn merge_sort_small_and_odd_sizes() {
+        for n in [0, 1, 2, 15, 16, 17, 31, 33, 100] {
+            assert!(sorted_stably(n, 7));
+        }
+    }
+
+    #[test]
+    fn merge_sort_large() {
+        assert!(sorted_stably(10_000, 100));
+        assert!(sorted_stably(4_099, 1_000_000));
+    }
 }
