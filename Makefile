@@ -5,7 +5,7 @@
 #   make check      set up what is missing, boot the debug kernel, run all tests
 #   make demo       boot the guest and show a union at work
 #   make setup      only install/build the toolchain, kernel and guest image
-#   make bench      benchmarks (see README)
+#   make bench      benchmarks on a non-debug kernel (see README; BENCH_ARGS=...)
 
 # (kbuild itself reads ./Kbuild, not this file.)
 
@@ -34,8 +34,10 @@ check: setup module
 demo: setup module
 	scripts/demo
 
+# BENCH_ARGS: options of scripts/bench, e.g. BENCH_ARGS="--runs 3 --perf" or "--smoke".
 bench:
-	@echo "make bench: not implemented yet (issue: benchmarks side by side)"; exit 1
+	scripts/setup --packages-only
+	scripts/bench $(BENCH_ARGS)
 
 clean:
 	@kdir="$(KDIR)"; [ -n "$$kdir" ] || kdir=$$(ls -d $(HOME)/.cache/unionrs/kernel/debug-* 2>/dev/null | head -n1); \
