@@ -98,7 +98,21 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
     }
 
     let name_of = |r: &RawEntry| -> &[u8] { names.get(r.off..r.off + r.len).unwrap_or(&[]) };
-    merge_sort(&mut raw, |a, b| name_of(a).cmp(name_of(b)).then(a.rank.cmp(&b.rank)).is_le())?;
+    // Sort positions rather than the entries: moving a word is what keeps the sort cheap for
+    // directories of 100 000 names (moving whole entries took most of a cold listing's time).
+    let mut order = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
+    for i in 0..raw.len() {
+        order.push(i, GFP_KERNEL)?;
+    }
+    merge_sort(&mut order, |&a, &b| match (raw.get(a), raw.get(b)) {
+        (Some(x), Some(y)) => name_of(x).cmp(name_of(y)).then(x.rank.cmp(&y.rank)).is_le(),
+        _ => true,
+    })?;
+    let mut sorted = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
+    for &i in order.iter() {
+        sorted.push(*raw.get(i).ok_or(EIO)?, GFP_KERNEL)?;
+    }
+    let raw = sorted;
 
     let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
     let mut i = 0;
@@ -255,11 +269,13 @@ fn merge_sort<T: Copy>(v: &mut KVVec<T>, le: impl Fn(&T, &T) -> bool) -> Result 
     for start in (0..n).step_by(RUN) {
         let end = n.min(start + RUN);
         for i in start + 1..end {
+            let x = v[i];
             let mut j = i;
-            while j > start && !le(&v[j - 1], &v[j]) {
-                v.swap(j - 1, j);
+            while j > start && !le(&v[j - 1], &x) {
+                v[j] = v[j - 1];
                 j -= 1;
             }
+            v[j] = x;
         }
     }
     if n <= RUN {
