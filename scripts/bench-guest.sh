@@ -142,6 +142,7 @@ run_once() {
   umount_setup $s
   [ "$s" = native ] && scrub_native $fs
   [ "$s" = native ] || rm -rf $fs/up-$s $fs/wk-$s
+  drop_caches; sleep 1
 }
 
 record "meta mode $mode"
@@ -158,9 +159,13 @@ for entry in $workloads; do
   fs=$E; [ "$fsl" = X ] && fs=$X
   say "workload $w"
   for i in $(seq 1 "$runs"); do
-    # Each run starts at a different setup: a setup run right after another union over the
-    # same layers was measured up to 2x slower on cold workloads, whichever union it was.
-    for s in $(rotate $((i - 1)) $setups); do run_once $w $fs $s $i; done
+    # A union measured right after another union over the same layers was up to 2x slower
+    # on cold workloads, whichever it was: every run settles the caches after each setup
+    # (see run_once), starts at a different setup and goes the other way round every other
+    # time, so that no setup always follows the same neighbour.
+    order=$(rotate $(( (i - 1) / 2 )) $setups)
+    [ $((i % 2)) = 0 ] && order=$(echo $order | tr ' ' '\n' | tac | tr '\n' ' ')
+    for s in $order; do run_once $w $fs $s $i; done
   done
   if [ "${BENCH_PERF:-0}" = 1 ]; then
     for s in unionrs overlayfs; do run_once $w $fs $s 0 perf; done
