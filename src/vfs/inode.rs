@@ -263,8 +263,9 @@ impl<T: FileSystem> FsInode<T> {
     /// `super_operations::alloc_inode`.
     pub(crate) unsafe extern "C" fn alloc_inode(_sb: *mut bindings::super_block) -> *mut bindings::inode {
         let b = KBox::new(
-            // SAFETY: an all-zero `struct inode` is the starting point `inode_init_once` expects.
             FsInode::<T> {
+                // SAFETY: an all-zero `struct inode` is the starting point `inode_init_once`
+                // expects.
                 inode: unsafe { core::mem::zeroed() },
                 key: UnsafeCell::new(0),
                 data: UnsafeCell::new(None),
