@@ -87,10 +87,30 @@ w_readdir_cold() { drop_caches; $tool readdir $1/flat $flat; }
 w_readdir_warm() { $tool readdir $1/flat $flat >/dev/null && $tool readdir $1/flat $flat; }
 w_smallfiles_cold() { drop_caches; $tool read-files $1/small $small 4096; }
 w_smallfiles_warm() { $tool read-files $1/small $small 4096 >/dev/null && $tool read-files $1/small $small 4096; }
-# Streaming reads through our own pread loop (as fio --ioengine=psync would do them: fio needs
-# SysV shared memory, which the guest kernel is built without).
-w_stream_seq() { drop_caches; $tool read-seq $1/big.bin; }
-w_stream_rand() { drop_caches; $tool read-rand $1/big.bin $rand; }
+# fio_read FILE RW BS BYTES [fio options]: one synchronous fio job reading FILE (never writing:
+# --readonly); prints fio's own runtime as seconds=, and fails unless fio read exactly BYTES.
+fio_read() {
+  local f=$1 rw=$2 bs=$3 bytes=$4; shift 4
+  fio --name="$rw" --filename="$f" --readonly --rw="$rw" --bs="$bs" --ioengine=psync \
+      --invalidate=0 --output-format=json "$@" > /tmp/fio.json 2> /tmp/fio.err \
+    || { cat /tmp/fio.err >&2; return 1; }
+  python3 - "$bytes" /tmp/fio.json <<'PY'
+import json, sys
+want = int(sys.argv[1])
+job = json.load(open(sys.argv[2]))["jobs"][0]
+got = job["read"]["io_bytes"]
+if job["error"] or got != want:
+    sys.exit("fio: error %d, read %d bytes of %d" % (job["error"], got, want))
+print("seconds=%.6f" % (job["read"]["runtime"] / 1000.0))
+PY
+}
+# The streaming file is in the lowest layer; fio's randrepeat seed makes every setup read the
+# same offsets.
+w_stream_seq() { drop_caches; fio_read $1/big.bin read 1M $((big << 20)) && $tool verify-big $1/big.bin; }
+w_stream_rand() {
+  drop_caches
+  fio_read $1/big.bin randread 4k $((rand << 20)) --io_size=${rand}M --randrepeat=1 --norandommap
+}
 w_copyup_files() { drop_caches; $tool append-files $1/copyup $cu_n; }
 w_copyup_big() { drop_caches; $tool append $1/big.bin; }
 w_churn() { $tool churn $1/churn $churn; }

@@ -14,8 +14,7 @@
 //!   bench read-files DIR N SIZE                      open+read+close each of them
 //!   bench append-files DIR N                         append one byte to each of them
 //!   bench gen-big FILE MIB                           one file of pseudo-random data
-//!   bench read-seq FILE                              read it all in 1 MiB preads (gen-big's data)
-//!   bench read-rand FILE MIB                         MIB worth of 4 KiB preads at random offsets
+//!   bench verify-big FILE                            check gen-big's data as read back (untimed)
 //!   bench append FILE                                append one byte
 //!   bench churn DIR N                                create, rename, unlink N files
 
@@ -262,14 +261,13 @@ fn pread_full(fd: i32, buf: &mut [u8], off: usize, file: &str) -> usize {
     r as usize
 }
 
-/// Sequential read (what fio --rw=read --bs=1M --ioengine=psync does); checks the first word
-/// of every MiB against what gen-big wrote there.
-fn read_seq(file: &str) {
+/// Checks a gen-big file as read back (untimed; fio does the timed reads): its size, and the
+/// first word of every MiB against what gen-big wrote there.
+fn verify_big(file: &str) {
     let (fd, size) = open_ro(file);
     let mut buf = vec![0u8; 1 << 20];
     let mut want = [0u8; 8];
     let mut off = 0usize;
-    let start = Instant::now();
     loop {
         let n = pread_full(fd, &mut buf, off, file);
         if n == 0 {
@@ -283,41 +281,11 @@ fn read_seq(file: &str) {
         }
         off += n;
     }
-    report(start);
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
     if off != size {
         die(&format!("{file}: read {off} bytes of {size}"));
     }
-}
-
-/// Random 4 KiB reads at aligned offsets (fio --rw=randread --bs=4k --ioengine=psync).
-fn read_rand(file: &str, mib: usize) {
-    let (fd, size) = open_ro(file);
-    let blocks = size / 4096;
-    if blocks == 0 {
-        die(&format!("{file}: too small"));
-    }
-    let count = mib * 256;
-    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
-    let offs: Vec<usize> = (0..count)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x as usize % blocks) * 4096
-        })
-        .collect();
-    let mut buf = vec![0u8; 4096];
-    let start = Instant::now();
-    for &off in &offs {
-        if pread_full(fd, &mut buf, off, file) != 4096 {
-            die(&format!("{file}: short read at {off}"));
-        }
-    }
-    report(start);
-    // SAFETY: fd is ours.
-    unsafe { libc::close(fd) };
 }
 
 fn churn(dir: &str, n: usize) {
@@ -373,8 +341,7 @@ fn main() {
         ["read-files", dir, n, size] => read_files(dir, num(n), num(size)),
         ["append-files", dir, n] => append_files(dir, num(n)),
         ["gen-big", file, mib] => gen_big(file, num(mib)),
-        ["read-seq", file] => read_seq(file),
-        ["read-rand", file, mib] => read_rand(file, num(mib)),
+        ["verify-big", file] => verify_big(file),
         ["append", file] => {
             let p = c(file);
             let start = Instant::now();
