@@ -49,7 +49,7 @@ const DT_CHR: u8 = bindings::DT_CHR as u8;
 const DT_REG: u8 = bindings::DT_REG as u8;
 const DT_UNKNOWN: u8 = bindings::DT_UNKNOWN as u8;
 
-/// A name as read from one layer, before merging.
+/// The top-most entry of a name, as read from its layer.
 #[derive(Clone, Copy)]
 struct RawEntry {
     off: usize,
@@ -58,27 +58,122 @@ struct RawEntry {
     rank: usize,
     ino: u64,
     d_type: u8,
+    /// The same name was seen in a lower layer too.
+    has_below: bool,
+    /// The next lower entry of the name, when it is a directory: its rank and inode number.
+    below_dir: Option<(usize, u64)>,
+}
+
+/// Every layer's names, deduplicated while they are read, top layer first: the first entry of a
+/// name wins, and the listing keeps the order the names were read in (as overlayfs' does).
+/// An open-addressing hash table finds a name in O(1), where sorting the whole listing afterwards
+/// took O(n log n) name comparisons.
+struct Dedup {
+    names: KVVec<u8>,
+    raw: KVVec<RawEntry>,
+    /// Index + 1 into `raw` (0: empty). The length is 0 or a power of two, kept at least twice
+    /// `raw.len()` so that probe sequences stay short.
+    slots: KVVec<u32>,
+}
+
+impl Dedup {
+    fn new() -> Self {
+        Self { names: KVVec::new(), raw: KVVec::new(), slots: KVVec::new() }
+    }
+
+    fn name_of<'a>(names: &'a [u8], r: &RawEntry) -> &'a [u8] {
+        names.get(r.off..r.off + r.len).unwrap_or(&[])
+    }
+
+    /// FNV-1a: short names, cheap and well spread.
+    fn hash(name: &[u8]) -> usize {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for &b in name {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        h as usize
+    }
+
+    /// The slot holding `name`, or the empty slot where it would go, and its entry if present.
+    /// `slots` must not be full.
+    fn find(&self, name: &[u8]) -> (usize, Option<usize>) {
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut slot = Self::hash(name) & mask;
+        loop {
+            match self.slots.get(slot) {
+                Some(&0) | None => return (slot, None),
+                Some(&s) => {
+                    let i = s as usize - 1;
+                    if let Some(r) = self.raw.get(i) {
+                        if Self::name_of(&self.names, r) == name {
+                            return (slot, Some(i));
+                        }
+                    }
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+    }
+
+    /// Doubles the table and puts every entry back.
+    fn grow(&mut self) -> Result {
+        let len = (self.slots.len() * 2).max(256);
+        self.slots = KVVec::from_elem(0u32, len, GFP_KERNEL)?;
+        for i in 0..self.raw.len() {
+            let Some(r) = self.raw.get(i) else { break };
+            let (slot, _) = self.find(Self::name_of(&self.names, r));
+            if let Some(s) = self.slots.get_mut(slot) {
+                *s = u32::try_from(i + 1).map_err(|_| EOVERFLOW)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds one entry of the layer at `rank`; layers must come top first.
+    fn add(&mut self, name: &[u8], rank: usize, ino: u64, d_type: u8) -> Result {
+        if (self.raw.len() + 1) * 2 > self.slots.len() {
+            self.grow()?;
+        }
+        let (slot, found) = self.find(name);
+        if let Some(i) = found {
+            // A lower entry of a name already listed: hidden, but the first one below the
+            // winner decides a merged directory's inode number.
+            if let Some(top) = self.raw.get_mut(i) {
+                if !top.has_below && top.rank != rank {
+                    top.has_below = true;
+                    top.below_dir = (u32::from(d_type) == DT_DIR).then_some((rank, ino));
+                }
+            }
+            return Ok(());
+        }
+        let index = u32::try_from(self.raw.len() + 1).map_err(|_| EOVERFLOW)?;
+        let off = self.names.len();
+        self.names.extend_from_slice(name, GFP_KERNEL)?;
+        self.raw.push(
+            RawEntry { off, len: name.len(), rank, ino, d_type, has_below: false, below_dir: None },
+            GFP_KERNEL,
+        )?;
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = index;
+        }
+        Ok(())
+    }
 }
 
 fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
-    let mut names = KVVec::new();
-    let mut raw: KVVec<RawEntry> = KVVec::new();
+    let mut seen = Dedup::new();
     let mut xwhiteouts = KVec::new();
     for (rank, e) in dir.entries().enumerate() {
         let layer = fs.layers.get(e.layer).ok_or(EIO)?;
         xwhiteouts.push(fs.opaque_value(layer, &e.dentry) == b'x', GFP_KERNEL)?;
         let file = RealFile::open_dir(fs.real_path(e)?, &fs.creds)?;
-        let failed = core::cell::Cell::new(false);
+        let failed = core::cell::Cell::new(None);
         let mut take = |name: &[u8], _off: i64, ino: u64, d_type: u32| -> bool {
             if name == b"." || name == b".." {
                 return true;
             }
-            let off = names.len();
-            let r = names
-                .extend_from_slice(name, GFP_KERNEL)
-                .and_then(|_| raw.push(RawEntry { off, len: name.len(), rank, ino, d_type: d_type as u8 }, GFP_KERNEL));
-            if r.is_err() {
-                failed.set(true);
+            if let Err(err) = seen.add(name, rank, ino, d_type as u8) {
+                failed.set(Some(err));
                 return false;
             }
             true
@@ -87,45 +182,21 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
         let mut pos = 0;
         loop {
             let next = file.read_dir(pos, &mut take)?;
-            if next == pos || failed.get() {
+            if next == pos || failed.get().is_some() {
                 break;
             }
             pos = next;
         }
-        if failed.get() {
-            return Err(ENOMEM);
+        if let Some(err) = failed.get() {
+            return Err(err);
         }
     }
 
-    let name_of = |r: &RawEntry| -> &[u8] { names.get(r.off..r.off + r.len).unwrap_or(&[]) };
-    // Sort positions rather than the entries: moving a word is what keeps the sort cheap for
-    // directories of 100 000 names (moving whole entries took most of a cold listing's time).
-    let mut order = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
-    for i in 0..raw.len() {
-        order.push(i, GFP_KERNEL)?;
-    }
-    merge_sort(&mut order, |&a, &b| match (raw.get(a), raw.get(b)) {
-        (Some(x), Some(y)) => name_of(x).cmp(name_of(y)).then(x.rank.cmp(&y.rank)).is_le(),
-        _ => true,
-    })?;
-    let mut sorted = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
-    for &i in order.iter() {
-        sorted.push(*raw.get(i).ok_or(EIO)?, GFP_KERNEL)?;
-    }
-    let raw = sorted;
-
+    let Dedup { names, raw, slots } = seen;
+    drop(slots);
     let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
-    let mut i = 0;
-    while i < raw.len() {
-        let first = i;
-        let top = &raw[i];
-        let name = name_of(top);
-        let mut j = i + 1;
-        while j < raw.len() && name_of(&raw[j]) == name {
-            j += 1;
-        }
-        i = j;
-        let below = raw.get(first + 1).filter(|_| first + 1 < j);
+    for top in raw.iter() {
+        let name = Dedup::name_of(&names, top);
         // Only entries that may be whiteouts need a look at the real object.
         let xw = xwhiteouts.get(top.rank).copied().unwrap_or(false);
         if top.d_type == DT_CHR || top.d_type == DT_UNKNOWN || (xw && top.d_type == DT_REG) {
@@ -144,9 +215,9 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
         let is_dir = u32::from(top.d_type) == DT_DIR;
         // As `stat` reports it: an upper directory merged with a lower one on the same
         // filesystem shows the lower one's number.
-        if let Some(next) = below.filter(|n| {
-            is_dir && fs.same_fs && top.rank == 0 && dir.upper().is_some() && u32::from(n.d_type) == DT_DIR
-        }) {
+        if let Some((below_rank, below_ino)) =
+            top.below_dir.filter(|_| is_dir && fs.same_fs && top.rank == 0 && dir.upper().is_some())
+        {
             let e = dir.entry(0).ok_or(EIO)?;
             let upper_layer = fs.layers.get(e.layer).ok_or(EIO)?;
             let opaque = match e.dentry.lookup_child(&upper_layer.mnt, name)? {
@@ -154,8 +225,8 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
                 _ => true,
             };
             if !opaque {
-                layer = dir.entry(next.rank).map_or(layer, |e| e.layer);
-                ino = next.ino;
+                layer = dir.entry(below_rank).map_or(layer, |e| e.layer);
+                ino = below_ino;
             }
         }
         let ino = fs.map_ino(layer, ino, is_dir);
@@ -260,106 +331,71 @@ pub(crate) fn real_names(fs: &UnionFs, dir: crate::vfs::RealPath<'_>) -> Result<
     Ok(names)
 }
 
-/// Sorts `v` stably by `le` (a total "less or equal"): insertion-sorted runs, then bottom-up
-/// merges through a scratch copy. Ours rather than `sort_unstable_by`, whose panic on an
-/// inconsistent order objtool does not know to be noreturn (it warns about the fall-through).
-fn merge_sort<T: Copy>(v: &mut KVVec<T>, le: impl Fn(&T, &T) -> bool) -> Result {
-    const RUN: usize = 16;
-    let n = v.len();
-    for start in (0..n).step_by(RUN) {
-        let end = n.min(start + RUN);
-        for i in start + 1..end {
-            let x = v[i];
-            let mut j = i;
-            while j > start && !le(&v[j - 1], &x) {
-                v[j] = v[j - 1];
-                j -= 1;
-            }
-            v[j] = x;
-        }
-    }
-    if n <= RUN {
-        return Ok(());
-    }
-    let mut scratch = KVVec::with_capacity(n, GFP_KERNEL)?;
-    for x in v.iter() {
-        scratch.push(*x, GFP_KERNEL)?;
-    }
-    let mut width = RUN;
-    let mut sorted_in_v = true;
-    while width < n {
-        let (src, dst): (&[T], &mut [T]) =
-            if sorted_in_v { (&v[..], &mut scratch[..]) } else { (&scratch[..], &mut v[..]) };
-        for lo in (0..n).step_by(2 * width) {
-            let mid = n.min(lo + width);
-            let hi = n.min(lo + 2 * width);
-            let (mut i, mut j) = (lo, mid);
-            for slot in &mut dst[lo..hi] {
-                if i < mid && (j >= hi || le(&src[i], &src[j])) {
-                    *slot = src[i];
-                    i += 1;
-                } else {
-                    *slot = src[j];
-                    j += 1;
-                }
-            }
-        }
-        sorted_in_v = !sorted_in_v;
-        width *= 2;
-    }
-    if !sorted_in_v {
-        // (Not `copy_from_slice`: its length-mismatch panic is another one objtool misses.)
-        for (d, s) in v.iter_mut().zip(scratch.iter()) {
-            *d = *s;
-        }
-    }
-    Ok(())
-}
-
 #[kunit_tests(unionrs_readdir)]
 mod tests {
     use super::*;
 
-    /// `n` pseudo-random (key, original position) pairs with many equal keys.
-    fn shuffled(n: usize, keys: u32) -> Option<KVVec<(u32, usize)>> {
-        let mut v = KVVec::with_capacity(n, GFP_KERNEL).ok()?;
-        let mut x: u32 = 0x9e37_79b9;
-        for i in 0..n {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            v.push((x % keys, i), GFP_KERNEL).ok()?;
-        }
-        Some(v)
-    }
-
-    /// Sorted by key, equal keys in their original order, and a permutation of the input.
-    fn sorted_stably(n: usize, keys: u32) -> bool {
-        let Some(mut v) = shuffled(n, keys) else { return false };
-        if merge_sort(&mut v, |a, b| a.0 <= b.0).is_err() {
-            return false;
-        }
-        let ordered = v.windows(2).all(|w| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 < w[1].1));
-        let Ok(mut seen) = KVVec::from_elem(false, n, GFP_KERNEL) else { return false };
-        for &(_, i) in v.iter() {
-            match seen.get_mut(i) {
-                Some(s) if !*s => *s = true,
-                _ => return false,
+    /// Decimal digits of `n` as a name.
+    fn name(n: usize, buf: &mut [u8; 24]) -> &[u8] {
+        let mut i = buf.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
             }
         }
-        ordered && v.len() == n
+        &buf[i..]
+    }
+
+    /// Three layers over `n` names: layer 0 has the even ones, layer 1 the multiples of three
+    /// (as directories), layer 2 all of them. Every name must be listed once, from the highest
+    /// layer that has it, in the order the layers were read.
+    fn three_layers(n: usize) -> bool {
+        let mut d = Dedup::new();
+        let mut buf = [0u8; 24];
+        let layers: [(u8, fn(usize) -> bool); 3] =
+            [(DT_DIR as u8, |i| i % 2 == 0), (DT_DIR as u8, |i| i % 3 == 0), (DT_REG, |_| true)];
+        for (rank, (d_type, has)) in layers.iter().enumerate() {
+            for i in (0..n).filter(|&i| has(i)) {
+                if d.add(name(i, &mut buf), rank, (rank * n + i) as u64, *d_type).is_err() {
+                    return false;
+                }
+            }
+        }
+        let mut expected = KVec::new();
+        for (rank, (_, has)) in layers.iter().enumerate() {
+            for i in (0..n).filter(|&i| has(i) && !layers[..rank].iter().any(|(_, h)| h(i))) {
+                if expected.push((i, rank), GFP_KERNEL).is_err() {
+                    return false;
+                }
+            }
+        }
+        d.raw.len() == n
+            && d.raw.iter().zip(expected.iter()).all(|(r, &(i, rank))| {
+                let below = match rank {
+                    0 if i % 3 == 0 => Some((1, (n + i) as u64)),
+                    _ => None,
+                };
+                Dedup::name_of(&d.names, r) == name(i, &mut [0u8; 24])
+                    && r.rank == rank
+                    && r.ino == (rank * n + i) as u64
+                    && r.has_below == (rank < 2)
+                    && r.below_dir == below
+            })
     }
 
     #[test]
-    fn merge_sort_small_and_odd_sizes() {
-        for n in [0, 1, 2, 15, 16, 17, 31, 33, 100] {
-            assert!(sorted_stably(n, 7));
+    fn dedup_small() {
+        for n in [0, 1, 2, 3, 7, 100] {
+            assert!(three_layers(n));
         }
     }
 
     #[test]
-    fn merge_sort_large() {
-        assert!(sorted_stably(10_000, 100));
-        assert!(sorted_stably(4_099, 1_000_000));
+    fn dedup_grows() {
+        assert!(three_layers(20_000));
     }
 }
