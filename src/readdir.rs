@@ -58,10 +58,8 @@ struct RawEntry {
     rank: usize,
     ino: u64,
     d_type: u8,
-    /// The same name was seen in a lower layer too.
-    has_below: bool,
-    /// The next lower entry of the name, when it is a directory: its rank and inode number.
-    below_dir: Option<(usize, u64)>,
+    /// The same name's entry in the next lower layer that has it: rank, inode number, d_type.
+    below: Option<(usize, u64, u8)>,
 }
 
 /// Every layer's names, deduplicated while they are read, top layer first: the first entry of a
@@ -139,10 +137,7 @@ impl Dedup {
             // A lower entry of a name already listed: hidden, but the first one below the
             // winner decides a merged directory's inode number.
             if let Some(top) = self.raw.get_mut(i) {
-                if !top.has_below && top.rank != rank {
-                    top.has_below = true;
-                    top.below_dir = (u32::from(d_type) == DT_DIR).then_some((rank, ino));
-                }
+                top.below.get_or_insert((rank, ino, d_type));
             }
             return Ok(());
         }
@@ -150,7 +145,7 @@ impl Dedup {
         let off = self.names.len();
         self.names.extend_from_slice(name, GFP_KERNEL)?;
         self.raw.push(
-            RawEntry { off, len: name.len(), rank, ino, d_type, has_below: false, below_dir: None },
+            RawEntry { off, len: name.len(), rank, ino, d_type, below: None },
             GFP_KERNEL,
         )?;
         if let Some(s) = self.slots.get_mut(slot) {
@@ -192,8 +187,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
         }
     }
 
-    let Dedup { names, raw, slots } = seen;
-    drop(slots);
+    let Dedup { names, raw, .. } = seen;
     let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
     for top in raw.iter() {
         let name = Dedup::name_of(&names, top);
@@ -215,9 +209,9 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
         let is_dir = u32::from(top.d_type) == DT_DIR;
         // As `stat` reports it: an upper directory merged with a lower one on the same
         // filesystem shows the lower one's number.
-        if let Some((below_rank, below_ino)) =
-            top.below_dir.filter(|_| is_dir && fs.same_fs && top.rank == 0 && dir.upper().is_some())
-        {
+        if let Some((below_rank, below_ino, _)) = top.below.filter(|&(_, _, t)| {
+            is_dir && u32::from(t) == DT_DIR && fs.same_fs && top.rank == 0 && dir.upper().is_some()
+        }) {
             let e = dir.entry(0).ok_or(EIO)?;
             let upper_layer = fs.layers.get(e.layer).ok_or(EIO)?;
             let opaque = match e.dentry.lookup_child(&upper_layer.mnt, name)? {
@@ -376,14 +370,14 @@ mod tests {
         d.raw.len() == n
             && d.raw.iter().zip(expected.iter()).all(|(r, &(i, rank))| {
                 let below = match rank {
-                    0 if i % 3 == 0 => Some((1, (n + i) as u64)),
+                    0 if i % 3 == 0 => Some((1, (n + i) as u64, DT_DIR as u8)),
+                    0 | 1 => Some((2, (2 * n + i) as u64, DT_REG)),
                     _ => None,
                 };
                 Dedup::name_of(&d.names, r) == name(i, &mut [0u8; 24])
                     && r.rank == rank
                     && r.ino == (rank * n + i) as u64
-                    && r.has_below == (rank < 2)
-                    && r.below_dir == below
+                    && r.below == below
             })
     }
 
