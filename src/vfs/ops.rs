@@ -241,9 +241,12 @@ impl<T: FileSystem> Adapter<T> {
             let real = T::real_path(inode)?;
             let raw = real.raw();
             {
+                // The caller's `vfs_getattr` already asked the LSM about the union object; the
+                // real one is read without a second check, with the mounter's credentials, as
+                // overlayfs does (`ovl_real_getattr_nosec`).
                 let _creds = T::creds(inode.sb()).use_here();
                 // SAFETY: `raw` borrows a live path; `stat` is the caller's.
-                kernel::error::to_result(unsafe { bindings::vfs_getattr(&raw, stat, request_mask, flags) })?;
+                kernel::error::to_result(unsafe { bindings::vfs_getattr_nosec(&raw, stat, request_mask, flags) })?;
             }
             // SAFETY: `stat` is valid and ours for the call.
             T::fix_stat(inode, &mut Kstat(unsafe { &mut *stat }))?;
