@@ -69,12 +69,18 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let mnt = &fs.upper_layer()?.mnt;
     // Moving the copy in changes the directory's times, but the union's view of the
     // directory has not changed: put them back, as overlayfs does.
-    let parent_times = RealStat::of(crate::vfs::RealPath { mnt, dentry: &upper_parent.dentry })?;
+    let parent_times = RealStat::of(crate::vfs::RealPath {
+        mnt,
+        dentry: &upper_parent.dentry,
+    })?;
     let copy = fs.copy_to_upper(lower, &upper_parent.dentry, &name)?;
     let _ = mnt.set_times(&upper_parent.dentry, &parent_times);
     inode.refresh_from(copy.inode().ok_or(EIO)?);
     inode.publish_upper(copy.clone());
-    data.set_upper(RealEntry { layer: 0, dentry: copy });
+    data.set_upper(RealEntry {
+        layer: 0,
+        dentry: copy,
+    });
     // The object's inode number in the parent's listing is the copy's now.
     pinode.data()?.invalidate_listing();
     Ok(())
@@ -83,7 +89,12 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
 impl UnionFs {
     /// Copies the real object `lower` to `name` in upper directory `upper_parent`, through a
     /// temporary in the work directory. Returns the upper dentry.
-    fn copy_to_upper(&self, lower: &RealEntry, upper_parent: &Dentry, name: &[u8]) -> Result<ARef<Dentry>> {
+    fn copy_to_upper(
+        &self,
+        lower: &RealEntry,
+        upper_parent: &Dentry,
+        name: &[u8],
+    ) -> Result<ARef<Dentry>> {
         let lpath = self.real_path(lower)?;
         let st = RealStat::of(lpath)?;
         let mnt = &self.upper_layer()?.mnt;
@@ -96,7 +107,10 @@ impl UnionFs {
                 NewObject::Symlink(&target)
             }
             bindings::S_IFREG | bindings::S_IFDIR => NewObject::Node { mode, rdev: 0 },
-            _ => NewObject::Node { mode, rdev: st.rdev() },
+            _ => NewObject::Node {
+                mode,
+                rdev: st.rdev(),
+            },
         };
         let (copy, _) = self.build_in_work(what, |temp| {
             if mode & bindings::S_IFMT == bindings::S_IFREG {
@@ -124,7 +138,8 @@ impl UnionFs {
 
 /// Copies up the object of `dentry` if an open with `flags` may write it.
 pub(crate) fn prepare_open(dentry: &Dentry, flags: u32) -> Result {
-    let writes = flags & bindings::O_ACCMODE != bindings::O_RDONLY || flags & bindings::O_TRUNC != 0;
+    let writes =
+        flags & bindings::O_ACCMODE != bindings::O_RDONLY || flags & bindings::O_TRUNC != 0;
     if !writes {
         return Ok(());
     }

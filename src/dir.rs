@@ -21,7 +21,11 @@ const RENAME_EXCHANGE: u32 = 1 << 1;
 const RENAME_WHITEOUT: u32 = 1 << 2;
 
 /// The upper directory of union directory `dir`, copied up first.
-fn upper_dir<'a>(sb: &SuperBlock<UnionFs>, dir_dentry: &Dentry, dir: &'a FsInode<UnionFs>) -> Result<&'a RealEntry> {
+fn upper_dir<'a>(
+    sb: &SuperBlock<UnionFs>,
+    dir_dentry: &Dentry,
+    dir: &'a FsInode<UnionFs>,
+) -> Result<&'a RealEntry> {
     copy_up(sb, dir_dentry)?;
     dir.data()?.upper().ok_or(EIO)
 }
@@ -63,9 +67,16 @@ impl UnionFs {
     /// Puts a new real object at `name` in upper directory `parent`: straight there, or, if
     /// a whiteout is there, made in the work directory and moved over it (a directory then
     /// made opaque, since the names below are not its own).
-    fn create_upper(&self, parent: &Dentry, name: &[u8], what: NewObject<'_>) -> Result<ARef<Dentry>> {
+    fn create_upper(
+        &self,
+        parent: &Dentry,
+        name: &[u8],
+        what: NewObject<'_>,
+    ) -> Result<ARef<Dentry>> {
         let mnt = &self.upper_layer()?.mnt;
-        let over_whiteout = parent.lookup_child(mnt, name)?.is_some_and(|d| d.is_whiteout());
+        let over_whiteout = parent
+            .lookup_child(mnt, name)?
+            .is_some_and(|d| d.is_whiteout());
         if !over_whiteout {
             return mnt.create(parent, Some(name), what);
         }
@@ -96,26 +107,37 @@ impl UnionFs {
 
     /// Replaces upper directory `upper` (at `name` in `parent`), which holds only whiteouts,
     /// by an empty opaque copy of itself, in one step; then removes the old one.
-    fn clear_whiteouts(&self, parent: &Dentry, name: &[u8], upper: &Dentry) -> Result<ARef<Dentry>> {
+    fn clear_whiteouts(
+        &self,
+        parent: &Dentry,
+        name: &[u8],
+        upper: &Dentry,
+    ) -> Result<ARef<Dentry>> {
         let mnt = &self.upper_layer()?.mnt;
         let work = self.work_dir()?;
         let path = crate::vfs::RealPath { mnt, dentry: upper };
         let st = RealStat::of(path)?;
-        let (new, old) = self.build_in_work(NewObject::Node { mode: st.mode(), rdev: 0 }, |temp| {
-            mnt.copy_xattrs(path, temp, self.own_prefix_cstr())?;
-            mnt.set_xattr(temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
-            mnt.copy_attrs(temp, &st)?;
-            mnt.rename(&Rename {
-                old_parent: work,
-                old: RenameEnd::Dentry(temp),
-                new_parent: parent,
-                new: RenameEnd::Name(name),
-                flags: RENAME_EXCHANGE,
-                expect_old: None,
-                expect_new: upper.inode(),
-                new_negative: false,
-            })
-        })?;
+        let (new, old) = self.build_in_work(
+            NewObject::Node {
+                mode: st.mode(),
+                rdev: 0,
+            },
+            |temp| {
+                mnt.copy_xattrs(path, temp, self.own_prefix_cstr())?;
+                mnt.set_xattr(temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
+                mnt.copy_attrs(temp, &st)?;
+                mnt.rename(&Rename {
+                    old_parent: work,
+                    old: RenameEnd::Dentry(temp),
+                    new_parent: parent,
+                    new: RenameEnd::Name(name),
+                    flags: RENAME_EXCHANGE,
+                    expect_old: None,
+                    expect_new: upper.inode(),
+                    new_negative: false,
+                })
+            },
+        )?;
         let _ = self.remove_tree(work, &old, 1);
         Ok(new)
     }
@@ -144,7 +166,10 @@ impl UnionFs {
         let work = self.work_dir()?;
         let is_dir = upper.is_some_and(|u| u.is_dir());
         // A whiteout is a 0/0 character device (mode bits 0).
-        let wh = NewObject::Node { mode: bindings::S_IFCHR, rdev: bindings::WHITEOUT_DEV };
+        let wh = NewObject::Node {
+            mode: bindings::S_IFCHR,
+            rdev: bindings::WHITEOUT_DEV,
+        };
         let (_, replaced) = self.build_in_work(wh, |temp| {
             mnt.rename(&Rename {
                 old_parent: work,
@@ -183,7 +208,13 @@ pub(crate) fn create(dir: &FsInode<UnionFs>, dentry: &Dentry, what: NewObject<'_
         fs.create_upper(&up.dentry, name, what)?
     };
     let mut stack = KVec::new();
-    stack.push(RealEntry { layer: 0, dentry: real }, GFP_KERNEL)?;
+    stack.push(
+        RealEntry {
+            layer: 0,
+            dentry: real,
+        },
+        GFP_KERNEL,
+    )?;
     let inode = fs.get_inode(sb, stack).inspect_err(|_| {
         // The object exists on the upper layer: let the next lookup find it.
         dentry.drop_from_cache();
@@ -209,7 +240,13 @@ pub(crate) fn tmpfile(
         open(fs.real_path(up)?)?
     };
     let mut stack = KVec::new();
-    stack.push(RealEntry { layer: 0, dentry: real }, GFP_KERNEL)?;
+    stack.push(
+        RealEntry {
+            layer: 0,
+            dentry: real,
+        },
+        GFP_KERNEL,
+    )?;
     fs.get_inode(sb, stack)
 }
 
@@ -267,7 +304,9 @@ pub(crate) fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> R
             fs.whiteout(&up.dentry, name, upper.as_deref())?;
         } else {
             let u = upper.ok_or(EIO)?;
-            fs.upper_layer()?.mnt.remove_name(&up.dentry, name, u.inode().ok_or(EIO)?)?;
+            fs.upper_layer()?
+                .mnt
+                .remove_name(&up.dentry, name, u.inode().ok_or(EIO)?)?;
         }
     }
     if is_dir {
@@ -292,9 +331,14 @@ fn is_upper_whiteout(fs: &UnionFs, d: &Dentry, parent: &FsInode<UnionFs>) -> Res
     if d.inode().is_some() {
         return Ok(false);
     }
-    let Some(up) = parent.data()?.upper() else { return Ok(false) };
+    let Some(up) = parent.data()?.upper() else {
+        return Ok(false);
+    };
     let mnt = &fs.upper_layer()?.mnt;
-    Ok(up.dentry.lookup_child(mnt, d.name())?.is_some_and(|c| c.is_whiteout()))
+    Ok(up
+        .dentry
+        .lookup_child(mnt, d.name())?
+        .is_some_and(|c| c.is_whiteout()))
 }
 
 fn is_opaque(fs: &UnionFs, e: &RealEntry) -> Result<bool> {
@@ -343,7 +387,11 @@ pub(crate) fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
         if old_lower_positive {
             // The old name must stay hidden: leave a whiteout there (or swap the one at
             // the target into it).
-            real_flags |= if new_whiteout { RENAME_EXCHANGE } else { RENAME_WHITEOUT };
+            real_flags |= if new_whiteout {
+                RENAME_EXCHANGE
+            } else {
+                RENAME_WHITEOUT
+            };
         } else if is_dir && new_whiteout {
             real_flags |= RENAME_EXCHANGE;
             cleanup_whiteout = true;
@@ -372,8 +420,13 @@ pub(crate) fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     // A directory that moves into a merged directory must not pick up the names of a lower
     // directory of the same name there.
     if is_dir && !is_opaque(fs, old_upper)? && new_dir.data()?.is_merged() {
-        mnt.set_xattr(&old_upper.dentry, fs.xattr_name(Xattr::Opaque), Some(b"y"), 0)
-            .map_err(|_| crate::vfs::errno::exdev())?;
+        mnt.set_xattr(
+            &old_upper.dentry,
+            fs.xattr_name(Xattr::Opaque),
+            Some(b"y"),
+            0,
+        )
+        .map_err(|_| crate::vfs::errno::exdev())?;
     }
     if let (false, Some(n)) = (overwrite, new_inode) {
         if n.inode().is_dir() && old_dir.data()?.is_merged() {

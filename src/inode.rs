@@ -57,7 +57,10 @@ impl UnionInode {
 
     /// The top-most real object: the one whose attributes and data the union shows.
     pub(crate) fn top(&self) -> Result<&RealEntry> {
-        self.upper.as_ref().or_else(|| self.lower.first()).ok_or(EIO)
+        self.upper
+            .as_ref()
+            .or_else(|| self.lower.first())
+            .ok_or(EIO)
     }
 
     /// The real object on the upper layer, if there is one yet.
@@ -101,7 +104,10 @@ impl UnionFs {
     /// The layer path of a real entry.
     pub(crate) fn real_path<'a>(&'a self, e: &'a RealEntry) -> Result<RealPath<'a>> {
         let layer = self.layers.get(e.layer).ok_or(EIO)?;
-        Ok(RealPath { mnt: &layer.mnt, dentry: &e.dentry })
+        Ok(RealPath {
+            mnt: &layer.mnt,
+            dentry: &e.dentry,
+        })
     }
 
     /// The inode number the union shows for a real object on layer `layer`.
@@ -138,7 +144,10 @@ impl UnionFs {
         let real = real_d.inode().ok_or(ENOENT)?;
         let ino = self.map_ino(top.layer, real.ino(), real.is_dir());
         let has_upper = self.has_upper();
-        let first_lower = stack.iter().find(|e| !(has_upper && e.layer == 0)).map(|e| e.dentry.clone());
+        let first_lower = stack
+            .iter()
+            .find(|e| !(has_upper && e.layer == 0))
+            .map(|e| e.dentry.clone());
         let key_d = first_lower.as_ref().unwrap_or(&real_d);
         let key_inode = key_d.inode().ok_or(ENOENT)?;
         let data = UnionInode::new(stack, has_upper)?;
@@ -164,7 +173,8 @@ pub(crate) fn permission(inode: PermInode<'_, UnionFs>, idmap: Idmap, mask: i32)
     inode.inode().generic_permission(idmap, mask)?;
     let fs = inode.sb().info();
     let mut real_mask = mask;
-    let special = !(real.is_reg() || real.is_dir() || real.mode() & bindings::S_IFMT == bindings::S_IFLNK);
+    let special =
+        !(real.is_reg() || real.is_dir() || real.mode() & bindings::S_IFMT == bindings::S_IFLNK);
     if layer != 0 || !fs.has_upper() {
         // A write to a lower object will copy it up first; the mounter then needs to read it.
         if !special && mask & bindings::MAY_WRITE as i32 != 0 {
@@ -201,7 +211,9 @@ pub(crate) fn fix_stat(inode: &FsInode<UnionFs>, stat: &mut Kstat<'_>) -> Result
     // overlayfs does), which stays the same when the directory is copied up. Copied-up
     // non-directories show the copy's number: keeping the original's would need the
     // `overlay.origin` xattr to survive a remount, which unionrs does not write yet.
-    if let (true, Some(_), Some(origin)) = (is_dir && fs.same_fs, data.upper(), data.lower().first()) {
+    if let (true, Some(_), Some(origin)) =
+        (is_dir && fs.same_fs, data.upper(), data.lower().first())
+    {
         let lst = crate::vfs::RealStat::of(fs.real_path(origin)?)?;
         ino = fs.map_ino(origin.layer, lst.ino(), is_dir);
     }

@@ -45,7 +45,8 @@ impl UnionFs {
         }
         inode.is_reg()
             && inode.size() == 0
-            && d.getxattr(&layer.mnt, self.xattr_name(Xattr::Whiteout), &mut []).is_ok()
+            && d.getxattr(&layer.mnt, self.xattr_name(Xattr::Whiteout), &mut [])
+                .is_ok()
     }
 
     /// Looks `name` up below the real directories `parent` and returns the new stack.
@@ -54,25 +55,43 @@ impl UnionFs {
     }
 
     /// Looks `name` up below the given real directories (top first).
-    pub(crate) fn lookup_in<'a>(&self, dirs: impl Iterator<Item = &'a RealEntry>, name: &[u8]) -> Result<KVec<RealEntry>> {
+    pub(crate) fn lookup_in<'a>(
+        &self,
+        dirs: impl Iterator<Item = &'a RealEntry>,
+        name: &[u8],
+    ) -> Result<KVec<RealEntry>> {
         let mut stack = KVec::new();
         for e in dirs {
             let layer = self.layers.get(e.layer).ok_or(EIO)?;
-            let Some(child) = e.dentry.lookup_child(&layer.mnt, name)? else { continue };
+            let Some(child) = e.dentry.lookup_child(&layer.mnt, name)? else {
+                continue;
+            };
             let Some(inode) = child.inode() else { continue };
             if self.is_whiteout(layer, &child, inode) {
                 break;
             }
             if inode.is_dir() {
                 let opaque = self.opaque_value(layer, &child) == b'y';
-                stack.push(RealEntry { layer: e.layer, dentry: child }, GFP_KERNEL)?;
+                stack.push(
+                    RealEntry {
+                        layer: e.layer,
+                        dentry: child,
+                    },
+                    GFP_KERNEL,
+                )?;
                 if opaque {
                     break;
                 }
             } else {
                 // A non-directory is only visible on top; below a directory it is hidden.
                 if stack.is_empty() {
-                    stack.push(RealEntry { layer: e.layer, dentry: child }, GFP_KERNEL)?;
+                    stack.push(
+                        RealEntry {
+                            layer: e.layer,
+                            dentry: child,
+                        },
+                        GFP_KERNEL,
+                    )?;
                 }
                 break;
             }

@@ -139,7 +139,9 @@ pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<KVec<u8>>, SplitError> {
                 if layers.len() == MAX_LOWER_LAYERS {
                     return Err(SplitError::TooMany);
                 }
-                layers.push(core::mem::take(&mut cur), GFP_KERNEL).map_err(|_| SplitError::NoMemory)?;
+                layers
+                    .push(core::mem::take(&mut cur), GFP_KERNEL)
+                    .map_err(|_| SplitError::NoMemory)?;
                 i += 1;
             }
             c => {
@@ -151,7 +153,9 @@ pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<KVec<u8>>, SplitError> {
     if layers.len() == MAX_LOWER_LAYERS {
         return Err(SplitError::TooMany);
     }
-    layers.push(cur, GFP_KERNEL).map_err(|_| SplitError::NoMemory)?;
+    layers
+        .push(cur, GFP_KERNEL)
+        .map_err(|_| SplitError::NoMemory)?;
     Ok(layers)
 }
 
@@ -160,7 +164,9 @@ fn to_cstring(bytes: &[u8]) -> Result<CString> {
     let mut v = KVec::with_capacity(bytes.len() + 1, GFP_KERNEL)?;
     v.extend_from_slice(bytes, GFP_KERNEL)?;
     v.push(0, GFP_KERNEL)?;
-    Ok(CString::try_from(CStr::from_bytes_with_nul(&v).map_err(|_| EINVAL)?)?)
+    Ok(CString::try_from(
+        CStr::from_bytes_with_nul(&v).map_err(|_| EINVAL)?,
+    )?)
 }
 
 /// Resolves one layer directory, with the errors a user should see.
@@ -168,8 +174,16 @@ fn resolve_layer(fc: &FsContext, what: &str, name: &CStr) -> Result<Path> {
     if name.is_empty() {
         return Err(fc.fail(EINVAL, fmt!("{what}: empty path")));
     }
-    let path = Path::lookup(name, true)
-        .map_err(|e| fc.fail(e, fmt!("{what}: failed to resolve '{}': {}", show(name), e.to_errno())))?;
+    let path = Path::lookup(name, true).map_err(|e| {
+        fc.fail(
+            e,
+            fmt!(
+                "{what}: failed to resolve '{}': {}",
+                show(name),
+                e.to_errno()
+            ),
+        )
+    })?;
     check_dir(fc, what, name, path)
 }
 
@@ -185,7 +199,10 @@ fn layer_from_param(fc: &FsContext, what: &str, value: ParamValue<'_>) -> Result
     match value {
         ParamValue::String(s) => {
             let path = resolve_layer(fc, what, s)?;
-            Ok(LayerSpec { name: CString::try_from(s)?, path })
+            Ok(LayerSpec {
+                name: CString::try_from(s)?,
+                path,
+            })
         }
         ParamValue::File(path) => {
             // The user gave an fd, not a name: show where it points, as overlayfs does.
@@ -199,7 +216,10 @@ fn layer_from_param(fc: &FsContext, what: &str, value: ParamValue<'_>) -> Result
 
 fn add_lower(fc: &FsContext, cfg: &mut Config, layer: LayerSpec) -> Result {
     if cfg.lowers.len() >= MAX_LOWER_LAYERS {
-        return Err(fc.fail(EINVAL, fmt!("too many lower directories, the limit is {MAX_LOWER_LAYERS}")));
+        return Err(fc.fail(
+            EINVAL,
+            fmt!("too many lower directories, the limit is {MAX_LOWER_LAYERS}"),
+        ));
     }
     cfg.lowers.push(layer, GFP_KERNEL)?;
     Ok(())
@@ -209,7 +229,8 @@ fn parse_lowerdir(fc: &FsContext, cfg: &mut Config, value: &CStr) -> Result {
     // `lowerdir=` replaces whatever lower layers were given before, as in overlayfs.
     cfg.lowers.clear();
     cfg.lowerdir_all = None;
-    let parts = split_lowerdir(value.to_bytes()).map_err(|e| fc.fail(e.errno(), fmt!("{}", show(e.message()))))?;
+    let parts = split_lowerdir(value.to_bytes())
+        .map_err(|e| fc.fail(e.errno(), fmt!("{}", show(e.message()))))?;
     if parts.is_empty() {
         return Ok(());
     }
@@ -256,7 +277,13 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
         opt::UPPERDIR => {
             let layer = layer_from_param(fc, "upperdir", param.value)?;
             if layer.path.mount_is_readonly() {
-                return Err(fc.fail(EROFS, fmt!("upperdir: filesystem on '{}' is read-only", show(&layer.name))));
+                return Err(fc.fail(
+                    EROFS,
+                    fmt!(
+                        "upperdir: filesystem on '{}' is read-only",
+                        show(&layer.name)
+                    ),
+                ));
             }
             cfg.upper = Some(layer);
             Ok(())
@@ -298,7 +325,9 @@ mod tests {
     /// Whether `s` splits into exactly `want`.
     fn splits_to(s: &[u8], want: &[&[u8]]) -> bool {
         match split_lowerdir(s) {
-            Ok(got) => got.len() == want.len() && got.iter().zip(want.iter()).all(|(g, w)| &g[..] == *w),
+            Ok(got) => {
+                got.len() == want.len() && got.iter().zip(want.iter()).all(|(g, w)| &g[..] == *w)
+            }
             Err(_) => false,
         }
     }
@@ -315,7 +344,10 @@ mod tests {
 
     #[test]
     fn escapes() {
-        assert!(splits_to(b"/a\\:b:/c\\,d:/e\\\\f", &[b"/a:b", b"/c,d", b"/e\\f"]));
+        assert!(splits_to(
+            b"/a\\:b:/c\\,d:/e\\\\f",
+            &[b"/a:b", b"/c,d", b"/e\\f"]
+        ));
         assert!(splits_to(b"/a\\", &[b"/a\\"]));
         assert!(splits_to(b"/a\\:", &[b"/a:"]));
         assert!(!splits_to(b"/a\\:b", &[b"/a", b"b"]));
@@ -351,7 +383,12 @@ mod tests {
     fn limit_is_500_layers() {
         let at_limit = many(MAX_LOWER_LAYERS);
         let over = many(MAX_LOWER_LAYERS + 1);
-        assert!(matches!(at_limit.as_deref().map(split_lowerdir), Some(Ok(v)) if v.len() == MAX_LOWER_LAYERS));
-        assert!(matches!(over.as_deref().map(split_lowerdir), Some(Err(SplitError::TooMany))));
+        assert!(
+            matches!(at_limit.as_deref().map(split_lowerdir), Some(Ok(v)) if v.len() == MAX_LOWER_LAYERS)
+        );
+        assert!(matches!(
+            over.as_deref().map(split_lowerdir),
+            Some(Err(SplitError::TooMany))
+        ));
     }
 }

@@ -76,7 +76,11 @@ struct Dedup {
 
 impl Dedup {
     fn new() -> Self {
-        Self { names: KVVec::new(), raw: KVVec::new(), slots: KVVec::new() }
+        Self {
+            names: KVVec::new(),
+            raw: KVVec::new(),
+            slots: KVVec::new(),
+        }
     }
 
     fn name_of<'a>(names: &'a [u8], r: &RawEntry) -> &'a [u8] {
@@ -145,7 +149,14 @@ impl Dedup {
         let off = self.names.len();
         self.names.extend_from_slice(name, GFP_KERNEL)?;
         self.raw.push(
-            RawEntry { off, len: name.len(), rank, ino, d_type, below: None },
+            RawEntry {
+                off,
+                len: name.len(),
+                rank,
+                ino,
+                d_type,
+                below: None,
+            },
             GFP_KERNEL,
         )?;
         if let Some(s) = self.slots.get_mut(slot) {
@@ -215,7 +226,9 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
             let e = dir.entry(0).ok_or(EIO)?;
             let upper_layer = fs.layers.get(e.layer).ok_or(EIO)?;
             let opaque = match e.dentry.lookup_child(&upper_layer.mnt, name)? {
-                Some(child) if child.inode().is_some() => fs.opaque_value(upper_layer, &child) == b'y',
+                Some(child) if child.inode().is_some() => {
+                    fs.opaque_value(upper_layer, &child) == b'y'
+                }
                 _ => true,
             };
             if !opaque {
@@ -224,7 +237,15 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
             }
         }
         let ino = fs.map_ino(layer, ino, is_dir);
-        entries.push(Entry { off: top.off, len: top.len, ino, d_type: top.d_type }, GFP_KERNEL)?;
+        entries.push(
+            Entry {
+                off: top.off,
+                len: top.len,
+                ino,
+                d_type: top.d_type,
+            },
+            GFP_KERNEL,
+        )?;
     }
     Ok(MergedDir { names, entries })
 }
@@ -234,7 +255,10 @@ pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
     let fs = inode.sb().info();
     let data = inode.data()?;
     if !data.is_merged() {
-        return Ok(DirState::Single(RealFile::open_dir(fs.real_path(data.top()?)?, &fs.creds)?));
+        return Ok(DirState::Single(RealFile::open_dir(
+            fs.real_path(data.top()?)?,
+            &fs.creds,
+        )?));
     }
     let mut cache = data.dir_cache.lock();
     if let Some(m) = cache.as_ref() {
@@ -246,7 +270,12 @@ pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
 }
 
 /// `file_operations::iterate_shared` of a union directory.
-pub(crate) fn iterate(inode: &FsInode<UnionFs>, dir: &DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result {
+pub(crate) fn iterate(
+    inode: &FsInode<UnionFs>,
+    dir: &DirState,
+    parent_ino: u64,
+    out: &mut DirEmitter<'_>,
+) -> Result {
     let self_ino = inode.ino();
     match dir {
         DirState::Single(file) => {
@@ -308,7 +337,8 @@ pub(crate) fn real_names(fs: &UnionFs, dir: crate::vfs::RealPath<'_>) -> Result<
                 return true;
             }
             let mut n = KVec::new();
-            if n.extend_from_slice(name, GFP_KERNEL).is_err() || names.push(n, GFP_KERNEL).is_err() {
+            if n.extend_from_slice(name, GFP_KERNEL).is_err() || names.push(n, GFP_KERNEL).is_err()
+            {
                 failed = true;
                 return false;
             }
@@ -350,11 +380,16 @@ mod tests {
     fn three_layers(n: usize) -> bool {
         let mut d = Dedup::new();
         let mut buf = [0u8; 24];
-        let layers: [(u8, fn(usize) -> bool); 3] =
-            [(DT_DIR as u8, |i| i % 2 == 0), (DT_DIR as u8, |i| i % 3 == 0), (DT_REG, |_| true)];
+        let layers: [(u8, fn(usize) -> bool); 3] = [
+            (DT_DIR as u8, |i| i % 2 == 0),
+            (DT_DIR as u8, |i| i % 3 == 0),
+            (DT_REG, |_| true),
+        ];
         for (rank, (d_type, has)) in layers.iter().enumerate() {
             for i in (0..n).filter(|&i| has(i)) {
-                if d.add(name(i, &mut buf), rank, (rank * n + i) as u64, *d_type).is_err() {
+                if d.add(name(i, &mut buf), rank, (rank * n + i) as u64, *d_type)
+                    .is_err()
+                {
                     return false;
                 }
             }

@@ -3,21 +3,21 @@
 //! The union superblock: checks the layers given at mount, holds them for the life of the
 //! mount, and answers the superblock-level operations.
 
+use crate::inode::{RealEntry, UnionInode};
+use crate::namei::Xattr;
 use crate::params::{self, Config, LayerSpec};
+use crate::readdir::DirState;
 use crate::vfs::fs_type::seq_show_option;
 use crate::vfs::super_block::NewSuperBlock;
-use crate::inode::{RealEntry, UnionInode};
-use crate::readdir::DirState;
-use crate::namei::Xattr;
 use crate::vfs::{
-    errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, PermInode, Iattr, Idmap, Inode, Kstat, LayerMount,
-    MounterCreds, NewObject, Param, PosixAcl, RealPath, SuperBlock,
+    errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, Iattr, Idmap, Inode, Kstat,
+    LayerMount, MounterCreds, NewObject, Param, PermInode, PosixAcl, RealPath, SuperBlock,
 };
-use kernel::sync::aref::ARef;
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::seq_file::SeqFile;
 use kernel::str::CString;
+use kernel::sync::aref::ARef;
 
 /// `statfs(2)` `f_type` of a union: "unio" in ASCII.
 pub(crate) const UNIONRS_SUPER_MAGIC: u64 = 0x756e_696f;
@@ -74,12 +74,17 @@ impl UnionFs {
     }
 
     pub(crate) fn has_upper(&self) -> bool {
-        self.layers.first().is_some_and(|l| l.kind == LayerKind::Upper)
+        self.layers
+            .first()
+            .is_some_and(|l| l.kind == LayerKind::Upper)
     }
 
     /// The writable layer (`EROFS` for a union without one).
     pub(crate) fn upper_layer(&self) -> Result<&Layer> {
-        self.layers.first().filter(|l| l.kind == LayerKind::Upper).ok_or(EROFS)
+        self.layers
+            .first()
+            .filter(|l| l.kind == LayerKind::Upper)
+            .ok_or(EROFS)
     }
 
     /// The directory where new objects are built (`<workdir>/work`).
@@ -112,11 +117,18 @@ fn upper_uuid(fs: &UnionFs, mode: params::Uuid) -> Option<[u8; 16]> {
         Err(e) if e.to_errno() == -(bindings::ENODATA as i32) => {}
         _ => return None,
     }
-    if mode == params::Uuid::Auto && root.getxattr(&upper.mnt, fs.xattr_name(Xattr::Impure), &mut []).is_ok() {
+    if mode == params::Uuid::Auto
+        && root
+            .getxattr(&upper.mnt, fs.xattr_name(Xattr::Impure), &mut [])
+            .is_ok()
+    {
         return None;
     }
     let uuid = crate::vfs::new_uuid();
-    upper.mnt.set_xattr(root, fs.xattr_name(Xattr::Uuid), Some(&uuid), 0).ok()?;
+    upper
+        .mnt
+        .set_xattr(root, fs.xattr_name(Xattr::Uuid), Some(&uuid), 0)
+        .ok()?;
     Some(uuid)
 }
 
@@ -133,12 +145,26 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
     if let Some(old) = base.lookup_child(mnt, WORK_NAME)? {
         if old.inode().is_some() {
             fs.remove_tree(base, &old, 2).map_err(|e| {
-                fc.fail(e, fmt!("workdir: cannot clean up '{}/work' ({:?})", show(&fs.work.as_ref().map_or(c"", |w| &w.name)), e))
+                fc.fail(
+                    e,
+                    fmt!(
+                        "workdir: cannot clean up '{}/work' ({:?})",
+                        show(&fs.work.as_ref().map_or(c"", |w| &w.name)),
+                        e
+                    ),
+                )
             })?;
         }
     }
     let work = mnt
-        .create(base, Some(WORK_NAME), crate::vfs::NewObject::Node { mode: bindings::S_IFDIR, rdev: 0 })
+        .create(
+            base,
+            Some(WORK_NAME),
+            crate::vfs::NewObject::Node {
+                mode: bindings::S_IFDIR,
+                rdev: 0,
+            },
+        )
         .map_err(|e| fc.fail(e, fmt!("workdir: cannot create 'work' in it ({:?})", e)))?;
     // Opaque dirs and xattr copies need xattrs on the upper filesystem; overlayfs goes on
     // without them (and fails the operations that need them), and so do we.
@@ -147,7 +173,9 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
         Ok(()) => {
             let _ = mnt.set_xattr(&work, probe, None, 0);
         }
-        Err(_) => fc.warn(fmt!("upper fs does not support xattrs: opaque directories cannot be made")),
+        Err(_) => fc.warn(fmt!(
+            "upper fs does not support xattrs: opaque directories cannot be made"
+        )),
     }
     Ok(work)
 }
@@ -163,7 +191,10 @@ fn check_overlap(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
                     errno::eloop(),
                     fmt!(
                         "conflicting layers: '{}' ({}) and '{}' ({}) are the same directory",
-                        show(&a.name), ak.option(), show(&b.name), bk.option()
+                        show(&a.name),
+                        ak.option(),
+                        show(&b.name),
+                        bk.option()
                     ),
                 ));
             }
@@ -178,7 +209,10 @@ fn check_overlap(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
                 errno::eloop(),
                 fmt!(
                     "overlapping layers: '{}' ({}) is inside '{}' ({})",
-                    show(&inner.name), ik.option(), show(&outer.name), ok.option()
+                    show(&inner.name),
+                    ik.option(),
+                    show(&outer.name),
+                    ok.option()
                 ),
             ));
         }
@@ -189,11 +223,17 @@ fn check_overlap(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
 /// Checks upperdir and workdir against each other, as overlayfs does.
 fn check_upper_work(fc: &FsContext, upper: &LayerSpec, work: &LayerSpec) -> Result {
     if !upper.path.same_mount(&work.path) {
-        return Err(fc.fail(EINVAL, fmt!("workdir and upperdir must reside under the same mount")));
+        return Err(fc.fail(
+            EINVAL,
+            fmt!("workdir and upperdir must reside under the same mount"),
+        ));
     }
     let (u, w) = (upper.path.dentry(), work.path.dentry());
     if u.is_subdir_of(w) || w.is_subdir_of(u) {
-        return Err(fc.fail(EINVAL, fmt!("workdir and upperdir must be separate subtrees")));
+        return Err(fc.fail(
+            EINVAL,
+            fmt!("workdir and upperdir must be separate subtrees"),
+        ));
     }
     Ok(())
 }
@@ -206,7 +246,12 @@ impl FileSystem for UnionFs {
         params::parse_param(fc, cfg, param)
     }
 
-    fn reconfigure(fc: &FsContext, sb: &SuperBlock<Self>, wants_rw: bool, _cfg: &mut Config) -> Result {
+    fn reconfigure(
+        fc: &FsContext,
+        sb: &SuperBlock<Self>,
+        wants_rw: bool,
+        _cfg: &mut Config,
+    ) -> Result {
         if wants_rw && !sb.info().has_upper() {
             return Err(fc.fail(EROFS, fmt!("a union without upperdir is read-only")));
         }
@@ -221,7 +266,9 @@ impl FileSystem for UnionFs {
             return Err(fc.fail(EINVAL, fmt!("missing 'workdir' (upperdir needs one)")));
         }
         if cfg.upper.is_none() && cfg.work.is_some() {
-            fc.warn(fmt!("option 'workdir' is useless without 'upperdir', ignored"));
+            fc.warn(fmt!(
+                "option 'workdir' is useless without 'upperdir', ignored"
+            ));
             cfg.work = None;
         }
         if let (Some(upper), Some(work)) = (&cfg.upper, &cfg.work) {
@@ -239,7 +286,12 @@ impl FileSystem for UnionFs {
             all.push((l, LayerKind::Lower), GFP_KERNEL)?;
         }
         check_overlap(fc, &all)?;
-        let depth = all.iter().map(|(l, _)| l.path.stack_depth()).max().unwrap_or(0) + 1;
+        let depth = all
+            .iter()
+            .map(|(l, _)| l.path.stack_depth())
+            .max()
+            .unwrap_or(0)
+            + 1;
         drop(all);
         if depth > bindings::FILESYSTEM_MAX_STACK_DEPTH as i32 {
             return Err(fc.fail(EINVAL, fmt!("maximum filesystem stacking depth exceeded")));
@@ -249,18 +301,40 @@ impl FileSystem for UnionFs {
         let mut filesystems: KVec<*const kernel::bindings::super_block> = KVec::new();
         let upper = cfg.upper.take();
         let specs = upper.into_iter().map(|s| (s, LayerKind::Upper));
-        let lowers = core::mem::take(&mut cfg.lowers).into_iter().map(|s| (s, LayerKind::Lower));
+        let lowers = core::mem::take(&mut cfg.lowers)
+            .into_iter()
+            .map(|s| (s, LayerKind::Lower));
         for (spec, kind) in Iterator::chain(specs, lowers) {
-            let mnt = LayerMount::clone_private(&spec.path, kind == LayerKind::Lower)
-                .map_err(|e| fc.fail(e, fmt!("{}: cannot clone the mount of '{}'", kind.option(), show(&spec.name))))?;
-            let fs_index = match filesystems.iter().position(|&sb| core::ptr::eq(sb, mnt.sb_ptr())) {
+            let mnt =
+                LayerMount::clone_private(&spec.path, kind == LayerKind::Lower).map_err(|e| {
+                    fc.fail(
+                        e,
+                        fmt!(
+                            "{}: cannot clone the mount of '{}'",
+                            kind.option(),
+                            show(&spec.name)
+                        ),
+                    )
+                })?;
+            let fs_index = match filesystems
+                .iter()
+                .position(|&sb| core::ptr::eq(sb, mnt.sb_ptr()))
+            {
                 Some(i) => i,
                 None => {
                     filesystems.push(mnt.sb_ptr(), GFP_KERNEL)?;
                     filesystems.len() - 1
                 }
             };
-            layers.push(Layer { spec, kind, mnt, fs_index }, GFP_KERNEL)?;
+            layers.push(
+                Layer {
+                    spec,
+                    kind,
+                    mnt,
+                    fs_index,
+                },
+                GFP_KERNEL,
+            )?;
         }
         let mut info = KBox::new(
             UnionFs {
@@ -307,7 +381,13 @@ impl FileSystem for UnionFs {
         // ignored (OCI layers often carry one there).
         for (i, l) in fs.layers.iter().enumerate() {
             let root: ARef<Dentry> = l.spec.path.dentry().into();
-            stack.push(RealEntry { layer: i, dentry: root }, GFP_KERNEL)?;
+            stack.push(
+                RealEntry {
+                    layer: i,
+                    dentry: root,
+                },
+                GFP_KERNEL,
+            )?;
         }
         let top = fs.top().ok_or(EINVAL)?;
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
@@ -324,7 +404,10 @@ impl FileSystem for UnionFs {
 
     fn statfs_path(sb: &SuperBlock<Self>) -> Result<RealPath<'_>> {
         let top = sb.info().top().ok_or(EIO)?;
-        Ok(RealPath { mnt: &top.mnt, dentry: top.spec.path.dentry() })
+        Ok(RealPath {
+            mnt: &top.mnt,
+            dentry: top.spec.path.dentry(),
+        })
     }
 
     fn real_path(inode: &FsInode<Self>) -> Result<RealPath<'_>> {
@@ -359,7 +442,12 @@ impl FileSystem for UnionFs {
         crate::xattr::listxattr(inode, buf)
     }
 
-    fn iterate(inode: &FsInode<Self>, dir: &DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result {
+    fn iterate(
+        inode: &FsInode<Self>,
+        dir: &DirState,
+        parent_ino: u64,
+        out: &mut DirEmitter<'_>,
+    ) -> Result {
         crate::readdir::iterate(inode, dir, parent_ino, out)
     }
 

@@ -50,12 +50,15 @@ pub(crate) fn getxattr(inode: &FsInode<UnionFs>, name: &CStr, buf: &mut [u8]) ->
 
 /// `prefix` + "overlay." + `rest`: how a union object's `overlay.*` xattr is stored.
 fn escape(prefix: &[u8], rest: &[u8]) -> Result<CString> {
-    let mut escaped = KVec::with_capacity(prefix.len() + rest.len() + ESCAPE.len() + 1, GFP_KERNEL)?;
+    let mut escaped =
+        KVec::with_capacity(prefix.len() + rest.len() + ESCAPE.len() + 1, GFP_KERNEL)?;
     escaped.extend_from_slice(prefix, GFP_KERNEL)?;
     escaped.extend_from_slice(ESCAPE, GFP_KERNEL)?;
     escaped.extend_from_slice(rest, GFP_KERNEL)?;
     escaped.push(0, GFP_KERNEL)?;
-    Ok(CString::try_from(CStr::from_bytes_with_nul(&escaped).map_err(|_| EINVAL)?)?)
+    Ok(CString::try_from(
+        CStr::from_bytes_with_nul(&escaped).map_err(|_| EINVAL)?,
+    )?)
 }
 
 /// `setxattr`/`removexattr` of a union object: on its upper copy (copied up first), with our

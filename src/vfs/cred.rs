@@ -27,7 +27,10 @@ impl MounterCreds {
     pub(crate) fn use_here(&self) -> CredGuard<'_> {
         // SAFETY: `self.0` is a valid cred that outlives the guard; the guard reverts on drop.
         let old = unsafe { ffi::unionrs_override_creds(self.0.as_ptr()) };
-        CredGuard { old, _creds: PhantomData }
+        CredGuard {
+            old,
+            _creds: PhantomData,
+        }
     }
 
     /// Like [`Self::use_here`], but with the caller's fsuid and the group a new object in
@@ -37,7 +40,10 @@ impl MounterCreds {
         // undoes both overrides on drop.
         let old = unsafe { ffi::unionrs_creator_begin(self.0.as_ptr(), dir.as_ptr()) };
         let old = kernel::error::from_err_ptr(old.cast_mut())?;
-        Ok(CreatorGuard { old, _creds: PhantomData })
+        Ok(CreatorGuard {
+            old,
+            _creds: PhantomData,
+        })
     }
 
     pub(crate) fn as_ptr(&self) -> *const bindings::cred {

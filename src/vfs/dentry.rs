@@ -93,26 +93,51 @@ impl Dentry {
     /// Looks up `name` in this directory of layer mount `mnt`, with the current credentials'
     /// permission checks. Returns the child, which may be negative; `Ok(None)` when the name
     /// cannot exist there (`ENOENT`, `ENAMETOOLONG`).
-    pub(crate) fn lookup_child(&self, mnt: &super::layer::LayerMount, name: &[u8]) -> Result<Option<ARef<Dentry>>> {
+    pub(crate) fn lookup_child(
+        &self,
+        mnt: &super::layer::LayerMount,
+        name: &[u8],
+    ) -> Result<Option<ARef<Dentry>>> {
         let len = c_int::try_from(name.len()).map_err(|_| super::errno::enametoolong())?;
         // SAFETY: `self` is a referenced directory dentry on `mnt`; `name` is valid for `len`.
-        let d = unsafe { super::ffi::unionrs_lookup_one(mnt.as_ptr(), name.as_ptr().cast(), len, self.as_ptr()) };
+        let d = unsafe {
+            super::ffi::unionrs_lookup_one(mnt.as_ptr(), name.as_ptr().cast(), len, self.as_ptr())
+        };
         match kernel::error::from_err_ptr(d) {
             Ok(d) => {
                 // SAFETY: `lookup_one_unlocked` returned a referenced dentry, never NULL.
-                Ok(Some(unsafe { ARef::from_raw(NonNull::new_unchecked(d.cast())) }))
+                Ok(Some(unsafe {
+                    ARef::from_raw(NonNull::new_unchecked(d.cast()))
+                }))
             }
-            Err(e) if e == ENOENT || e.to_errno() == super::errno::enametoolong().to_errno() => Ok(None),
+            Err(e) if e == ENOENT || e.to_errno() == super::errno::enametoolong().to_errno() => {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
 
     /// Reads extended attribute `name` into `buf` (or only its size, for an empty `buf`).
-    pub(crate) fn getxattr(&self, mnt: &super::layer::LayerMount, name: &CStr, buf: &mut [u8]) -> Result<usize> {
-        let ptr = if buf.is_empty() { core::ptr::null_mut() } else { buf.as_mut_ptr() };
+    pub(crate) fn getxattr(
+        &self,
+        mnt: &super::layer::LayerMount,
+        name: &CStr,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let ptr = if buf.is_empty() {
+            core::ptr::null_mut()
+        } else {
+            buf.as_mut_ptr()
+        };
         // SAFETY: the dentry and mount are valid; `ptr` is NULL or valid for `buf.len()`.
         let r = unsafe {
-            bindings::vfs_getxattr(mnt.idmap(), self.as_ptr(), name.as_char_ptr(), ptr.cast(), buf.len())
+            bindings::vfs_getxattr(
+                mnt.idmap(),
+                self.as_ptr(),
+                name.as_char_ptr(),
+                ptr.cast(),
+                buf.len(),
+            )
         };
         if r < 0 {
             return Err(Error::from_errno(r as c_int));
@@ -122,7 +147,11 @@ impl Dentry {
 
     /// Lists the extended attribute names into `buf` (or returns the size needed).
     pub(crate) fn listxattr(&self, buf: &mut [u8]) -> Result<usize> {
-        let ptr = if buf.is_empty() { core::ptr::null_mut() } else { buf.as_mut_ptr() };
+        let ptr = if buf.is_empty() {
+            core::ptr::null_mut()
+        } else {
+            buf.as_mut_ptr()
+        };
         // SAFETY: the dentry is valid; `ptr` is NULL or valid for `buf.len()`.
         let r = unsafe { bindings::vfs_listxattr(self.as_ptr(), ptr.cast(), buf.len()) };
         if r < 0 {

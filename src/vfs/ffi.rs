@@ -90,7 +90,10 @@ extern "C" {
     pub(crate) fn unionrs_parent_ino(dentry: *mut bindings::dentry) -> u64;
     pub(crate) fn unionrs_capable_sys_admin() -> bool;
     pub(crate) fn unionrs_sb_set_posixacl(sb: *mut bindings::super_block);
-    pub(crate) fn unionrs_get_inode_acl(real: *mut bindings::inode, ty: c_int) -> *mut bindings::posix_acl;
+    pub(crate) fn unionrs_get_inode_acl(
+        real: *mut bindings::inode,
+        ty: c_int,
+    ) -> *mut bindings::posix_acl;
     pub(crate) fn unionrs_get_acl(
         mnt: *mut bindings::vfsmount,
         real: *mut bindings::dentry,
@@ -140,19 +143,39 @@ extern "C" {
         size: usize,
         flags: c_int,
     ) -> c_int;
-    pub(crate) fn unionrs_removexattr_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, name: *const c_char) -> c_int;
-    pub(crate) fn unionrs_setattr_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, attr: *mut bindings::iattr) -> c_int;
-    pub(crate) fn unionrs_copy_attrs_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, st: *const bindings::kstat) -> c_int;
-    pub(crate) fn unionrs_getattr_real(p: *const bindings::path, st: *mut bindings::kstat) -> c_int;
+    pub(crate) fn unionrs_removexattr_real(
+        mnt: *mut bindings::vfsmount,
+        d: *mut bindings::dentry,
+        name: *const c_char,
+    ) -> c_int;
+    pub(crate) fn unionrs_setattr_real(
+        mnt: *mut bindings::vfsmount,
+        d: *mut bindings::dentry,
+        attr: *mut bindings::iattr,
+    ) -> c_int;
+    pub(crate) fn unionrs_copy_attrs_real(
+        mnt: *mut bindings::vfsmount,
+        d: *mut bindings::dentry,
+        st: *const bindings::kstat,
+    ) -> c_int;
+    pub(crate) fn unionrs_getattr_real(p: *const bindings::path, st: *mut bindings::kstat)
+        -> c_int;
     pub(crate) fn unionrs_copy_xattrs_real(
         from: *const bindings::path,
         mnt: *mut bindings::vfsmount,
         to: *mut bindings::dentry,
         skip_prefix: *const c_char,
     ) -> c_int;
-    pub(crate) fn unionrs_copy_data_real(from: *const bindings::path, to: *const bindings::path, len: bindings::loff_t) -> c_int;
+    pub(crate) fn unionrs_copy_data_real(
+        from: *const bindings::path,
+        to: *const bindings::path,
+        len: bindings::loff_t,
+    ) -> c_int;
     pub(crate) fn unionrs_readlink_real(d: *mut bindings::dentry) -> *mut c_char;
-    pub(crate) fn unionrs_creator_begin(mounter: *const bindings::cred, dir: *mut bindings::inode) -> *const bindings::cred;
+    pub(crate) fn unionrs_creator_begin(
+        mounter: *const bindings::cred,
+        dir: *mut bindings::inode,
+    ) -> *const bindings::cred;
     pub(crate) fn unionrs_creator_end(old: *const bindings::cred);
     pub(crate) fn unionrs_backing_write_iter(
         real: *mut bindings::file,
@@ -177,18 +200,34 @@ extern "C" {
         len: bindings::loff_t,
         cred: *const bindings::cred,
     ) -> c_long;
-    pub(crate) fn unionrs_fsync_file(real: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, datasync: c_int) -> c_int;
+    pub(crate) fn unionrs_fsync_file(
+        real: *mut bindings::file,
+        start: bindings::loff_t,
+        end: bindings::loff_t,
+        datasync: c_int,
+    ) -> c_int;
     pub(crate) fn unionrs_d_drop(d: *mut bindings::dentry);
     pub(crate) fn unionrs_d_instantiate(d: *mut bindings::dentry, inode: *mut bindings::inode);
     pub(crate) fn unionrs_dget_parent(d: *mut bindings::dentry) -> *mut bindings::dentry;
-    pub(crate) fn unionrs_dentry_name(d: *mut bindings::dentry, buf: *mut c_char, size: c_int) -> c_int;
+    pub(crate) fn unionrs_dentry_name(
+        d: *mut bindings::dentry,
+        buf: *mut c_char,
+        size: c_int,
+    ) -> c_int;
     pub(crate) fn unionrs_copy_attr(dest: *mut bindings::inode, src: *mut bindings::inode);
     pub(crate) fn unionrs_is_whiteout_dentry(d: *mut bindings::dentry) -> bool;
     pub(crate) fn unionrs_inuse_trylock(d: *mut bindings::dentry) -> bool;
     pub(crate) fn unionrs_inuse_unlock(d: *mut bindings::dentry);
     pub(crate) fn unionrs_is_our_sb(sb: *mut bindings::super_block) -> bool;
-    pub(crate) fn unionrs_backing_tmpfile(user_file: *mut bindings::file, parent: *const bindings::path, mode: bindings::umode_t) -> *mut bindings::file;
-    pub(crate) fn unionrs_tmpfile_finish(file: *mut bindings::file, inode: *mut bindings::inode) -> c_int;
+    pub(crate) fn unionrs_backing_tmpfile(
+        user_file: *mut bindings::file,
+        parent: *const bindings::path,
+        mode: bindings::umode_t,
+    ) -> *mut bindings::file;
+    pub(crate) fn unionrs_tmpfile_finish(
+        file: *mut bindings::file,
+        inode: *mut bindings::inode,
+    ) -> c_int;
     pub(crate) fn unionrs_file_opened(file: *mut bindings::file) -> bool;
     pub(crate) fn unionrs_uuid_gen(out: *mut u8);
     pub(crate) fn unionrs_d_unhashed(d: *mut bindings::dentry) -> bool;
@@ -199,7 +238,16 @@ extern "C" {
         len: c_int,
         expect: *mut bindings::inode,
     ) -> c_int;
-    pub(crate) fn unionrs_set_times_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, st: *const bindings::kstat) -> c_int;
+    pub(crate) fn unionrs_set_times_real(
+        mnt: *mut bindings::vfsmount,
+        d: *mut bindings::dentry,
+        st: *const bindings::kstat,
+    ) -> c_int;
     pub(crate) fn unionrs_sb_set_uuid(sb: *mut bindings::super_block, uuid: *const u8);
-    pub(crate) fn unionrs_set_acl_real(mnt: *mut bindings::vfsmount, d: *mut bindings::dentry, ty: c_int, acl: *mut bindings::posix_acl) -> c_int;
+    pub(crate) fn unionrs_set_acl_real(
+        mnt: *mut bindings::vfsmount,
+        d: *mut bindings::dentry,
+        ty: c_int,
+        acl: *mut bindings::posix_acl,
+    ) -> c_int;
 }

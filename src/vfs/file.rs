@@ -32,7 +32,9 @@ impl RealFile {
         // SAFETY: `raw` borrows a live path; `dentry_open` takes its own references.
         let f = from_err_ptr(unsafe { bindings::dentry_open(&raw, flags, creds.as_ptr()) })?;
         // INVARIANT: `dentry_open` returned an open file.
-        Ok(Self { file: NonNull::new(f).ok_or(ENOMEM)? })
+        Ok(Self {
+            file: NonNull::new(f).ok_or(ENOMEM)?,
+        })
     }
 
     /// Takes ownership of an open file.
@@ -48,7 +50,9 @@ impl RealFile {
     /// Flushes the file's data (and metadata unless `datasync`) to disk.
     pub(crate) fn fsync(&self, datasync: bool) -> Result {
         // SAFETY: the file is open (type invariant).
-        kernel::error::to_result(unsafe { super::ffi::unionrs_fsync_file(self.as_ptr(), 0, i64::MAX, datasync.into()) })
+        kernel::error::to_result(unsafe {
+            super::ffi::unionrs_fsync_file(self.as_ptr(), 0, i64::MAX, datasync.into())
+        })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut bindings::file {
@@ -57,7 +61,11 @@ impl RealFile {
 
     /// Reads the directory from position `pos`, calling `f(name, offset, ino, d_type)` for
     /// each entry until it returns false. Returns the position after the last entry taken.
-    pub(crate) fn read_dir(&self, pos: i64, f: &mut dyn FnMut(&[u8], i64, u64, u32) -> bool) -> Result<i64> {
+    pub(crate) fn read_dir(
+        &self,
+        pos: i64,
+        f: &mut dyn FnMut(&[u8], i64, u64, u32) -> bool,
+    ) -> Result<i64> {
         #[repr(C)]
         struct Collector<'a> {
             ctx: bindings::dir_context,
@@ -75,11 +83,21 @@ impl RealFile {
             // `iterate_dir`; `name` is valid for `len` bytes during the call.
             unsafe {
                 let c = &mut *ctx.cast::<Collector<'_>>();
-                (c.f)(core::slice::from_raw_parts(name.cast(), len as usize), off, ino, d_type)
+                (c.f)(
+                    core::slice::from_raw_parts(name.cast(), len as usize),
+                    off,
+                    ino,
+                    d_type,
+                )
             }
         }
         let mut c = Collector {
-            ctx: bindings::dir_context { actor: Some(actor), pos, count: 0, dt_flags_mask: 0 },
+            ctx: bindings::dir_context {
+                actor: Some(actor),
+                pos,
+                count: 0,
+                dt_flags_mask: 0,
+            },
             f,
         };
         // SAFETY: the file is open and only the union file (whose readers the VFS serializes)
@@ -94,7 +112,9 @@ impl RealFile {
         }
         // SAFETY: `c.ctx` is a valid dir_context whose actor matches the `Collector` layout.
         // The actor reaches the whole `Collector` through this pointer, so derive it from `c`.
-        kernel::error::to_result(unsafe { bindings::iterate_dir(self.as_ptr(), (&raw mut c).cast()) })?;
+        kernel::error::to_result(unsafe {
+            bindings::iterate_dir(self.as_ptr(), (&raw mut c).cast())
+        })?;
         Ok(c.ctx.pos)
     }
 }
@@ -121,7 +141,9 @@ impl<'a> DirEmitter<'a> {
     /// `ctx` must be the context passed to `iterate_shared`, valid for `'a`.
     pub(crate) unsafe fn from_raw(ctx: *mut bindings::dir_context) -> Self {
         // SAFETY: as the caller promises.
-        Self { ctx: unsafe { &mut *ctx } }
+        Self {
+            ctx: unsafe { &mut *ctx },
+        }
     }
 
     /// The position the caller wants to continue from.
@@ -141,9 +163,20 @@ impl<'a> DirEmitter<'a> {
 
     /// Emits one entry with its own position cookie (entries passed through from a layer).
     pub(crate) fn emit_at(&mut self, name: &[u8], offset: i64, ino: u64, d_type: u32) -> bool {
-        let Some(actor) = self.ctx.actor else { return false };
+        let Some(actor) = self.ctx.actor else {
+            return false;
+        };
         // SAFETY: this is `dir_emit()`: the actor is the VFS's, and `name` is valid for its
         // length during the call.
-        unsafe { actor(self.ctx, name.as_ptr().cast(), name.len() as c_int, offset, ino, d_type) }
+        unsafe {
+            actor(
+                self.ctx,
+                name.as_ptr().cast(),
+                name.len() as c_int,
+                offset,
+                ino,
+                d_type,
+            )
+        }
     }
 }

@@ -111,6 +111,11 @@ impl<'a> Param<'a> {
         } else {
             ParamValue::None
         };
-        Self { opt, value, number, negated }
+        Self {
+            opt,
+            value,
+            number,
+            negated,
+        }
     }
 }

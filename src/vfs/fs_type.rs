@@ -7,22 +7,22 @@
 //! fs_context structures are opaque to Rust; they call the `unionrs_rs_*` hooks that
 //! [`declare_filesystem!`] generates for the one filesystem of this module.
 
-use super::ffi;
-use super::fs_context::{FsContext, Param};
 use super::cred::MounterCreds;
+use super::dentry::Dentry;
+use super::ffi;
 use super::file::DirEmitter;
+use super::fs_context::{FsContext, Param};
 use super::inode::{FsInode, Inode, PermInode};
 use super::layer::RealPath;
 use super::ops::{Idmap, Kstat};
-use super::dentry::Dentry;
-use super::upper::{Iattr, NewObject, PosixAcl};
-use kernel::sync::aref::ARef;
 use super::super_block::{NewSuperBlock, SuperBlock};
+use super::upper::{Iattr, NewObject, PosixAcl};
 use core::marker::PhantomData;
 use kernel::bindings;
 use kernel::error::{from_result, to_result};
 use kernel::prelude::*;
 use kernel::seq_file::SeqFile;
+use kernel::sync::aref::ARef;
 use kernel::types::ForeignOwnable;
 
 /// A filesystem implemented on top of the wrappers of this module.
@@ -36,7 +36,12 @@ pub(crate) trait FileSystem: Sized + 'static {
     fn parse_param(fc: &FsContext, cfg: &mut Self::Config, param: Param<'_>) -> Result;
 
     /// Applies a remount of `sb`; `wants_rw` if it asks for read-write.
-    fn reconfigure(fc: &FsContext, sb: &SuperBlock<Self>, wants_rw: bool, cfg: &mut Self::Config) -> Result;
+    fn reconfigure(
+        fc: &FsContext,
+        sb: &SuperBlock<Self>,
+        wants_rw: bool,
+        cfg: &mut Self::Config,
+    ) -> Result;
 
     /// Checks the configuration and sets up a new superblock; returns its private data.
     fn fill_super(
@@ -93,7 +98,12 @@ pub(crate) trait FileSystem: Sized + 'static {
 
     /// Emits the entries of an open directory from the emitter's position on
     /// (called with the mounter's credentials).
-    fn iterate(inode: &FsInode<Self>, dir: &Self::DirState, parent_ino: u64, out: &mut DirEmitter<'_>) -> Result;
+    fn iterate(
+        inode: &FsInode<Self>,
+        dir: &Self::DirState,
+        parent_ino: u64,
+        out: &mut DirEmitter<'_>,
+    ) -> Result;
 
     /// Creates `what` as `dentry` (negative, in directory `dir`) and instantiates it.
     fn create(dir: &FsInode<Self>, dentry: &Dentry, what: NewObject<'_>) -> Result;
@@ -244,7 +254,8 @@ impl<T: FileSystem> Adapter<T> {
             let new_sb = unsafe { NewSuperBlock::from_raw(sb) };
             let info = T::fill_super(fc, new_sb, cfg)?;
             let sops: &'static bindings::super_operations = &Self::SUPER_OPS;
-            let xattr: &'static [*const bindings::xattr_handler; 2] = &super::ops::Adapter::<T>::XATTR_HANDLERS;
+            let xattr: &'static [*const bindings::xattr_handler; 2] =
+                &super::ops::Adapter::<T>::XATTR_HANDLERS;
             // SAFETY: the superblock is still ours alone; `kill_sb` frees what we store here,
             // also when the rest of `fill_super` fails. The tables are `'static` (promoted
             // constants).
@@ -277,11 +288,19 @@ impl<T: FileSystem> Adapter<T> {
         drop(unsafe { <KBox<T::Info> as ForeignOwnable>::from_foreign(info) });
     }
 
-    unsafe extern "C" fn show_options(m: *mut bindings::seq_file, root: *mut bindings::dentry) -> c_int {
+    unsafe extern "C" fn show_options(
+        m: *mut bindings::seq_file,
+        root: *mut bindings::dentry,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: the VFS passes a live seq_file and our root dentry, whose superblock has
             // its private data set (it was mounted).
-            let (m, sb) = unsafe { (SeqFile::from_raw(m), SuperBlock::<T>::from_raw((*root).d_sb)) };
+            let (m, sb) = unsafe {
+                (
+                    SeqFile::from_raw(m),
+                    SuperBlock::<T>::from_raw((*root).d_sb),
+                )
+            };
             T::show_options(m, sb)?;
             Ok(0)
         })
@@ -320,7 +339,9 @@ macro_rules! declare_filesystem {
         ) -> ::kernel::ffi::c_int {
             // SAFETY: forwarded from the C hook with its contract.
             unsafe {
-                $crate::vfs::fs_type::Adapter::<$fs>::parse_param(fc, cfg, opt, string, file, number, negated)
+                $crate::vfs::fs_type::Adapter::<$fs>::parse_param(
+                    fc, cfg, opt, string, file, number, negated,
+                )
             }
         }
 

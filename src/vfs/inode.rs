@@ -229,7 +229,10 @@ impl<T: FileSystem> FsInode<T> {
     fn real_top(&self) -> Option<(&Inode, usize)> {
         let upper = self.top.upper.load(Ordering::Acquire);
         let (d, layer) = if upper.is_null() {
-            (self.top.lower.load(Ordering::Acquire), self.top.lower_layer.load(Ordering::Relaxed))
+            (
+                self.top.lower.load(Ordering::Acquire),
+                self.top.lower_layer.load(Ordering::Relaxed),
+            )
         } else {
             (upper, 0)
         };
@@ -247,7 +250,12 @@ impl<T: FileSystem> FsInode<T> {
     /// first one recorded stays.
     pub(crate) fn publish_upper(&self, upper: ARef<super::Dentry>) {
         let raw: *mut bindings::dentry = ARef::into_raw(upper).as_ptr().cast();
-        let published = self.top.upper.compare_exchange(core::ptr::null_mut(), raw, Ordering::Release, Ordering::Relaxed);
+        let published = self.top.upper.compare_exchange(
+            core::ptr::null_mut(),
+            raw,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
         if published.is_err() {
             // SAFETY: `raw` came from `ARef::into_raw` above and was not stored.
             drop(unsafe { ARef::from_raw(NonNull::new_unchecked(raw.cast::<super::Dentry>())) });
@@ -261,7 +269,9 @@ impl<T: FileSystem> FsInode<T> {
     }
 
     /// `super_operations::alloc_inode`.
-    pub(crate) unsafe extern "C" fn alloc_inode(_sb: *mut bindings::super_block) -> *mut bindings::inode {
+    pub(crate) unsafe extern "C" fn alloc_inode(
+        _sb: *mut bindings::super_block,
+    ) -> *mut bindings::inode {
         let b = KBox::new(
             FsInode::<T> {
                 // SAFETY: an all-zero `struct inode` is the starting point `inode_init_once`
@@ -315,12 +325,16 @@ impl<T: FileSystem> FsInode<T> {
         let raw = self.inode.get();
         let (upper, lower) = T::real_top(&data);
         if let Some(u) = upper {
-            self.top.upper.store(ARef::into_raw(u).as_ptr().cast(), Ordering::Relaxed);
+            self.top
+                .upper
+                .store(ARef::into_raw(u).as_ptr().cast(), Ordering::Relaxed);
         }
         if let Some((l, layer)) = lower {
             self.top.lower_layer.store(layer, Ordering::Relaxed);
             // Release: `lower_layer` is seen with it (the inode is published later anyway).
-            self.top.lower.store(ARef::into_raw(l).as_ptr().cast(), Ordering::Release);
+            self.top
+                .lower
+                .store(ARef::into_raw(l).as_ptr().cast(), Ordering::Release);
         }
         // SAFETY: exclusive access, as the caller promises.
         unsafe {
@@ -347,7 +361,13 @@ impl<T: FileSystem> FsInode<T> {
 impl<T: FileSystem> SuperBlock<T> {
     /// Finds our inode for `key` (hashed: the same key gives the same inode while it lives),
     /// or makes one with `data`, inode number `ino` and the attributes and type of `real`.
-    pub(crate) fn get_inode(&self, key: usize, ino: u64, real: &Inode, data: Pin<KBox<T::InodeData>>) -> Result<ARef<Inode>> {
+    pub(crate) fn get_inode(
+        &self,
+        key: usize,
+        ino: u64,
+        real: &Inode,
+        data: Pin<KBox<T::InodeData>>,
+    ) -> Result<ARef<Inode>> {
         let mut k = key;
         // SAFETY: `self` is a live superblock of `T`; `test`/`set` match our inode layout and
         // `k` outlives the call.
@@ -384,7 +404,12 @@ impl<T: FileSystem> SuperBlock<T> {
     }
 
     /// Makes an unhashed inode (the root).
-    pub(crate) fn new_unhashed_inode(&self, ino: u64, real: &Inode, data: Pin<KBox<T::InodeData>>) -> Result<ARef<Inode>> {
+    pub(crate) fn new_unhashed_inode(
+        &self,
+        ino: u64,
+        real: &Inode,
+        data: Pin<KBox<T::InodeData>>,
+    ) -> Result<ARef<Inode>> {
         // SAFETY: the superblock is valid.
         let inode = NonNull::new(unsafe { bindings::new_inode(self.as_ptr()) }).ok_or(ENOMEM)?;
         // SAFETY: `new_inode` gave us a referenced, unpublished inode of ours.

@@ -34,7 +34,9 @@ impl LayerMount {
         let mnt = unsafe { ffi::unionrs_clone_layer_mount(path.as_raw(), readonly) };
         let mnt = from_err_ptr(mnt)?;
         // INVARIANT: `clone_private_mount` succeeded; we own the clone.
-        Ok(Self { mnt: NonNull::new(mnt).ok_or(ENOMEM)? })
+        Ok(Self {
+            mnt: NonNull::new(mnt).ok_or(ENOMEM)?,
+        })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut bindings::vfsmount {
@@ -71,6 +73,9 @@ pub(crate) struct RealPath<'a> {
 impl RealPath<'_> {
     /// The C `struct path` (no references taken: it borrows ours).
     pub(crate) fn raw(&self) -> bindings::path {
-        bindings::path { mnt: self.mnt.as_ptr(), dentry: self.dentry.as_ptr() }
+        bindings::path {
+            mnt: self.mnt.as_ptr(),
+            dentry: self.dentry.as_ptr(),
+        }
     }
 }

@@ -19,12 +19,12 @@ pub(crate) mod path;
 pub(crate) mod super_block;
 pub(crate) mod upper;
 
+pub(crate) use cred::MounterCreds;
 #[allow(unused_imports)]
 pub(crate) use dentry::Dentry;
+pub(crate) use file::{DirEmitter, RealFile};
 pub(crate) use fs_context::{FsContext, Param, ParamValue};
 pub(crate) use fs_type::{FileSystem, Registration};
-pub(crate) use cred::MounterCreds;
-pub(crate) use file::{DirEmitter, RealFile};
 pub(crate) use inode::{FsInode, Inode, PermInode};
 pub(crate) use layer::{LayerMount, RealPath};
 pub(crate) use ops::{Idmap, Kstat};

@@ -11,14 +11,14 @@ use super::file::{DirEmitter, RealFile};
 use super::fs_type::FileSystem;
 use super::inode::{FsInode, Inode, PermInode};
 use super::super_block::SuperBlock;
+use super::upper::{Iattr, NewObject, PosixAcl};
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::error::{from_err_ptr, from_result, to_result};
-use kernel::sync::SetOnce;
-use super::upper::{Iattr, NewObject, PosixAcl};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+use kernel::sync::SetOnce;
 use kernel::types::ForeignOwnable;
 
 /// The id mapping of the mount an operation came through.
@@ -53,7 +53,9 @@ impl Inode {
     /// The caller's permission check on this inode's own attributes (mode, owner).
     pub(crate) fn generic_permission(&self, idmap: Idmap, mask: i32) -> Result {
         // SAFETY: the inode and idmap are valid for the call.
-        kernel::error::to_result(unsafe { bindings::generic_permission(idmap.0, self.as_ptr(), mask) })
+        kernel::error::to_result(unsafe {
+            bindings::generic_permission(idmap.0, self.as_ptr(), mask)
+        })
     }
 }
 
@@ -62,7 +64,9 @@ impl super::LayerMount {
     /// mount's id mapping (also in RCU walk: `inode_permission` honours `MAY_NOT_BLOCK`).
     pub(crate) fn inode_permission(&self, inode: &Inode, mask: i32) -> Result {
         // SAFETY: the inode and the mount's idmap are valid for the call.
-        kernel::error::to_result(unsafe { bindings::inode_permission(self.idmap(), inode.as_ptr(), mask) })
+        kernel::error::to_result(unsafe {
+            bindings::inode_permission(self.idmap(), inode.as_ptr(), mask)
+        })
     }
 }
 
@@ -76,7 +80,6 @@ struct OpenFile {
 
 /// Trampolines for `T`'s inodes and files.
 pub(crate) struct Adapter<T: FileSystem>(PhantomData<T>);
-
 
 impl<T: FileSystem> Adapter<T> {
     const DIR_IOPS: bindings::inode_operations = bindings::inode_operations {
@@ -160,7 +163,8 @@ impl<T: FileSystem> Adapter<T> {
     };
 
     /// The NULL-terminated handler list for `super_block::s_xattr`.
-    pub(crate) const XATTR_HANDLERS: [*const bindings::xattr_handler; 2] = [&Self::XATTR_HANDLER, core::ptr::null()];
+    pub(crate) const XATTR_HANDLERS: [*const bindings::xattr_handler; 2] =
+        [&Self::XATTR_HANDLER, core::ptr::null()];
 
     /// Picks the operation tables for a new inode by its (already copied) mode.
     ///
@@ -209,7 +213,8 @@ impl<T: FileSystem> Adapter<T> {
         };
         match found {
             Ok(inode) => {
-                let raw = inode.map_or(core::ptr::null_mut(), |i| ARef::into_raw(i).as_ptr().cast());
+                let raw =
+                    inode.map_or(core::ptr::null_mut(), |i| ARef::into_raw(i).as_ptr().cast());
                 // SAFETY: `d_splice_alias` takes over our inode reference (or a NULL inode for
                 // a negative entry).
                 unsafe { bindings::d_splice_alias(raw, dentry) }
@@ -218,7 +223,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
-    unsafe extern "C" fn permission(idmap: *mut bindings::mnt_idmap, inode: *mut bindings::inode, mask: c_int) -> c_int {
+    unsafe extern "C" fn permission(
+        idmap: *mut bindings::mnt_idmap,
+        inode: *mut bindings::inode,
+        mask: c_int,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: the VFS passes an inode of ours that is referenced or, in RCU walk
             // (`MAY_NOT_BLOCK`), valid until the walk's RCU read section ends, after this call.
@@ -246,7 +255,9 @@ impl<T: FileSystem> Adapter<T> {
                 // overlayfs does (`ovl_real_getattr_nosec`).
                 let _creds = T::creds(inode.sb()).use_here();
                 // SAFETY: `raw` borrows a live path; `stat` is the caller's.
-                kernel::error::to_result(unsafe { bindings::vfs_getattr_nosec(&raw, stat, request_mask, flags) })?;
+                kernel::error::to_result(unsafe {
+                    bindings::vfs_getattr_nosec(&raw, stat, request_mask, flags)
+                })?;
             }
             // SAFETY: `stat` is valid and ours for the call.
             T::fix_stat(inode, &mut Kstat(unsafe { &mut *stat }))?;
@@ -254,7 +265,11 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
-    unsafe extern "C" fn setattr(idmap: *mut bindings::mnt_idmap, dentry: *mut bindings::dentry, attr: *mut bindings::iattr) -> c_int {
+    unsafe extern "C" fn setattr(
+        idmap: *mut bindings::mnt_idmap,
+        dentry: *mut bindings::dentry,
+        attr: *mut bindings::iattr,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: the VFS changes a positive dentry of ours, with its inode locked.
             unsafe { to_result(bindings::setattr_prepare(idmap, dentry, attr))? };
@@ -271,7 +286,11 @@ impl<T: FileSystem> Adapter<T> {
     ///
     /// `dir` must be a live directory inode of ours, locked by the VFS for the operation, and
     /// `dentry` a referenced dentry in it.
-    unsafe fn dirop(dir: *mut bindings::inode, dentry: *mut bindings::dentry, f: impl FnOnce(&FsInode<T>, &Dentry) -> Result) -> c_int {
+    unsafe fn dirop(
+        dir: *mut bindings::inode,
+        dentry: *mut bindings::dentry,
+        f: impl FnOnce(&FsInode<T>, &Dentry) -> Result,
+    ) -> c_int {
         // SAFETY: as the caller promises.
         let (dir, d) = unsafe { (FsInode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
         from_result(|| {
@@ -289,7 +308,11 @@ impl<T: FileSystem> Adapter<T> {
     ) -> c_int {
         let mode = u32::from(mode) & !bindings::S_IFMT | bindings::S_IFREG;
         // SAFETY: the VFS creates in a locked directory of ours.
-        unsafe { Self::dirop(dir, dentry, |dir, d| T::create(dir, d, NewObject::Node { mode, rdev: 0 })) }
+        unsafe {
+            Self::dirop(dir, dentry, |dir, d| {
+                T::create(dir, d, NewObject::Node { mode, rdev: 0 })
+            })
+        }
     }
 
     unsafe extern "C" fn mkdir(
@@ -300,7 +323,11 @@ impl<T: FileSystem> Adapter<T> {
     ) -> *mut bindings::dentry {
         let mode = u32::from(mode) & !bindings::S_IFMT | bindings::S_IFDIR;
         // SAFETY: the VFS creates in a locked directory of ours.
-        let r = unsafe { Self::dirop(dir, dentry, |dir, d| T::create(dir, d, NewObject::Node { mode, rdev: 0 })) };
+        let r = unsafe {
+            Self::dirop(dir, dentry, |dir, d| {
+                T::create(dir, d, NewObject::Node { mode, rdev: 0 })
+            })
+        };
         if r < 0 {
             Error::from_errno(r).to_ptr()
         } else {
@@ -318,7 +345,11 @@ impl<T: FileSystem> Adapter<T> {
     ) -> c_int {
         let mode = u32::from(mode);
         // SAFETY: the VFS creates in a locked directory of ours.
-        unsafe { Self::dirop(dir, dentry, |dir, d| T::create(dir, d, NewObject::Node { mode, rdev })) }
+        unsafe {
+            Self::dirop(dir, dentry, |dir, d| {
+                T::create(dir, d, NewObject::Node { mode, rdev })
+            })
+        }
     }
 
     unsafe extern "C" fn symlink(
@@ -330,10 +361,18 @@ impl<T: FileSystem> Adapter<T> {
         // SAFETY: the VFS passes a NUL-terminated target that lives for the call.
         let target = unsafe { CStr::from_char_ptr(target) };
         // SAFETY: the VFS creates in a locked directory of ours.
-        unsafe { Self::dirop(dir, dentry, |dir, d| T::create(dir, d, NewObject::Symlink(target))) }
+        unsafe {
+            Self::dirop(dir, dentry, |dir, d| {
+                T::create(dir, d, NewObject::Symlink(target))
+            })
+        }
     }
 
-    unsafe extern "C" fn link(old: *mut bindings::dentry, dir: *mut bindings::inode, new: *mut bindings::dentry) -> c_int {
+    unsafe extern "C" fn link(
+        old: *mut bindings::dentry,
+        dir: *mut bindings::inode,
+        new: *mut bindings::dentry,
+    ) -> c_int {
         // SAFETY: the VFS passes a positive dentry of ours, pinned for the call.
         let old = unsafe { Dentry::from_raw(old) };
         // SAFETY: the VFS creates in a locked directory of ours.
@@ -361,28 +400,45 @@ impl<T: FileSystem> Adapter<T> {
         let r = from_result(|| {
             // SAFETY: the VFS makes a tmpfile in a directory of ours, for a file being opened
             // on a new dentry.
-            let (dir, d) = unsafe { (FsInode::<T>::from_raw(dir), Dentry::from_raw((*file).__bindgen_anon_1.f_path.dentry)) };
+            let (dir, d) = unsafe {
+                (
+                    FsInode::<T>::from_raw(dir),
+                    Dentry::from_raw((*file).__bindgen_anon_1.f_path.dentry),
+                )
+            };
             let inode = T::tmpfile(dir, d, &mut |parent| {
                 let raw = parent.raw();
                 // SAFETY: `file` is being opened; `raw` borrows a live path.
-                let f = from_err_ptr(unsafe { ffi::unionrs_backing_tmpfile(file, &raw, mode as bindings::umode_t) })?;
+                let f = from_err_ptr(unsafe {
+                    ffi::unionrs_backing_tmpfile(file, &raw, mode as bindings::umode_t)
+                })?;
                 // SAFETY: an open file we own now.
                 let rf = unsafe { RealFile::from_raw(NonNull::new(f).ok_or(ENOMEM)?) };
                 // SAFETY: the open file pins its dentry; we take a reference of our own.
-                let rd: ARef<Dentry> = unsafe { Dentry::from_raw((*f).__bindgen_anon_1.f_path.dentry) }.into();
+                let rd: ARef<Dentry> =
+                    unsafe { Dentry::from_raw((*f).__bindgen_anon_1.f_path.dentry) }.into();
                 real = Some(rf);
                 Ok(rd)
             })?;
-            let of = KBox::new(OpenFile { real: real.take().ok_or(EIO)?, upper: SetOnce::new() }, GFP_KERNEL)?;
+            let of = KBox::new(
+                OpenFile {
+                    real: real.take().ok_or(EIO)?,
+                    upper: SetOnce::new(),
+                },
+                GFP_KERNEL,
+            )?;
             // SAFETY: `private_data` of a file being opened is ours.
             unsafe { (*file).private_data = of.into_foreign() };
             // SAFETY: `file` is being opened; the inode reference goes to its dentry.
-            let err = unsafe { ffi::unionrs_tmpfile_finish(file, ARef::into_raw(inode).as_ptr().cast()) };
+            let err =
+                unsafe { ffi::unionrs_tmpfile_finish(file, ARef::into_raw(inode).as_ptr().cast()) };
             // SAFETY: as above.
             if unsafe { !ffi::unionrs_file_opened(file) } {
                 // Without FMODE_OPENED, release() is not called: free our state here.
                 // SAFETY: we stored this box just above.
-                drop(unsafe { <KBox<OpenFile> as ForeignOwnable>::from_foreign((*file).private_data) });
+                drop(unsafe {
+                    <KBox<OpenFile> as ForeignOwnable>::from_foreign((*file).private_data)
+                });
             }
             to_result(err)?;
             Ok(0)
@@ -417,7 +473,8 @@ impl<T: FileSystem> Adapter<T> {
             let inode = unsafe { FsInode::<T>::from_raw(inode) };
             let real = T::real_path(inode)?.dentry.inode().ok_or(ENOENT)?;
             // SAFETY: the real inode is pinned by our data; its ops table is static.
-            let op = unsafe { (*(*real.as_ptr()).i_op).fiemap }.ok_or_else(super::errno::eopnotsupp)?;
+            let op =
+                unsafe { (*(*real.as_ptr()).i_op).fiemap }.ok_or_else(super::errno::eopnotsupp)?;
             let _c = T::creds(inode.sb()).use_here();
             // SAFETY: forwarding the caller's arguments to the real filesystem's own fiemap.
             kernel::error::to_result(unsafe { op(real.as_ptr(), info, start, len) })?;
@@ -445,7 +502,10 @@ impl<T: FileSystem> Adapter<T> {
         unsafe { bindings::vfs_get_link(real.dentry.as_ptr(), done) }
     }
 
-    unsafe extern "C" fn file_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    unsafe extern "C" fn file_open(
+        inode: *mut bindings::inode,
+        file: *mut bindings::file,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: the VFS opens a live inode of ours.
             let inode = unsafe { FsInode::<T>::from_raw(inode) };
@@ -463,7 +523,13 @@ impl<T: FileSystem> Adapter<T> {
             };
             // SAFETY: `backing_file_open` returned an open file we own.
             let real = unsafe { RealFile::from_raw(NonNull::new(f).ok_or(ENOMEM)?) };
-            let of = KBox::new(OpenFile { real, upper: SetOnce::new() }, GFP_KERNEL)?;
+            let of = KBox::new(
+                OpenFile {
+                    real,
+                    upper: SetOnce::new(),
+                },
+                GFP_KERNEL,
+            )?;
             // SAFETY: `private_data` of a file being opened is ours.
             unsafe { (*file).private_data = of.into_foreign() };
             Ok(0)
@@ -496,7 +562,9 @@ impl<T: FileSystem> Adapter<T> {
         let inode = unsafe { FsInode::<T>::from_raw((*file).f_inode) };
         let real = T::real_path(inode)?;
         // SAFETY: a backing file's `f_path` is the real path it was opened on.
-        if core::ptr::eq(real.dentry.as_ptr(), unsafe { (*of.real.as_ptr()).__bindgen_anon_1.f_path.dentry }) {
+        if core::ptr::eq(real.dentry.as_ptr(), unsafe {
+            (*of.real.as_ptr()).__bindgen_anon_1.f_path.dentry
+        }) {
             return Ok(of.real.as_ptr());
         }
         let raw = real.raw();
@@ -518,12 +586,20 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
-    unsafe extern "C" fn write_iter(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+    unsafe extern "C" fn write_iter(
+        iocb: *mut bindings::kiocb,
+        iter: *mut bindings::iov_iter,
+    ) -> isize {
         // SAFETY: the VFS passes a live kiocb on one of our open regular files.
         unsafe {
             let file = (*iocb).ki_filp;
             match Self::current_real(file) {
-                Ok(real) => ffi::unionrs_backing_write_iter(real, iocb, iter, Self::file_creds(file).as_ptr()),
+                Ok(real) => ffi::unionrs_backing_write_iter(
+                    real,
+                    iocb,
+                    iter,
+                    Self::file_creds(file).as_ptr(),
+                ),
                 Err(e) => e.to_errno() as isize,
             }
         }
@@ -539,23 +615,46 @@ impl<T: FileSystem> Adapter<T> {
         // SAFETY: the VFS passes one of our open regular files and a live pipe.
         unsafe {
             match Self::current_real(out) {
-                Ok(real) => ffi::unionrs_backing_splice_write(real, pipe, out, ppos, len, flags, Self::file_creds(out).as_ptr()),
+                Ok(real) => ffi::unionrs_backing_splice_write(
+                    real,
+                    pipe,
+                    out,
+                    ppos,
+                    len,
+                    flags,
+                    Self::file_creds(out).as_ptr(),
+                ),
                 Err(e) => e.to_errno() as isize,
             }
         }
     }
 
-    unsafe extern "C" fn fallocate(file: *mut bindings::file, mode: c_int, offset: bindings::loff_t, len: bindings::loff_t) -> c_long {
+    unsafe extern "C" fn fallocate(
+        file: *mut bindings::file,
+        mode: c_int,
+        offset: bindings::loff_t,
+        len: bindings::loff_t,
+    ) -> c_long {
         // SAFETY: one of our open regular files.
         unsafe {
             match Self::current_real(file) {
-                Ok(real) => ffi::unionrs_fallocate_real(file, real, mode, offset, len, Self::file_creds(file).as_ptr()),
+                Ok(real) => ffi::unionrs_fallocate_real(
+                    file,
+                    real,
+                    mode,
+                    offset,
+                    len,
+                    Self::file_creds(file).as_ptr(),
+                ),
                 Err(e) => e.to_errno() as c_long,
             }
         }
     }
 
-    unsafe extern "C" fn file_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    unsafe extern "C" fn file_release(
+        _inode: *mut bindings::inode,
+        file: *mut bindings::file,
+    ) -> c_int {
         // SAFETY: last reference to our open file: take back the box from `file_open`.
         drop(unsafe { <KBox<OpenFile> as ForeignOwnable>::from_foreign((*file).private_data) });
         0
@@ -572,12 +671,20 @@ impl<T: FileSystem> Adapter<T> {
         T::creds(inode.sb())
     }
 
-    unsafe extern "C" fn read_iter(iocb: *mut bindings::kiocb, iter: *mut bindings::iov_iter) -> isize {
+    unsafe extern "C" fn read_iter(
+        iocb: *mut bindings::kiocb,
+        iter: *mut bindings::iov_iter,
+    ) -> isize {
         // SAFETY: the VFS passes a live kiocb on one of our open regular files.
         unsafe {
             let file = (*iocb).ki_filp;
             match Self::current_real(file) {
-                Ok(real) => ffi::unionrs_backing_read_iter(real, iocb, iter, Self::file_creds(file).as_ptr()),
+                Ok(real) => ffi::unionrs_backing_read_iter(
+                    real,
+                    iocb,
+                    iter,
+                    Self::file_creds(file).as_ptr(),
+                ),
                 Err(e) => e.to_errno() as isize,
             }
         }
@@ -593,13 +700,24 @@ impl<T: FileSystem> Adapter<T> {
         // SAFETY: the VFS passes one of our open regular files and a live pipe.
         unsafe {
             match Self::current_real(file) {
-                Ok(real) => ffi::unionrs_backing_splice_read(real, file, ppos, pipe, len, flags, Self::file_creds(file).as_ptr()),
+                Ok(real) => ffi::unionrs_backing_splice_read(
+                    real,
+                    file,
+                    ppos,
+                    pipe,
+                    len,
+                    flags,
+                    Self::file_creds(file).as_ptr(),
+                ),
                 Err(e) => e.to_errno() as isize,
             }
         }
     }
 
-    unsafe extern "C" fn mmap(file: *mut bindings::file, vma: *mut bindings::vm_area_struct) -> c_int {
+    unsafe extern "C" fn mmap(
+        file: *mut bindings::file,
+        vma: *mut bindings::vm_area_struct,
+    ) -> c_int {
         // SAFETY: the VFS maps one of our open regular files. The real file's page cache is the
         // only one: the mapping is redirected to it.
         unsafe {
@@ -610,7 +728,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
-    unsafe extern "C" fn file_llseek(file: *mut bindings::file, offset: bindings::loff_t, whence: c_int) -> bindings::loff_t {
+    unsafe extern "C" fn file_llseek(
+        file: *mut bindings::file,
+        offset: bindings::loff_t,
+        whence: c_int,
+    ) -> bindings::loff_t {
         // SAFETY: one of our open regular files; the helper mirrors its position on the real
         // file under the inode lock.
         unsafe {
@@ -621,7 +743,12 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
-    unsafe extern "C" fn fsync(file: *mut bindings::file, start: bindings::loff_t, end: bindings::loff_t, datasync: c_int) -> c_int {
+    unsafe extern "C" fn fsync(
+        file: *mut bindings::file,
+        start: bindings::loff_t,
+        end: bindings::loff_t,
+        datasync: c_int,
+    ) -> c_int {
         // SAFETY: one of our open regular files.
         unsafe {
             match Self::current_real(file) {
@@ -634,7 +761,12 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
-    unsafe extern "C" fn dir_fsync(file: *mut bindings::file, _start: bindings::loff_t, _end: bindings::loff_t, datasync: c_int) -> c_int {
+    unsafe extern "C" fn dir_fsync(
+        file: *mut bindings::file,
+        _start: bindings::loff_t,
+        _end: bindings::loff_t,
+        datasync: c_int,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: one of our open directories pins its inode.
             let inode = unsafe { FsInode::<T>::from_raw((*file).f_inode) };
@@ -659,13 +791,19 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
-    unsafe extern "C" fn dir_release(_inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
+    unsafe extern "C" fn dir_release(
+        _inode: *mut bindings::inode,
+        file: *mut bindings::file,
+    ) -> c_int {
         // SAFETY: last reference to our open directory: take back the box from `dir_open`.
         drop(unsafe { <KBox<T::DirState> as ForeignOwnable>::from_foreign((*file).private_data) });
         0
     }
 
-    unsafe extern "C" fn iterate_shared(file: *mut bindings::file, ctx: *mut bindings::dir_context) -> c_int {
+    unsafe extern "C" fn iterate_shared(
+        file: *mut bindings::file,
+        ctx: *mut bindings::dir_context,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: one of our open directories (state from `dir_open`), and the caller's
             // dir_context; the VFS serializes iteration on one file.
@@ -677,7 +815,8 @@ impl<T: FileSystem> Adapter<T> {
                 )
             };
             // SAFETY: the file's dentry is pinned by the open file.
-            let parent_ino = unsafe { ffi::unionrs_parent_ino((*file).__bindgen_anon_1.f_path.dentry) };
+            let parent_ino =
+                unsafe { ffi::unionrs_parent_ino((*file).__bindgen_anon_1.f_path.dentry) };
             let _c = T::creds(inode.sb()).use_here();
             T::iterate(inode, state, parent_ino, &mut emitter)?;
             Ok(0)
@@ -699,7 +838,11 @@ impl<T: FileSystem> Adapter<T> {
                 (
                     FsInode::<T>::from_raw(inode),
                     CStr::from_char_ptr(name),
-                    if buffer.is_null() { &mut [][..] } else { core::slice::from_raw_parts_mut(buffer.cast::<u8>(), size) },
+                    if buffer.is_null() {
+                        &mut [][..]
+                    } else {
+                        core::slice::from_raw_parts_mut(buffer.cast::<u8>(), size)
+                    },
                 )
             };
             let n = T::getxattr(inode, name, buf)?;
@@ -724,7 +867,11 @@ impl<T: FileSystem> Adapter<T> {
                 (
                     Dentry::from_raw(dentry),
                     CStr::from_char_ptr(name),
-                    if value.is_null() { None } else { Some(core::slice::from_raw_parts(value.cast::<u8>(), size)) },
+                    if value.is_null() {
+                        None
+                    } else {
+                        Some(core::slice::from_raw_parts(value.cast::<u8>(), size))
+                    },
                 )
             };
             T::setxattr(d, name, value, flags)?;
@@ -732,13 +879,21 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
-    unsafe extern "C" fn listxattr(dentry: *mut bindings::dentry, list: *mut c_char, size: usize) -> isize {
+    unsafe extern "C" fn listxattr(
+        dentry: *mut bindings::dentry,
+        list: *mut c_char,
+        size: usize,
+    ) -> isize {
         // SAFETY: the VFS passes one of our positive dentries and a buffer that is NULL (size
         // 0) or valid for `size` bytes.
         let (inode, buf) = unsafe {
             (
                 FsInode::<T>::from_raw((*dentry).d_inode),
-                if list.is_null() { &mut [][..] } else { core::slice::from_raw_parts_mut(list.cast::<u8>(), size) },
+                if list.is_null() {
+                    &mut [][..]
+                } else {
+                    core::slice::from_raw_parts_mut(list.cast::<u8>(), size)
+                },
             )
         };
         match T::listxattr(inode, buf) {
@@ -747,7 +902,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
-    unsafe extern "C" fn get_inode_acl(inode: *mut bindings::inode, ty: c_int, rcu: bool) -> *mut bindings::posix_acl {
+    unsafe extern "C" fn get_inode_acl(
+        inode: *mut bindings::inode,
+        ty: c_int,
+        rcu: bool,
+    ) -> *mut bindings::posix_acl {
         if rcu {
             return ECHILD.to_ptr();
         }
@@ -794,7 +953,10 @@ impl<T: FileSystem> Adapter<T> {
     }
 
     /// `super_operations::statfs`.
-    pub(crate) unsafe extern "C" fn statfs(dentry: *mut bindings::dentry, buf: *mut bindings::kstatfs) -> c_int {
+    pub(crate) unsafe extern "C" fn statfs(
+        dentry: *mut bindings::dentry,
+        buf: *mut bindings::kstatfs,
+    ) -> c_int {
         from_result(|| {
             // SAFETY: the VFS passes a dentry of one of our mounted superblocks.
             let sb = unsafe { SuperBlock::<T>::from_raw((*dentry).d_sb) };
@@ -802,7 +964,9 @@ impl<T: FileSystem> Adapter<T> {
             let raw = real.raw();
             let _c = T::creds(sb).use_here();
             // SAFETY: `raw` borrows a live path and `buf` is the caller's; `s_magic` is fixed.
-            kernel::error::to_result(unsafe { ffi::unionrs_statfs(&raw, buf, (*sb.as_ptr()).s_magic as c_long) })?;
+            kernel::error::to_result(unsafe {
+                ffi::unionrs_statfs(&raw, buf, (*sb.as_ptr()).s_magic as c_long)
+            })?;
             Ok(0)
         })
     }

@@ -95,34 +95,63 @@ impl RealStat {
 impl LayerMount {
     /// Creates `name` in `parent` (or a temporary name, for `None`): the new positive dentry.
     /// `EEXIST` if the name is taken.
-    pub(crate) fn create(&self, parent: &Dentry, name: Option<&[u8]>, what: NewObject<'_>) -> Result<ARef<Dentry>> {
+    pub(crate) fn create(
+        &self,
+        parent: &Dentry,
+        name: Option<&[u8]>,
+        what: NewObject<'_>,
+    ) -> Result<ARef<Dentry>> {
         let (nptr, nlen) = match name {
             Some(n) => (n.as_ptr(), name_len(n)?),
             None => (core::ptr::null(), 0),
         };
         let (mode, rdev, link, hardlink) = match what {
-            NewObject::Node { mode, rdev } => (mode, rdev, core::ptr::null(), core::ptr::null_mut()),
-            NewObject::Symlink(target) => (bindings::S_IFLNK | 0o777, 0, target.as_char_ptr(), core::ptr::null_mut()),
+            NewObject::Node { mode, rdev } => {
+                (mode, rdev, core::ptr::null(), core::ptr::null_mut())
+            }
+            NewObject::Symlink(target) => (
+                bindings::S_IFLNK | 0o777,
+                0,
+                target.as_char_ptr(),
+                core::ptr::null_mut(),
+            ),
             NewObject::Link(old) => (0, 0, core::ptr::null(), old.as_ptr()),
         };
         // SAFETY: the mount and dentries are live; the name is valid for `nlen` bytes (or NULL);
         // `link` is NUL-terminated or NULL.
         dentry_result(unsafe {
-            ffi::unionrs_create_real(self.as_ptr(), parent.as_ptr(), nptr.cast(), nlen, mode as bindings::umode_t, rdev, link, hardlink)
+            ffi::unionrs_create_real(
+                self.as_ptr(),
+                parent.as_ptr(),
+                nptr.cast(),
+                nlen,
+                mode as bindings::umode_t,
+                rdev,
+                link,
+                hardlink,
+            )
         })
     }
 
     /// Unlinks or removes (if a directory) `child` of `parent`.
     pub(crate) fn remove(&self, parent: &Dentry, child: &Dentry) -> Result {
         // SAFETY: the mount and dentries are live; the glue checks the parentage under lock.
-        to_result(unsafe { ffi::unionrs_remove_real(self.as_ptr(), parent.as_ptr(), child.as_ptr()) })
+        to_result(unsafe {
+            ffi::unionrs_remove_real(self.as_ptr(), parent.as_ptr(), child.as_ptr())
+        })
     }
 
     /// Removes `name` from `parent` if it is still `expect` (else `ESTALE`).
     pub(crate) fn remove_name(&self, parent: &Dentry, name: &[u8], expect: &Inode) -> Result {
         // SAFETY: mount, dentry and inode are live; the name is valid for its length.
         to_result(unsafe {
-            ffi::unionrs_remove_name(self.as_ptr(), parent.as_ptr(), name.as_ptr().cast(), name_len(name)?, expect.as_ptr())
+            ffi::unionrs_remove_name(
+                self.as_ptr(),
+                parent.as_ptr(),
+                name.as_ptr().cast(),
+                name_len(name)?,
+                expect.as_ptr(),
+            )
         })
     }
 
@@ -164,12 +193,27 @@ impl LayerMount {
     }
 
     /// Sets (`Some`) or removes (`None`) xattr `name` of a real object.
-    pub(crate) fn set_xattr(&self, d: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
+    pub(crate) fn set_xattr(
+        &self,
+        d: &Dentry,
+        name: &CStr,
+        value: Option<&[u8]>,
+        flags: i32,
+    ) -> Result {
         // SAFETY: mount and dentry are live; name is NUL-terminated; value valid for its length.
         to_result(unsafe {
             match value {
-                Some(v) => ffi::unionrs_setxattr_real(self.as_ptr(), d.as_ptr(), name.as_char_ptr(), v.as_ptr().cast(), v.len(), flags),
-                None => ffi::unionrs_removexattr_real(self.as_ptr(), d.as_ptr(), name.as_char_ptr()),
+                Some(v) => ffi::unionrs_setxattr_real(
+                    self.as_ptr(),
+                    d.as_ptr(),
+                    name.as_char_ptr(),
+                    v.as_ptr().cast(),
+                    v.len(),
+                    flags,
+                ),
+                None => {
+                    ffi::unionrs_removexattr_real(self.as_ptr(), d.as_ptr(), name.as_char_ptr())
+                }
             }
         })
     }
@@ -177,7 +221,14 @@ impl LayerMount {
     /// Sets (`Some`) or removes a POSIX ACL of a real object.
     pub(crate) fn set_acl(&self, d: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result {
         // SAFETY: mount and dentry are live; the ACL is the caller's, valid for the call.
-        to_result(unsafe { ffi::unionrs_set_acl_real(self.as_ptr(), d.as_ptr(), ty, acl.map_or(core::ptr::null_mut(), |a| a.0)) })
+        to_result(unsafe {
+            ffi::unionrs_set_acl_real(
+                self.as_ptr(),
+                d.as_ptr(),
+                ty,
+                acl.map_or(core::ptr::null_mut(), |a| a.0),
+            )
+        })
     }
 
     /// Gives a copy the size (regular files), mode, owner and times of the original.
@@ -193,16 +244,32 @@ impl LayerMount {
     }
 
     /// Copies the xattrs of `from` to `to`, except names starting with `skip_prefix`.
-    pub(crate) fn copy_xattrs(&self, from: RealPath<'_>, to: &Dentry, skip_prefix: &CStr) -> Result {
+    pub(crate) fn copy_xattrs(
+        &self,
+        from: RealPath<'_>,
+        to: &Dentry,
+        skip_prefix: &CStr,
+    ) -> Result {
         let raw = from.raw();
         // SAFETY: the paths are live; the prefix is NUL-terminated.
-        to_result(unsafe { ffi::unionrs_copy_xattrs_real(&raw, self.as_ptr(), to.as_ptr(), skip_prefix.as_char_ptr()) })
+        to_result(unsafe {
+            ffi::unionrs_copy_xattrs_real(
+                &raw,
+                self.as_ptr(),
+                to.as_ptr(),
+                skip_prefix.as_char_ptr(),
+            )
+        })
     }
 
     /// Copies `len` bytes of data from `from` to the new file `to` on this mount, and syncs it.
     pub(crate) fn copy_data(&self, from: RealPath<'_>, to: &Dentry, len: i64) -> Result {
         let src = from.raw();
-        let dst = RealPath { mnt: self, dentry: to }.raw();
+        let dst = RealPath {
+            mnt: self,
+            dentry: to,
+        }
+        .raw();
         // SAFETY: both paths are live for the call.
         to_result(unsafe { ffi::unionrs_copy_data_real(&src, &dst, len) })
     }
@@ -251,14 +318,20 @@ impl Dentry {
     /// The parent (the dentry itself for a root).
     pub(crate) fn parent(&self) -> ARef<Dentry> {
         // SAFETY: `dget_parent` returns a referenced dentry, never NULL.
-        unsafe { ARef::from_raw(NonNull::new_unchecked(ffi::unionrs_dget_parent(self.as_ptr()).cast())) }
+        unsafe {
+            ARef::from_raw(NonNull::new_unchecked(
+                ffi::unionrs_dget_parent(self.as_ptr()).cast(),
+            ))
+        }
     }
 
     /// A copy of the name, stable against concurrent renames.
     pub(crate) fn name_copy(&self) -> Result<KVec<u8>> {
         let mut buf = KVec::from_elem(0u8, bindings::NAME_MAX as usize + 1, GFP_KERNEL)?;
         // SAFETY: `buf` is valid for its length.
-        let n = unsafe { ffi::unionrs_dentry_name(self.as_ptr(), buf.as_mut_ptr().cast(), buf.len() as c_int) };
+        let n = unsafe {
+            ffi::unionrs_dentry_name(self.as_ptr(), buf.as_mut_ptr().cast(), buf.len() as c_int)
+        };
         let n = usize::try_from(n).map_err(|_| super::errno::enametoolong())?;
         buf.truncate(n);
         Ok(buf)
