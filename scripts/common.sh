@@ -1,10 +1,12 @@
 # Shared settings for the scripts in scripts/ (sourced, not executed).
 CACHE="${UNIONRS_CACHE:-$HOME/.cache/unionrs}"
-# The Debian package version we build against; fetch-kernel-source falls back
-# to the newest 7.2.x if this one has left the archive.
-KERNEL_PIN="${KERNEL_PIN:-7.2.12-1~bpo13+1}"
-export LIBCLANG_PATH=/usr/lib/llvm-19/lib
+# The toolchain pins (kernel version, compilers); the Makefile reads the same file.
+. "$(dirname "${BASH_SOURCE[0]}")/toolchain.env"
+export LIBCLANG_PATH
 export PATH="$HOME/.cargo/bin:$PATH"
+BINDGEN="$HOME/.cargo/bin/bindgen"
+# What kbuild needs to build the kernel or the module with the pinned compilers.
+KBUILD_TOOLCHAIN=(LLVM="$LLVM_SUFFIX" RUSTC="$RUSTC" BINDGEN="$BINDGEN")
 log()  { printf '[unionrs] %s\n' "$*" >&2; }
 warn() { printf '[unionrs] warning: %s\n' "$*" >&2; }
 die()  { printf '[unionrs] error: %s\n' "$*" >&2; exit 1; }
