@@ -189,7 +189,7 @@ pub(crate) fn permission(inode: PermInode<'_, UnionFs>, idmap: Idmap, mask: i32)
 
 /// What permission checks look at (`FsInode::real_top`): the upper object and the top lower
 /// one.
-pub(crate) fn real_top(data: &UnionInode) -> (Option<ARef<Dentry>>, Option<(ARef<Dentry>, usize)>) {
+pub(crate) fn real_top(data: &UnionInode) -> crate::vfs::RealTop {
     let upper = data.upper().map(|e| e.dentry.clone());
     let lower = data.lower().first().map(|e| (e.dentry.clone(), e.layer));
     (upper, lower)

@@ -380,7 +380,8 @@ mod tests {
     fn three_layers(n: usize) -> bool {
         let mut d = Dedup::new();
         let mut buf = [0u8; 24];
-        let layers: [(u8, fn(usize) -> bool); 3] = [
+        type Layer = (u8, fn(usize) -> bool);
+        let layers: [Layer; 3] = [
             (DT_DIR as u8, |i| i % 2 == 0),
             (DT_DIR as u8, |i| i % 3 == 0),
             (DT_REG, |_| true),

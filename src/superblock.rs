@@ -149,7 +149,7 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
                     e,
                     fmt!(
                         "workdir: cannot clean up '{}/work' ({:?})",
-                        show(&fs.work.as_ref().map_or(c"", |w| &w.name)),
+                        show(fs.work.as_ref().map_or(c"", |w| &w.name)),
                         e
                     ),
                 )
@@ -418,7 +418,7 @@ impl FileSystem for UnionFs {
         crate::namei::lookup(dir, name)
     }
 
-    fn real_top(data: &UnionInode) -> (Option<ARef<Dentry>>, Option<(ARef<Dentry>, usize)>) {
+    fn real_top(data: &UnionInode) -> crate::vfs::RealTop {
         crate::inode::real_top(data)
     }
 

@@ -24,6 +24,10 @@ unsafe impl Send for RealFile {}
 // directory iteration under the union file's position lock).
 unsafe impl Sync for RealFile {}
 
+/// What [`RealFile::read_dir`] calls for each entry: `(name, offset, ino, d_type)`, returning
+/// whether to go on.
+pub(crate) type DirActor<'a> = dyn FnMut(&[u8], i64, u64, u32) -> bool + 'a;
+
 impl RealFile {
     /// Opens a directory of a layer for reading, with the mounter's credentials.
     pub(crate) fn open_dir(path: RealPath<'_>, creds: &MounterCreds) -> Result<Self> {
@@ -61,16 +65,18 @@ impl RealFile {
 
     /// Reads the directory from position `pos`, calling `f(name, offset, ino, d_type)` for
     /// each entry until it returns false. Returns the position after the last entry taken.
-    pub(crate) fn read_dir(
-        &self,
-        pos: i64,
-        f: &mut dyn FnMut(&[u8], i64, u64, u32) -> bool,
-    ) -> Result<i64> {
+    pub(crate) fn read_dir(&self, pos: i64, f: &mut DirActor<'_>) -> Result<i64> {
         #[repr(C)]
         struct Collector<'a> {
             ctx: bindings::dir_context,
-            f: &'a mut dyn FnMut(&[u8], i64, u64, u32) -> bool,
+            f: &'a mut DirActor<'a>,
         }
+        /// `dir_context::actor`.
+        ///
+        /// # Safety
+        ///
+        /// Called by `iterate_dir` only: `ctx` is the context of a `Collector` and `name` is
+        /// readable for `len` bytes.
         unsafe extern "C" fn actor(
             ctx: *mut bindings::dir_context,
             name: *const c_char,
@@ -140,8 +146,8 @@ impl<'a> DirEmitter<'a> {
     ///
     /// `ctx` must be the context passed to `iterate_shared`, valid for `'a`.
     pub(crate) unsafe fn from_raw(ctx: *mut bindings::dir_context) -> Self {
-        // SAFETY: as the caller promises.
         Self {
+            // SAFETY: as the caller promises.
             ctx: unsafe { &mut *ctx },
         }
     }

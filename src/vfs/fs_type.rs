@@ -25,6 +25,10 @@ use kernel::seq_file::SeqFile;
 use kernel::sync::aref::ARef;
 use kernel::types::ForeignOwnable;
 
+/// What permission checks look at (see [`FileSystem::real_top`]): the upper object, and the
+/// top lower object with its layer number.
+pub(crate) type RealTop = (Option<ARef<Dentry>>, Option<(ARef<Dentry>, usize)>);
+
 /// A filesystem implemented on top of the wrappers of this module.
 pub(crate) trait FileSystem: Sized + 'static {
     /// What the mount options build up, one per mount context.
@@ -76,7 +80,7 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// The real objects of a new inode with `data` that permission checks look at: its upper
     /// object, if it has one, and its top lower object with its layer number (the upper layer
     /// is 0).
-    fn real_top(data: &Self::InodeData) -> (Option<ARef<Dentry>>, Option<(ARef<Dentry>, usize)>);
+    fn real_top(data: &Self::InodeData) -> RealTop;
 
     /// Checks `mask` access to `inode` for the calling task. Also called in RCU path walk
     /// (`mask` has `MAY_NOT_BLOCK`): then it must not sleep, which is why it sees only a
@@ -149,7 +153,7 @@ pub(crate) fn seq_show_option(m: &SeqFile, name: &CStr, value: Option<&CStr>) {
     // SAFETY: the strings are NUL-terminated (or NULL for no value) and `m` is a live seq_file.
     unsafe {
         ffi::unionrs_seq_show_option(
-            m as *const SeqFile as *mut bindings::seq_file,
+            core::ptr::from_ref(m).cast_mut().cast(),
             name.as_char_ptr(),
             value.map_or(core::ptr::null(), |v| v.as_char_ptr()),
         )
@@ -288,6 +292,12 @@ impl<T: FileSystem> Adapter<T> {
         drop(unsafe { <KBox<T::Info> as ForeignOwnable>::from_foreign(info) });
     }
 
+    /// `super_operations::show_options`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `m` is a live seq_file and `root` the root dentry of a mounted
+    /// superblock of `T`.
     unsafe extern "C" fn show_options(
         m: *mut bindings::seq_file,
         root: *mut bindings::dentry,

@@ -269,6 +269,10 @@ impl<T: FileSystem> FsInode<T> {
     }
 
     /// `super_operations::alloc_inode`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only, for a superblock of `T`.
     pub(crate) unsafe extern "C" fn alloc_inode(
         _sb: *mut bindings::super_block,
     ) -> *mut bindings::inode {
@@ -296,6 +300,10 @@ impl<T: FileSystem> FsInode<T> {
 
     /// `super_operations::destroy_inode`: drops our data (it holds references on the layers),
     /// in process context, after the inode left the hash.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only, once, for an inode of `T` that nobody uses any more.
     pub(crate) unsafe extern "C" fn destroy_inode(inode: *mut bindings::inode) {
         // SAFETY: the VFS destroys an inode nobody else uses any more.
         let this = unsafe { Self::from_raw(inode) };
@@ -311,6 +319,11 @@ impl<T: FileSystem> FsInode<T> {
     }
 
     /// `super_operations::free_inode`: frees the memory after an RCU grace period.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only, once, for an inode that [`Self::alloc_inode`] made, after
+    /// [`Self::destroy_inode`] and a grace period.
     pub(crate) unsafe extern "C" fn free_inode(inode: *mut bindings::inode) {
         // SAFETY: allocated by `alloc_inode` as a `KBox<FsInode<T>>`; nobody can see it now.
         drop(unsafe { KBox::from_raw(inode.cast::<FsInode<T>>()) });
@@ -345,12 +358,24 @@ impl<T: FileSystem> FsInode<T> {
         }
     }
 
+    /// The `test` callback of `iget5_locked`: whether `inode` has the key.
+    ///
+    /// # Safety
+    ///
+    /// Called by the inode hash only: `inode` is a hashed inode of `T` and `key` the `usize`
+    /// key that `get_inode` passed.
     unsafe extern "C" fn test(inode: *mut bindings::inode, key: *mut c_void) -> c_int {
         // SAFETY: the hash only holds our inodes; `key` points to the key of `get_inode`.
         // The key is written before hashing and read under the hash lock.
-        unsafe { (*Self::from_raw(inode).key.get() == *key.cast::<usize>()) as c_int }
+        unsafe { c_int::from(*Self::from_raw(inode).key.get() == *key.cast::<usize>()) }
     }
 
+    /// The `set` callback of `iget5_locked`: gives a new inode its key.
+    ///
+    /// # Safety
+    ///
+    /// Called by the inode hash only: `inode` is a new inode of `T`, not yet hashed, and
+    /// `key` the `usize` key that `get_inode` passed.
     unsafe extern "C" fn set(inode: *mut bindings::inode, key: *mut c_void) -> c_int {
         // SAFETY: called for a new inode, under the hash lock, before it is hashed.
         unsafe { *Self::from_raw(inode).key.get() = *key.cast::<usize>() };

@@ -24,7 +24,7 @@ pub(crate) use cred::MounterCreds;
 pub(crate) use dentry::Dentry;
 pub(crate) use file::{DirEmitter, RealFile};
 pub(crate) use fs_context::{FsContext, Param, ParamValue};
-pub(crate) use fs_type::{FileSystem, Registration};
+pub(crate) use fs_type::{FileSystem, RealTop, Registration};
 pub(crate) use inode::{FsInode, Inode, PermInode};
 pub(crate) use layer::{LayerMount, RealPath};
 pub(crate) use ops::{Idmap, Kstat};

@@ -78,6 +78,12 @@ struct OpenFile {
     upper: SetOnce<RealFile>,
 }
 
+/// The prefix of our xattr handler: empty, so that it matches every name.
+// `as_char_ptr` (which the lint asks for) is not a const fn; an empty string has no
+// signedness to get wrong.
+#[allow(clippy::disallowed_methods)]
+const EMPTY_XATTR_PREFIX: *const c_char = c"".as_ptr().cast();
+
 /// Trampolines for `T`'s inodes and files.
 pub(crate) struct Adapter<T: FileSystem>(PhantomData<T>);
 
@@ -155,7 +161,7 @@ impl<T: FileSystem> Adapter<T> {
     /// Our one xattr handler: every name goes to the union logic, which passes it to the real
     /// object (hiding and escaping its private names).
     const XATTR_HANDLER: bindings::xattr_handler = bindings::xattr_handler {
-        prefix: c"".as_ptr().cast(),
+        prefix: EMPTY_XATTR_PREFIX,
         get: Some(Self::xattr_get),
         set: Some(Self::xattr_set),
         // SAFETY: all-zero is a valid handler (no name, no set, no list filter).
@@ -199,6 +205,12 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `inode_operations::lookup`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dir` is a directory inode of `T`, locked by the VFS, and `dentry` a negative dentry
+    /// in it, referenced for the call.
     unsafe extern "C" fn lookup(
         dir: *mut bindings::inode,
         dentry: *mut bindings::dentry,
@@ -223,6 +235,12 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `inode_operations::permission`, also called in RCU path walk.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `inode` is an inode of `T` that the VFS keeps alive for the call (in RCU walk, under
+    /// `rcu_read_lock`); `idmap` is the mount's id mapping.
     unsafe extern "C" fn permission(
         idmap: *mut bindings::mnt_idmap,
         inode: *mut bindings::inode,
@@ -237,6 +255,12 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `inode_operations::getattr`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `path` is a path to an object of `T` and `stat` the caller's `kstat`, both valid for the
+    /// call.
     unsafe extern "C" fn getattr(
         _idmap: *mut bindings::mnt_idmap,
         path: *const bindings::path,
@@ -265,6 +289,12 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `inode_operations::setattr`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` is a positive dentry of `T` whose inode the VFS has locked, and `attr` the
+    /// caller's attributes, valid for the call.
     unsafe extern "C" fn setattr(
         idmap: *mut bindings::mnt_idmap,
         dentry: *mut bindings::dentry,
@@ -274,7 +304,7 @@ impl<T: FileSystem> Adapter<T> {
             // SAFETY: the VFS changes a positive dentry of ours, with its inode locked.
             unsafe { to_result(bindings::setattr_prepare(idmap, dentry, attr))? };
             // SAFETY: as above; we work on a copy of the caller's request.
-            let (d, mut copy) = unsafe { (Dentry::from_raw(dentry), Iattr((*attr).clone())) };
+            let (d, mut copy) = unsafe { (Dentry::from_raw(dentry), Iattr(*attr)) };
             T::setattr(d, &mut copy)?;
             Ok(0)
         })
@@ -299,6 +329,11 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `inode_operations::create`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: As for [`Self::dirop`]: `dir` locked by the VFS, `dentry` a negative dentry in it.
     unsafe extern "C" fn create(
         _idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
@@ -315,6 +350,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `inode_operations::mkdir`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: As for [`Self::dirop`]: `dir` locked by the VFS, `dentry` a negative dentry in it.
     unsafe extern "C" fn mkdir(
         _idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
@@ -336,6 +376,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `inode_operations::mknod`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: As for [`Self::dirop`]: `dir` locked by the VFS, `dentry` a negative dentry in it.
     unsafe extern "C" fn mknod(
         _idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
@@ -352,6 +397,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `inode_operations::symlink`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: As for [`Self::dirop`], and `target` is a NUL-terminated string valid for the call.
     unsafe extern "C" fn symlink(
         _idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
@@ -368,6 +418,12 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `inode_operations::link`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: As for [`Self::dirop`] for `dir` and `new`; `old` is a positive dentry of `T` pinned for
+    /// the call.
     unsafe extern "C" fn link(
         old: *mut bindings::dentry,
         dir: *mut bindings::inode,
@@ -379,16 +435,32 @@ impl<T: FileSystem> Adapter<T> {
         unsafe { Self::dirop(dir, new, |dir, d| T::link(old, dir, d)) }
     }
 
+    /// `inode_operations::unlink`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: As for [`Self::dirop`]: `dir` locked by the VFS, `dentry` a positive dentry in it.
     unsafe extern "C" fn unlink(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
         // SAFETY: the VFS removes from a locked directory of ours.
         unsafe { Self::dirop(dir, dentry, |dir, d| T::remove(dir, d, false)) }
     }
 
+    /// `inode_operations::rmdir`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: As for [`Self::dirop`]: `dir` locked by the VFS, `dentry` a positive dentry in it.
     unsafe extern "C" fn rmdir(dir: *mut bindings::inode, dentry: *mut bindings::dentry) -> c_int {
         // SAFETY: the VFS removes from a locked directory of ours.
         unsafe { Self::dirop(dir, dentry, |dir, d| T::remove(dir, d, true)) }
     }
 
+    /// `inode_operations::tmpfile`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dir` is a directory inode of `T` and `file` a file being opened on it, both valid for
+    /// the call.
     unsafe extern "C" fn tmpfile(
         _idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
@@ -446,6 +518,12 @@ impl<T: FileSystem> Adapter<T> {
         r
     }
 
+    /// `inode_operations::rename`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: The VFS holds the locks of a rename: `old_dir` and `new_dir` are directory inodes of
+    /// `T`, `old` a positive dentry in the first, `new` a dentry in the second.
     unsafe extern "C" fn rename(
         _idmap: *mut bindings::mnt_idmap,
         _old_dir: *mut bindings::inode,
@@ -462,6 +540,11 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `inode_operations::fiemap`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `inode` is an inode of `T` and `info` the caller's extent buffer, valid for the call.
     unsafe extern "C" fn fiemap(
         inode: *mut bindings::inode,
         info: *mut bindings::fiemap_extent_info,
@@ -482,6 +565,12 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `inode_operations::get_link`, also called in RCU path walk (`dentry` NULL).
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `inode` is a symlink inode of `T`, alive for the call; `dentry`, if not NULL, is its
+    /// dentry; `done` is the caller's delayed call.
     unsafe extern "C" fn get_link(
         dentry: *mut bindings::dentry,
         inode: *mut bindings::inode,
@@ -502,6 +591,11 @@ impl<T: FileSystem> Adapter<T> {
         unsafe { bindings::vfs_get_link(real.dentry.as_ptr(), done) }
     }
 
+    /// `file_operations::open` of regular files.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `inode` is a regular-file inode of `T` and `file` the file being opened on it.
     unsafe extern "C" fn file_open(
         inode: *mut bindings::inode,
         file: *mut bindings::file,
@@ -586,6 +680,12 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::write_iter`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `iocb` refers to an open regular file of `T`, and `iter` is the caller's, valid for the
+    /// call.
     unsafe extern "C" fn write_iter(
         iocb: *mut bindings::kiocb,
         iter: *mut bindings::iov_iter,
@@ -605,6 +705,12 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::splice_write`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `out` is an open regular file of `T`, and `pipe` and `ppos` are the caller's, valid for
+    /// the call.
     unsafe extern "C" fn splice_write(
         pipe: *mut bindings::pipe_inode_info,
         out: *mut bindings::file,
@@ -629,6 +735,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::fallocate`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open regular file of `T`.
     unsafe extern "C" fn fallocate(
         file: *mut bindings::file,
         mode: c_int,
@@ -651,6 +762,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::release` of regular files.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open regular file of `T` (opened by [`Self::file_open`]), released once.
     unsafe extern "C" fn file_release(
         _inode: *mut bindings::inode,
         file: *mut bindings::file,
@@ -671,6 +787,12 @@ impl<T: FileSystem> Adapter<T> {
         T::creds(inode.sb())
     }
 
+    /// `file_operations::read_iter`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `iocb` refers to an open regular file of `T`, and `iter` is the caller's, valid for the
+    /// call.
     unsafe extern "C" fn read_iter(
         iocb: *mut bindings::kiocb,
         iter: *mut bindings::iov_iter,
@@ -690,6 +812,12 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::splice_read`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open regular file of `T`, and `ppos` and `pipe` are the caller's, valid
+    /// for the call.
     unsafe extern "C" fn splice_read(
         file: *mut bindings::file,
         ppos: *mut bindings::loff_t,
@@ -714,6 +842,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::mmap`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open regular file of `T` and `vma` the mapping being set up.
     unsafe extern "C" fn mmap(
         file: *mut bindings::file,
         vma: *mut bindings::vm_area_struct,
@@ -728,6 +861,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::llseek` of regular files.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open regular file of `T`.
     unsafe extern "C" fn file_llseek(
         file: *mut bindings::file,
         offset: bindings::loff_t,
@@ -743,6 +881,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::fsync` of regular files.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open regular file of `T`.
     unsafe extern "C" fn fsync(
         file: *mut bindings::file,
         start: bindings::loff_t,
@@ -761,6 +904,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `file_operations::fsync` of directories.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open directory of `T` (opened by [`Self::dir_open`]).
     unsafe extern "C" fn dir_fsync(
         file: *mut bindings::file,
         _start: bindings::loff_t,
@@ -776,6 +924,11 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `file_operations::open` of directories.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `inode` is a directory inode of `T` and `file` the file being opened on it.
     unsafe extern "C" fn dir_open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
         from_result(|| {
             // SAFETY: the VFS opens a live directory inode of ours.
@@ -791,6 +944,11 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `file_operations::release` of directories.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open directory of `T` (opened by [`Self::dir_open`]), released once.
     unsafe extern "C" fn dir_release(
         _inode: *mut bindings::inode,
         file: *mut bindings::file,
@@ -800,6 +958,12 @@ impl<T: FileSystem> Adapter<T> {
         0
     }
 
+    /// `file_operations::iterate_shared` of directories.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `file` is an open directory of `T` (opened by [`Self::dir_open`]) and `ctx` the caller's
+    /// directory context, valid for the call.
     unsafe extern "C" fn iterate_shared(
         file: *mut bindings::file,
         ctx: *mut bindings::dir_context,
@@ -823,6 +987,12 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `xattr_handler::get` of our one handler.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` (possibly NULL) and `inode` are an object of `T`, `name` a NUL-terminated
+    /// string and `buffer` writable for `size` bytes (or NULL with size 0), all for the call.
     unsafe extern "C" fn xattr_get(
         _handler: *const bindings::xattr_handler,
         _dentry: *mut bindings::dentry,
@@ -850,6 +1020,12 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `xattr_handler::set` of our one handler.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` and `inode` are an object of `T` whose inode the VFS has locked, `name` a
+    /// NUL-terminated string and `value` readable for `size` bytes (NULL for a removal).
     unsafe extern "C" fn xattr_set(
         _handler: *const bindings::xattr_handler,
         _idmap: *mut bindings::mnt_idmap,
@@ -879,6 +1055,12 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// `inode_operations::listxattr`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` is a positive dentry of `T` and `list` writable for `size` bytes (or NULL with
+    /// size 0).
     unsafe extern "C" fn listxattr(
         dentry: *mut bindings::dentry,
         list: *mut c_char,
@@ -902,6 +1084,11 @@ impl<T: FileSystem> Adapter<T> {
         }
     }
 
+    /// `inode_operations::get_inode_acl`, also called in RCU path walk.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `inode` is an inode of `T`, alive for the call.
     unsafe extern "C" fn get_inode_acl(
         inode: *mut bindings::inode,
         ty: c_int,
@@ -921,6 +1108,11 @@ impl<T: FileSystem> Adapter<T> {
         unsafe { ffi::unionrs_get_inode_acl(real.as_ptr(), ty) }
     }
 
+    /// `inode_operations::get_acl`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` is a positive dentry of `T`, referenced for the call.
     unsafe extern "C" fn get_acl(
         _idmap: *mut bindings::mnt_idmap,
         dentry: *mut bindings::dentry,
@@ -937,6 +1129,12 @@ impl<T: FileSystem> Adapter<T> {
         unsafe { ffi::unionrs_get_acl(real.mnt.as_ptr(), real.dentry.as_ptr(), ty) }
     }
 
+    /// `inode_operations::set_acl`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` is a positive dentry of `T` whose inode the VFS has locked; `acl` is NULL or a
+    /// valid ACL, both for the call.
     unsafe extern "C" fn set_acl(
         _idmap: *mut bindings::mnt_idmap,
         dentry: *mut bindings::dentry,
@@ -946,13 +1144,18 @@ impl<T: FileSystem> Adapter<T> {
         from_result(|| {
             // SAFETY: the VFS passes one of our positive dentries, with its inode locked.
             let d = unsafe { Dentry::from_raw(dentry) };
-            let acl = (!acl.is_null()).then(|| PosixAcl(acl));
+            let acl = (!acl.is_null()).then_some(PosixAcl(acl));
             T::set_acl(d, ty, acl.as_ref())?;
             Ok(0)
         })
     }
 
     /// `super_operations::statfs`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` is a dentry of a mounted superblock of `T` and `buf`
+    /// the caller's `kstatfs`.
     pub(crate) unsafe extern "C" fn statfs(
         dentry: *mut bindings::dentry,
         buf: *mut bindings::kstatfs,
