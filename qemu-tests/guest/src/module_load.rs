@@ -6,7 +6,7 @@ use crate::{check, Test, TestResult};
 use std::fs;
 
 pub fn tests() -> Vec<Test> {
-    vec![Test { name: "module.unload_refused_while_mounted", run: unload_refused_while_mounted }]
+    vec![Test::new("module.unload_refused_while_mounted", unload_refused_while_mounted)]
 }
 
 fn registered() -> bool {

@@ -10,14 +10,14 @@ use std::path::Path;
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test { name: "mount.fs_type_registered", run: fs_type_registered },
-        Test { name: "mount.bad_inputs", run: bad_inputs },
-        Test { name: "mount.valid_lower_only", run: valid_lower_only },
-        Test { name: "mount.valid_with_upper", run: valid_with_upper },
-        Test { name: "mount.escaped_colon_and_comma", run: escaped_colon_and_comma },
-        Test { name: "mount.lowerdir_add", run: lowerdir_add },
-        Test { name: "mount.limit_500_layers", run: limit_500_layers },
-        Test { name: "mount.fd_layers", run: fd_layers },
+        Test::new("mount.fs_type_registered", fs_type_registered),
+        Test::new("mount.bad_inputs", bad_inputs),
+        Test::new("mount.valid_lower_only", valid_lower_only),
+        Test::new("mount.valid_with_upper", valid_with_upper),
+        Test::new("mount.escaped_colon_and_comma", escaped_colon_and_comma),
+        Test::new("mount.lowerdir_add", lowerdir_add),
+        Test::new("mount.limit_500_layers", limit_500_layers),
+        Test::new("mount.fd_layers", fd_layers),
     ]
 }
 
@@ -93,36 +93,185 @@ fn bad_inputs() -> TestResult {
     let mnt = s.path("mnt");
     // Relative names (resolved from the cwd, as overlayfs allows) keep 501 layers within the
     // one page that mount(2) copies.
-    let many: Vec<String> = (0..501).map(|i| { s.dir(&format!("many/{i}")); i.to_string() }).collect();
+    let many: Vec<String> = (0..501)
+        .map(|i| {
+            s.dir(&format!("many/{i}"));
+            i.to_string()
+        })
+        .collect();
 
     let cases = vec![
         BadCase { what: "no options", opts: String::new(), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "missing 'lowerdir'" },
-        BadCase { what: "no lowerdir", opts: format!("upperdir={t}/u,workdir={t}/w"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "missing 'lowerdir'" },
-        BadCase { what: "empty lowerdir", opts: "lowerdir=".into(), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "missing 'lowerdir'" },
-        BadCase { what: "lower not found", opts: format!("lowerdir={t}/nonexistent"), errno: libc::ENOENT, overlay: Some(libc::ENOENT), msg: "failed to resolve" },
-        BadCase { what: "second lower not found", opts: format!("lowerdir={t}/l1:{t}/nope"), errno: libc::ENOENT, overlay: Some(libc::ENOENT), msg: "failed to resolve" },
-        BadCase { what: "upper not found", opts: format!("lowerdir={t}/l1,upperdir={t}/nope,workdir={t}/w"), errno: libc::ENOENT, overlay: Some(libc::ENOENT), msg: "failed to resolve" },
-        BadCase { what: "work not found", opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/nope"), errno: libc::ENOENT, overlay: Some(libc::ENOENT), msg: "failed to resolve" },
+        BadCase {
+            what: "no lowerdir",
+            opts: format!("upperdir={t}/u,workdir={t}/w"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "missing 'lowerdir'",
+        },
+        BadCase {
+            what: "empty lowerdir",
+            opts: "lowerdir=".into(),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "missing 'lowerdir'",
+        },
+        BadCase {
+            what: "lower not found",
+            opts: format!("lowerdir={t}/nonexistent"),
+            errno: libc::ENOENT,
+            overlay: Some(libc::ENOENT),
+            msg: "failed to resolve",
+        },
+        BadCase {
+            what: "second lower not found",
+            opts: format!("lowerdir={t}/l1:{t}/nope"),
+            errno: libc::ENOENT,
+            overlay: Some(libc::ENOENT),
+            msg: "failed to resolve",
+        },
+        BadCase {
+            what: "upper not found",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/nope,workdir={t}/w"),
+            errno: libc::ENOENT,
+            overlay: Some(libc::ENOENT),
+            msg: "failed to resolve",
+        },
+        BadCase {
+            what: "work not found",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/nope"),
+            errno: libc::ENOENT,
+            overlay: Some(libc::ENOENT),
+            msg: "failed to resolve",
+        },
         // overlayfs says EINVAL here; ENOTDIR names the problem.
-        BadCase { what: "lower is a file", opts: format!("lowerdir={t}/file"), errno: libc::ENOTDIR, overlay: None, msg: "is not a directory" },
-        BadCase { what: "upper is a file", opts: format!("lowerdir={t}/l1,upperdir={t}/file,workdir={t}/w"), errno: libc::ENOTDIR, overlay: None, msg: "is not a directory" },
-        BadCase { what: "upper without workdir", opts: format!("lowerdir={t}/l1,upperdir={t}/u"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "missing 'workdir'" },
-        BadCase { what: "workdir on another fs", opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={other}/w"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "same mount" },
-        BadCase { what: "workdir inside upper", opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/u/w_in_u"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "separate subtrees" },
-        BadCase { what: "upper inside workdir", opts: format!("lowerdir={t}/l1,upperdir={t}/w/u_in_w,workdir={t}/w"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "separate subtrees" },
-        BadCase { what: "workdir same as upper", opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/u"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "separate subtrees" },
-        BadCase { what: "same lower twice", opts: format!("lowerdir={t}/l1:{t}/l1"), errno: libc::ELOOP, overlay: Some(libc::ELOOP), msg: "same directory" },
-        BadCase { what: "lower same as upper", opts: format!("lowerdir={t}/u,upperdir={t}/u,workdir={t}/w"), errno: libc::ELOOP, overlay: Some(libc::ELOOP), msg: "same directory" },
-        BadCase { what: "lower inside lower", opts: format!("lowerdir={t}/l1/sub:{t}/l1"), errno: libc::ELOOP, overlay: Some(libc::ELOOP), msg: "overlapping layers" },
-        BadCase { what: "lower inside upper", opts: format!("lowerdir={t}/u/w_in_u,upperdir={t}/u,workdir={t}/w"), errno: libc::ELOOP, overlay: Some(libc::ELOOP), msg: "overlapping layers" },
-        BadCase { what: "501 lower layers", opts: format!("lowerdir={}", many.join(":")), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "too many lower directories" },
-        BadCase { what: "trailing colon", opts: format!("lowerdir={t}/l1:"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "empty layer path" },
-        BadCase { what: "leading colon", opts: format!("lowerdir=:{t}/l1"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "cannot start with ':'" },
+        BadCase {
+            what: "lower is a file",
+            opts: format!("lowerdir={t}/file"),
+            errno: libc::ENOTDIR,
+            overlay: None,
+            msg: "is not a directory",
+        },
+        BadCase {
+            what: "upper is a file",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/file,workdir={t}/w"),
+            errno: libc::ENOTDIR,
+            overlay: None,
+            msg: "is not a directory",
+        },
+        BadCase {
+            what: "upper without workdir",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "missing 'workdir'",
+        },
+        BadCase {
+            what: "workdir on another fs",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={other}/w"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "same mount",
+        },
+        BadCase {
+            what: "workdir inside upper",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/u/w_in_u"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "separate subtrees",
+        },
+        BadCase {
+            what: "upper inside workdir",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/w/u_in_w,workdir={t}/w"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "separate subtrees",
+        },
+        BadCase {
+            what: "workdir same as upper",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/u"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "separate subtrees",
+        },
+        BadCase {
+            what: "same lower twice",
+            opts: format!("lowerdir={t}/l1:{t}/l1"),
+            errno: libc::ELOOP,
+            overlay: Some(libc::ELOOP),
+            msg: "same directory",
+        },
+        BadCase {
+            what: "lower same as upper",
+            opts: format!("lowerdir={t}/u,upperdir={t}/u,workdir={t}/w"),
+            errno: libc::ELOOP,
+            overlay: Some(libc::ELOOP),
+            msg: "same directory",
+        },
+        BadCase {
+            what: "lower inside lower",
+            opts: format!("lowerdir={t}/l1/sub:{t}/l1"),
+            errno: libc::ELOOP,
+            overlay: Some(libc::ELOOP),
+            msg: "overlapping layers",
+        },
+        BadCase {
+            what: "lower inside upper",
+            opts: format!("lowerdir={t}/u/w_in_u,upperdir={t}/u,workdir={t}/w"),
+            errno: libc::ELOOP,
+            overlay: Some(libc::ELOOP),
+            msg: "overlapping layers",
+        },
+        BadCase {
+            what: "501 lower layers",
+            opts: format!("lowerdir={}", many.join(":")),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "too many lower directories",
+        },
+        BadCase {
+            what: "trailing colon",
+            opts: format!("lowerdir={t}/l1:"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "empty layer path",
+        },
+        BadCase {
+            what: "leading colon",
+            opts: format!("lowerdir=:{t}/l1"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "cannot start with ':'",
+        },
         // overlayfs takes '::' as data-only layers, which unionrs does not have.
-        BadCase { what: "data layers", opts: format!("lowerdir={t}/l1::{t}/l2"), errno: libc::EINVAL, overlay: None, msg: "data-only lower layers" },
-        BadCase { what: "unknown option", opts: format!("lowerdir={t}/l1,frobnicate=1"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "Unknown parameter" },
-        BadCase { what: "lowerdir+ after lowerdir", opts: format!("lowerdir={t}/l1,lowerdir+={t}/l2"), errno: libc::EINVAL, overlay: Some(libc::EINVAL), msg: "lowerdir+ cannot follow lowerdir" },
-        BadCase { what: "unsupported feature", opts: format!("lowerdir={t}/l1:{t}/l2,metacopy=on"), errno: libc::EINVAL, overlay: None, msg: "only the 'off' setting" },
+        BadCase {
+            what: "data layers",
+            opts: format!("lowerdir={t}/l1::{t}/l2"),
+            errno: libc::EINVAL,
+            overlay: None,
+            msg: "data-only lower layers",
+        },
+        BadCase {
+            what: "unknown option",
+            opts: format!("lowerdir={t}/l1,frobnicate=1"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "Unknown parameter",
+        },
+        BadCase {
+            what: "lowerdir+ after lowerdir",
+            opts: format!("lowerdir={t}/l1,lowerdir+={t}/l2"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "lowerdir+ cannot follow lowerdir",
+        },
+        BadCase {
+            what: "unsupported feature",
+            opts: format!("lowerdir={t}/l1:{t}/l2,metacopy=on"),
+            errno: libc::EINVAL,
+            overlay: None,
+            msg: "only the 'off' setting",
+        },
     ];
 
     let mut kmsg = Kmsg::new();
@@ -197,23 +346,15 @@ fn mount_both(s: &mut Scratch, opts: &str, top: &Path) -> TestResult {
     check!(m.dev() != t.dev(), "root st_dev {} is the top layer's; a union has its own", m.dev());
     let ft = sys::statfs_type(&mnt).map_err(errno_name)?;
     check!(ft == 0x756e696f, "statfs f_type {ft:#x}, want 0x756e696f");
-    let (ro_ours, ro_ovl) = (
-        sys::statvfs_flags(&mnt).map_err(errno_name)? & libc::ST_RDONLY,
-        sys::statvfs_flags(&ovl).map_err(errno_name)? & libc::ST_RDONLY,
-    );
+    let (ro_ours, ro_ovl) =
+        (sys::statvfs_flags(&mnt).map_err(errno_name)? & libc::ST_RDONLY, sys::statvfs_flags(&ovl).map_err(errno_name)? & libc::ST_RDONLY);
     check!(ro_ours == ro_ovl, "read-only flag: unionrs {ro_ours}, overlayfs {ro_ovl}");
 
     let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-    let line = info
-        .lines()
-        .find(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap_or("")))
-        .ok_or("union not in mountinfo")?;
+    let line = info.lines().find(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap_or(""))).ok_or("union not in mountinfo")?;
     check!(line.contains(" - unionrs "), "mountinfo fs type: {line}");
     let ours_opts = line.rsplit(' ').next().unwrap_or("");
-    let ovl_line = info
-        .lines()
-        .find(|l| l.split(' ').nth(4) == Some(ovl.to_str().unwrap_or("")))
-        .ok_or("overlay not in mountinfo")?;
+    let ovl_line = info.lines().find(|l| l.split(' ').nth(4) == Some(ovl.to_str().unwrap_or(""))).ok_or("overlay not in mountinfo")?;
     let ovl_opts = ovl_line.rsplit(' ').next().unwrap_or("");
     // overlayfs lists the layers with the same option names; compare those.
     for key in ["lowerdir=", "lowerdir+=", "upperdir=", "workdir="] {

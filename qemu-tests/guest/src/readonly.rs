@@ -3,39 +3,35 @@
 //! the xattr calls see it; directory positions (telldir/seekdir); EROFS for every change; no
 //! atime updates on the layers; and layers spread over tmpfs, ext4 and xfs.
 
-use crate::util::{bytes_diff, bpath, errno_of, join_rel, parent_rel, show, verdict, XorShift};
 use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
+use crate::trees::{self, layer_paths, stamp_times, three_layers, Layer, Spread};
+use crate::util::{bpath, bytes_diff, errno_of, join_rel, parent_rel, show, verdict, XorShift};
 use crate::{check, Test, TestResult};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, CString};
 use std::fs::{self, File};
 use std::hash::Hash;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test { name: "readonly.differential_same_fs", run: differential_same_fs },
-        Test { name: "readonly.seekdir", run: seekdir },
-        Test { name: "readonly.erofs", run: erofs },
-        Test { name: "readonly.no_atime_on_lower", run: no_atime_on_lower },
-        Test { name: "readonly.multi_fs", run: multi_fs },
-        Test { name: "readonly.remount_and_open_modes", run: remount_and_open_modes },
+        Test::new("readonly.differential_same_fs", differential_same_fs),
+        Test::full_only("readonly.differential_100k", differential_100k),
+        Test::new("readonly.seekdir", seekdir),
+        Test::new("readonly.erofs", erofs),
+        Test::new("readonly.no_atime_on_lower", no_atime_on_lower),
+        Test::new("readonly.multi_fs", multi_fs),
+        Test::new("readonly.remount_and_open_modes", remount_and_open_modes),
     ]
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-
-
-
-
 
 /// The whole content of a regular file, through read(2).
 fn read_file(p: &Path) -> Result<Vec<u8>, i32> {
@@ -49,14 +45,12 @@ fn readlink(p: &Path) -> Result<Vec<u8>, i32> {
     fs::read_link(p).map(|t| t.into_os_string().into_vec()).map_err(|e| errno_of(&e))
 }
 
-
 fn describe_err<T>(r: &Result<T, i32>, ok: impl Fn(&T) -> String) -> String {
     match r {
         Ok(v) => ok(v),
         Err(e) => format!("error {}", errno_name(*e)),
     }
 }
-
 
 /// The d_type readdir should report for a file mode.
 fn dtype_of(mode: u32) -> u8 {
@@ -71,8 +65,6 @@ fn dtype_of(mode: u32) -> u8 {
         _ => libc::DT_UNKNOWN,
     }
 }
-
-
 
 /// Mounts `fstype` ("unionrs" or "overlay") over `layers` (top first) at `target`.
 fn mount_layers(fstype: &str, target: &Path, layers: &[&Path]) -> Result<(), String> {
@@ -109,7 +101,11 @@ impl DirStream {
         let c = sys::cpath(p);
         // SAFETY: valid string; opendir returns a stream or NULL.
         let d = unsafe { libc::opendir(c.as_ptr()) };
-        if d.is_null() { Err(sys::errno()) } else { Ok(Self(d)) }
+        if d.is_null() {
+            Err(sys::errno())
+        } else {
+            Ok(Self(d))
+        }
     }
 
     /// The next entry, None at the end.
@@ -173,196 +169,6 @@ fn read_dir_raw(p: &Path) -> Result<Vec<DirEnt>, i32> {
 /// The names in directory `p`, without "." and "..".
 fn names_in(p: &Path) -> Result<BTreeSet<Vec<u8>>, i32> {
     Ok(read_dir_raw(p)?.into_iter().map(|e| e.name).filter(|n| n != b"." && n != b"..").collect())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Building layers
-
-/// One layer directory being populated. Setup failures panic with the path: the harness turns
-/// that into a failed test.
-struct Layer {
-    root: PathBuf,
-}
-
-fn must(rc: i32, what: &str, p: &Path) {
-    assert!(rc == 0, "fixture: {what} {}: {}", p.display(), errno_name(rc));
-}
-
-impl Layer {
-    fn new(root: PathBuf) -> Self {
-        fs::create_dir_all(&root).unwrap_or_else(|e| panic!("fixture: mkdir {}: {e}", root.display()));
-        Self { root }
-    }
-
-    fn path(&self, rel: impl AsRef<[u8]>) -> PathBuf {
-        bpath(&self.root, rel.as_ref())
-    }
-
-    fn parents(&self, p: &Path) {
-        if let Some(d) = p.parent() {
-            fs::create_dir_all(d).unwrap_or_else(|e| panic!("fixture: mkdir {}: {e}", d.display()));
-        }
-    }
-
-    fn dir(&self, rel: impl AsRef<[u8]>) -> &Self {
-        let p = self.path(rel);
-        fs::create_dir_all(&p).unwrap_or_else(|e| panic!("fixture: mkdir {}: {e}", p.display()));
-        self
-    }
-
-    fn file(&self, rel: impl AsRef<[u8]>, content: impl AsRef<[u8]>) -> &Self {
-        let p = self.path(rel);
-        self.parents(&p);
-        fs::write(&p, content).unwrap_or_else(|e| panic!("fixture: write {}: {e}", p.display()));
-        self
-    }
-
-    /// mknod: a device, FIFO or empty regular file (`mode` includes the type).
-    fn node(&self, rel: impl AsRef<[u8]>, mode: libc::mode_t, dev: libc::dev_t) -> &Self {
-        let p = self.path(rel);
-        self.parents(&p);
-        must(sys::mknod(&p, mode, dev), "mknod", &p);
-        self
-    }
-
-    /// An overlayfs whiteout: a 0/0 character device.
-    fn whiteout(&self, rel: impl AsRef<[u8]>) -> &Self {
-        self.node(rel, libc::S_IFCHR, libc::makedev(0, 0))
-    }
-
-    fn symlink(&self, rel: impl AsRef<[u8]>, target: impl AsRef<[u8]>) -> &Self {
-        let p = self.path(rel);
-        self.parents(&p);
-        std::os::unix::fs::symlink(OsStr::from_bytes(target.as_ref()), &p)
-            .unwrap_or_else(|e| panic!("fixture: symlink {}: {e}", p.display()));
-        self
-    }
-
-    fn hardlink(&self, existing: &str, rel: &str) -> &Self {
-        let p = self.path(rel);
-        self.parents(&p);
-        fs::hard_link(self.path(existing), &p).unwrap_or_else(|e| panic!("fixture: link {}: {e}", p.display()));
-        self
-    }
-
-    fn xattr(&self, rel: impl AsRef<[u8]>, name: &str, value: impl AsRef<[u8]>) -> &Self {
-        let p = self.path(rel);
-        must(sys::lsetxattr(&p, name, value.as_ref()), &format!("setxattr {name}"), &p);
-        self
-    }
-
-    /// A directory with `trusted.overlay.opaque` = `value` ("y": opaque, "x": has xattr whiteouts).
-    fn opaque(&self, rel: &str, value: &str) -> &Self {
-        self.dir(rel).xattr(rel, "trusted.overlay.opaque", value)
-    }
-
-    fn chmod(&self, rel: &str, mode: u32) -> &Self {
-        let p = self.path(rel);
-        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .unwrap_or_else(|e| panic!("fixture: chmod {}: {e}", p.display()));
-        self
-    }
-
-    fn chown(&self, rel: &str, uid: u32, gid: u32) -> &Self {
-        let p = self.path(rel);
-        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).unwrap_or_else(|e| panic!("fixture: chown {}: {e}", p.display()));
-        self
-    }
-
-    /// Adds POSIX ACL entries with setfacl(1).
-    fn acl(&self, rel: &str, spec: &str) -> &Self {
-        let p = self.path(rel);
-        let out = Command::new("setfacl").arg("-m").arg(spec).arg(&p).output();
-        match out {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => panic!("fixture: setfacl -m {spec} {}: {}", p.display(), String::from_utf8_lossy(&o.stderr).trim()),
-            Err(e) => panic!("fixture: running setfacl: {e}"),
-        }
-        self
-    }
-}
-
-fn three_layers(s: &Scratch) -> [Layer; 3] {
-    [Layer::new(s.path("l0")), Layer::new(s.path("l1")), Layer::new(s.path("l2"))]
-}
-
-fn layer_paths(l: &[Layer]) -> Vec<&Path> {
-    l.iter().map(|l| l.root.as_path()).collect()
-}
-
-/// Gives every object below `root` (and `root` itself) its own fixed atime and mtime, children
-/// before their directory. The entries of the directories in `skip_children_of` (relative
-/// paths) keep their creation times.
-fn stamp_times(root: &Path, base: i64, skip_children_of: &[&str]) {
-    fn visit(root: &Path, p: &Path, base: i64, n: &mut i64, skip: &[&str]) {
-        let st = sys::lstat(p).unwrap_or_else(|e| panic!("fixture: lstat {}: {}", p.display(), errno_name(e)));
-        let rel = p.strip_prefix(root).unwrap_or(p);
-        if st.st_mode & libc::S_IFMT == libc::S_IFDIR && !skip.iter().any(|s| Path::new(s) == rel) {
-            let entries = fs::read_dir(p).unwrap_or_else(|e| panic!("fixture: readdir {}: {e}", p.display()));
-            for e in entries {
-                let e = e.unwrap_or_else(|e| panic!("fixture: readdir {}: {e}", p.display()));
-                visit(root, &e.path(), base, n, skip);
-            }
-        }
-        *n += 1;
-        let t = (base + *n * 3_607, (*n * 7_919_111) % 1_000_000_000);
-        must(sys::set_times(p, t, t), "utimensat", p);
-    }
-    let mut n = 0;
-    visit(root, root, base, &mut n, skip_children_of);
-}
-
-/// Fills `dir` in the three layers with `count` names: name i in layer i % 3, every
-/// `dup_every`th also in the next layer; whiteouts in the top layer for every `wh_every`th name
-/// that lives in the middle layer, in the middle layer for every (2 * wh_every)th name of the
-/// bottom layer, and ten top-layer whiteouts that hide nothing. All files are empty.
-/// Returns the names the union must show.
-fn fill_spread(l: &[Layer; 3], dir: &str, count: usize, dup_every: usize, wh_every: usize) -> BTreeSet<Vec<u8>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Slot {
-        Empty,
-        File,
-        Whiteout,
-    }
-    let mut plan: Vec<(String, [Slot; 3])> = Vec::with_capacity(count + 10);
-    for i in 0..count {
-        let mut slots = [Slot::Empty; 3];
-        slots[i % 3] = Slot::File;
-        if i % dup_every == 0 {
-            slots[(i + 1) % 3] = Slot::File;
-        }
-        if i % 3 == 1 && (i / 3) % wh_every == 0 && slots[0] == Slot::Empty {
-            slots[0] = Slot::Whiteout;
-        }
-        if i % 3 == 2 && (i / 3) % (2 * wh_every) == 0 && slots[1] == Slot::Empty {
-            slots[1] = Slot::Whiteout;
-        }
-        plan.push((format!("e{i}"), slots));
-    }
-    for k in 0..10 {
-        plan.push((format!("ghost{k}"), [Slot::Whiteout, Slot::Empty, Slot::Empty]));
-    }
-    for layer in l {
-        layer.dir(dir);
-    }
-    for (name, slots) in &plan {
-        for (layer, slot) in l.iter().zip(slots) {
-            let rel = format!("{dir}/{name}");
-            match slot {
-                Slot::File => {
-                    layer.node(&rel, libc::S_IFREG | 0o644, 0);
-                }
-                Slot::Whiteout => {
-                    layer.whiteout(&rel);
-                }
-                Slot::Empty => {}
-            }
-        }
-    }
-    plan.iter()
-        .filter(|(_, slots)| slots.iter().find(|s| **s != Slot::Empty) == Some(&Slot::File))
-        .map(|(name, _)| name.clone().into_bytes())
-        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -455,18 +261,20 @@ impl Node {
         let fmt = stat.as_ref().map_or(0, |s| s.mode & libc::S_IFMT);
         let xattrs = sys::llistxattr(p).map(|mut names| {
             names.sort();
-            names.into_iter().map(|n| { let v = sys::lgetxattr(p, &n); (n, v) }).collect()
+            names
+                .into_iter()
+                .map(|n| {
+                    let v = sys::lgetxattr(p, &n);
+                    (n, v)
+                })
+                .collect()
         });
         Node {
             d_type,
             d_ino,
             content: (fmt == libc::S_IFREG).then(|| read_file(p)),
             link: (fmt == libc::S_IFLNK).then(|| readlink(p)),
-            private: if fmt == libc::S_IFDIR {
-                PRIVATE_XATTRS.iter().map(|n| sys::lgetxattr(p, n.as_bytes())).collect()
-            } else {
-                vec![]
-            },
+            private: if fmt == libc::S_IFDIR { PRIVATE_XATTRS.iter().map(|n| sys::lgetxattr(p, n.as_bytes())).collect() } else { vec![] },
             xattrs,
             stat,
         }
@@ -538,7 +346,10 @@ fn walk(label: &str, root: &Path, opts: WalkOpts) -> Result<Walk, String> {
                 if check && Some(e.ino) != want {
                     w.problems.push(format!(
                         "{label} {}: readdir d_ino of {:?} is {}, lstat st_ino {:?}",
-                        show(&dir), String::from_utf8_lossy(&e.name), e.ino, want
+                        show(&dir),
+                        String::from_utf8_lossy(&e.name),
+                        e.ino,
+                        want
                     ));
                 }
                 if e.d_type != libc::DT_DIR {
@@ -569,11 +380,7 @@ fn walk(label: &str, root: &Path, opts: WalkOpts) -> Result<Walk, String> {
             // The 100 000 empty files of big/ are compared by name, type, inode and stat only:
             // opening each one and listing its xattrs on both mounts would take most of the
             // run under an emulated CPU, and the rest of the tree covers those paths.
-            let node = if dir == SHALLOW_DIR {
-                Node::stat_only(e.d_type, e.ino, stat)
-            } else {
-                Node::read(&p, e.d_type, e.ino, stat)
-            };
+            let node = if dir == SHALLOW_DIR { Node::stat_only(e.d_type, e.ino, stat) } else { Node::read(&p, e.d_type, e.ino, stat) };
             w.nodes.insert(rel, node);
         }
         for dot in [&b"."[..], b".."] {
@@ -656,7 +463,8 @@ fn diff_nodes(rel: &[u8], la: &str, a: &Node, lb: &str, b: &Node, compare_dir_in
     match (&a.content, &b.content) {
         (Some(Ok(x)), Some(Ok(y))) if x != y => out.push(format!("{}: content differs: {la} vs {lb}: {}", show(rel), bytes_diff(x, y))),
         (x, y) if x.is_some() && y.is_some() && x != y => {
-            let d = |c: &Option<Result<Vec<u8>, i32>>| c.as_ref().map_or(String::new(), |r| describe_err(r, |v| format!("{} bytes", v.len())));
+            let d =
+                |c: &Option<Result<Vec<u8>, i32>>| c.as_ref().map_or(String::new(), |r| describe_err(r, |v| format!("{} bytes", v.len())));
             out.push(format!("{}: read: {la} {}, {lb} {}", show(rel), d(x), d(y)));
         }
         _ => {}
@@ -784,112 +592,6 @@ fn compare_trees(ours: &Path, reference: &Path, opts: &CompareOpts) -> Result<Co
 
 // ---------------------------------------------------------------------------------------------
 // 1. Differential test, all layers on one tmpfs
-
-const ODD_NAMES: [&[u8]; 9] = [
-    b"with space",
-    b"new\nline",
-    b"back\\slash",
-    b"co:lon",
-    b"com,ma",
-    b"\xff",
-    b"tab\tand \xfe\xff high",
-    b" leading space",
-    b"trailing space ",
-];
-
-/// Everything but the big directory; see check_rich_model for what the union must show.
-fn build_rich_tree(l: &[Layer; 3]) {
-    let [l0, l1, l2] = l;
-    // Directories merged across all three layers, four levels deep, with files at each level.
-    for (i, layer) in l.iter().enumerate() {
-        layer
-            .file(format!("merged/l{i}file"), format!("layer {i}\n"))
-            .file(format!("merged/deep/l{i}deep"), format!("deep, layer {i}\n"))
-            .file(format!("merged/deep/deeper/l{i}x"), format!("deeper, layer {i}\n"))
-            .file(format!("merged/deep/deeper/deepest/l{i}y"), format!("deepest, layer {i}\n"))
-            .file("merged/shared", format!("shared, layer {i} version\n"))
-            .dir("empty_merged");
-    }
-    l0.whiteout("merged/ghost");
-
-    // Whiteouts in the top layer hide a file and a directory of the layers below.
-    l1.file("hidden_file", "hidden\n").file("hidden_dir/inner/f", "hidden\n");
-    l2.file("hidden_file", "hidden too\n").file("hidden_dir/l2", "hidden too\n");
-    l0.whiteout("hidden_file").whiteout("hidden_dir");
-
-    // Opaque directories: on top, and in the middle layer.
-    l0.opaque("opq", "y").file("opq/l0_in_opq", "visible\n").xattr("opq", "user.test", "value-4");
-    l1.file("opq/l1_in_opq", "hidden by opaque\n").file("opq/sub/f", "hidden by opaque\n");
-    l2.file("opq/l2_in_opq", "hidden by opaque\n");
-    l0.file("opq_mid/top", "visible\n");
-    l1.opaque("opq_mid", "y").file("opq_mid/mid", "visible\n");
-    l2.file("opq_mid/bottom", "hidden by opaque\n");
-
-    // An xattr whiteout, in a directory marked as holding some.
-    l0.opaque("xw", "x")
-        .node("xw/victim", libc::S_IFREG | 0o644, 0)
-        .xattr("xw/victim", "trusted.overlay.whiteout", b"")
-        .file("xw/keep0", "visible\n");
-    l1.file("xw/victim", "hidden by an xattr whiteout\n").file("xw/keep1", "visible\n");
-    l2.file("xw/victim", "hidden too\n").file("xw/keep2", "visible\n");
-
-    // A file over a directory, a directory over a file, and a file between two directories.
-    l0.file("dir_becomes_file", "file on top\n");
-    l1.file("dir_becomes_file/inner", "hidden under a file\n");
-    l0.file("file_becomes_dir/inside", "visible\n");
-    l1.file("file_becomes_dir", "file below a directory\n");
-    l0.file("stop_at_file/a", "visible\n");
-    l1.file("stop_at_file", "file in the middle\n");
-    l2.file("stop_at_file/b", "hidden below a file\n");
-
-    // Symlinks in the lower layers, and one over a file.
-    l1.symlink("syms/rel", "../merged/l2file").symlink("syms/to_dir", "../merged");
-    l2.symlink("syms/abs", "/etc/hostname").symlink("syms/dangling", "nonexistent/nowhere");
-    l0.symlink("syms/shadow", "l0 target");
-    l2.file("syms/shadow", "file under a symlink\n");
-
-    // Hard links within one layer: two names in one directory, one in a subdirectory.
-    l0.file("links/l0", "top\n");
-    l1.file("links/a", "linked\n").hardlink("links/a", "links/b").hardlink("links/a", "links/sub/c");
-    l2.file("links/sub/l2", "bottom\n");
-
-    // User xattrs on files and directories; the top layer's directory wins.
-    l1.xattr("merged/l1file", "user.test", "value-1");
-    l2.xattr("merged/l2file", "user.test", "value-3").xattr("merged/l2file", "user.second", "value-33");
-    l0.xattr("merged/deep", "user.test", "value-0").xattr("merged/deep", "user.other", "value-00");
-    l1.xattr("merged/deep", "user.test", "value-2");
-    l1.dir("xattr_dir").xattr("xattr_dir", "user.test", "value-5");
-
-    // A POSIX ACL.
-    l1.file("acl_file", "with an ACL\n").acl("acl_file", "u:1234:r");
-
-    // Odd names, merged over all layers.
-    l0.dir("odd");
-    for (i, name) in ODD_NAMES.iter().enumerate() {
-        l[1 + i % 2].file([&b"odd/"[..], name].concat(), format!("odd {i}\n"));
-    }
-    l1.file(b"odd/both\xff", "l1\n");
-    l2.file(b"odd/both\xff", "l2\n");
-    l2.file(b"odd/dir with space/inner\nnewline", "inside\n");
-
-    // Modes and owners (chown before chmod, which would clear set-user-ID).
-    l1.file("modes/setuid", "#!/bin/sh\n").chmod("modes/setuid", 0o4755);
-    l1.file("modes/private", "secret\n").chown("modes/private", 1000, 1000).chmod("modes/private", 0o600);
-    l2.file("modes/setgid_dir/f", "x\n").chmod("modes/setgid_dir", 0o2775);
-    l2.dir("modes/owned_dir").chown("modes/owned_dir", 1000, 1000).chmod("modes/owned_dir", 0o750);
-    l0.dir("modes/owned_dir").chmod("modes/owned_dir", 0o711);
-
-    // Special files in a merged directory (a non-whiteout character device among them).
-    l0.file("special/regular", "x\n");
-    l2.node("special/fifo", libc::S_IFIFO | 0o644, 0).node("special/null", libc::S_IFCHR | 0o666, libc::makedev(1, 3));
-    l1.node("special/loop", libc::S_IFBLK | 0o600, libc::makedev(7, 0));
-
-    // A single-layer empty directory and a larger file.
-    l2.dir("empty_dir");
-    let big: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
-    l1.file("big_file", big);
-}
-
 /// What the fixture means, independently of the other mount. Run on overlayfs too: a failure
 /// there means the fixture (or this model) is wrong, not unionrs.
 fn check_rich_model(label: &str, root: &Path, big_expected: &BTreeSet<Vec<u8>>) -> Vec<String> {
@@ -914,7 +616,9 @@ fn check_rich_model(label: &str, root: &Path, big_expected: &BTreeSet<Vec<u8>>) 
     }
     match sys::lstat(&root.join("dir_becomes_file/inner")) {
         Err(libc::ENOTDIR) => {}
-        other => out.push(format!("{label} /dir_becomes_file/inner: lstat gave {}, want ENOTDIR", describe_err(&other, |_| "success".into()))),
+        other => {
+            out.push(format!("{label} /dir_becomes_file/inner: lstat gave {}, want ENOTDIR", describe_err(&other, |_| "success".into())))
+        }
     }
     let present = [
         ("xw/keep0", libc::S_IFREG),
@@ -938,7 +642,10 @@ fn check_rich_model(label: &str, root: &Path, big_expected: &BTreeSet<Vec<u8>>) 
     }
     match read_file(&root.join("merged/shared")) {
         Ok(c) if c == b"shared, layer 0 version\n" => {}
-        other => out.push(format!("{label} /merged/shared: read {}, want the top layer's", describe_err(&other, |c| format!("{:?}", c.escape_ascii().to_string())))),
+        other => out.push(format!(
+            "{label} /merged/shared: read {}, want the top layer's",
+            describe_err(&other, |c| format!("{:?}", c.escape_ascii().to_string()))
+        )),
     }
     match names_in(&root.join("opq")) {
         Ok(n) if n.len() == 1 && n.contains(&b"l0_in_opq"[..]) => {}
@@ -973,17 +680,30 @@ fn check_rich_model(label: &str, root: &Path, big_expected: &BTreeSet<Vec<u8>>) 
     out
 }
 
+/// The differential over the rich tree and a merged directory of `BIG_FAST` entries, built on
+/// one tmpfs in the test.
 fn differential_same_fs() -> TestResult {
     let mut s = Scratch::new("ro_differential");
     let layers = three_layers(&s);
-    build_rich_tree(&layers);
-    crate::progress("differential: building big/");
-    let big_expected = fill_spread(&layers, "big", 100_000, 100, 33);
-    for (i, l) in layers.iter().enumerate() {
-        stamp_times(&l.root, 1_000_000_000 + i as i64 * 10_000_000, &["big"]);
-    }
-    let (u, o) = mount_both(&mut s, &layer_paths(&layers))?;
+    let big = Spread::new(trees::BIG_FAST, trees::BIG_DUP_EVERY, trees::BIG_WHITEOUT_EVERY);
+    crate::progress("differential: building the layers");
+    trees::build_differential(&layers, &big);
+    compare_differential(&mut s, &layers, &big)
+}
 
+/// The same at full size (`BIG_FULL` entries), over the layers of the cached fixture image
+/// (ext4, mounted read-only by guest-run.sh; see scripts/build-fixture).
+fn differential_100k() -> TestResult {
+    let root = crate::fixture_dir(trees::DIFFERENTIAL_FIXTURE)?;
+    let layers = [0, 1, 2].map(|i| Layer { root: root.join(format!("l{i}")) });
+    let big = Spread::new(trees::BIG_FULL, trees::BIG_DUP_EVERY, trees::BIG_WHITEOUT_EVERY);
+    let mut s = Scratch::new("ro_differential_100k");
+    compare_differential(&mut s, &layers, &big)
+}
+
+fn compare_differential(s: &mut Scratch, layers: &[Layer; 3], big: &Spread) -> TestResult {
+    let big_expected = big.visible();
+    let (u, o) = mount_both(s, &layer_paths(layers))?;
     crate::progress("differential: model check on unionrs");
     let mut diffs = check_rich_model("unionrs", &u, &big_expected);
     crate::progress("differential: model check on overlayfs");
@@ -1042,10 +762,15 @@ fn check_seek(dir: &Path, rel: &str, rng: &mut XorShift) -> Result<Vec<String>, 
         out.push(format!("/{rel}: seekdir to the end cookie {end}, readdir gave {:?}", e.name.escape_ascii().to_string()));
     }
     d.rewind();
-    let second: Vec<Vec<u8>> = d.read_all().map_err(|e| format!("readdir /{rel} after rewinddir: {}", errno_name(e)))?.into_iter().map(|e| e.name).collect();
+    let second: Vec<Vec<u8>> =
+        d.read_all().map_err(|e| format!("readdir /{rel} after rewinddir: {}", errno_name(e)))?.into_iter().map(|e| e.name).collect();
     let first_names: Vec<&Vec<u8>> = first.iter().map(|(_, n)| n).collect();
     if second.iter().collect::<Vec<_>>() != first_names {
-        out.push(format!("/{rel}: after rewinddir readdir gave {} entries, {} the first time, or another order", second.len(), first.len()));
+        out.push(format!(
+            "/{rel}: after rewinddir readdir gave {} entries, {} the first time, or another order",
+            second.len(),
+            first.len()
+        ));
     }
     let unique: HashSet<&Vec<u8>> = first_names.iter().copied().collect();
     if unique.len() != first.len() {
@@ -1057,7 +782,9 @@ fn check_seek(dir: &Path, rel: &str, rng: &mut XorShift) -> Result<Vec<String>, 
 fn seekdir() -> TestResult {
     let mut s = Scratch::new("ro_seekdir");
     let layers = three_layers(&s);
-    let expected_m = fill_spread(&layers, "m", 3000, 10, 7);
+    let spread = Spread::new(3000, 10, 7);
+    spread.build(&layers, "m");
+    let expected_m = spread.visible();
     for i in 0..600 {
         layers[1].node(format!("s/f{i}"), libc::S_IFREG | 0o644, 0);
     }
@@ -1091,7 +818,11 @@ fn seekdir() -> TestResult {
 
 /// The errno of a libc call that returns -1 on failure (0 on success).
 fn call(r: libc::c_int) -> i32 {
-    if r < 0 { sys::errno() } else { 0 }
+    if r < 0 {
+        sys::errno()
+    } else {
+        0
+    }
 }
 
 fn c_at(m: &Path, rel: &str) -> CString {
@@ -1304,7 +1035,9 @@ fn atime_case(label: &str, file: &Path, lower: &Path, want: &[u8], tmp: &Path) -
     let mut out = vec![];
     let atime_check = |after: &str, out: &mut Vec<String>| match sys::lstat(lower) {
         Ok(st) if (st.st_atime, st.st_atime_nsec) == (ATIME_2001, 0) => {}
-        Ok(st) => out.push(format!("{label}: after {after}, the lower file's atime is {}.{:09}, was {ATIME_2001}", st.st_atime, st.st_atime_nsec)),
+        Ok(st) => {
+            out.push(format!("{label}: after {after}, the lower file's atime is {}.{:09}, was {ATIME_2001}", st.st_atime, st.st_atime_nsec))
+        }
         Err(e) => out.push(format!("{label}: lstat of the lower file: {}", errno_name(e))),
     };
     let content = |how: &str, got: Result<Vec<u8>, String>, out: &mut Vec<String>| match got {
@@ -1427,7 +1160,7 @@ fn build_multi_fs_tree(l: &[Layer; 3]) {
     l0.xattr("merged/l0", "user.test", "tmpfs");
     l2.file("xfs_only/deep/file", "x\n").node("xfs_only/fifo", libc::S_IFIFO | 0o600, 0);
     l1.dir("ext4_only/empty").file("ext4_only/owned", "x\n").chown("ext4_only/owned", 1000, 1000).chmod("ext4_only/owned", 0o640);
-    fill_spread(l, "spread", 300, 10, 7);
+    Spread::new(300, 10, 7).build(l, "spread");
 }
 
 fn multi_fs() -> TestResult {

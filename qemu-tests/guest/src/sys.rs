@@ -51,13 +51,21 @@ pub fn mount(source: &str, target: &Path, fstype: &str, flags: libc::c_ulong, da
     let (s, t, f, d) = (cstr(source), cpath(target), cstr(fstype), cstr(data));
     // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
     let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) };
-    if r == 0 { 0 } else { errno() }
+    if r == 0 {
+        0
+    } else {
+        errno()
+    }
 }
 
 pub fn umount(target: &Path) -> i32 {
     let t = cpath(target);
     // SAFETY: valid string.
-    if unsafe { libc::umount2(t.as_ptr(), 0) } == 0 { 0 } else { errno() }
+    if unsafe { libc::umount2(t.as_ptr(), 0) } == 0 {
+        0
+    } else {
+        errno()
+    }
 }
 
 /// A mount context from fsopen(2), for the new mount API and its error messages.
@@ -75,7 +83,11 @@ impl FsContext {
         let f = cstr(fstype);
         // SAFETY: valid string; fsopen returns an fd or -1.
         let fd = unsafe { libc::syscall(libc::SYS_fsopen, f.as_ptr(), libc::FSOPEN_CLOEXEC) } as i32;
-        if fd < 0 { Err(errno()) } else { Ok(Self { fd }) }
+        if fd < 0 {
+            Err(errno())
+        } else {
+            Ok(Self { fd })
+        }
     }
 
     /// fsconfig(2); returns 0 or the errno.
@@ -86,7 +98,11 @@ impl FsContext {
         let vp = v.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
         // SAFETY: pointers are NULL or valid strings.
         let r = unsafe { libc::syscall(libc::SYS_fsconfig, self.fd, cmd, kp, vp, aux) };
-        if r == 0 { 0 } else { errno() }
+        if r == 0 {
+            0
+        } else {
+            errno()
+        }
     }
 
     /// Sets `key` (=`value`) as `mount -o key=value` would.
@@ -176,7 +192,11 @@ pub fn delete_module(name: &str) -> i32 {
     let n = cstr(name);
     // SAFETY: valid string.
     let r = unsafe { libc::syscall(libc::SYS_delete_module, n.as_ptr(), libc::O_NONBLOCK) };
-    if r == 0 { 0 } else { errno() }
+    if r == 0 {
+        0
+    } else {
+        errno()
+    }
 }
 
 pub fn load_module(path: &str) -> i32 {
@@ -188,7 +208,11 @@ pub fn load_module(path: &str) -> i32 {
     use std::os::fd::AsRawFd;
     // SAFETY: valid fd and string.
     let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };
-    if r == 0 { 0 } else { errno() }
+    if r == 0 {
+        0
+    } else {
+        errno()
+    }
 }
 
 pub fn statfs_type(p: &Path) -> Result<i64, i32> {
@@ -196,7 +220,11 @@ pub fn statfs_type(p: &Path) -> Result<i64, i32> {
     // SAFETY: zeroed statfs is a valid out parameter.
     let mut s: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid string and out pointer.
-    if unsafe { libc::statfs(c.as_ptr(), &mut s) } == 0 { Ok(s.f_type as i64) } else { Err(errno()) }
+    if unsafe { libc::statfs(c.as_ptr(), &mut s) } == 0 {
+        Ok(s.f_type as i64)
+    } else {
+        Err(errno())
+    }
 }
 
 pub fn statvfs_flags(p: &Path) -> Result<u64, i32> {
@@ -204,9 +232,12 @@ pub fn statvfs_flags(p: &Path) -> Result<u64, i32> {
     // SAFETY: zeroed statvfs is a valid out parameter.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid string and out pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 { Ok(s.f_flag as u64) } else { Err(errno()) }
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 {
+        Ok(s.f_flag as u64)
+    } else {
+        Err(errno())
+    }
 }
-
 
 /// lstat(2): the object itself, not what a symlink points to.
 pub fn lstat(p: &Path) -> Result<libc::stat, i32> {
@@ -214,14 +245,22 @@ pub fn lstat(p: &Path) -> Result<libc::stat, i32> {
     // SAFETY: zeroed stat is a valid out parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid string and out pointer.
-    if unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0 { Ok(st) } else { Err(errno()) }
+    if unsafe { libc::lstat(c.as_ptr(), &mut st) } == 0 {
+        Ok(st)
+    } else {
+        Err(errno())
+    }
 }
 
 /// mknod(2) (`mode` includes the file type); returns 0 or the errno.
 pub fn mknod(p: &Path, mode: libc::mode_t, dev: libc::dev_t) -> i32 {
     let c = cpath(p);
     // SAFETY: valid string.
-    if unsafe { libc::mknod(c.as_ptr(), mode, dev) } == 0 { 0 } else { errno() }
+    if unsafe { libc::mknod(c.as_ptr(), mode, dev) } == 0 {
+        0
+    } else {
+        errno()
+    }
 }
 
 /// utimensat(2) on the object itself (AT_SYMLINK_NOFOLLOW); times are (seconds, nanoseconds),
@@ -236,7 +275,11 @@ pub fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) -> i32 {
     ts[1].tv_nsec = mtime.1;
     // SAFETY: valid string and a pointer to two timespecs.
     let r = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), ts.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
-    if r == 0 { 0 } else { errno() }
+    if r == 0 {
+        0
+    } else {
+        errno()
+    }
 }
 
 /// lsetxattr(2); returns 0 or the errno.
@@ -244,7 +287,11 @@ pub fn lsetxattr(p: &Path, name: &str, value: &[u8]) -> i32 {
     let (c, n) = (cpath(p), cstr(name));
     // SAFETY: valid strings; value is valid for its length.
     let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if r == 0 { 0 } else { errno() }
+    if r == 0 {
+        0
+    } else {
+        errno()
+    }
 }
 
 /// lgetxattr(2): the whole value of xattr `name`.

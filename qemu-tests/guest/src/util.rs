@@ -10,17 +10,29 @@ pub const MAX_REPORTED: usize = 20;
 
 /// `root/rel`, where `rel` is a path relative to root as bytes ("" is the root itself).
 pub fn bpath(root: &Path, rel: &[u8]) -> PathBuf {
-    if rel.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(rel)) }
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(OsStr::from_bytes(rel))
+    }
 }
 
 /// A relative path for messages, with odd bytes escaped.
 pub fn show(rel: &[u8]) -> String {
-    if rel.is_empty() { "/".to_string() } else { format!("/{}", rel.escape_ascii()) }
+    if rel.is_empty() {
+        "/".to_string()
+    } else {
+        format!("/{}", rel.escape_ascii())
+    }
 }
 
 /// `dir/name` as a relative path.
 pub fn join_rel(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    if dir.is_empty() { name.to_vec() } else { [dir, b"/", name].concat() }
+    if dir.is_empty() {
+        name.to_vec()
+    } else {
+        [dir, b"/", name].concat()
+    }
 }
 
 /// The relative path of the directory containing `rel`.
@@ -74,7 +86,11 @@ impl XorShift {
     }
 
     pub fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
     }
 
     pub fn pick<T: Copy>(&mut self, from: &[T]) -> T {

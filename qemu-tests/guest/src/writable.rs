@@ -7,9 +7,9 @@
 //! the harness against overlayfs itself), UNIONRS_SEED (decimal or 0x-hex) and UNIONRS_OPS
 //! (operations of the random test) make a run reproducible.
 
-use crate::util::{bytes_diff, bpath, errno_of, first_lines, join_rel, parent_rel, show, verdict, XorShift};
 use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
+use crate::util::{bpath, bytes_diff, errno_of, first_lines, join_rel, parent_rel, show, verdict, XorShift};
 use crate::{check, progress, Test, TestResult};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::{CString, OsStr};
@@ -22,10 +22,12 @@ use std::path::{Path, PathBuf};
 
 pub fn tests() -> Vec<Test> {
     vec![
-        Test { name: "writable.random_ops_differential", run: random_ops_differential },
-        Test { name: "writable.format_interop", run: format_interop },
-        Test { name: "writable.enospc_copy_up", run: enospc_copy_up },
-        Test { name: "writable.lower_untouched_basic", run: lower_untouched_basic },
+        Test::new("writable.random_ops_differential", random_ops_differential),
+        Test::full_only("writable.random_ops_more_seeds", random_ops_more_seeds),
+        Test::new("writable.format_interop", format_interop),
+        Test::new("writable.permissions_as_other_user", permissions_as_other_user),
+        Test::new("writable.enospc_copy_up", enospc_copy_up),
+        Test::new("writable.lower_untouched_basic", lower_untouched_basic),
     ]
 }
 
@@ -42,7 +44,11 @@ const RANDOM_UPPER_XATTRS: &[&str] = &["trusted.overlay.uuid"];
 const UNION_OPTS: &str = "index=off,redirect_dir=off,metacopy=off,xino=off";
 
 const DEFAULT_SEED: u64 = 0x2545_f491_4f6c_dd1d;
-const DEFAULT_OPS: usize = 3000;
+/// Operations of the random test in the fast tier.
+const FAST_OPS: usize = 1500;
+/// The full tier's longer runs, over more seeds (the default seed runs in both tiers).
+const FULL_OPS: usize = 3000;
+const FULL_SEEDS: [u64; 4] = [DEFAULT_SEED, 0x9e37_79b9_7f4a_7c15, 0xd1b5_4a32_d192_ed03, 0x8cb9_2ba7_2f3d_8dd7];
 /// Operations between two full comparisons (and model refreshes).
 const BATCH: usize = 100;
 /// Fds kept open across operations, to read through them after a copy-up.
@@ -52,10 +58,6 @@ const MAX_ENTRIES: usize = 220;
 
 // ---------------------------------------------------------------------------------------------
 // Small helpers
-
-
-
-
 
 fn base_name(rel: &[u8]) -> &[u8] {
     rel.iter().rposition(|b| *b == b'/').map_or(rel, |i| &rel[i + 1..])
@@ -98,10 +100,13 @@ fn describe<T>(r: &Result<T, i32>) -> String {
     }
 }
 
-
 /// Ok(()) or the errno of a libc call that returns -1 on failure.
 fn rc(r: libc::c_int) -> Result<(), i32> {
-    if r < 0 { Err(sys::errno()) } else { Ok(()) }
+    if r < 0 {
+        Err(sys::errno())
+    } else {
+        Ok(())
+    }
 }
 
 fn cstr_bytes(b: &[u8]) -> Result<CString, i32> {
@@ -124,9 +129,8 @@ fn pwrite_all(fd: &OwnedFd, data: &[u8], off: u64) -> Result<usize, i32> {
     let mut done = 0;
     while done < data.len() {
         // SAFETY: the buffer is valid for the given length.
-        let n = unsafe {
-            libc::pwrite(fd.as_raw_fd(), data[done..].as_ptr().cast(), data.len() - done, (off + done as u64) as libc::off_t)
-        };
+        let n =
+            unsafe { libc::pwrite(fd.as_raw_fd(), data[done..].as_ptr().cast(), data.len() - done, (off + done as u64) as libc::off_t) };
         if n < 0 {
             return Err(sys::errno());
         }
@@ -239,7 +243,6 @@ fn fnv(b: &[u8]) -> u64 {
     b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ *x as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
-
 /// Short printable form of a value.
 fn show_bytes(v: &[u8]) -> String {
     if v.len() <= 64 && v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
@@ -248,10 +251,6 @@ fn show_bytes(v: &[u8]) -> String {
         format!("<{} bytes, fnv {:016x}>", v.len(), fnv(v))
     }
 }
-
-
-
-
 
 fn env_u64(name: &str) -> Option<u64> {
     let v = std::env::var(name).ok()?;
@@ -268,7 +267,11 @@ fn fstype_under_test() -> String {
 
 /// The label of the filesystem under test in messages.
 fn test_label(fstype: &str) -> String {
-    if fstype == "overlay" { "overlayfs#2".to_string() } else { fstype.to_string() }
+    if fstype == "overlay" {
+        "overlayfs#2".to_string()
+    } else {
+        fstype.to_string()
+    }
 }
 
 /// Mounts `fstype` over `lowers` (top first) with `upper` and `work` at `target`.
@@ -479,7 +482,13 @@ impl Node {
     fn read(p: &Path, d_ino: u64, st: libc::stat) -> Node {
         let xattrs = sys::llistxattr(p).map(|mut names| {
             names.sort();
-            names.into_iter().map(|n| { let v = sys::lgetxattr(p, &n); (n, v) }).collect()
+            names
+                .into_iter()
+                .map(|n| {
+                    let v = sys::lgetxattr(p, &n);
+                    (n, v)
+                })
+                .collect()
         });
         Node {
             d_ino,
@@ -741,38 +750,128 @@ type Outcome = Result<Vec<u8>, i32>;
 /// One operation of the random test; paths are relative to the union's root.
 #[derive(Clone)]
 enum Op {
-    Create { path: Vec<u8>, mode: u32, len: usize, fill: u8 },
-    Mkdir { path: Vec<u8>, mode: u32 },
-    Mknod { path: Vec<u8>, mode: u32, dev: u64 },
-    Symlink { target: Vec<u8>, path: Vec<u8> },
-    Link { from: Vec<u8>, to: Vec<u8> },
-    Unlink { path: Vec<u8> },
-    Rmdir { path: Vec<u8> },
-    Rename { from: Vec<u8>, to: Vec<u8>, flags: u32 },
+    Create {
+        path: Vec<u8>,
+        mode: u32,
+        len: usize,
+        fill: u8,
+    },
+    Mkdir {
+        path: Vec<u8>,
+        mode: u32,
+    },
+    Mknod {
+        path: Vec<u8>,
+        mode: u32,
+        dev: u64,
+    },
+    Symlink {
+        target: Vec<u8>,
+        path: Vec<u8>,
+    },
+    Link {
+        from: Vec<u8>,
+        to: Vec<u8>,
+    },
+    Unlink {
+        path: Vec<u8>,
+    },
+    Rmdir {
+        path: Vec<u8>,
+    },
+    Rename {
+        from: Vec<u8>,
+        to: Vec<u8>,
+        flags: u32,
+    },
     /// O_TMPFILE in `dir`, written, then linkat'ed to `to`.
-    Tmpfile { dir: Vec<u8>, to: Vec<u8>, len: usize, fill: u8 },
-    Pwrite { path: Vec<u8>, off: u64, len: usize, fill: u8 },
-    Truncate { path: Vec<u8>, len: u64, via_fd: bool },
-    Fallocate { path: Vec<u8>, punch: bool, off: u64, len: u64 },
+    Tmpfile {
+        dir: Vec<u8>,
+        to: Vec<u8>,
+        len: usize,
+        fill: u8,
+    },
+    Pwrite {
+        path: Vec<u8>,
+        off: u64,
+        len: usize,
+        fill: u8,
+    },
+    Truncate {
+        path: Vec<u8>,
+        len: u64,
+        via_fd: bool,
+    },
+    Fallocate {
+        path: Vec<u8>,
+        punch: bool,
+        off: u64,
+        len: u64,
+    },
     /// Shared writable mapping, written, msync'ed.
-    Mmap { path: Vec<u8>, off: u64, len: usize, fill: u8 },
-    Fsync { path: Vec<u8>, data_only: bool },
-    Chmod { path: Vec<u8>, mode: u32 },
-    Chown { path: Vec<u8>, uid: u32, gid: u32 },
-    Utimens { path: Vec<u8>, atime: (i64, i64), mtime: (i64, i64) },
+    Mmap {
+        path: Vec<u8>,
+        off: u64,
+        len: usize,
+        fill: u8,
+    },
+    Fsync {
+        path: Vec<u8>,
+        data_only: bool,
+    },
+    Chmod {
+        path: Vec<u8>,
+        mode: u32,
+    },
+    Chown {
+        path: Vec<u8>,
+        uid: u32,
+        gid: u32,
+    },
+    Utimens {
+        path: Vec<u8>,
+        atime: (i64, i64),
+        mtime: (i64, i64),
+    },
     /// Explicit times for everything in a subtree (see stamp_tree).
-    StampTree { dir: Vec<u8>, base: i64 },
-    SetXattr { path: Vec<u8>, name: &'static str, value: Vec<u8>, flags: i32 },
-    RemoveXattr { path: Vec<u8>, name: &'static str },
-    OpenTrunc { path: Vec<u8> },
-    OpenRdwr { path: Vec<u8> },
-    Read { path: Vec<u8> },
-    Stat { path: Vec<u8> },
-    Readdir { path: Vec<u8> },
+    StampTree {
+        dir: Vec<u8>,
+        base: i64,
+    },
+    SetXattr {
+        path: Vec<u8>,
+        name: &'static str,
+        value: Vec<u8>,
+        flags: i32,
+    },
+    RemoveXattr {
+        path: Vec<u8>,
+        name: &'static str,
+    },
+    OpenTrunc {
+        path: Vec<u8>,
+    },
+    OpenRdwr {
+        path: Vec<u8>,
+    },
+    Read {
+        path: Vec<u8>,
+    },
+    Stat {
+        path: Vec<u8>,
+    },
+    Readdir {
+        path: Vec<u8>,
+    },
     /// Opens `path` read-only into a held slot (closing what was there).
-    Hold { slot: usize, path: Vec<u8> },
+    Hold {
+        slot: usize,
+        path: Vec<u8>,
+    },
     /// Reads the whole file through the fd in a held slot.
-    ReadHeld { slot: usize },
+    ReadHeld {
+        slot: usize,
+    },
 }
 
 impl fmt::Display for Op {
@@ -980,7 +1079,13 @@ fn apply(op: &Op, root: &Path, held: &mut [Option<OwnedFd>]) -> Outcome {
         Op::Fsync { path, data_only } => {
             let fd = open(&p(path), libc::O_RDONLY | libc::O_NONBLOCK, 0)?;
             // SAFETY: valid fd.
-            done(unsafe { if *data_only { libc::fdatasync(fd.as_raw_fd()) } else { libc::fsync(fd.as_raw_fd()) } })
+            done(unsafe {
+                if *data_only {
+                    libc::fdatasync(fd.as_raw_fd())
+                } else {
+                    libc::fsync(fd.as_raw_fd())
+                }
+            })
         }
         Op::Chmod { path, mode } => {
             let cp = c(path);
@@ -1205,12 +1310,20 @@ impl Model {
 
     /// Mostly an entry of type `fmt`, sometimes any, for the errors.
     fn pick_mostly(&self, rng: &mut XorShift, fmt: u32) -> Vec<u8> {
-        if rng.below(6) == 0 { self.pick(rng, None) } else { self.pick(rng, Some(fmt)) }
+        if rng.below(6) == 0 {
+            self.pick(rng, None)
+        } else {
+            self.pick(rng, Some(fmt))
+        }
     }
 
     fn pick_nondir(&self, rng: &mut XorShift) -> Vec<u8> {
         let c: Vec<&Vec<u8>> = self.entries.iter().filter(|(k, (t, _))| !k.is_empty() && *t != libc::S_IFDIR).map(|(k, _)| k).collect();
-        if c.is_empty() { self.pick(rng, None) } else { c[rng.below(c.len())].clone() }
+        if c.is_empty() {
+            self.pick(rng, None)
+        } else {
+            c[rng.below(c.len())].clone()
+        }
     }
 
     /// A directory that looks empty (not the root), else any directory.
@@ -1221,13 +1334,21 @@ impl Model {
             .filter(|(k, (t, _))| !k.is_empty() && *t == libc::S_IFDIR && subtree(&self.entries, k).len() == 1)
             .map(|(k, _)| k)
             .collect();
-        if c.is_empty() { self.pick_mostly(rng, libc::S_IFDIR) } else { c[rng.below(c.len())].clone() }
+        if c.is_empty() {
+            self.pick_mostly(rng, libc::S_IFDIR)
+        } else {
+            c[rng.below(c.len())].clone()
+        }
     }
 
     /// A directory, the root included.
     fn pick_dir(&self, rng: &mut XorShift) -> Vec<u8> {
         let c: Vec<&Vec<u8>> = self.entries.iter().filter(|(_, (t, _))| *t == libc::S_IFDIR).map(|(k, _)| k).collect();
-        if c.is_empty() { vec![] } else { c[rng.below(c.len())].clone() }
+        if c.is_empty() {
+            vec![]
+        } else {
+            c[rng.below(c.len())].clone()
+        }
     }
 
     /// A name that is probably free: one that existed before, or a name from a small pool
@@ -1246,7 +1367,11 @@ impl Model {
 
     /// Where something new goes: mostly a fresh name, sometimes an existing entry.
     fn target(&self, rng: &mut XorShift) -> Vec<u8> {
-        if rng.below(3) == 0 { self.pick(rng, None) } else { self.fresh(rng) }
+        if rng.below(3) == 0 {
+            self.pick(rng, None)
+        } else {
+            self.fresh(rng)
+        }
     }
 
     fn size(&self, rel: &[u8]) -> u64 {
@@ -1484,6 +1609,11 @@ struct Env {
 }
 
 fn build_env(s: &mut Scratch, fstype: &str) -> Result<Env, String> {
+    build_env_with(s, fstype, build_layers)
+}
+
+/// The random tests' setup, with the two lower layers (bottom, top) made by `layers`.
+fn build_env_with(s: &mut Scratch, fstype: &str, layers: fn(&Path, &Path) -> TestResult) -> Result<Env, String> {
     let base = s.dir("fs");
     s.track(&base);
     let r = sys::mount("wr-layers", &base, "tmpfs", libc::MS_NOATIME, "mode=0755");
@@ -1491,7 +1621,7 @@ fn build_env(s: &mut Scratch, fstype: &str) -> Result<Env, String> {
     let (l0, l1) = (base.join("l0"), base.join("l1"));
     mkdirs(&l0)?;
     mkdirs(&l1)?;
-    build_layers(&l0, &l1)?;
+    layers(&l0, &l1)?;
     stamp_times(&l0, 1_100_000_000)?;
     stamp_times(&l1, 1_200_000_000)?;
     let mnt = [s.dir("ma"), s.dir("mb")];
@@ -1761,15 +1891,30 @@ fn run_random(env: &Env, seed: u64, nops: usize, name: &str) -> Result<Runner, S
 }
 
 fn seed_and_ops() -> (u64, usize) {
-    (env_u64("UNIONRS_SEED").unwrap_or(DEFAULT_SEED), env_u64("UNIONRS_OPS").map_or(DEFAULT_OPS, |n| n as usize))
+    let ops = match crate::tier() {
+        crate::Tier::Fast => FAST_OPS,
+        crate::Tier::Full => FULL_OPS,
+    };
+    (env_u64("UNIONRS_SEED").unwrap_or(DEFAULT_SEED), env_u64("UNIONRS_OPS").map_or(ops, |n| n as usize))
 }
 
 // ---------------------------------------------------------------------------------------------
 // 1. Random operations, compared with overlayfs
 
 fn random_ops_differential() -> TestResult {
-    let fstype = fstype_under_test();
     let (seed, nops) = seed_and_ops();
+    random_ops(seed, nops)
+}
+
+/// The full tier's more seeds (UNIONRS_SEED, if set, replaces them).
+fn random_ops_more_seeds() -> TestResult {
+    let (seed, nops) = seed_and_ops();
+    let seeds = if std::env::var_os("UNIONRS_SEED").is_some() { vec![seed] } else { FULL_SEEDS[1..].to_vec() };
+    seeds.into_iter().try_for_each(|seed| random_ops(seed, nops))
+}
+
+fn random_ops(seed: u64, nops: usize) -> TestResult {
+    let fstype = fstype_under_test();
     let mut s = Scratch::new("wr_random");
     let env = build_env(&mut s, &fstype)?;
     let lowers_before: Vec<Walk> = env.lowers.iter().map(|l| walk(l)).collect();
@@ -2085,4 +2230,175 @@ fn lower_untouched_basic() -> TestResult {
         problems.extend(diff_trees(&format!("{label} before"), b, &format!("{label} after"), &walk(l), &lower_cmp()));
     }
     verdict(problems)
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. Another user's view: permission checks, compared with overlayfs
+
+/// The user the permission test acts as: not root and in none of the layers' groups.
+const OTHER_UID: u32 = 1000;
+const OTHER_GID: u32 = 1000;
+/// The group of the layers' files in that test.
+const LAYER_GID: u32 = 2000;
+
+/// Layers for the permission test: owners, modes and directories that make each check matter.
+fn build_perm_layers(l0: &Path, l1: &Path) -> TestResult {
+    let (b, t) = (Layer(l0), Layer(l1));
+    let owned = |l: &Layer, rel: &str, mode: u32, uid: u32| -> TestResult {
+        l.chown(rel, uid, if uid == OTHER_UID { OTHER_GID } else { LAYER_GID })?.chmod(rel, mode)?;
+        Ok(())
+    };
+    for (rel, data, mode, uid) in [
+        ("perm/ro", "readable\n", 0o644, 0),
+        ("perm/private", "secret\n", 0o600, 0),
+        ("perm/shared", "shared\n", 0o666, 0),
+        ("perm/writeonly", "write only\n", 0o622, 0),
+        ("perm/mine", "mine\n", 0o644, OTHER_UID),
+        ("perm/closed/f", "in a closed dir\n", 0o644, 0),
+        ("perm/closed/w", "writable in a closed dir\n", 0o666, 0),
+        ("perm/open/f", "in an open dir\n", 0o644, 0),
+        ("perm/sticky/rootfile", "root's\n", 0o666, 0),
+        ("perm/sticky/userfile", "the user's\n", 0o644, OTHER_UID),
+        ("perm/nosearch/f", "behind a dir without x\n", 0o644, 0),
+        ("perm/listonly/f", "behind a dir with r only\n", 0o644, 0),
+        ("perm/searchonly/f", "behind a dir with x only\n", 0o644, 0),
+    ] {
+        b.file(rel, data.as_bytes())?;
+        owned(&b, rel, mode, uid)?;
+    }
+    for (rel, mode, uid) in [
+        ("perm/closed", 0o755, 0),
+        ("perm/open", 0o777, 0),
+        ("perm/sticky", 0o1777, 0),
+        ("perm/nosearch", 0o700, 0),
+        ("perm/listonly", 0o744, 0),
+        ("perm/searchonly", 0o711, 0),
+        ("perm/setgid", 0o2777, 0),
+        ("perm", 0o755, 0),
+    ] {
+        b.dir(rel)?;
+        owned(&b, rel, mode, uid)?;
+    }
+    b.dir("perm/mydir")?;
+    owned(&b, "perm/mydir", 0o755, OTHER_UID)?;
+    // Merged directories: the top layer's modes and owners win.
+    t.file("perm/open/top", b"top layer\n")?.dir("perm/closed")?.dir("perm/open")?.dir("perm/setgid")?;
+    owned(&t, "perm/open/top", 0o644, 0)?;
+    owned(&t, "perm/closed", 0o755, 0)?;
+    owned(&t, "perm/open", 0o777, 0)?;
+    owned(&t, "perm/setgid", 0o2777, 0)?;
+    owned(&t, "perm", 0o755, 0)?;
+    Ok(())
+}
+
+/// What the other user does, each with the outcome overlayfs gives (comments) for the reader;
+/// the test compares with overlayfs itself.
+fn perm_ops() -> Vec<Op> {
+    let p = |s: &str| s.as_bytes().to_vec();
+    let create = |s: &str| Op::Create { path: p(s), mode: 0o644, len: 5, fill: 3 };
+    vec![
+        Op::Read { path: p("perm/ro") },                                                                // ok
+        Op::Read { path: p("perm/private") },                                                           // EACCES
+        Op::Hold { slot: 0, path: p("perm/private") },                                                  // EACCES
+        Op::OpenRdwr { path: p("perm/ro") },                                                            // EACCES
+        Op::OpenTrunc { path: p("perm/ro") },                                                           // EACCES
+        Op::Truncate { path: p("perm/ro"), len: 1, via_fd: false },                                     // EACCES
+        Op::Mmap { path: p("perm/ro"), off: 0, len: 4, fill: 1 },                                       // EACCES
+        Op::Pwrite { path: p("perm/shared"), off: 3, len: 5, fill: 9 },                                 // copy-up
+        Op::Pwrite { path: p("perm/writeonly"), off: 0, len: 3, fill: 8 },                              // copy-up
+        Op::Pwrite { path: p("perm/closed/w"), off: 1, len: 2, fill: 7 },                               // copy-up
+        Op::Fallocate { path: p("perm/shared"), punch: false, off: 0, len: 8192 },                      // ok
+        Op::Chmod { path: p("perm/ro"), mode: 0o666 },                                                  // EPERM
+        Op::Chmod { path: p("perm/mine"), mode: 0o2600 },                                               // ok
+        Op::Chown { path: p("perm/mine"), uid: OTHER_UID, gid: LAYER_GID },                             // EPERM
+        Op::Chown { path: p("perm/ro"), uid: OTHER_UID, gid: OTHER_GID },                               // EPERM
+        Op::Utimens { path: p("perm/ro"), atime: (5, 0), mtime: (6, 0) },                               // EPERM
+        Op::Utimens { path: p("perm/mine"), atime: (5, 0), mtime: (6, 0) },                             // ok
+        Op::Utimens { path: p("perm/ro"), atime: (0, libc::UTIME_NOW), mtime: (0, libc::UTIME_NOW) },   // EACCES
+        Op::SetXattr { path: p("perm/ro"), name: "user.a", value: p("v"), flags: 0 },                   // EACCES
+        Op::SetXattr { path: p("perm/mine"), name: "user.a", value: p("v"), flags: 0 },                 // ok
+        Op::SetXattr { path: p("perm/mine"), name: "trusted.a", value: p("v"), flags: 0 },              // EPERM
+        create("perm/closed/new"),                                                                      // EACCES
+        Op::Mkdir { path: p("perm/closed/d"), mode: 0o755 },                                            // EACCES
+        Op::Symlink { target: p("x"), path: p("perm/closed/l") },                                       // EACCES
+        Op::Unlink { path: p("perm/closed/f") },                                                        // EACCES
+        Op::Rename { from: p("perm/closed/f"), to: p("perm/open/g"), flags: 0 },                        // EACCES
+        Op::Tmpfile { dir: p("perm/closed"), to: p("perm/closed/t"), len: 4, fill: 2 },                 // EACCES
+        create("perm/open/new"),                                                                        // ok
+        Op::Unlink { path: p("perm/open/f") },                                                          // whiteout
+        Op::Unlink { path: p("perm/open/top") },                                                        // ok
+        Op::Mkdir { path: p("perm/open/d"), mode: 0o700 },                                              // ok
+        Op::Rename { from: p("perm/open/new"), to: p("perm/open/new2"), flags: 0 },                     // ok
+        Op::Rmdir { path: p("perm/open/d") },                                                           // ok
+        Op::Tmpfile { dir: p("perm/open"), to: p("perm/open/t"), len: 4, fill: 2 },                     // ok
+        Op::Mknod { path: p("perm/open/fifo"), mode: libc::S_IFIFO | 0o644, dev: 0 },                   // ok
+        Op::Mknod { path: p("perm/open/null"), mode: libc::S_IFCHR | 0o666, dev: libc::makedev(1, 3) }, // EPERM
+        Op::Link { from: p("perm/ro"), to: p("perm/open/ro_link") },                                    // as fs.protected_hardlinks says
+        Op::Unlink { path: p("perm/sticky/rootfile") },                                                 // EPERM
+        Op::Rename { from: p("perm/sticky/rootfile"), to: p("perm/sticky/x"), flags: 0 },               // EPERM
+        Op::Unlink { path: p("perm/sticky/userfile") },                                                 // ok
+        Op::Stat { path: p("perm/nosearch/f") },                                                        // EACCES
+        Op::Readdir { path: p("perm/nosearch") },                                                       // EACCES
+        Op::Readdir { path: p("perm/listonly") },                                                       // ok (names only)
+        Op::Stat { path: p("perm/listonly/f") },                                                        // EACCES
+        Op::Readdir { path: p("perm/searchonly") },                                                     // EACCES
+        Op::Stat { path: p("perm/searchonly/f") },                                                      // ok
+        create("perm/mydir/x"),                                                                         // ok
+        Op::Chmod { path: p("perm/mydir"), mode: 0o2700 },                                              // ok
+        create("perm/setgid/x"),                                                                        // ok, group 2000
+        Op::Mkdir { path: p("perm/setgid/d"), mode: 0o755 },                                            // ok, setgid kept
+        Op::Stat { path: p("perm/setgid/x") },
+        Op::Stat { path: p("perm/setgid/d") },
+    ]
+}
+
+/// Runs `f` in a thread whose filesystem ids are the other user's (setfsuid and setfsgid are
+/// per thread, and a non-zero fsuid drops the file capabilities from the effective set).
+fn as_other_user<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            // SAFETY: plain system calls that change this thread's credentials only.
+            unsafe {
+                libc::setfsgid(OTHER_GID);
+                libc::setfsuid(OTHER_UID);
+            }
+            // setfsuid reports no error: check that it took.
+            // SAFETY: as above; an invalid id (-1) only queries.
+            let now = unsafe { libc::setfsuid(u32::MAX) };
+            if now != OTHER_UID as i32 {
+                return Err(format!("setfsuid({OTHER_UID}) did not take: fsuid is {now}"));
+            }
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| "the other user's thread panicked".to_string())?
+    })
+}
+
+fn permissions_as_other_user() -> TestResult {
+    let fstype = fstype_under_test();
+    let mut s = Scratch::new("wr_perm");
+    let env = build_env_with(&mut s, &fstype, build_perm_layers)?;
+    let lowers_before: Vec<Walk> = env.lowers.iter().map(|l| walk(l)).collect();
+    let mut runner = Runner::start(&env, 0)?;
+    let ops = perm_ops();
+    as_other_user(|| ops.iter().try_for_each(|op| runner.step(op)))??;
+    // The fixture must make the checks matter: many operations refused, many done.
+    let count = |f: fn(i32) -> bool| -> usize {
+        runner.stats.values().flat_map(|(_, errs)| errs.iter()).filter(|(e, _)| f(**e)).map(|(_, n)| n).sum()
+    };
+    let (refused, done) = (count(|e| e == libc::EACCES || e == libc::EPERM), count(|e| e == 0));
+    check!(
+        refused >= 15 && done >= 15,
+        "overlayfs refused {refused} and did {done} of the operations: the fixture does not exercise permissions"
+    );
+    let mut diffs = runner.check();
+    runner.sides.iter_mut().for_each(Side::close_held);
+    diffs.extend(check_workdirs(&runner.sides, "after the operations"));
+    drop(runner);
+    for (l, before) in env.lowers.iter().zip(&lowers_before) {
+        let label = l.display().to_string();
+        diffs.extend(diff_trees(&format!("{label} before"), before, &format!("{label} after"), &walk(l), &lower_cmp()));
+    }
+    verdict(diffs)
 }
