@@ -1,40 +1,53 @@
 #!/bin/bash
-# Guest side of qemu-tests/crash-test: one phase per boot, on the extra disk /dev/vdb.
-#   crash-guest.sh crash copy-up|rename   build layers, start the operation, and kill the
-#                                         machine (sysrq b: no sync) in the middle of it
-#   crash-guest.sh verify copy-up|rename  remount and check that the view is whole
-# Prints "crash-test: ok <what>" / "crash-test: FAIL <what>: <why>".
+# Guest side of qemu-tests/crash-test: one phase per boot, on the extra disk /dev/vdb, whose
+# writes the host throttles (QEMU block throttling) so that flushing a copy-up takes seconds
+# whatever the host's speed.
+#   crash-guest.sh crash copy-up|rename MB   build the layers (a lower file of MB MiB), start
+#        the operation, and as soon as it is seen in flight (still running, and something of
+#        it on the upper filesystem: a temporary in work/work or the copy in upper/) kill the
+#        machine (sysrq b: no sync). Prints "crash-test: in-flight ..." just before;
+#        "crash-test: missed ..." if the operation finished before it was seen in flight (the
+#        host then retries with a bigger file and a slower disk).
+#   crash-guest.sh verify copy-up|rename     remount and check that the view is whole
+# Prints "crash-test: ok <what>" / "crash-test: FAIL <what>: <why>", and "crash-test: end"
+# when a verify boot got to its end.
 set -u
-phase=$1 case=$2
+phase=$1 case=$2 mb=${3:-32}
 M=/mnt/crash
 mkdir -p $M
 ok() { echo "crash-test: ok $case.$1"; }
 fail() { echo "crash-test: FAIL $case.$1: $2"; }
 
 if [ "$phase" = crash ]; then
-  mkfs.ext4 -q -F /dev/vdb || exit 1
+  # Small inode tables and a small, lazily initialised journal: the disk is throttled.
+  mkfs.ext4 -q -F -N 4096 -J size=8 -E lazy_itable_init=1,lazy_journal_init=1 /dev/vdb || exit 1
   mount /dev/vdb $M || exit 1
   mkdir -p $M/lower/dir $M/upper $M/work $M/union
-  # Big enough that copying it up takes a while under emulation.
-  dd if=/dev/zero bs=1M count=96 status=none > $M/lower/dir/big
+  head -c $((mb * 1024 * 1024)) /dev/urandom > $M/lower/dir/big
   echo small > $M/lower/dir/small
-  md5sum $M/lower/dir/big | cut -d' ' -f1 > $M/big.md5
+  md5sum < $M/lower/dir/big | cut -d' ' -f1 > $M/big.md5
+  stat -c %s $M/lower/dir/big > $M/big.size
   sync
   mount -t unionrs -o lowerdir=$M/lower,upperdir=$M/upper,workdir=$M/work none $M/union || exit 1
   case $case in
     copy-up) (echo appended >> $M/union/dir/big) & ;;
     rename) (mv $M/union/dir/big $M/union/dir/renamed) & ;;
+    *) echo "crash-test: unknown case $case"; exit 1;;
   esac
-  # Wait until the copy is being built in the work directory, then crash.
-  for _ in $(seq 1 2000); do
-    [ -n "$(ls -A $M/work/work 2>/dev/null)" ] && break
-    sleep 0.01
+  op=$!
+  while kill -0 $op 2>/dev/null; do
+    seen=$(cd $M && ls -Ad work/work/* upper/dir/big upper/dir/renamed 2>/dev/null | tr '\n' ' ')
+    if [ -n "$seen" ] && kill -0 $op 2>/dev/null; then
+      echo "crash-test: in-flight $case: operation running; on the upper filesystem: $seen"
+      echo 1 > /proc/sys/kernel/sysrq
+      echo b > /proc/sysrq-trigger
+      sleep 30
+      exit 1
+    fi
+    sleep 0.005
   done
-  echo "crash-test: crashing with work/work = $(ls -A $M/work/work | tr '\n' ' ')"
-  echo 1 > /proc/sys/kernel/sysrq
-  echo b > /proc/sysrq-trigger
-  sleep 30
-  exit 1
+  echo "crash-test: missed $case: the operation finished before it was seen in flight ($mb MiB)"
+  exit 3
 fi
 
 # verify
@@ -43,7 +56,7 @@ mount -t unionrs -o lowerdir=$M/lower,upperdir=$M/upper,workdir=$M/work none $M/
   || { fail remount "union does not mount after the crash"; exit 1; }
 left=$(ls -A $M/work/work)
 [ -z "$left" ] && ok workdir_cleaned || fail workdir_cleaned "left in work/work: $left"
-want=$(cat $M/big.md5)
+want=$(cat $M/big.md5) size=$(cat $M/big.size)
 lower=$(md5sum < $M/lower/dir/big | cut -d' ' -f1)
 [ "$lower" = "$want" ] && ok lower_untouched || fail lower_untouched "lower file changed"
 case $case in
@@ -51,10 +64,11 @@ case $case in
     # Either no copy (old view) or the whole new file, never a partial one.
     got=$(md5sum < $M/union/dir/big | cut -d' ' -f1)
     if [ "$got" = "$want" ]; then ok view_whole
-    elif [ "$(stat -c %s $M/union/dir/big)" = $((96 * 1024 * 1024 + 9)) ] && [ "$(tail -c 9 $M/union/dir/big)" = appended ]; then ok view_whole
+    elif [ "$(stat -c %s $M/union/dir/big)" = $((size + 9)) ] && [ "$(tail -c 9 $M/union/dir/big)" = appended ] \
+         && [ "$(head -c "$size" $M/union/dir/big | md5sum | cut -d' ' -f1)" = "$want" ]; then ok view_whole
     else fail view_whole "union shows a partial file ($(stat -c %s $M/union/dir/big) bytes)"; fi
     if [ -e $M/upper/dir/big ]; then
-      [ "$(stat -c %s $M/upper/dir/big)" -ge $((96 * 1024 * 1024)) ] && ok upper_whole \
+      [ "$(stat -c %s $M/upper/dir/big)" -ge "$size" ] && ok upper_whole \
         || fail upper_whole "partial copy in upper: $(stat -c %s $M/upper/dir/big) bytes"
     else ok upper_whole; fi
     ;;
@@ -71,3 +85,4 @@ esac
 echo small | cmp -s - $M/union/dir/small && ok others_intact || fail others_intact "dir/small changed"
 umount $M/union
 umount $M
+echo "crash-test: end"

@@ -3,7 +3,8 @@
 # by the initramfs (scripts/initramfs/init) over a squashfs of the guest image.
 #   initramfs-guest.sh change LOWER_MD5 VARIANT  make changes in /etc and check the upper layer
 #   initramfs-guest.sh verify LOWER_MD5   after a reboot (persistent upper): changes still there
-# Prints "initramfs-test: ok NAME" / "initramfs-test: FAIL NAME: WHY".
+# Prints "initramfs-test: ok NAME" / "initramfs-test: FAIL NAME: WHY", and "initramfs-test: end"
+# when it got to its end.
 set -u
 phase=$1 lower_md5=$2 variant=$3
 ok() { echo "initramfs-test: ok $variant.$1"; }
@@ -52,10 +53,12 @@ want=$(sort <<<"$want")
 [ "$got" = "$want" ] && ok "upper_has_exactly_the_changes" \
   || { echo "$want" > /tmp/want; echo "$got" > /tmp/got
        fail "upper_has_exactly_the_changes" "$(diff /tmp/want /tmp/got | grep '^[<>]' | tr '\n' ' ')"; }
+bad=""
 for w in etc/hostname etc/issue; do
-  [ "$(stat -c '%t:%T' $U/$w 2>/dev/null)" = 0:0 ] || fail "whiteouts" "$w is not a 0/0 whiteout"
+  [ "$(stat -c '%F %t:%T' $U/$w 2>/dev/null)" = "character special file 0:0" ] || bad+="$w "
 done
-ok "whiteouts"
+[ -z "$bad" ] && ok "whiteouts" || fail "whiteouts" "not a 0/0 character device: $bad"
 
 md5=$(md5sum < /dev/vdb | cut -d' ' -f1)
 [ "$md5" = "$lower_md5" ] && ok "lower_image_unchanged" || fail "lower_image_unchanged" "md5 $md5"
+echo "initramfs-test: end"
