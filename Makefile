@@ -2,34 +2,50 @@
 # unionrs: module build, and the targets that drive the QEMU guest.
 #
 #   make            build unionrs.ko (against our cached debug kernel, or KDIR=...)
-#   make check      set up what is missing, boot the debug kernel, run all tests
+#   make check      set up what is missing, then the fast tier: lints, guest tests, boots
+#   make check-full the full tier: full sizes, more seeds, the benchmark smoke run
+#   make lint       rustfmt, clippy, checkpatch and the docs only
+#   make mutants    deliberate breakages of the union logic: make check must catch each
 #   make demo       boot the guest and show a union at work
 #   make setup      only install/build the toolchain, kernel and guest image
 #   make bench      benchmarks on a non-debug kernel (see README; BENCH_ARGS=...)
+# CHECK_ARGS passes options and test-name filters to qemu-tests/run (e.g. CHECK_ARGS=crash).
 
 # (kbuild itself reads ./Kbuild, not this file.)
 
+# The toolchain pins (kernel version, compilers), shared with scripts/.
+include scripts/toolchain.env
+
 # Our own kernel is built with clang (KASAN + Rust need it), so the module must be too.
 # Building against your own kernel: make KDIR=/path/to/build KFLAGS="LLVM=1" (or whatever
-# compiler that kernel was built with).
-KFLAGS ?= LLVM=-19 RUSTC=/usr/bin/rustc
+# compiler that kernel was built with). CLIPPY=1 builds through clippy-driver.
+KFLAGS ?= LLVM=$(LLVM_SUFFIX) RUSTC=$(RUSTC)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
-export LIBCLANG_PATH ?= /usr/lib/llvm-19/lib
+export LIBCLANG_PATH
 
-.PHONY: all module setup check demo bench clean
+.PHONY: all module setup check check-full lint mutants demo bench clean
 
 all: module
 
 module:
 	@kdir="$(KDIR)"; \
 	if [ -z "$$kdir" ]; then scripts/setup --packages-only && kdir=$$(scripts/build-kernel debug) || exit 1; fi; \
-	$(MAKE) -C "$$kdir" M=$(CURDIR) $(KFLAGS) modules
+	$(MAKE) -C "$$kdir" M=$(CURDIR) $(KFLAGS) $(if $(CLIPPY),CLIPPY=1 CLIPPY_DRIVER=$(CLIPPY_DRIVER)) modules
 
 setup:
 	scripts/setup
 
-check: setup module
-	qemu-tests/run
+check:
+	qemu-tests/run $(CHECK_ARGS)
+
+check-full:
+	qemu-tests/run --full $(CHECK_ARGS)
+
+lint:
+	scripts/lint
+
+mutants:
+	scripts/mutants $(MUTANTS_ARGS)
 
 demo: setup module
 	scripts/demo
@@ -43,4 +59,3 @@ clean:
 	@kdir="$(KDIR)"; [ -n "$$kdir" ] || kdir=$$(ls -d $(HOME)/.cache/unionrs/kernel/debug-* 2>/dev/null | head -n1); \
 	if [ -n "$$kdir" ]; then $(MAKE) -C "$$kdir" M=$(CURDIR) $(KFLAGS) clean; fi
 	rm -rf qemu-tests/guest/target logs
-
