@@ -149,7 +149,7 @@ pub fn stamp_times(root: &Path, base: i64, skip_children_of: &[&str]) {
 
 /// The big merged directory of the read-only differential: its size in the fast tier (built in
 /// the test) and in the full tier (from the fixture image), and its spread.
-pub const BIG_FAST: usize = 4_000;
+pub const BIG_FAST: usize = 10_000;
 pub const BIG_FULL: usize = 100_000;
 pub const BIG_DUP_EVERY: usize = 100;
 pub const BIG_WHITEOUT_EVERY: usize = 33;
