@@ -10,13 +10,21 @@
 
 use crate::inode::RealEntry;
 use crate::superblock::UnionFs;
-use crate::vfs::{Dentry, FsInode, NewObject, RealStat, Rename, RenameEnd, SuperBlock};
+use crate::vfs::real::lsm_copies_xattr;
+use crate::vfs::{
+    AsMounter, Dentry, FsInode, Iattr, NewObject, RealFile, RealPath, RealStat, Rename, RenameEnd,
+    SuperBlock,
+};
 use kernel::bindings;
 use kernel::prelude::*;
+use kernel::str::CString;
 use kernel::sync::aref::ARef;
 
 /// `RENAME_NOREPLACE` of `include/uapi/linux/fs.h`.
 const RENAME_NOREPLACE: u32 = 1 << 0;
+
+/// How much data one copy call moves (and how often a fatal signal is noticed).
+const COPY_CHUNK: usize = 1 << 20;
 
 /// The superblock and union inode of one of our positive dentries.
 pub(crate) fn union_inode(d: &Dentry) -> Result<(&SuperBlock<UnionFs>, &FsInode<UnionFs>)> {
@@ -65,16 +73,16 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let upper_parent = pinode.data()?.upper().ok_or(EIO)?;
     let lower = data.lower().first().ok_or(EIO)?;
     let name = dentry.name_copy()?;
-    let _creds = fs.creds.use_here();
+    let m = fs.as_mounter();
     let mnt = &fs.upper_layer()?.mnt;
     // Moving the copy in changes the directory's times, but the union's view of the
     // directory has not changed: put them back, as overlayfs does.
-    let parent_times = RealStat::of(crate::vfs::RealPath {
-        mnt,
-        dentry: &upper_parent.dentry,
-    })?;
-    let copy = fs.copy_to_upper(lower, &upper_parent.dentry, &name)?;
-    let _ = mnt.set_times(&upper_parent.dentry, &parent_times);
+    let parent_times = mnt.stat(&m, &upper_parent.dentry)?;
+    let copy = fs.copy_to_upper(&m, lower, &upper_parent.dentry, &name)?;
+    let mut times = Iattr::new();
+    times.set_times(parent_times.atime(), parent_times.mtime());
+    let _ = mnt.notify_change(&m, &upper_parent.dentry, &mut times);
+    drop(m);
     inode.refresh_from(copy.inode().ok_or(EIO)?);
     inode.publish_upper(copy.clone());
     data.set_upper(RealEntry {
@@ -91,19 +99,20 @@ impl UnionFs {
     /// temporary in the work directory. Returns the upper dentry.
     fn copy_to_upper(
         &self,
+        m: &AsMounter<'_>,
         lower: &RealEntry,
         upper_parent: &Dentry,
         name: &[u8],
     ) -> Result<ARef<Dentry>> {
         let lpath = self.real_path(lower)?;
-        let st = RealStat::of(lpath)?;
+        let st = lpath.mnt.stat(m, lpath.dentry)?;
         let mnt = &self.upper_layer()?.mnt;
         let work = self.work_dir()?;
         let mode = st.mode();
-        let target;
+        let target: CString;
         let what = match mode & bindings::S_IFMT {
             bindings::S_IFLNK => {
-                target = lower.dentry.read_link()?;
+                target = lpath.mnt.read_link(m, lpath.dentry)?;
                 NewObject::Symlink(&target)
             }
             bindings::S_IFREG | bindings::S_IFDIR => NewObject::Node { mode, rdev: 0 },
@@ -112,13 +121,13 @@ impl UnionFs {
                 rdev: st.rdev(),
             },
         };
-        let (copy, _) = self.build_in_work(what, |temp| {
+        let (copy, _) = self.build_in_work(m, what, |temp| {
             if mode & bindings::S_IFMT == bindings::S_IFREG {
-                mnt.copy_data(lpath, temp, st.size())?;
+                self.copy_data(m, lpath, RealPath { mnt, dentry: temp }, st.size())?;
             }
-            mnt.copy_xattrs(lpath, temp, self.own_prefix_cstr())?;
-            mnt.copy_attrs(temp, &st)?;
-            mnt.rename(&Rename {
+            self.copy_xattrs(m, lpath, temp)?;
+            self.copy_attrs(m, temp, &st)?;
+            let rename = Rename {
                 old_parent: work,
                 old: RenameEnd::Dentry(temp),
                 new_parent: upper_parent,
@@ -126,13 +135,147 @@ impl UnionFs {
                 // Never over anything, not even a whiteout: a whiteout there means the
                 // object was removed meanwhile.
                 flags: RENAME_NOREPLACE,
-                expect_old: None,
-                expect_new: None,
-                new_negative: false,
-            })
+            };
+            mnt.rename(m, &rename, |_, _| Ok(()))
         })?;
         // The temporary dentry was moved: it is the upper object now.
         Ok(copy)
+    }
+
+    /// Copies the first `len` bytes of `from` to the new regular file `to`: cloned where the
+    /// filesystems can share extents, else copied range by range (`copy_file_range`, or
+    /// splice across filesystems), skipping the holes of the source so that sparse files stay
+    /// sparse. A copy is synced before it is moved into place, so that a crash cannot leave
+    /// a renamed copy without its data.
+    fn copy_data(
+        &self,
+        m: &AsMounter<'_>,
+        from: RealPath<'_>,
+        to: RealPath<'_>,
+        len: i64,
+    ) -> Result {
+        let input = RealFile::open(m, from, bindings::O_LARGEFILE | bindings::O_RDONLY)?;
+        let output = RealFile::open(m, to, bindings::O_LARGEFILE | bindings::O_WRONLY)?;
+        // A clone shares the extents in one metadata transaction, which the filesystem's log
+        // orders before the rename that follows: no fsync, as in overlayfs.
+        if len > 0 && input.clone_to(m, &output, len).is_ok_and(|n| n == len) {
+            return Ok(());
+        }
+        let (mut pos, mut seek_holes) = (0i64, true);
+        while pos < len {
+            if crate::vfs::fatal_signal_pending() {
+                return Err(EINTR);
+            }
+            if seek_holes {
+                match input.next_data(m, pos) {
+                    // Only a hole up to the end.
+                    Ok(None) => break,
+                    Ok(Some(data)) if data > pos => {
+                        pos = data;
+                        continue;
+                    }
+                    Ok(Some(_)) => {}
+                    // The filesystem cannot tell: copy everything.
+                    Err(_) => seek_holes = false,
+                }
+            }
+            let chunk = usize::try_from(len - pos).map_or(COPY_CHUNK, |left| left.min(COPY_CHUNK));
+            let n = match input.copy_range_to(m, pos, &output, chunk) {
+                Err(e)
+                    if e == crate::vfs::errno::exdev()
+                        || e == crate::vfs::errno::eopnotsupp()
+                        || e == EINVAL =>
+                {
+                    input.splice_to(m, pos, &output, chunk)?
+                }
+                r => r?,
+            };
+            if n == 0 {
+                return Err(EIO);
+            }
+            pos += n as i64;
+        }
+        output.fsync(m, false)
+    }
+
+    /// Copies the xattrs of `from` to `to`, except our private ones (escaped names are
+    /// copied: they belong to a union stacked on ours) and those the security module keeps
+    /// back. POSIX ACLs go through the ACL API. An upper filesystem without `trusted.*`
+    /// xattrs loses those, as with overlayfs.
+    pub(crate) fn copy_xattrs(&self, m: &AsMounter<'_>, from: RealPath<'_>, to: &Dentry) -> Result {
+        let upper = &self.upper_layer()?.mnt;
+        let size = match from.mnt.listxattr(m, from.dentry, &mut []) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e == crate::vfs::errno::eopnotsupp() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut list = KVVec::from_elem(0u8, size, GFP_KERNEL)?;
+        let n = from.mnt.listxattr(m, from.dentry, &mut list)?;
+        let mut value: KVVec<u8> = KVVec::new();
+        for name in list[..n.min(list.len())]
+            .split(|&b| b == 0)
+            .filter(|n| !n.is_empty())
+        {
+            if self.is_private_xattr(name) {
+                continue;
+            }
+            let name = crate::xattr::cstring(name)?;
+            if !lsm_copies_xattr(from.dentry, &name)? {
+                continue;
+            }
+            if crate::xattr::is_posix_acl(&name) {
+                if let Some(acl) = from.mnt.get_acl(m, from.dentry, &name)? {
+                    upper.set_acl(m, to, &name, Some(acl.as_passed()))?;
+                }
+                continue;
+            }
+            let len = loop {
+                if value.is_empty() {
+                    let need = from.mnt.getxattr(m, from.dentry, &name, &mut [])?;
+                    if need == 0 {
+                        break 0;
+                    }
+                    value = KVVec::from_elem(0u8, need, GFP_KERNEL)?;
+                }
+                match from.mnt.getxattr(m, from.dentry, &name, &mut value) {
+                    // Bigger than the buffer (or grown meanwhile): ask for the size again.
+                    Err(e) if e == ERANGE => value = KVVec::new(),
+                    r => break r?,
+                }
+            };
+            match upper.set_xattr(m, to, &name, Some(&value[..len]), 0) {
+                Err(e)
+                    if e == crate::vfs::errno::eopnotsupp()
+                        && name.to_bytes().starts_with(b"trusted.") => {}
+                r => r?,
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives a copy the attributes of the original: size (regular files), mode (not for
+    /// symlinks), owner, and last the access and modification times (which the other changes
+    /// would update).
+    pub(crate) fn copy_attrs(&self, m: &AsMounter<'_>, d: &Dentry, st: &RealStat) -> Result {
+        let mnt = &self.upper_layer()?.mnt;
+        let fmt = st.mode() & bindings::S_IFMT;
+        if fmt == bindings::S_IFREG {
+            let mut a = Iattr::new();
+            a.set_size(st.size());
+            mnt.notify_change(m, d, &mut a)?;
+        }
+        if fmt != bindings::S_IFLNK {
+            let mut a = Iattr::new();
+            a.set_mode(st.mode());
+            mnt.notify_change(m, d, &mut a)?;
+        }
+        let mut a = Iattr::new();
+        a.set_owner(st.uid(), st.gid());
+        mnt.notify_change(m, d, &mut a)?;
+        let mut a = Iattr::new();
+        a.set_times(st.atime(), st.mtime());
+        mnt.notify_change(m, d, &mut a)
     }
 }
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Namespace changes: create, link, unlink, rmdir, rename.
+//! Directories: lookup, the namespace changes (create, link, unlink, rmdir, rename, tmpfile)
+//! and their open files.
 //!
 //! Everything lands on the upper layer, parents copied up first. A name that the lower
 //! layers still have is hidden by a whiteout when removed; a directory made over a whiteout
@@ -8,10 +9,16 @@
 //! directory), the new object is made in the work directory and renamed into place.
 
 use crate::copy_up::{copy_up, union_inode};
+use crate::file::OpenFile;
 use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
+use crate::readdir::DirState;
 use crate::superblock::UnionFs;
-use crate::vfs::{Dentry, FsInode, NewObject, RealStat, Rename, RenameEnd, SuperBlock};
+use crate::vfs::{
+    caller_fs_ids, errno, AsMounter, Dentry, DirEmitter, DirOps, FsInode, Inode, NewObject,
+    RealFile, RealPath, Rename, RenameEnd, SuperBlock, UserFile,
+};
+use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
@@ -42,23 +49,94 @@ fn dir_changed(dir: &FsInode<UnionFs>) {
     }
 }
 
+/// What a rename on the upper layer must find under its locks, else the union's view was
+/// stale (`ESTALE`).
+#[derive(Default)]
+struct Expect<'a> {
+    /// The source is this object.
+    old: Option<&'a Inode>,
+    /// The target is this object.
+    new: Option<&'a Inode>,
+    /// The target is negative or a whiteout (a free name in the union).
+    new_free: bool,
+}
+
+impl Expect<'_> {
+    fn check(&self, old: &Dentry, new: &Dentry) -> Result {
+        let is = |d: &Dentry, want: &Inode| d.inode().is_some_and(|i| core::ptr::eq(i, want));
+        let stale = self.old.is_some_and(|o| !is(old, o))
+            || self.new.is_some_and(|n| !is(new, n))
+            || (self.new_free && new.inode().is_some_and(|i| !i.is_whiteout()))
+            || old.inode().is_some_and(|o| is(new, o));
+        if stale {
+            Err(errno::estale())
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Numbers the temporary names in the work directory.
+static TEMP_ID: AtomicU32 = AtomicU32::new(0);
+
+/// A name for a temporary object in the work directory: `#` and a number in hex, as
+/// overlayfs names its own.
+fn temp_name(buf: &mut [u8; 16]) -> &[u8] {
+    let id = TEMP_ID.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+    buf[0] = b'#';
+    let digits = (32 - id.leading_zeros()).div_ceil(4).max(1) as usize;
+    for (i, b) in buf[1..=digits].iter_mut().enumerate() {
+        let nibble = (id >> (4 * (digits - 1 - i))) & 0xf;
+        *b = b"0123456789abcdef"[nibble as usize];
+    }
+    &buf[..=digits]
+}
+
 impl UnionFs {
+    /// Creates `name` in upper directory `parent`: the new real object. An upper filesystem
+    /// that leaves the new dentry negative or unhashed (case-folding ones) cannot hold a
+    /// union's objects: `EIO`, as in overlayfs.
+    pub(crate) fn create_real(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &Dentry,
+        name: &[u8],
+        what: NewObject<'_>,
+    ) -> Result<ARef<Dentry>> {
+        let d = self.upper_layer()?.mnt.create(m, parent, name, what)?;
+        if d.inode().is_none() || d.is_unhashed() {
+            return Err(EIO);
+        }
+        Ok(d)
+    }
+
+    /// Mounter credentials with the owner a new object in union directory `dir` gets: the
+    /// caller's fsuid, and the directory's group if it is set-group-ID (else the caller's
+    /// fsgid), so that the real object belongs to whom the union object would.
+    fn as_creator(&self, dir: &Inode) -> Result<crate::vfs::cred::AsCreator<'_>> {
+        let (uid, mut gid) = caller_fs_ids();
+        if dir.mode() & bindings::S_ISGID != 0 {
+            gid = dir.gid();
+        }
+        self.creds.as_creator(uid, gid)
+    }
+
     /// Makes `what` under a temporary name in the work directory and lets `finish` complete
     /// it and move it into place; if that fails, the temporary is removed again. This is how
     /// everything that must appear in one step reaches the upper layer.
     pub(crate) fn build_in_work<R>(
         &self,
+        m: &AsMounter<'_>,
         what: NewObject<'_>,
         finish: impl FnOnce(&Dentry) -> Result<R>,
     ) -> Result<(ARef<Dentry>, R)> {
-        let mnt = &self.upper_layer()?.mnt;
         let work = self.work_dir()?;
-        let temp = mnt.create(work, None, what)?;
+        let temp = self.create_real(m, work, temp_name(&mut [0; 16]), what)?;
         match finish(&temp) {
             Ok(r) => Ok((temp, r)),
             Err(e) => {
                 // Best effort: what is left is removed at the next mount anyway.
-                let _ = mnt.remove(work, &temp);
+                let _ = self.upper_layer()?.mnt.remove(m, work, &temp);
                 Err(e)
             }
         }
@@ -69,36 +147,39 @@ impl UnionFs {
     /// made opaque, since the names below are not its own).
     fn create_upper(
         &self,
+        m: &AsMounter<'_>,
         parent: &Dentry,
         name: &[u8],
         what: NewObject<'_>,
     ) -> Result<ARef<Dentry>> {
         let mnt = &self.upper_layer()?.mnt;
-        let over_whiteout = parent
-            .lookup_child(mnt, name)?
+        let over_whiteout = mnt
+            .lookup(m, parent, name)?
             .is_some_and(|d| d.is_whiteout());
         if !over_whiteout {
-            return mnt.create(parent, Some(name), what);
+            return self.create_real(m, parent, name, what);
         }
         let work = self.work_dir()?;
-        let (new, ()) = self.build_in_work(what, |temp| {
+        let (new, ()) = self.build_in_work(m, what, |temp| {
             let is_dir = temp.is_dir();
             if is_dir {
-                mnt.set_xattr(temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
+                mnt.set_xattr(m, temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
             }
-            let replaced = mnt.rename(&Rename {
+            let rename = Rename {
                 old_parent: work,
                 old: RenameEnd::Dentry(temp),
                 new_parent: parent,
                 new: RenameEnd::Name(name),
                 // A directory cannot replace a non-directory: swap, then drop the whiteout.
                 flags: if is_dir { RENAME_EXCHANGE } else { 0 },
-                expect_old: None,
-                expect_new: None,
-                new_negative: true,
-            })?;
+            };
+            let expect = Expect {
+                new_free: true,
+                ..Default::default()
+            };
+            let replaced = mnt.rename(m, &rename, |o, n| expect.check(o, n))?;
             if is_dir {
-                let _ = mnt.remove(work, &replaced);
+                let _ = mnt.remove(m, work, &replaced);
             }
             Ok(())
         })?;
@@ -109,59 +190,75 @@ impl UnionFs {
     /// by an empty opaque copy of itself, in one step; then removes the old one.
     fn clear_whiteouts(
         &self,
+        m: &AsMounter<'_>,
         parent: &Dentry,
         name: &[u8],
         upper: &Dentry,
     ) -> Result<ARef<Dentry>> {
         let mnt = &self.upper_layer()?.mnt;
         let work = self.work_dir()?;
-        let path = crate::vfs::RealPath { mnt, dentry: upper };
-        let st = RealStat::of(path)?;
+        let path = RealPath { mnt, dentry: upper };
+        let st = mnt.stat(m, upper)?;
         let (new, old) = self.build_in_work(
+            m,
             NewObject::Node {
                 mode: st.mode(),
                 rdev: 0,
             },
             |temp| {
-                mnt.copy_xattrs(path, temp, self.own_prefix_cstr())?;
-                mnt.set_xattr(temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
-                mnt.copy_attrs(temp, &st)?;
-                mnt.rename(&Rename {
+                self.copy_xattrs(m, path, temp)?;
+                mnt.set_xattr(m, temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
+                self.copy_attrs(m, temp, &st)?;
+                let rename = Rename {
                     old_parent: work,
                     old: RenameEnd::Dentry(temp),
                     new_parent: parent,
                     new: RenameEnd::Name(name),
                     flags: RENAME_EXCHANGE,
-                    expect_old: None,
-                    expect_new: upper.inode(),
-                    new_negative: false,
-                })
+                };
+                let expect = Expect {
+                    new: upper.inode(),
+                    ..Default::default()
+                };
+                mnt.rename(m, &rename, |o, n| expect.check(o, n))
             },
         )?;
-        let _ = self.remove_tree(work, &old, 1);
+        let _ = self.remove_tree(m, work, &old, 1);
         Ok(new)
     }
 
     /// Removes `d` (in `parent`) from the upper filesystem, with what it contains down to
     /// `depth` levels (work directory leftovers: whiteouts, copy-up temporaries).
-    pub(crate) fn remove_tree(&self, parent: &Dentry, d: &Dentry, depth: u32) -> Result {
+    pub(crate) fn remove_tree(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &Dentry,
+        d: &Dentry,
+        depth: u32,
+    ) -> Result {
         let mnt = &self.upper_layer()?.mnt;
         if d.is_dir() && depth > 0 {
-            let names = crate::readdir::real_names(self, crate::vfs::RealPath { mnt, dentry: d })?;
+            let names = crate::readdir::real_names(m, RealPath { mnt, dentry: d })?;
             for n in names.iter() {
-                if let Some(child) = d.lookup_child(mnt, n)? {
+                if let Some(child) = mnt.lookup(m, d, n)? {
                     if child.inode().is_some() {
-                        self.remove_tree(d, &child, depth - 1)?;
+                        self.remove_tree(m, d, &child, depth - 1)?;
                     }
                 }
             }
         }
-        mnt.remove(parent, d)
+        mnt.remove(m, parent, d)
     }
 
     /// Hides whatever is at `name` in upper directory `parent` behind a whiteout, in one
     /// step: `upper` is the real object there (if any), which is removed.
-    fn whiteout(&self, parent: &Dentry, name: &[u8], upper: Option<&Dentry>) -> Result {
+    fn whiteout(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &Dentry,
+        name: &[u8],
+        upper: Option<&Dentry>,
+    ) -> Result {
         let mnt = &self.upper_layer()?.mnt;
         let work = self.work_dir()?;
         let is_dir = upper.is_some_and(|u| u.is_dir());
@@ -170,143 +267,117 @@ impl UnionFs {
             mode: bindings::S_IFCHR,
             rdev: bindings::WHITEOUT_DEV,
         };
-        let (_, replaced) = self.build_in_work(wh, |temp| {
-            mnt.rename(&Rename {
+        let (_, replaced) = self.build_in_work(m, wh, |temp| {
+            let rename = Rename {
                 old_parent: work,
                 old: RenameEnd::Dentry(temp),
                 new_parent: parent,
                 new: RenameEnd::Name(name),
                 flags: if is_dir { RENAME_EXCHANGE } else { 0 },
-                expect_old: None,
-                expect_new: upper.and_then(|u| u.inode()),
-                new_negative: upper.is_none(),
-            })
+            };
+            let expect = Expect {
+                new: upper.and_then(|u| u.inode()),
+                new_free: upper.is_none(),
+                ..Default::default()
+            };
+            mnt.rename(m, &rename, |o, n| expect.check(o, n))
         })?;
         if is_dir {
-            let _ = mnt.remove(work, &replaced);
+            let _ = mnt.remove(m, work, &replaced);
         }
         Ok(())
     }
-}
 
-/// `create`, `mkdir`, `mknod`, `symlink`.
-pub(crate) fn create(dir: &FsInode<UnionFs>, dentry: &Dentry, what: NewObject<'_>) -> Result {
-    // A 0/0 character device is a whiteout on the upper layer: not something to create.
-    if let NewObject::Node { mode, rdev: 0 } = what {
-        if mode & bindings::S_IFMT == bindings::S_IFCHR {
-            return Err(EPERM);
-        }
+    /// Removes `name` from upper directory `parent` if it is still `expect` (hard links share
+    /// an inode, so a name is checked by the object it names).
+    fn remove_name(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &Dentry,
+        name: &[u8],
+        expect: &Inode,
+    ) -> Result {
+        self.upper_layer()?.mnt.remove_name(m, parent, name, |d| {
+            if d.inode().is_some_and(|i| core::ptr::eq(i, expect)) {
+                Ok(())
+            } else {
+                Err(errno::estale())
+            }
+        })
     }
-    let sb = dir.sb();
-    let fs = sb.info();
-    let parent = dentry.parent();
-    let up = upper_dir(sb, &parent, dir)?;
-    let name = dentry.name();
-    let real = {
-        // The new object belongs to the caller, as the union inode would.
-        let _creds = fs.creds.use_as_creator(dir.inode())?;
-        fs.create_upper(&up.dentry, name, what)?
-    };
-    let mut stack = KVec::new();
-    stack.push(
-        RealEntry {
-            layer: 0,
-            dentry: real,
-        },
-        GFP_KERNEL,
-    )?;
-    let inode = fs.get_inode(sb, stack).inspect_err(|_| {
-        // The object exists on the upper layer: let the next lookup find it.
-        dentry.drop_from_cache();
-        dir_changed(dir);
-    })?;
-    dentry.instantiate(inode);
-    dir_changed(dir);
-    Ok(())
 }
 
-/// `tmpfile`: an unnamed file in the upper copy of `dir`, owned by the caller.
-pub(crate) fn tmpfile(
-    dir: &FsInode<UnionFs>,
-    dentry: &Dentry,
-    open: &mut dyn FnMut(crate::vfs::RealPath<'_>) -> Result<ARef<Dentry>>,
-) -> Result<ARef<crate::vfs::Inode>> {
-    let sb = dir.sb();
-    let fs = sb.info();
-    let parent = dentry.parent();
-    let up = upper_dir(sb, &parent, dir)?;
-    let real = {
-        let _creds = fs.creds.use_as_creator(dir.inode())?;
-        open(fs.real_path(up)?)?
-    };
-    let mut stack = KVec::new();
-    stack.push(
-        RealEntry {
-            layer: 0,
-            dentry: real,
-        },
-        GFP_KERNEL,
-    )?;
-    fs.get_inode(sb, stack)
+/// Whether a directory can be renamed: only one that exists on the upper layer alone (no
+/// `redirect_dir`, as overlayfs without it). Non-directories always can.
+fn can_move(inode: &FsInode<UnionFs>) -> Result<bool> {
+    Ok(!inode.inode().is_dir() || inode.data()?.lower().is_empty())
 }
 
-/// `link`: another name for `old`'s object (copied up first).
-pub(crate) fn link(old: &Dentry, dir: &FsInode<UnionFs>, new: &Dentry) -> Result {
-    let sb = dir.sb();
-    let fs = sb.info();
-    let (_, inode) = union_inode(old)?;
-    copy_up(sb, old)?;
-    let parent = new.parent();
-    let up = upper_dir(sb, &parent, dir)?;
-    let target = inode.data()?.upper().ok_or(EIO)?;
-    {
-        let _creds = fs.creds.use_here();
-        fs.create_upper(&up.dentry, new.name(), NewObject::Link(&target.dentry))?;
+/// Whether union dentry `d` is negative with a whiteout on the upper layer at its name.
+fn is_upper_whiteout(
+    fs: &UnionFs,
+    m: &AsMounter<'_>,
+    d: &Dentry,
+    parent: &FsInode<UnionFs>,
+) -> Result<bool> {
+    if d.inode().is_some() {
+        return Ok(false);
     }
-    inode.refresh_from(target.dentry.inode().ok_or(EIO)?);
-    new.instantiate(inode.inode().into());
-    dir_changed(dir);
-    Ok(())
+    let Some(up) = parent.data()?.upper() else {
+        return Ok(false);
+    };
+    Ok(fs
+        .upper_layer()?
+        .mnt
+        .lookup(m, &up.dentry, d.name())?
+        .is_some_and(|c| c.is_whiteout()))
+}
+
+fn is_opaque(fs: &UnionFs, m: &AsMounter<'_>, e: &RealEntry) -> Result<bool> {
+    Ok(fs.opaque_value(m, fs.layers.get(e.layer).ok_or(EIO)?, &e.dentry) == b'y')
 }
 
 /// `unlink` and `rmdir`.
-pub(crate) fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
+fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
     let sb = dir.sb();
     let fs = sb.info();
     let (_, inode) = union_inode(dentry)?;
     let data: &UnionInode = inode.data()?;
     let name = dentry.name();
-    let lower_positive = fs.lower_positive(dir.data()?, name)?;
-    let mut clear = false;
-    // A directory only on the upper layer, with nothing below its name, holds no whiteouts:
-    // the real rmdir checks that it is empty (as overlayfs skips its check then).
-    if is_dir && (lower_positive || !data.lower().is_empty()) {
-        let (visible, upper_used) = crate::readdir::emptiness(fs, data)?;
-        if visible != 0 {
-            return Err(crate::vfs::errno::enotempty());
+    let (lower_positive, clear) = {
+        let m = fs.as_mounter();
+        let lower_positive = fs.lower_positive(&m, dir.data()?, name)?;
+        let mut clear = false;
+        // A directory only on the upper layer, with nothing below its name, holds no
+        // whiteouts: the real rmdir checks that it is empty (as overlayfs skips its check
+        // then).
+        if is_dir && (lower_positive || !data.lower().is_empty()) {
+            let (visible, upper_used) = crate::readdir::emptiness(fs, &m, data)?;
+            if visible != 0 {
+                return Err(errno::enotempty());
+            }
+            clear = upper_used;
         }
-        clear = upper_used;
-    }
+        (lower_positive, clear)
+    };
     let parent = dentry.parent();
     let up = upper_dir(sb, &parent, dir)?;
     {
         // No copy-up of the object may slip in between looking at its upper copy and
         // removing it (an open for write races with unlink).
         let _no_copy_up = data.copy_up_lock.lock();
-        let _creds = fs.creds.use_here();
+        let m = fs.as_mounter();
         let mut upper: Option<ARef<Dentry>> = data.upper().map(|e| e.dentry.clone());
         if clear {
             if let Some(u) = upper.take() {
-                upper = Some(fs.clear_whiteouts(&up.dentry, name, &u)?);
+                upper = Some(fs.clear_whiteouts(&m, &up.dentry, name, &u)?);
             }
         }
         if lower_positive {
-            fs.whiteout(&up.dentry, name, upper.as_deref())?;
+            fs.whiteout(&m, &up.dentry, name, upper.as_deref())?;
         } else {
             let u = upper.ok_or(EIO)?;
-            fs.upper_layer()?
-                .mnt
-                .remove_name(&up.dentry, name, u.inode().ok_or(EIO)?)?;
+            fs.remove_name(&m, &up.dentry, name, u.inode().ok_or(EIO)?)?;
         }
     }
     if is_dir {
@@ -320,33 +391,139 @@ pub(crate) fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> R
     Ok(())
 }
 
-/// Whether a directory can be renamed: only one that exists on the upper layer alone (no
-/// `redirect_dir`, as overlayfs without it). Non-directories always can.
-fn can_move(inode: &FsInode<UnionFs>) -> Result<bool> {
-    Ok(!inode.inode().is_dir() || inode.data()?.lower().is_empty())
+/// Makes the union inode of a new real object on the upper layer and gives it to `dentry`.
+fn instantiate_new(dir: &FsInode<UnionFs>, dentry: &Dentry, real: ARef<Dentry>) -> Result {
+    let sb = dir.sb();
+    let mut stack = KVec::new();
+    stack.push(
+        RealEntry {
+            layer: 0,
+            dentry: real,
+        },
+        GFP_KERNEL,
+    )?;
+    let inode = sb.info().get_inode(sb, stack).inspect_err(|_| {
+        // The object exists on the upper layer: let the next lookup find it.
+        dentry.drop_from_cache();
+        dir_changed(dir);
+    })?;
+    dentry.instantiate(inode);
+    dir_changed(dir);
+    Ok(())
 }
 
-/// Whether union dentry `d` is negative with a whiteout on the upper layer at its name.
-fn is_upper_whiteout(fs: &UnionFs, d: &Dentry, parent: &FsInode<UnionFs>) -> Result<bool> {
-    if d.inode().is_some() {
-        return Ok(false);
+#[vtable]
+impl DirOps for UnionFs {
+    type DirState = DirState;
+
+    fn lookup(dir: &FsInode<Self>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
+        crate::namei::lookup(dir, name)
     }
-    let Some(up) = parent.data()?.upper() else {
-        return Ok(false);
-    };
-    let mnt = &fs.upper_layer()?.mnt;
-    Ok(up
-        .dentry
-        .lookup_child(mnt, d.name())?
-        .is_some_and(|c| c.is_whiteout()))
-}
 
-fn is_opaque(fs: &UnionFs, e: &RealEntry) -> Result<bool> {
-    Ok(fs.opaque_value(fs.layers.get(e.layer).ok_or(EIO)?, &e.dentry) == b'y')
+    /// `create`, `mkdir`, `mknod`, `symlink`: the new object belongs to the caller.
+    fn create(dir: &FsInode<Self>, dentry: &Dentry, what: NewObject<'_>) -> Result {
+        // A 0/0 character device is a whiteout on the upper layer: not something to create.
+        if let NewObject::Node { mode, rdev: 0 } = what {
+            if mode & bindings::S_IFMT == bindings::S_IFCHR {
+                return Err(EPERM);
+            }
+        }
+        let sb = dir.sb();
+        let fs = sb.info();
+        let parent = dentry.parent();
+        let up = upper_dir(sb, &parent, dir)?;
+        let real = {
+            let m = fs.as_creator(dir.inode())?;
+            fs.create_upper(&m, &up.dentry, dentry.name(), what)?
+        };
+        instantiate_new(dir, dentry, real)
+    }
+
+    /// Another name for `old`'s object (copied up first).
+    fn link(old: &Dentry, dir: &FsInode<Self>, new: &Dentry) -> Result {
+        let sb = dir.sb();
+        let fs = sb.info();
+        let (_, inode) = union_inode(old)?;
+        copy_up(sb, old)?;
+        let parent = new.parent();
+        let up = upper_dir(sb, &parent, dir)?;
+        let target = inode.data()?.upper().ok_or(EIO)?;
+        fs.create_upper(
+            &fs.as_mounter(),
+            &up.dentry,
+            new.name(),
+            NewObject::Link(&target.dentry),
+        )?;
+        inode.refresh_from(target.dentry.inode().ok_or(EIO)?);
+        new.instantiate(inode.inode().into());
+        dir_changed(dir);
+        Ok(())
+    }
+
+    fn unlink(dir: &FsInode<Self>, dentry: &Dentry) -> Result {
+        remove(dir, dentry, false)
+    }
+
+    fn rmdir(dir: &FsInode<Self>, dentry: &Dentry) -> Result {
+        remove(dir, dentry, true)
+    }
+
+    /// `rename` (flags `RENAME_NOREPLACE`, `RENAME_EXCHANGE`).
+    fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
+        rename(old, new, flags)
+    }
+
+    /// An unnamed file in the upper copy of `dir`, owned by the caller.
+    fn tmpfile(dir: &FsInode<Self>, file: &UserFile, mode: u32) -> Result<(ARef<Inode>, OpenFile)> {
+        let sb = dir.sb();
+        let fs = sb.info();
+        let dentry = file.dentry();
+        let parent = dentry.parent();
+        let up = upper_dir(sb, &parent, dir)?;
+        let real = {
+            let m = fs.as_creator(dir.inode())?;
+            let flags = file.flags() | bindings::O_LARGEFILE | bindings::O_NOATIME;
+            RealFile::open_backing_tmpfile(&m, file, fs.real_path(up)?, mode, flags)?
+        };
+        let mut stack = KVec::new();
+        stack.push(
+            RealEntry {
+                layer: 0,
+                dentry: real.dentry().into(),
+            },
+            GFP_KERNEL,
+        )?;
+        Ok((fs.get_inode(sb, stack)?, OpenFile::new(real)))
+    }
+
+    fn open_dir(dir: &FsInode<Self>) -> Result<DirState> {
+        crate::readdir::open_dir(dir)
+    }
+
+    fn iterate(
+        dir: &FsInode<Self>,
+        state: &DirState,
+        parent_ino: u64,
+        out: &mut DirEmitter<'_>,
+    ) -> Result {
+        crate::readdir::iterate(dir, state, parent_ino, out)
+    }
+
+    /// `fsync` of a directory: its upper copy, if it has one (lower ones never change).
+    fn fsync_dir(dir: &FsInode<Self>, _state: &DirState, datasync: bool) -> Result {
+        let fs = dir.sb().info();
+        match dir.data()?.upper() {
+            Some(u) => {
+                let m = fs.as_mounter();
+                RealFile::open_dir(&m, fs.real_path(u)?)?.fsync(&m, datasync)
+            }
+            None => Ok(()),
+        }
+    }
 }
 
 /// `rename` (flags `RENAME_NOREPLACE`, `RENAME_EXCHANGE`).
-pub(crate) fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
+fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     if flags & !(RENAME_NOREPLACE | RENAME_EXCHANGE) != 0 {
         return Err(EINVAL);
     }
@@ -361,26 +538,31 @@ pub(crate) fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     let is_dir = old_inode.inode().is_dir();
 
     if !can_move(old_inode)? {
-        return Err(crate::vfs::errno::exdev());
+        return Err(errno::exdev());
     }
     if let (false, Some(n)) = (overwrite, new_inode) {
         if !can_move(n)? {
-            return Err(crate::vfs::errno::exdev());
+            return Err(errno::exdev());
         }
     }
-    let mut clear = false;
-    if let (true, Some(n)) = (overwrite, new_inode) {
-        if n.inode().is_dir() && !n.data()?.lower().is_empty() {
-            let (visible, upper_used) = crate::readdir::emptiness(fs, n.data()?)?;
-            if visible != 0 {
-                return Err(crate::vfs::errno::enotempty());
+    let (clear, new_whiteout, old_lower_positive) = {
+        let m = fs.as_mounter();
+        let mut clear = false;
+        if let (true, Some(n)) = (overwrite, new_inode) {
+            if n.inode().is_dir() && !n.data()?.lower().is_empty() {
+                let (visible, upper_used) = crate::readdir::emptiness(fs, &m, n.data()?)?;
+                if visible != 0 {
+                    return Err(errno::enotempty());
+                }
+                clear = upper_used;
             }
-            clear = upper_used;
         }
-    }
-
-    let new_whiteout = is_upper_whiteout(fs, new, new_dir)?;
-    let old_lower_positive = fs.lower_positive(old_dir.data()?, old.name())?;
+        (
+            clear,
+            is_upper_whiteout(fs, &m, new, new_dir)?,
+            fs.lower_positive(&m, old_dir.data()?, old.name())?,
+        )
+    };
     let mut real_flags = flags;
     let mut cleanup_whiteout = false;
     if overwrite {
@@ -406,7 +588,7 @@ pub(crate) fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     let old_up_dir = old_dir.data()?.upper().ok_or(EIO)?;
     let old_upper = old_inode.data()?.upper().ok_or(EIO)?;
     let mnt = &fs.upper_layer()?.mnt;
-    let _creds = fs.creds.use_here();
+    let m = fs.as_mounter();
 
     let mut new_upper: Option<ARef<Dentry>> = match new_inode {
         Some(n) => n.data()?.upper().map(|e| e.dentry.clone()),
@@ -414,43 +596,48 @@ pub(crate) fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     };
     if clear {
         if let Some(u) = new_upper.take() {
-            new_upper = Some(fs.clear_whiteouts(&new_up_dir.dentry, new.name(), &u)?);
+            new_upper = Some(fs.clear_whiteouts(&m, &new_up_dir.dentry, new.name(), &u)?);
         }
     }
     // A directory that moves into a merged directory must not pick up the names of a lower
     // directory of the same name there.
-    if is_dir && !is_opaque(fs, old_upper)? && new_dir.data()?.is_merged() {
+    if is_dir && !is_opaque(fs, &m, old_upper)? && new_dir.data()?.is_merged() {
         mnt.set_xattr(
+            &m,
             &old_upper.dentry,
             fs.xattr_name(Xattr::Opaque),
             Some(b"y"),
             0,
         )
-        .map_err(|_| crate::vfs::errno::exdev())?;
+        .map_err(|_| errno::exdev())?;
     }
     if let (false, Some(n)) = (overwrite, new_inode) {
         if n.inode().is_dir() && old_dir.data()?.is_merged() {
             if let Some(nu) = n.data()?.upper() {
-                if !is_opaque(fs, nu)? {
-                    mnt.set_xattr(&nu.dentry, fs.xattr_name(Xattr::Opaque), Some(b"y"), 0)
-                        .map_err(|_| crate::vfs::errno::exdev())?;
+                if !is_opaque(fs, &m, nu)? {
+                    mnt.set_xattr(&m, &nu.dentry, fs.xattr_name(Xattr::Opaque), Some(b"y"), 0)
+                        .map_err(|_| errno::exdev())?;
                 }
             }
         }
     }
-    let replaced = mnt.rename(&Rename {
+    let rename = Rename {
         old_parent: &old_up_dir.dentry,
         old: RenameEnd::Name(old.name()),
         new_parent: &new_up_dir.dentry,
         new: RenameEnd::Name(new.name()),
         flags: real_flags,
-        expect_old: old_upper.dentry.inode(),
-        expect_new: new_upper.as_deref().and_then(|d| d.inode()),
-        new_negative: new_upper.is_none(),
-    })?;
+    };
+    let expect = Expect {
+        old: old_upper.dentry.inode(),
+        new: new_upper.as_deref().and_then(|d| d.inode()),
+        new_free: new_upper.is_none(),
+    };
+    let replaced = mnt.rename(&m, &rename, |o, n| expect.check(o, n))?;
     if cleanup_whiteout {
-        let _ = mnt.remove(&old_up_dir.dentry, &replaced);
+        let _ = mnt.remove(&m, &old_up_dir.dentry, &replaced);
     }
+    drop(m);
     if let (true, Some(n)) = (overwrite, new_inode) {
         if n.inode().is_dir() {
             n.inode().clear_nlink();
@@ -461,27 +648,4 @@ pub(crate) fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     dir_changed(old_dir);
     dir_changed(new_dir);
     Ok(())
-}
-
-/// `setattr`: on the upper copy (data included for a size change, as for any copy-up).
-pub(crate) fn setattr(dentry: &Dentry, attr: &mut crate::vfs::Iattr) -> Result {
-    let (sb, inode) = union_inode(dentry)?;
-    let fs = sb.info();
-    copy_up(sb, dentry)?;
-    let upper = inode.data()?.upper().ok_or(EIO)?;
-    {
-        let _creds = fs.creds.use_here();
-        fs.upper_layer()?.mnt.setattr(&upper.dentry, attr)?;
-    }
-    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
-    Ok(())
-}
-
-/// `fsync` of a directory: its upper copy, if it has one (lower ones never change).
-pub(crate) fn fsync_dir(dir: &FsInode<UnionFs>, datasync: bool) -> Result {
-    let fs = dir.sb().info();
-    match dir.data()?.upper() {
-        Some(u) => crate::vfs::RealFile::open_dir(fs.real_path(u)?, &fs.creds)?.fsync(datasync),
-        None => Ok(()),
-    }
 }

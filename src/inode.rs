@@ -3,9 +3,13 @@
 //! Union inodes: what each one stands for (its stack of real objects), and the inode-level
 //! operations: permission, stat, inode numbers.
 
+use crate::copy_up::{copy_up, union_inode};
 use crate::readdir::MergedDir;
 use crate::superblock::UnionFs;
-use crate::vfs::{Dentry, FsInode, Idmap, Inode, Kstat, PermInode, RealPath};
+use crate::vfs::{
+    Acl, Dentry, Fiemap, FsInode, Iattr, Idmap, Inode, InodeOps, Kstat, LinkTarget, PermInode,
+    PosixAcl, RealPath, SymlinkOps,
+};
 use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -167,7 +171,7 @@ pub(crate) fn real_path(inode: &FsInode<UnionFs>) -> Result<RealPath<'_>> {
 /// model): the first keeps the union's own permission bits meaningful, the second stops the
 /// union from giving access the mounter does not have. Runs in RCU path walk too, so it looks
 /// only at the union inode and its real inode, never at the per-inode data.
-pub(crate) fn permission(inode: PermInode<'_, UnionFs>, idmap: Idmap, mask: i32) -> Result {
+fn permission(inode: PermInode<'_, UnionFs>, idmap: Idmap, mask: i32) -> Result {
     // Being torn down under an RCU walker: let the walk retry with references.
     let (real, layer) = inode.real_top().ok_or(ECHILD)?;
     inode.inode().generic_permission(idmap, mask)?;
@@ -183,24 +187,32 @@ pub(crate) fn permission(inode: PermInode<'_, UnionFs>, idmap: Idmap, mask: i32)
         }
     }
     let mnt = &fs.layers.get(layer).ok_or(EIO)?.mnt;
-    let _creds = fs.creds.use_here();
-    mnt.inode_permission(real, real_mask)
+    mnt.inode_permission(&fs.as_mounter(), real, real_mask)
 }
 
 /// What permission checks look at (`FsInode::real_top`): the upper object and the top lower
 /// one.
-pub(crate) fn real_top(data: &UnionInode) -> crate::vfs::RealTop {
+pub(crate) fn permission_targets(data: &UnionInode) -> crate::vfs::fs_type::PermissionTargets {
     let upper = data.upper().map(|e| e.dentry.clone());
     let lower = data.lower().first().map(|e| (e.dentry.clone(), e.layer));
     (upper, lower)
 }
 
-/// Adjusts what the real inode reported: the union's device and inode numbers, and one link
-/// for a merged directory (counting subdirectories across layers is not worth it; `find`
-/// accepts 1, as with overlayfs).
-pub(crate) fn fix_stat(inode: &FsInode<UnionFs>, stat: &mut Kstat<'_>) -> Result {
+/// The real object's attributes, with the union's device and inode numbers, and one link for
+/// a merged directory (counting subdirectories across layers is not worth it; `find` accepts
+/// 1, as with overlayfs).
+fn getattr(
+    inode: &FsInode<UnionFs>,
+    stat: &mut Kstat<'_>,
+    request_mask: u32,
+    flags: u32,
+) -> Result {
     let fs = inode.sb().info();
     let data = inode.data()?;
+    let real = real_path(inode)?;
+    let m = fs.as_mounter();
+    real.mnt
+        .getattr_nosec(&m, real.dentry, stat, request_mask, flags)?;
     let is_dir = inode.inode().is_dir();
     if fs.same_fs || is_dir {
         stat.set_dev_of(inode.sb());
@@ -214,7 +226,8 @@ pub(crate) fn fix_stat(inode: &FsInode<UnionFs>, stat: &mut Kstat<'_>) -> Result
     if let (true, Some(_), Some(origin)) =
         (is_dir && fs.same_fs, data.upper(), data.lower().first())
     {
-        let lst = crate::vfs::RealStat::of(fs.real_path(origin)?)?;
+        let path = fs.real_path(origin)?;
+        let lst = path.mnt.stat(&m, path.dentry)?;
         ino = fs.map_ino(origin.layer, lst.ino(), is_dir);
     }
     stat.set_ino(ino);
@@ -222,4 +235,79 @@ pub(crate) fn fix_stat(inode: &FsInode<UnionFs>, stat: &mut Kstat<'_>) -> Result
         stat.set_nlink(1);
     }
     Ok(())
+}
+
+/// A change of attributes, on the upper copy (data included for a size change, as for any
+/// copy-up).
+fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
+    let (sb, inode) = union_inode(dentry)?;
+    let fs = sb.info();
+    copy_up(sb, dentry)?;
+    let upper = inode.data()?.upper().ok_or(EIO)?;
+    // The real filesystem must not see our open file. A kill of the set-user-ID and
+    // set-group-ID bits is derived from the mode by `notify_change` itself, so an explicit
+    // mode change, which the VFS computed from our inode, goes.
+    attr.detach_file();
+    attr.remove_valid(bindings::ATTR_OPEN);
+    if attr.valid() & (bindings::ATTR_KILL_SUID | bindings::ATTR_KILL_SGID) != 0 {
+        attr.remove_valid(bindings::ATTR_MODE);
+    }
+    fs.upper_layer()?
+        .mnt
+        .notify_change(&fs.as_mounter(), &upper.dentry, attr)?;
+    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
+    Ok(())
+}
+
+#[vtable]
+impl InodeOps for UnionFs {
+    fn permission(inode: PermInode<'_, Self>, idmap: Idmap, mask: i32) -> Result {
+        permission(inode, idmap, mask)
+    }
+
+    fn getattr(
+        inode: &FsInode<Self>,
+        stat: &mut Kstat<'_>,
+        request_mask: u32,
+        flags: u32,
+    ) -> Result {
+        getattr(inode, stat, request_mask, flags)
+    }
+
+    fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
+        setattr(dentry, attr)
+    }
+
+    fn listxattr(inode: &FsInode<Self>, buf: &mut [u8]) -> Result<usize> {
+        crate::xattr::listxattr(inode, buf)
+    }
+
+    fn get_inode_acl(inode: &FsInode<Self>, ty: i32) -> Result<Option<Acl>> {
+        crate::xattr::get_inode_acl(inode, ty)
+    }
+
+    fn get_acl(inode: &FsInode<Self>, ty: i32) -> Result<Option<Acl>> {
+        crate::xattr::get_acl(inode, ty)
+    }
+
+    fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>) -> Result {
+        crate::xattr::set_acl(dentry, ty, acl)
+    }
+
+    /// The real file's extents, from its own filesystem.
+    fn fiemap(inode: &FsInode<Self>, info: &mut Fiemap<'_>, start: u64, len: u64) -> Result {
+        let fs = inode.sb().info();
+        let real = real_path(inode)?.dentry.inode().ok_or(ENOENT)?;
+        info.forward(&fs.as_mounter(), real, start, len)
+    }
+}
+
+#[vtable]
+impl SymlinkOps for UnionFs {
+    /// The real symlink's target.
+    fn get_link(inode: &FsInode<Self>, out: &mut LinkTarget<'_>) -> Result {
+        let fs = inode.sb().info();
+        let real = real_path(inode)?;
+        out.resolve(&fs.as_mounter(), real.dentry)
+    }
 }

@@ -8,7 +8,7 @@
 
 use crate::inode::{RealEntry, UnionInode};
 use crate::superblock::{Layer, UnionFs};
-use crate::vfs::{Dentry, FsInode, Inode};
+use crate::vfs::{AsMounter, Dentry, FsInode, Inode};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
@@ -29,9 +29,12 @@ impl UnionFs {
 
     /// The value of a directory's `overlay.opaque` xattr: `y` (opaque), `x` (contains xattr
     /// whiteouts) or 0.
-    pub(crate) fn opaque_value(&self, layer: &Layer, dir: &Dentry) -> u8 {
+    pub(crate) fn opaque_value(&self, m: &AsMounter<'_>, layer: &Layer, dir: &Dentry) -> u8 {
         let mut v = [0u8; 1];
-        match dir.getxattr(&layer.mnt, self.xattr_name(Xattr::Opaque), &mut v) {
+        match layer
+            .mnt
+            .getxattr(m, dir, self.xattr_name(Xattr::Opaque), &mut v)
+        {
             Ok(1) => v[0],
             _ => 0,
         }
@@ -39,39 +42,53 @@ impl UnionFs {
 
     /// Whether a positive real dentry is a whiteout: a 0/0 character device, or an empty
     /// regular file with the `overlay.whiteout` xattr (overlayfs' xattr whiteouts).
-    pub(crate) fn is_whiteout(&self, layer: &Layer, d: &Dentry, inode: &Inode) -> bool {
+    pub(crate) fn is_whiteout(
+        &self,
+        m: &AsMounter<'_>,
+        layer: &Layer,
+        d: &Dentry,
+        inode: &Inode,
+    ) -> bool {
         if inode.is_whiteout() {
             return true;
         }
         inode.is_reg()
             && inode.size() == 0
-            && d.getxattr(&layer.mnt, self.xattr_name(Xattr::Whiteout), &mut [])
+            && layer
+                .mnt
+                .getxattr(m, d, self.xattr_name(Xattr::Whiteout), &mut [])
                 .is_ok()
     }
 
     /// Looks `name` up below the real directories `parent` and returns the new stack.
-    pub(crate) fn lookup_stack(&self, parent: &UnionInode, name: &[u8]) -> Result<KVec<RealEntry>> {
-        self.lookup_in(parent.entries(), name)
+    pub(crate) fn lookup_stack(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &UnionInode,
+        name: &[u8],
+    ) -> Result<KVec<RealEntry>> {
+        self.lookup_in(m, parent.entries(), name)
     }
 
     /// Looks `name` up below the given real directories (top first).
     pub(crate) fn lookup_in<'a>(
         &self,
+        m: &AsMounter<'_>,
         dirs: impl Iterator<Item = &'a RealEntry>,
         name: &[u8],
     ) -> Result<KVec<RealEntry>> {
         let mut stack = KVec::new();
         for e in dirs {
             let layer = self.layers.get(e.layer).ok_or(EIO)?;
-            let Some(child) = e.dentry.lookup_child(&layer.mnt, name)? else {
+            let Some(child) = layer.mnt.lookup(m, &e.dentry, name)? else {
                 continue;
             };
             let Some(inode) = child.inode() else { continue };
-            if self.is_whiteout(layer, &child, inode) {
+            if self.is_whiteout(m, layer, &child, inode) {
                 break;
             }
             if inode.is_dir() {
-                let opaque = self.opaque_value(layer, &child) == b'y';
+                let opaque = self.opaque_value(m, layer, &child) == b'y';
                 stack.push(
                     RealEntry {
                         layer: e.layer,
@@ -103,8 +120,13 @@ impl UnionFs {
 impl UnionFs {
     /// Whether `name` is visible in the lower layers of directory `parent` (then removing it
     /// from the union needs a whiteout on the upper layer).
-    pub(crate) fn lower_positive(&self, parent: &UnionInode, name: &[u8]) -> Result<bool> {
-        Ok(!self.lookup_in(parent.lower().iter(), name)?.is_empty())
+    pub(crate) fn lower_positive(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &UnionInode,
+        name: &[u8],
+    ) -> Result<bool> {
+        Ok(!self.lookup_in(m, parent.lower().iter(), name)?.is_empty())
     }
 }
 
@@ -120,7 +142,7 @@ pub(crate) enum Xattr {
 /// `inode_operations::lookup` of a union directory.
 pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
     let fs = dir.sb().info();
-    let stack = fs.lookup_stack(dir.data()?, name)?;
+    let stack = fs.lookup_stack(&fs.as_mounter(), dir.data()?, name)?;
     if stack.is_empty() {
         return Ok(None);
     }

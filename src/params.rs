@@ -7,6 +7,7 @@
 //! layer and takes its path literally, as overlayfs does. Paths are resolved as soon as each
 //! option is parsed, so that errors name the option that caused them.
 
+use crate::vfs::bindings as cb;
 use crate::vfs::{show, FsContext, Param, ParamValue, Path};
 use kernel::prelude::*;
 use kernel::str::CString;
@@ -14,23 +15,23 @@ use kernel::str::CString;
 /// The most lower layers a union may have (overlayfs' `OVL_MAX_STACK`).
 pub(crate) const MAX_LOWER_LAYERS: usize = 500;
 
-/// Option numbers: they must match the enum in `src/vfs/glue.c`.
+/// Option numbers: those of the parameter table, from `helpers.h`.
 mod opt {
-    pub(super) const LOWERDIR: i32 = 0;
-    pub(super) const LOWERDIR_ADD: i32 = 1;
-    pub(super) const UPPERDIR: i32 = 2;
-    pub(super) const WORKDIR: i32 = 3;
-    pub(super) const USERXATTR: i32 = 4;
-    pub(super) const INDEX: i32 = 5;
-    pub(super) const METACOPY: i32 = 6;
-    pub(super) const NFS_EXPORT: i32 = 7;
-    pub(super) const REDIRECT_DIR: i32 = 8;
-    pub(super) const XINO: i32 = 9;
-    pub(super) const UUID: i32 = 10;
+    use super::cb;
+    pub(super) const LOWERDIR: i32 = cb::UNIONRS_OPT_LOWERDIR as i32;
+    pub(super) const LOWERDIR_ADD: i32 = cb::UNIONRS_OPT_LOWERDIR_ADD as i32;
+    pub(super) const UPPERDIR: i32 = cb::UNIONRS_OPT_UPPERDIR as i32;
+    pub(super) const WORKDIR: i32 = cb::UNIONRS_OPT_WORKDIR as i32;
+    pub(super) const USERXATTR: i32 = cb::UNIONRS_OPT_USERXATTR as i32;
+    pub(super) const INDEX: i32 = cb::UNIONRS_OPT_INDEX as i32;
+    pub(super) const METACOPY: i32 = cb::UNIONRS_OPT_METACOPY as i32;
+    pub(super) const NFS_EXPORT: i32 = cb::UNIONRS_OPT_NFS_EXPORT as i32;
+    pub(super) const REDIRECT_DIR: i32 = cb::UNIONRS_OPT_REDIRECT_DIR as i32;
+    pub(super) const XINO: i32 = cb::UNIONRS_OPT_XINO as i32;
+    pub(super) const UUID: i32 = cb::UNIONRS_OPT_UUID as i32;
 }
 
-/// `uuid=`: whether the upper layer keeps a persistent uuid in `overlay.uuid` (numbering of
-/// `unionrs_param_uuid` in glue.c).
+/// `uuid=`: whether the upper layer keeps a persistent uuid in `overlay.uuid`.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum Uuid {
     Off,
@@ -41,12 +42,31 @@ pub(crate) enum Uuid {
     On,
 }
 
-/// `redirect_dir=` values (numbering of `unionrs_param_redirect_dir` in glue.c).
-const REDIRECT_DIR_ON: u32 = 3;
-/// `redirect_dir=follow` (numbering of glue.c).
-const REDIRECT_DIR_FOLLOW: u32 = 1;
-/// `xino=on` (numbering of `unionrs_param_xino` in glue.c).
-const XINO_ON: u32 = 2;
+impl Uuid {
+    /// The value of the parameter table's `uuid` words.
+    fn from_param(n: u32) -> Self {
+        match n {
+            cb::UNIONRS_UUID_OFF => Self::Off,
+            cb::UNIONRS_UUID_NULL => Self::Null,
+            cb::UNIONRS_UUID_ON => Self::On,
+            _ => Self::Auto,
+        }
+    }
+}
+
+/// Where the next option of a monolithic mount string ends: at the first comma not escaped by
+/// a backslash (overlayfs' rule, so that `\,` can appear inside a path).
+pub(crate) fn option_end(rest: &[u8]) -> usize {
+    let mut i = 0;
+    while i < rest.len() {
+        match rest[i] {
+            b'\\' => i += 2,
+            b',' => return i,
+            _ => i += 1,
+        }
+    }
+    rest.len()
+}
 
 /// One layer given on the command line: the name as the user wrote it (for mountinfo) and the
 /// directory it resolved to.
@@ -302,16 +322,12 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
         opt::REDIRECT_DIR => feature_off_only(
             fc,
             "redirect_dir",
-            param.number == REDIRECT_DIR_ON || param.number == REDIRECT_DIR_FOLLOW,
+            param.number == cb::UNIONRS_REDIRECT_DIR_ON
+                || param.number == cb::UNIONRS_REDIRECT_DIR_FOLLOW,
         ),
-        opt::XINO => feature_off_only(fc, "xino", param.number == XINO_ON),
+        opt::XINO => feature_off_only(fc, "xino", param.number == cb::UNIONRS_XINO_ON),
         opt::UUID => {
-            cfg.uuid = match param.number {
-                0 => Uuid::Off,
-                1 => Uuid::Null,
-                2 => Uuid::Auto,
-                _ => Uuid::On,
-            };
+            cfg.uuid = Uuid::from_param(param.number);
             Ok(())
         }
         _ => Err(fc.fail(EINVAL, fmt!("unknown mount option"))),
@@ -390,5 +406,16 @@ mod tests {
             over.as_deref().map(split_lowerdir),
             Some(Err(SplitError::TooMany))
         ));
+    }
+
+    #[test]
+    fn options_split_on_unescaped_commas() {
+        assert_eq!(option_end(b"lowerdir=/a,upperdir=/u"), 11);
+        assert_eq!(option_end(b"lowerdir=/a\\,b,x"), 14);
+        assert_eq!(option_end(b"userxattr"), 9);
+        assert_eq!(option_end(b""), 0);
+        // A trailing lone backslash does not swallow the end.
+        assert_eq!(option_end(b"a\\"), 2);
+        assert_eq!(option_end(b",x"), 0);
     }
 }

@@ -10,7 +10,7 @@
 
 use crate::inode::UnionInode;
 use crate::superblock::UnionFs;
-use crate::vfs::{DirEmitter, FsInode, RealFile};
+use crate::vfs::{AsMounter, DirEmitter, FsInode, RealFile};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::Arc;
@@ -166,13 +166,13 @@ impl Dedup {
     }
 }
 
-fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
+fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<MergedDir> {
     let mut seen = Dedup::new();
     let mut xwhiteouts = KVec::new();
     for (rank, e) in dir.entries().enumerate() {
         let layer = fs.layers.get(e.layer).ok_or(EIO)?;
-        xwhiteouts.push(fs.opaque_value(layer, &e.dentry) == b'x', GFP_KERNEL)?;
-        let file = RealFile::open_dir(fs.real_path(e)?, &fs.creds)?;
+        xwhiteouts.push(fs.opaque_value(m, layer, &e.dentry) == b'x', GFP_KERNEL)?;
+        let file = RealFile::open_dir(m, fs.real_path(e)?)?;
         let failed = core::cell::Cell::new(None);
         let mut take = |name: &[u8], _off: i64, ino: u64, d_type: u32| -> bool {
             if name == b"." || name == b".." {
@@ -187,7 +187,7 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
         // Read the whole layer directory; it returns early only when `take` fails.
         let mut pos = 0;
         loop {
-            let next = file.read_dir(pos, &mut take)?;
+            let next = file.read_dir(m, pos, &mut take)?;
             if next == pos || failed.get().is_some() {
                 break;
             }
@@ -207,9 +207,9 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
         if top.d_type == DT_CHR || top.d_type == DT_UNKNOWN || (xw && top.d_type == DT_REG) {
             let e = dir.entry(top.rank).ok_or(EIO)?;
             let layer = fs.layers.get(e.layer).ok_or(EIO)?;
-            if let Some(child) = e.dentry.lookup_child(&layer.mnt, name)? {
+            if let Some(child) = layer.mnt.lookup(m, &e.dentry, name)? {
                 if let Some(inode) = child.inode() {
-                    if fs.is_whiteout(layer, &child, inode) {
+                    if fs.is_whiteout(m, layer, &child, inode) {
                         continue;
                     }
                 }
@@ -225,9 +225,9 @@ fn build_merged(fs: &UnionFs, dir: &UnionInode) -> Result<MergedDir> {
         }) {
             let e = dir.entry(0).ok_or(EIO)?;
             let upper_layer = fs.layers.get(e.layer).ok_or(EIO)?;
-            let opaque = match e.dentry.lookup_child(&upper_layer.mnt, name)? {
+            let opaque = match upper_layer.mnt.lookup(m, &e.dentry, name)? {
                 Some(child) if child.inode().is_some() => {
-                    fs.opaque_value(upper_layer, &child) == b'y'
+                    fs.opaque_value(m, upper_layer, &child) == b'y'
                 }
                 _ => true,
             };
@@ -256,15 +256,15 @@ pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
     let data = inode.data()?;
     if !data.is_merged() {
         return Ok(DirState::Single(RealFile::open_dir(
+            &fs.as_mounter(),
             fs.real_path(data.top()?)?,
-            &fs.creds,
         )?));
     }
     let mut cache = data.dir_cache.lock();
     if let Some(m) = cache.as_ref() {
         return Ok(DirState::Merged(m.clone()));
     }
-    let merged = Arc::new(build_merged(fs, data)?, GFP_KERNEL)?;
+    let merged = Arc::new(build_merged(fs, &fs.as_mounter(), data)?, GFP_KERNEL)?;
     *cache = Some(merged.clone());
     Ok(DirState::Merged(merged))
 }
@@ -282,14 +282,18 @@ pub(crate) fn iterate(
             // "." and ".." as the union sees them; everything else as the layer has it.
             let fs = inode.sb().info();
             let layer = inode.data()?.top()?.layer;
-            let next = file.read_dir(out.pos(), &mut |name, off, ino, d_type| {
-                let ino = match name {
-                    b"." => self_ino,
-                    b".." => parent_ino,
-                    _ => fs.map_ino(layer, ino, d_type == DT_DIR),
-                };
-                out.emit_at(name, off, ino, d_type)
-            })?;
+            let next = file.read_dir(
+                &fs.as_mounter(),
+                out.pos(),
+                &mut |name, off, ino, d_type| {
+                    let ino = match name {
+                        b"." => self_ino,
+                        b".." => parent_ino,
+                        _ => fs.map_ino(layer, ino, d_type == DT_DIR),
+                    };
+                    out.emit_at(name, off, ino, d_type)
+                },
+            )?;
             out.set_pos(next);
         }
         DirState::Merged(m) => {
@@ -316,23 +320,30 @@ pub(crate) fn iterate(
 
 /// How many entries a directory shows (for rmdir's emptiness check), and whether its upper
 /// directory holds anything (whiteouts, when nothing is visible).
-pub(crate) fn emptiness(fs: &UnionFs, dir: &UnionInode) -> Result<(usize, bool)> {
-    let visible = build_merged(fs, dir)?.entries.len();
+pub(crate) fn emptiness(
+    fs: &UnionFs,
+    m: &AsMounter<'_>,
+    dir: &UnionInode,
+) -> Result<(usize, bool)> {
+    let visible = build_merged(fs, m, dir)?.entries.len();
     let upper_used = match dir.upper() {
-        Some(u) => !real_names(fs, fs.real_path(u)?)?.is_empty(),
+        Some(u) => !real_names(m, fs.real_path(u)?)?.is_empty(),
         None => false,
     };
     Ok((visible, upper_used))
 }
 
 /// The real entries of a real directory (for cleaning the work directory).
-pub(crate) fn real_names(fs: &UnionFs, dir: crate::vfs::RealPath<'_>) -> Result<KVec<KVec<u8>>> {
-    let file = RealFile::open_dir(dir, &fs.creds)?;
+pub(crate) fn real_names(
+    m: &AsMounter<'_>,
+    dir: crate::vfs::RealPath<'_>,
+) -> Result<KVec<KVec<u8>>> {
+    let file = RealFile::open_dir(m, dir)?;
     let mut names = KVec::new();
     let mut failed = false;
     let mut pos = 0;
     loop {
-        let next = file.read_dir(pos, &mut |name, _, _, _| {
+        let next = file.read_dir(m, pos, &mut |name, _, _, _| {
             if name == b"." || name == b".." {
                 return true;
             }

@@ -6,12 +6,12 @@
 use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
 use crate::params::{self, Config, LayerSpec};
-use crate::readdir::DirState;
 use crate::vfs::fs_type::seq_show_option;
+use crate::vfs::layer::{MNT_NOATIME, MNT_READONLY};
 use crate::vfs::super_block::NewSuperBlock;
 use crate::vfs::{
-    errno, show, Dentry, DirEmitter, FileSystem, FsContext, FsInode, Iattr, Idmap, Inode, Kstat,
-    LayerMount, MounterCreds, NewObject, Param, PermInode, PosixAcl, RealPath, SuperBlock,
+    errno, show, AsMounter, Dentry, FileSystem, FsContext, Inode, Kstatfs, LayerMount,
+    MounterCreds, NewObject, Param, RealPath, SuperBlock, SuperOps,
 };
 use kernel::bindings;
 use kernel::prelude::*;
@@ -21,6 +21,24 @@ use kernel::sync::aref::ARef;
 
 /// `statfs(2)` `f_type` of a union: "unio" in ASCII.
 pub(crate) const UNIONRS_SUPER_MAGIC: u64 = 0x756e_696f;
+
+/// The mount flags of our clones of the lower layers' mounts: nothing done through the union
+/// can write to a lower layer, not even an access time.
+const LOWER_MOUNT_FLAGS: u32 = MNT_READONLY | MNT_NOATIME;
+
+/// The inode flags a union inode takes over from its real inode: those that describe the file
+/// (as overlayfs copies them), not the real filesystem's internal ones (`S_PRIVATE`, `S_DAX`,
+/// ...).
+const SHOWN_INODE_FLAGS: u32 = bindings::S_SYNC
+    | bindings::S_NOATIME
+    | bindings::S_APPEND
+    | bindings::S_IMMUTABLE
+    | bindings::S_CASEFOLD;
+
+/// Capabilities the mounter's credentials lose for layer operations: `CAP_SYS_RESOURCE`, so
+/// that the layers' quotas and reserved space apply to what is done through the union (as in
+/// overlayfs).
+const DROPPED_CAPS: u64 = 1 << bindings::CAP_SYS_RESOURCE;
 
 /// Which role a layer plays.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -58,7 +76,7 @@ pub(crate) struct UnionFs {
     /// `<workdir>/work`: where copies and whiteouts are built before they move into place.
     work_dir: Option<ARef<Dentry>>,
     /// Upper and work directories we marked in use (unmarked on drop).
-    in_use: KVec<ARef<Dentry>>,
+    in_use: KVec<ARef<Inode>>,
     lowerdir_all: Option<CString>,
     pub(crate) userxattr: bool,
     /// Whether all layers are on one filesystem (then real inode numbers are unique).
@@ -91,12 +109,17 @@ impl UnionFs {
     pub(crate) fn work_dir(&self) -> Result<&Dentry> {
         self.work_dir.as_deref().ok_or(EROFS)
     }
+
+    /// Switches to the mounter's credentials, for operations on real objects.
+    pub(crate) fn as_mounter(&self) -> AsMounter<'_> {
+        self.creds.as_mounter()
+    }
 }
 
 impl Drop for UnionFs {
     fn drop(&mut self) {
-        for d in self.in_use.iter() {
-            d.inuse_unlock();
+        for i in self.in_use.iter() {
+            i.inuse_unlock();
         }
     }
 }
@@ -110,16 +133,20 @@ fn upper_uuid(fs: &UnionFs, mode: params::Uuid) -> Option<[u8; 16]> {
     }
     let upper = fs.upper_layer().ok()?;
     let root = upper.spec.path.dentry();
-    let _creds = fs.creds.use_here();
+    let m = fs.as_mounter();
     let mut uuid = [0u8; 16];
-    match root.getxattr(&upper.mnt, fs.xattr_name(Xattr::Uuid), &mut uuid) {
+    match upper
+        .mnt
+        .getxattr(&m, root, fs.xattr_name(Xattr::Uuid), &mut uuid)
+    {
         Ok(16) => return Some(uuid),
-        Err(e) if e.to_errno() == -(bindings::ENODATA as i32) => {}
+        Err(e) if e == errno::enodata() => {}
         _ => return None,
     }
     if mode == params::Uuid::Auto
-        && root
-            .getxattr(&upper.mnt, fs.xattr_name(Xattr::Impure), &mut [])
+        && upper
+            .mnt
+            .getxattr(&m, root, fs.xattr_name(Xattr::Impure), &mut [])
             .is_ok()
     {
         return None;
@@ -127,7 +154,7 @@ fn upper_uuid(fs: &UnionFs, mode: params::Uuid) -> Option<[u8; 16]> {
     let uuid = crate::vfs::new_uuid();
     upper
         .mnt
-        .set_xattr(root, fs.xattr_name(Xattr::Uuid), Some(&uuid), 0)
+        .set_xattr(&m, root, fs.xattr_name(Xattr::Uuid), Some(&uuid), 0)
         .ok()?;
     Some(uuid)
 }
@@ -141,10 +168,10 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
     let upper = fs.upper_layer()?;
     let mnt = &upper.mnt;
     let base = fs.work.as_ref().ok_or(EINVAL)?.path.dentry();
-    let _creds = fs.creds.use_here();
-    if let Some(old) = base.lookup_child(mnt, WORK_NAME)? {
+    let m = fs.as_mounter();
+    if let Some(old) = mnt.lookup(&m, base, WORK_NAME)? {
         if old.inode().is_some() {
-            fs.remove_tree(base, &old, 2).map_err(|e| {
+            fs.remove_tree(&m, base, &old, 2).map_err(|e| {
                 fc.fail(
                     e,
                     fmt!(
@@ -156,11 +183,12 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
             })?;
         }
     }
-    let work = mnt
-        .create(
+    let work = fs
+        .create_real(
+            &m,
             base,
-            Some(WORK_NAME),
-            crate::vfs::NewObject::Node {
+            WORK_NAME,
+            NewObject::Node {
                 mode: bindings::S_IFDIR,
                 rdev: 0,
             },
@@ -169,9 +197,9 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
     // Opaque dirs and xattr copies need xattrs on the upper filesystem; overlayfs goes on
     // without them (and fails the operations that need them), and so do we.
     let probe = fs.xattr_name(Xattr::Opaque);
-    match mnt.set_xattr(&work, probe, Some(b"y"), 0) {
+    match mnt.set_xattr(&m, &work, probe, Some(b"y"), 0) {
         Ok(()) => {
-            let _ = mnt.set_xattr(&work, probe, None, 0);
+            let _ = mnt.set_xattr(&m, &work, probe, None, 0);
         }
         Err(_) => fc.warn(fmt!(
             "upper fs does not support xattrs: opaque directories cannot be made"
@@ -241,6 +269,13 @@ fn check_upper_work(fc: &FsContext, upper: &LayerSpec, work: &LayerSpec) -> Resu
 impl FileSystem for UnionFs {
     type Config = Config;
     type Info = UnionFs;
+    type InodeData = UnionInode;
+
+    const INODE_FLAGS: u32 = SHOWN_INODE_FLAGS;
+
+    fn option_end(rest: &[u8]) -> usize {
+        params::option_end(rest)
+    }
 
     fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) -> Result {
         params::parse_param(fc, cfg, param)
@@ -305,17 +340,21 @@ impl FileSystem for UnionFs {
             .into_iter()
             .map(|s| (s, LayerKind::Lower));
         for (spec, kind) in Iterator::chain(specs, lowers) {
-            let mnt =
-                LayerMount::clone_private(&spec.path, kind == LayerKind::Lower).map_err(|e| {
-                    fc.fail(
-                        e,
-                        fmt!(
-                            "{}: cannot clone the mount of '{}'",
-                            kind.option(),
-                            show(&spec.name)
-                        ),
-                    )
-                })?;
+            let flags = if kind == LayerKind::Lower {
+                LOWER_MOUNT_FLAGS
+            } else {
+                0
+            };
+            let mnt = LayerMount::clone_private(&spec.path, flags).map_err(|e| {
+                fc.fail(
+                    e,
+                    fmt!(
+                        "{}: cannot clone the mount of '{}'",
+                        kind.option(),
+                        show(&spec.name)
+                    ),
+                )
+            })?;
             let fs_index = match filesystems
                 .iter()
                 .position(|&sb| core::ptr::eq(sb, mnt.sb_ptr()))
@@ -345,7 +384,7 @@ impl FileSystem for UnionFs {
                 lowerdir_all: cfg.lowerdir_all.take(),
                 userxattr: cfg.userxattr,
                 same_fs: filesystems.len() == 1,
-                creds: MounterCreds::capture()?,
+                creds: MounterCreds::capture(DROPPED_CAPS)?,
             },
             GFP_KERNEL,
         )?;
@@ -353,13 +392,28 @@ impl FileSystem for UnionFs {
         if info.has_upper() {
             // One union at a time may write an upper layer (overlayfs' "in use" mark, which
             // both honour).
-            let upper_root: ARef<Dentry> = info.upper_layer()?.spec.path.dentry().into();
-            let work_base: ARef<Dentry> = info.work.as_ref().ok_or(EINVAL)?.path.dentry().into();
-            for (d, what) in [(upper_root, "upperdir"), (work_base, "workdir")] {
-                if !d.inuse_trylock() {
+            let upper_root: ARef<Inode> = info
+                .upper_layer()?
+                .spec
+                .path
+                .dentry()
+                .inode()
+                .ok_or(ENOENT)?
+                .into();
+            let work_base: ARef<Inode> = info
+                .work
+                .as_ref()
+                .ok_or(EINVAL)?
+                .path
+                .dentry()
+                .inode()
+                .ok_or(ENOENT)?
+                .into();
+            for (i, what) in [(upper_root, "upperdir"), (work_base, "workdir")] {
+                if !i.inuse_trylock() {
                     return Err(fc.fail(EBUSY, fmt!("{} is in use by another mount", what)));
                 }
-                info.in_use.push(d, GFP_KERNEL)?;
+                info.in_use.push(i, GFP_KERNEL)?;
             }
             info.work_dir = Some(make_work_dir(&info, fc)?);
             if let Some(uuid) = upper_uuid(&info, cfg.uuid) {
@@ -395,104 +449,30 @@ impl FileSystem for UnionFs {
         sb.new_unhashed_inode(ino, real, UnionInode::new(stack, fs.has_upper())?)
     }
 
-    type InodeData = UnionInode;
-    type DirState = DirState;
-
     fn creds(sb: &SuperBlock<Self>) -> &MounterCreds {
         &sb.info().creds
     }
 
-    fn statfs_path(sb: &SuperBlock<Self>) -> Result<RealPath<'_>> {
-        let top = sb.info().top().ok_or(EIO)?;
-        Ok(RealPath {
-            mnt: &top.mnt,
-            dentry: top.spec.path.dentry(),
-        })
+    fn permission_targets(data: &UnionInode) -> crate::vfs::fs_type::PermissionTargets {
+        crate::inode::permission_targets(data)
     }
+}
 
-    fn real_path(inode: &FsInode<Self>) -> Result<RealPath<'_>> {
-        crate::inode::real_path(inode)
-    }
-
-    fn lookup(dir: &FsInode<Self>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
-        crate::namei::lookup(dir, name)
-    }
-
-    fn real_top(data: &UnionInode) -> crate::vfs::RealTop {
-        crate::inode::real_top(data)
-    }
-
-    fn permission(inode: PermInode<'_, Self>, idmap: Idmap, mask: i32) -> Result {
-        crate::inode::permission(inode, idmap, mask)
-    }
-
-    fn fix_stat(inode: &FsInode<Self>, stat: &mut Kstat<'_>) -> Result {
-        crate::inode::fix_stat(inode, stat)
-    }
-
-    fn open_dir(inode: &FsInode<Self>) -> Result<DirState> {
-        crate::readdir::open_dir(inode)
-    }
-
-    fn getxattr(inode: &FsInode<Self>, name: &CStr, buf: &mut [u8]) -> Result<usize> {
-        crate::xattr::getxattr(inode, name, buf)
-    }
-
-    fn listxattr(inode: &FsInode<Self>, buf: &mut [u8]) -> Result<usize> {
-        crate::xattr::listxattr(inode, buf)
-    }
-
-    fn iterate(
-        inode: &FsInode<Self>,
-        dir: &DirState,
-        parent_ino: u64,
-        out: &mut DirEmitter<'_>,
-    ) -> Result {
-        crate::readdir::iterate(inode, dir, parent_ino, out)
-    }
-
-    fn create(dir: &FsInode<Self>, dentry: &Dentry, what: NewObject<'_>) -> Result {
-        crate::dir::create(dir, dentry, what)
-    }
-
-    fn link(old: &Dentry, dir: &FsInode<Self>, new: &Dentry) -> Result {
-        crate::dir::link(old, dir, new)
-    }
-
-    fn remove(dir: &FsInode<Self>, dentry: &Dentry, is_dir: bool) -> Result {
-        crate::dir::remove(dir, dentry, is_dir)
-    }
-
-    fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
-        crate::dir::rename(old, new, flags)
-    }
-
-    fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
-        crate::dir::setattr(dentry, attr)
-    }
-
-    fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
-        crate::xattr::setxattr(dentry, name, value, flags)
-    }
-
-    fn fsync_dir(inode: &FsInode<Self>, datasync: bool) -> Result {
-        crate::dir::fsync_dir(inode, datasync)
-    }
-
-    fn set_acl(dentry: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result {
-        crate::xattr::set_acl(dentry, ty, acl)
-    }
-
-    fn tmpfile(
-        dir: &FsInode<Self>,
-        dentry: &Dentry,
-        open: &mut dyn FnMut(RealPath<'_>) -> Result<ARef<Dentry>>,
-    ) -> Result<ARef<Inode>> {
-        crate::dir::tmpfile(dir, dentry, open)
-    }
-
-    fn prepare_open(dentry: &Dentry, flags: u32) -> Result {
-        crate::copy_up::prepare_open(dentry, flags)
+#[vtable]
+impl SuperOps for UnionFs {
+    /// What the top layer's filesystem reports, with the union's type.
+    fn statfs(sb: &SuperBlock<Self>, buf: &mut Kstatfs<'_>) -> Result {
+        let fs = sb.info();
+        let top = fs.top().ok_or(EIO)?;
+        buf.fill_from(
+            &fs.as_mounter(),
+            RealPath {
+                mnt: &top.mnt,
+                dentry: top.spec.path.dentry(),
+            },
+        )?;
+        buf.set_type(UNIONRS_SUPER_MAGIC);
+        Ok(())
     }
 
     fn show_options(m: &SeqFile, sb: &SuperBlock<Self>) -> Result {

@@ -5,6 +5,7 @@
 
 mod copy_up;
 mod dir;
+mod file;
 mod inode;
 mod namei;
 mod params;

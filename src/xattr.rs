@@ -1,29 +1,27 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Extended attributes: those of the real object, minus our private `overlay.*` ones.
+//! Extended attributes and POSIX ACLs: those of the real object, minus our private
+//! `overlay.*` ones.
 //!
 //! As in overlayfs, a layer may carry escaped names (`trusted.overlay.overlay.X`, written by
-//! a union stacked on this one): the union shows them unescaped (`trusted.overlay.X`), and a
-//! read of `trusted.overlay.X` through the union reads the escaped name.
+//! a union stacked on this one): the union shows them unescaped (`trusted.overlay.X`), a
+//! read or write of `trusted.overlay.X` through the union reaches the escaped name, and
+//! copy-up keeps them. This file is the one definition of that rule.
 
+use crate::copy_up::{copy_up, union_inode};
 use crate::superblock::UnionFs;
-use crate::vfs::{caller_is_sys_admin, Dentry, FsInode, PosixAcl};
+use crate::vfs::{caller_is_sys_admin, Acl, Dentry, FsInode, PosixAcl, XattrOps};
 use kernel::prelude::*;
 use kernel::str::CString;
 
 /// The escape infix after our prefix.
 const ESCAPE: &[u8] = b"overlay.";
 
-impl UnionFs {
-    /// [`Self::own_prefix`] as a C string.
-    pub(crate) fn own_prefix_cstr(&self) -> &'static CStr {
-        if self.userxattr {
-            c"user.overlay."
-        } else {
-            c"trusted.overlay."
-        }
-    }
+/// The xattr names of POSIX ACLs.
+const ACL_ACCESS: &CStr = c"system.posix_acl_access";
+const ACL_DEFAULT: &CStr = c"system.posix_acl_default";
 
+impl UnionFs {
     /// Our private xattr prefix: `trusted.overlay.` or `user.overlay.`.
     fn own_prefix(&self) -> &'static [u8] {
         if self.userxattr {
@@ -32,51 +30,94 @@ impl UnionFs {
             b"trusted.overlay."
         }
     }
-}
 
-/// `getxattr` of a union object.
-pub(crate) fn getxattr(inode: &FsInode<UnionFs>, name: &CStr, buf: &mut [u8]) -> Result<usize> {
-    let fs = inode.sb().info();
-    let real = crate::inode::real_path(inode)?;
-    let prefix = fs.own_prefix();
-    let bytes = name.to_bytes();
-    let _creds = fs.creds.use_here();
-    if let Some(rest) = bytes.strip_prefix(prefix) {
-        // Read the escaped form on the layer.
-        return real.dentry.getxattr(real.mnt, &escape(prefix, rest)?, buf);
+    /// Whether a real object's xattr `name` is one of ours (hidden from the union's users and
+    /// not copied up): our prefix, but not an escaped name.
+    pub(crate) fn is_private_xattr(&self, name: &[u8]) -> bool {
+        name.strip_prefix(self.own_prefix())
+            .is_some_and(|rest| !rest.starts_with(ESCAPE))
     }
-    real.dentry.getxattr(real.mnt, name, buf)
+
+    /// The name on the real object of the union's xattr `name`: our own names are escaped.
+    fn real_xattr_name(&self, name: &CStr) -> Result<Option<CString>> {
+        let prefix = self.own_prefix();
+        match name.to_bytes().strip_prefix(prefix) {
+            Some(rest) => Ok(Some(cstring(&[prefix, ESCAPE, rest].concat_kvec()?)?)),
+            None => Ok(None),
+        }
+    }
 }
 
-/// `prefix` + "overlay." + `rest`: how a union object's `overlay.*` xattr is stored.
-fn escape(prefix: &[u8], rest: &[u8]) -> Result<CString> {
-    let mut escaped =
-        KVec::with_capacity(prefix.len() + rest.len() + ESCAPE.len() + 1, GFP_KERNEL)?;
-    escaped.extend_from_slice(prefix, GFP_KERNEL)?;
-    escaped.extend_from_slice(ESCAPE, GFP_KERNEL)?;
-    escaped.extend_from_slice(rest, GFP_KERNEL)?;
-    escaped.push(0, GFP_KERNEL)?;
+/// Concatenation into a kernel vector.
+trait ConcatKVec {
+    fn concat_kvec(&self) -> Result<KVec<u8>>;
+}
+
+impl ConcatKVec for [&[u8]] {
+    fn concat_kvec(&self) -> Result<KVec<u8>> {
+        let mut v = KVec::with_capacity(self.iter().map(|p| p.len()).sum(), GFP_KERNEL)?;
+        for part in self {
+            v.extend_from_slice(part, GFP_KERNEL)?;
+        }
+        Ok(v)
+    }
+}
+
+/// A NUL-terminated copy of `bytes`.
+pub(crate) fn cstring(bytes: &[u8]) -> Result<CString> {
+    let v = [bytes, b"\0"].concat_kvec()?;
     Ok(CString::try_from(
-        CStr::from_bytes_with_nul(&escaped).map_err(|_| EINVAL)?,
+        CStr::from_bytes_with_nul(&v).map_err(|_| EINVAL)?,
     )?)
 }
 
-/// `setxattr`/`removexattr` of a union object: on its upper copy (copied up first), with our
-/// own names escaped as overlayfs does.
-pub(crate) fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
-    let (sb, inode) = crate::copy_up::union_inode(dentry)?;
-    let fs = sb.info();
-    crate::copy_up::copy_up(sb, dentry)?;
-    let upper = inode.data()?.upper().ok_or(EIO)?;
-    let mnt = &fs.upper_layer()?.mnt;
-    let prefix = fs.own_prefix();
-    let _creds = fs.creds.use_here();
-    match name.to_bytes().strip_prefix(prefix) {
-        Some(rest) => mnt.set_xattr(&upper.dentry, &escape(prefix, rest)?, value, flags)?,
-        None => mnt.set_xattr(&upper.dentry, name, value, flags)?,
+/// Whether `name` is a POSIX ACL (which goes through the ACL API, not the xattr one).
+pub(crate) fn is_posix_acl(name: &CStr) -> bool {
+    name == ACL_ACCESS || name == ACL_DEFAULT
+}
+
+/// The xattr name of ACL type `ty` (`ACL_TYPE_*`).
+fn acl_name(ty: i32) -> &'static CStr {
+    if ty == crate::vfs::bindings::UNIONRS_ACL_TYPE_ACCESS as i32 {
+        ACL_ACCESS
+    } else {
+        ACL_DEFAULT
     }
-    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
-    Ok(())
+}
+
+#[vtable]
+impl XattrOps for UnionFs {
+    /// `getxattr` of a union object: the real object's (our own names escaped).
+    fn get(inode: &FsInode<Self>, name: &CStr, buf: &mut [u8]) -> Result<usize> {
+        let fs = inode.sb().info();
+        let real = crate::inode::real_path(inode)?;
+        let escaped = fs.real_xattr_name(name)?;
+        real.mnt.getxattr(
+            &fs.as_mounter(),
+            real.dentry,
+            escaped.as_deref().unwrap_or(name),
+            buf,
+        )
+    }
+
+    /// `setxattr`/`removexattr` of a union object: on its upper copy (copied up first).
+    fn set(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
+        let (sb, inode) = union_inode(dentry)?;
+        let fs = sb.info();
+        copy_up(sb, dentry)?;
+        let upper = inode.data()?.upper().ok_or(EIO)?;
+        let escaped = fs.real_xattr_name(name)?;
+        let real_name = escaped.as_deref().unwrap_or(name);
+        fs.upper_layer()?.mnt.set_xattr(
+            &fs.as_mounter(),
+            &upper.dentry,
+            real_name,
+            value,
+            flags,
+        )?;
+        inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
+        Ok(())
+    }
 }
 
 /// `listxattr` of a union object: the real list, filtered in place.
@@ -85,10 +126,7 @@ pub(crate) fn listxattr(inode: &FsInode<UnionFs>, buf: &mut [u8]) -> Result<usiz
     let real = crate::inode::real_path(inode)?;
     // Decided for the caller, before switching to the mounter's credentials.
     let may_list_trusted = caller_is_sys_admin();
-    let n = {
-        let _creds = fs.creds.use_here();
-        real.dentry.listxattr(buf)?
-    };
+    let n = real.mnt.listxattr(&fs.as_mounter(), real.dentry, buf)?;
     if buf.is_empty() {
         // Only the size was asked for: an upper bound is enough.
         return Ok(n);
@@ -118,16 +156,40 @@ pub(crate) fn listxattr(inode: &FsInode<UnionFs>, buf: &mut [u8]) -> Result<usiz
     Ok(write)
 }
 
-/// `set_acl` of a union object: on its upper copy.
-pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result {
-    let (sb, inode) = crate::copy_up::union_inode(dentry)?;
-    let fs = sb.info();
-    crate::copy_up::copy_up(sb, dentry)?;
-    let upper = inode.data()?.upper().ok_or(EIO)?;
-    {
-        let _creds = fs.creds.use_here();
-        fs.upper_layer()?.mnt.set_acl(&upper.dentry, ty, acl)?;
+/// The ACL permission checks use: the real inode's (no check of its own), if its filesystem
+/// has ACLs.
+pub(crate) fn get_inode_acl(inode: &FsInode<UnionFs>, ty: i32) -> Result<Option<Acl>> {
+    let fs = inode.sb().info();
+    let real = crate::inode::real_path(inode)?;
+    let real_inode = real.dentry.inode().ok_or(ENOENT)?;
+    if !real_inode.has_posix_acls() {
+        return Ok(None);
     }
+    let _m = fs.as_mounter();
+    real_inode.permission_acl(ty)
+}
+
+/// The ACL as `getfacl` sees it: the real object's, through its layer; none ("no ACL", as
+/// overlayfs answers) on a layer without ACLs.
+pub(crate) fn get_acl(inode: &FsInode<UnionFs>, ty: i32) -> Result<Option<Acl>> {
+    let fs = inode.sb().info();
+    let real = crate::inode::real_path(inode)?;
+    if !real.dentry.inode().ok_or(ENOENT)?.has_posix_acls() {
+        return Ok(None);
+    }
+    real.mnt
+        .get_acl(&fs.as_mounter(), real.dentry, acl_name(ty))
+}
+
+/// `set_acl` of a union object: on its upper copy.
+pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>) -> Result {
+    let (sb, inode) = union_inode(dentry)?;
+    let fs = sb.info();
+    copy_up(sb, dentry)?;
+    let upper = inode.data()?.upper().ok_or(EIO)?;
+    fs.upper_layer()?
+        .mnt
+        .set_acl(&fs.as_mounter(), &upper.dentry, acl_name(ty), acl)?;
     inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
     Ok(())
 }

@@ -2,11 +2,11 @@
 
 //! Directory entries.
 
+use super::bindings as cb;
 use super::inode::Inode;
 use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::prelude::*;
-use kernel::str::CStrExt;
 use kernel::sync::aref::{ARef, AlwaysRefCounted};
 use kernel::types::Opaque;
 
@@ -43,11 +43,11 @@ impl Dentry {
 
     /// The inode, or `None` for a negative dentry.
     pub(crate) fn inode(&self) -> Option<&Inode> {
-        // SAFETY: `d_inode` of a dentry we hold a reference on is either NULL or an inode that
-        // lives at least as long as the dentry stays positive; layer roots and looked-up
-        // positive dentries stay positive while referenced.
+        // SAFETY: `self` is valid; a referenced dentry's inode pointer is stable (it only goes
+        // from NULL to an inode, under the parent's lock, and the inode lives while the dentry
+        // points to it).
         let inode = unsafe { (*self.as_ptr()).d_inode };
-        // SAFETY: a non-NULL `d_inode` is a valid inode (see above).
+        // SAFETY: a non-null `d_inode` is a live inode (see above).
         (!inode.is_null()).then(|| unsafe { Inode::from_raw(inode) })
     }
 
@@ -56,107 +56,92 @@ impl Dentry {
         self.inode().is_some_and(Inode::is_dir)
     }
 
+    /// Whether this is a positive dentry of a 0/0 character device (a whiteout).
+    pub(crate) fn is_whiteout(&self) -> bool {
+        self.inode().is_some_and(Inode::is_whiteout)
+    }
+
     /// Whether `self` is `ancestor` or lies below it (in the same filesystem).
     pub(crate) fn is_subdir_of(&self, ancestor: &Dentry) -> bool {
-        // SAFETY: both dentries are valid for the duration of the call.
+        // SAFETY: both dentries are valid; `is_subdir` takes the rename lock itself.
         unsafe { bindings::is_subdir(self.as_ptr(), ancestor.as_ptr()) }
     }
-}
 
-// SAFETY: `dget` (`lockref_get`) and `dput` are the dentry refcount operations; `dput` frees the
-// dentry only when the last reference is gone.
-unsafe impl AlwaysRefCounted for Dentry {
-    fn inc_ref(&self) {
-        // SAFETY: `self` is valid, so its lockref is too; this is `dget()`.
-        unsafe { bindings::lockref_get(&raw mut (*self.as_ptr()).d_lockref) };
-    }
-
-    unsafe fn dec_ref(obj: NonNull<Self>) {
-        // SAFETY: the caller owns a reference that it gives up here.
-        unsafe { bindings::dput(obj.cast().as_ptr()) };
-    }
-}
-
-/// Operations on dentries of the layers.
-impl Dentry {
     /// The name of this dentry. Stable while the dentry is referenced and its parent is
     /// locked or it is being looked up (which is when we read it).
     pub(crate) fn name(&self) -> &[u8] {
-        // SAFETY: `d_name` of a live dentry points to `len` valid bytes; see above for
-        // stability.
+        // SAFETY: `d_name` is valid while the dentry is referenced; see above for stability.
         unsafe {
             let q = &(*self.as_ptr()).__bindgen_anon_1.d_name;
             core::slice::from_raw_parts(q.name, q.__bindgen_anon_1.__bindgen_anon_1.len as usize)
         }
     }
 
-    /// Looks up `name` in this directory of layer mount `mnt`, with the current credentials'
-    /// permission checks. Returns the child, which may be negative; `Ok(None)` when the name
-    /// cannot exist there (`ENOENT`, `ENAMETOOLONG`).
-    pub(crate) fn lookup_child(
-        &self,
-        mnt: &super::layer::LayerMount,
-        name: &[u8],
-    ) -> Result<Option<ARef<Dentry>>> {
-        let len = c_int::try_from(name.len()).map_err(|_| super::errno::enametoolong())?;
-        // SAFETY: `self` is a referenced directory dentry on `mnt`; `name` is valid for `len`.
-        let d = unsafe {
-            super::ffi::unionrs_lookup_one(mnt.as_ptr(), name.as_ptr().cast(), len, self.as_ptr())
-        };
-        match kernel::error::from_err_ptr(d) {
-            Ok(d) => {
-                // SAFETY: `lookup_one_unlocked` returned a referenced dentry, never NULL.
-                Ok(Some(unsafe {
-                    ARef::from_raw(NonNull::new_unchecked(d.cast()))
-                }))
-            }
-            Err(e) if e == ENOENT || e.to_errno() == super::errno::enametoolong().to_errno() => {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// Reads extended attribute `name` into `buf` (or only its size, for an empty `buf`).
-    pub(crate) fn getxattr(
-        &self,
-        mnt: &super::layer::LayerMount,
-        name: &CStr,
-        buf: &mut [u8],
-    ) -> Result<usize> {
-        let ptr = if buf.is_empty() {
-            core::ptr::null_mut()
-        } else {
-            buf.as_mut_ptr()
-        };
-        // SAFETY: the dentry and mount are valid; `ptr` is NULL or valid for `buf.len()`.
-        let r = unsafe {
-            bindings::vfs_getxattr(
-                mnt.idmap(),
-                self.as_ptr(),
-                name.as_char_ptr(),
-                ptr.cast(),
-                buf.len(),
+    /// A copy of the name, stable against concurrent renames.
+    pub(crate) fn name_copy(&self) -> Result<KVec<u8>> {
+        // SAFETY: all-zero is a valid snapshot to fill.
+        let mut n: bindings::name_snapshot = unsafe { core::mem::zeroed() };
+        // SAFETY: the dentry is live; the snapshot is released below.
+        unsafe { bindings::take_dentry_name_snapshot(&mut n, self.as_ptr()) };
+        // SAFETY: the snapshot's name is valid until it is released.
+        let name = unsafe {
+            core::slice::from_raw_parts(
+                n.name.name,
+                n.name.__bindgen_anon_1.__bindgen_anon_1.len as usize,
             )
         };
-        if r < 0 {
-            return Err(Error::from_errno(r as c_int));
-        }
-        Ok(r as usize)
+        let mut copy = KVec::new();
+        let r = copy.extend_from_slice(name, GFP_KERNEL);
+        // SAFETY: taken above.
+        unsafe { bindings::release_dentry_name_snapshot(&mut n) };
+        r?;
+        Ok(copy)
     }
 
-    /// Lists the extended attribute names into `buf` (or returns the size needed).
-    pub(crate) fn listxattr(&self, buf: &mut [u8]) -> Result<usize> {
-        let ptr = if buf.is_empty() {
-            core::ptr::null_mut()
-        } else {
-            buf.as_mut_ptr()
-        };
-        // SAFETY: the dentry is valid; `ptr` is NULL or valid for `buf.len()`.
-        let r = unsafe { bindings::vfs_listxattr(self.as_ptr(), ptr.cast(), buf.len()) };
-        if r < 0 {
-            return Err(Error::from_errno(r as c_int));
+    /// The parent (the dentry itself for a root).
+    pub(crate) fn parent(&self) -> ARef<Dentry> {
+        // SAFETY: `dget_parent` returns a referenced dentry, never NULL.
+        unsafe {
+            ARef::from_raw(NonNull::new_unchecked(
+                bindings::dget_parent(self.as_ptr()).cast(),
+            ))
         }
-        Ok(r as usize)
+    }
+
+    /// Whether the dentry was removed (unlinked, or dropped after a change).
+    pub(crate) fn is_unhashed(&self) -> bool {
+        // SAFETY: the dentry is live.
+        unsafe { cb::unionrs_d_unhashed(self.as_ptr()) }
+    }
+
+    /// Unhashes the dentry: the next lookup of its name builds a fresh one.
+    pub(crate) fn drop_from_cache(&self) {
+        // SAFETY: the dentry is live.
+        unsafe { bindings::d_drop(self.as_ptr()) }
+    }
+
+    /// Makes a negative dentry (being created, parent locked) positive with `inode`.
+    pub(crate) fn instantiate(&self, inode: ARef<Inode>) {
+        // SAFETY: `d_instantiate` takes over our inode reference.
+        unsafe { bindings::d_instantiate(self.as_ptr(), ARef::into_raw(inode).as_ptr().cast()) }
+    }
+
+    /// The inode number of the parent, as readdir reports it for "..".
+    pub(crate) fn parent_ino(&self) -> u64 {
+        // SAFETY: the dentry is live; `d_parent_ino` reads its parent under RCU.
+        unsafe { bindings::d_parent_ino(self.as_ptr()) as u64 }
+    }
+}
+
+// SAFETY: `lockref_get` (what `dget` does) and `dput` are the dentry refcount operations.
+unsafe impl AlwaysRefCounted for Dentry {
+    fn inc_ref(&self) {
+        // SAFETY: the dentry is valid and referenced, as `dget` requires.
+        unsafe { bindings::lockref_get(&raw mut (*self.as_ptr()).d_lockref) };
+    }
+
+    unsafe fn dec_ref(obj: NonNull<Self>) {
+        // SAFETY: the caller owns a reference that it gives up here.
+        unsafe { bindings::dput(obj.cast().as_ptr()) };
     }
 }

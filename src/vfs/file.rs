@@ -1,12 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Open files of the layers, and directory iteration.
+//! Open files: the real files of the layers (opened with the mounter's credentials) with the
+//! operations copy-up and the union's files need, our own files as the VFS passes them, and
+//! directory iteration.
 
-use super::cred::MounterCreds;
-use super::layer::RealPath;
+use super::bindings as cb;
+use super::cred::AsMounter;
+use super::dentry::Dentry;
+use super::inode::Inode;
+use super::layer::{ssize_result, RealPath};
 use core::ptr::NonNull;
 use kernel::bindings;
-use kernel::error::from_err_ptr;
+use kernel::error::{from_err_ptr, to_result};
 use kernel::prelude::*;
 
 /// An open file on a layer, closed (`fput`) on drop.
@@ -28,44 +33,187 @@ unsafe impl Sync for RealFile {}
 /// whether to go on.
 pub(crate) type DirActor<'a> = dyn FnMut(&[u8], i64, u64, u32) -> bool + 'a;
 
+/// Takes over an open file returned by C (or its error).
+fn file_result(f: *mut bindings::file) -> Result<RealFile> {
+    let file = NonNull::new(from_err_ptr(f)?).ok_or(ENOMEM)?;
+    // INVARIANT: C opened the file and gave us its reference.
+    Ok(RealFile { file })
+}
+
 impl RealFile {
-    /// Opens a directory of a layer for reading, with the mounter's credentials.
-    pub(crate) fn open_dir(path: RealPath<'_>, creds: &MounterCreds) -> Result<Self> {
+    /// Opens a real object with `flags` (`O_*`), as the mounter.
+    pub(crate) fn open(_m: &AsMounter<'_>, path: RealPath<'_>, flags: u32) -> Result<Self> {
         let raw = path.raw();
-        let flags = (bindings::O_RDONLY | bindings::O_DIRECTORY | bindings::O_LARGEFILE) as c_int;
-        // SAFETY: `raw` borrows a live path; `dentry_open` takes its own references.
-        let f = from_err_ptr(unsafe { bindings::dentry_open(&raw, flags, creds.as_ptr()) })?;
-        // INVARIANT: `dentry_open` returned an open file.
-        Ok(Self {
-            file: NonNull::new(f).ok_or(ENOMEM)?,
+        // SAFETY: `raw` borrows a live path; the current credentials are the mounter's (`_m`).
+        file_result(unsafe {
+            bindings::kernel_file_open(&raw, flags as c_int, cb::unionrs_current_cred())
         })
     }
 
-    /// Takes ownership of an open file.
-    ///
-    /// # Safety
-    ///
-    /// `file` must be an open file whose reference the caller gives up.
-    pub(crate) unsafe fn from_raw(file: NonNull<bindings::file>) -> Self {
-        // INVARIANT: as the caller promises.
-        Self { file }
+    /// Opens a real object for our open file `user` (a kernel "backing file": the real file
+    /// records the user's path, and its page cache is the only one), with `flags`; the I/O
+    /// forwarded to it later runs with `creds`.
+    pub(crate) fn open_backing(
+        _m: &AsMounter<'_>,
+        user: &UserFile,
+        path: RealPath<'_>,
+        flags: u32,
+        creds: &super::MounterCreds,
+    ) -> Result<Self> {
+        let raw = path.raw();
+        // SAFETY: `user` is being opened or open; `raw` borrows a live path.
+        file_result(unsafe {
+            cb::backing_file_open(user.as_ptr(), flags as c_int, &raw, creds.as_ptr())
+        })
     }
 
-    /// Flushes the file's data (and metadata unless `datasync`) to disk.
-    pub(crate) fn fsync(&self, datasync: bool) -> Result {
-        // SAFETY: the file is open (type invariant).
-        kernel::error::to_result(unsafe {
-            super::ffi::unionrs_fsync_file(self.as_ptr(), 0, i64::MAX, datasync.into())
-        })
+    /// Makes an unnamed file (`O_TMPFILE`) of mode `mode` in directory `parent`, as the backing
+    /// file of `user` (being opened), with `flags`.
+    pub(crate) fn open_backing_tmpfile(
+        _m: &AsMounter<'_>,
+        user: &UserFile,
+        parent: RealPath<'_>,
+        mode: u32,
+        flags: u32,
+    ) -> Result<Self> {
+        let raw = parent.raw();
+        // SAFETY: the mount is live.
+        to_result(unsafe { bindings::mnt_want_write(raw.mnt) })?;
+        // SAFETY: `user` is being opened; `raw` borrows a live path; the current credentials
+        // (the caller's owner on the mounter's) are what the file is made with.
+        let f = unsafe {
+            cb::backing_tmpfile_open(
+                user.as_ptr(),
+                flags as c_int,
+                &raw,
+                mode as bindings::umode_t,
+                cb::unionrs_current_cred(),
+            )
+        };
+        // SAFETY: taken above.
+        unsafe { bindings::mnt_drop_write(raw.mnt) };
+        file_result(f)
+    }
+
+    /// Opens a directory of a layer for reading, as the mounter.
+    pub(crate) fn open_dir(m: &AsMounter<'_>, path: RealPath<'_>) -> Result<Self> {
+        Self::open(
+            m,
+            path,
+            bindings::O_RDONLY | bindings::O_DIRECTORY | bindings::O_LARGEFILE,
+        )
     }
 
     pub(crate) fn as_ptr(&self) -> *mut bindings::file {
         self.file.as_ptr()
     }
 
+    /// The real dentry the file is open on.
+    pub(crate) fn dentry(&self) -> &Dentry {
+        // SAFETY: an open file pins its path.
+        unsafe { Dentry::from_raw((*self.as_ptr()).__bindgen_anon_1.f_path.dentry) }
+    }
+
+    /// The real inode the file is open on.
+    pub(crate) fn inode(&self) -> &Inode {
+        // SAFETY: an open file pins its inode.
+        unsafe { Inode::from_raw((*self.as_ptr()).f_inode) }
+    }
+
+    /// Flushes the range's data (and metadata unless `datasync`) to disk.
+    pub(crate) fn fsync_range(
+        &self,
+        _m: &AsMounter<'_>,
+        start: i64,
+        end: i64,
+        datasync: bool,
+    ) -> Result {
+        // SAFETY: the file is open.
+        to_result(unsafe { bindings::vfs_fsync_range(self.as_ptr(), start, end, datasync.into()) })
+    }
+
+    /// Flushes the whole file.
+    pub(crate) fn fsync(&self, m: &AsMounter<'_>, datasync: bool) -> Result {
+        self.fsync_range(m, 0, i64::MAX, datasync)
+    }
+
+    /// `fallocate(2)` on the real file.
+    pub(crate) fn fallocate(&self, _m: &AsMounter<'_>, mode: i32, offset: i64, len: i64) -> Result {
+        // SAFETY: the file is open.
+        to_result(unsafe { bindings::vfs_fallocate(self.as_ptr(), mode, offset, len) })
+    }
+
+    /// Shares the first `len` bytes of this file's extents with `out` (reflink); how many
+    /// bytes were cloned.
+    pub(crate) fn clone_to(&self, _m: &AsMounter<'_>, out: &RealFile, len: i64) -> Result<i64> {
+        // SAFETY: both files are open.
+        let r =
+            unsafe { bindings::vfs_clone_file_range(self.as_ptr(), 0, out.as_ptr(), 0, len, 0) };
+        if r < 0 {
+            Err(Error::from_errno(r as c_int))
+        } else {
+            Ok(r)
+        }
+    }
+
+    /// Where the next data at or after `pos` starts (`SEEK_DATA`); `None` if only a hole
+    /// follows.
+    pub(crate) fn next_data(&self, _m: &AsMounter<'_>, pos: i64) -> Result<Option<i64>> {
+        // SAFETY: the file is open.
+        let r = unsafe { bindings::vfs_llseek(self.as_ptr(), pos, bindings::SEEK_DATA as c_int) };
+        match r {
+            r if r == -i64::from(bindings::ENXIO) => Ok(None),
+            r if r < 0 => Err(Error::from_errno(r as c_int)),
+            r => Ok(Some(r)),
+        }
+    }
+
+    /// Copies up to `len` bytes at `pos` to the same position of `out` within the kernel
+    /// (`copy_file_range`); how many were copied.
+    pub(crate) fn copy_range_to(
+        &self,
+        _m: &AsMounter<'_>,
+        pos: i64,
+        out: &RealFile,
+        len: usize,
+    ) -> Result<usize> {
+        // SAFETY: both files are open.
+        ssize_result(unsafe {
+            bindings::vfs_copy_file_range(self.as_ptr(), pos, out.as_ptr(), pos, len, 0)
+        })
+    }
+
+    /// Copies up to `len` bytes at `pos` to the same position of `out` through a pipe
+    /// (`splice`, which works across filesystems); how many were copied.
+    pub(crate) fn splice_to(
+        &self,
+        _m: &AsMounter<'_>,
+        pos: i64,
+        out: &RealFile,
+        len: usize,
+    ) -> Result<usize> {
+        let (mut in_pos, mut out_pos) = (pos, pos);
+        // SAFETY: both files are open; the positions are ours.
+        ssize_result(unsafe {
+            cb::do_splice_direct(
+                self.as_ptr(),
+                &mut in_pos,
+                out.as_ptr(),
+                &mut out_pos,
+                len,
+                cb::UNIONRS_SPLICE_F_MOVE,
+            )
+        })
+    }
+
     /// Reads the directory from position `pos`, calling `f(name, offset, ino, d_type)` for
     /// each entry until it returns false. Returns the position after the last entry taken.
-    pub(crate) fn read_dir(&self, pos: i64, f: &mut DirActor<'_>) -> Result<i64> {
+    pub(crate) fn read_dir(
+        &self,
+        _m: &AsMounter<'_>,
+        pos: i64,
+        f: &mut DirActor<'_>,
+    ) -> Result<i64> {
         #[repr(C)]
         struct Collector<'a> {
             ctx: bindings::dir_context,
@@ -106,8 +254,8 @@ impl RealFile {
             },
             f,
         };
-        // SAFETY: the file is open and only the union file (whose readers the VFS serializes)
-        // uses it. Seeking through the real filesystem lets it reset its own cursor state.
+        // SAFETY: our own open directory; seeking and iterating are serialized by our caller
+        // (the union file's position lock).
         unsafe {
             if (*self.as_ptr()).f_pos != pos {
                 let r = bindings::vfs_llseek(self.as_ptr(), pos, bindings::SEEK_SET as c_int);
@@ -116,19 +264,58 @@ impl RealFile {
                 }
             }
         }
-        // SAFETY: `c.ctx` is a valid dir_context whose actor matches the `Collector` layout.
-        // The actor reaches the whole `Collector` through this pointer, so derive it from `c`.
-        kernel::error::to_result(unsafe {
-            bindings::iterate_dir(self.as_ptr(), (&raw mut c).cast())
-        })?;
+        // SAFETY: `c.ctx` is the first field of a `Collector` (`repr(C)`), as `actor` expects.
+        to_result(unsafe { bindings::iterate_dir(self.as_ptr(), (&raw mut c).cast()) })?;
         Ok(c.ctx.pos)
     }
 }
 
 impl Drop for RealFile {
     fn drop(&mut self) {
-        // SAFETY: we own a reference (type invariant).
+        // SAFETY: we hold a reference on the open file (type invariant).
         unsafe { bindings::fput(self.as_ptr()) };
+    }
+}
+
+/// One of our own files, as the VFS passes it (being opened, or open).
+///
+/// # Invariants
+///
+/// The wrapped `struct file` is valid for the lifetime of every reference.
+#[repr(transparent)]
+pub(crate) struct UserFile(kernel::types::Opaque<bindings::file>);
+
+impl UserFile {
+    /// # Safety
+    ///
+    /// `ptr` must be a valid file for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::file) -> &'a Self {
+        // SAFETY: `repr(transparent)`; validity is the caller's promise.
+        unsafe { &*ptr.cast() }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut bindings::file {
+        self.0.get()
+    }
+
+    /// The open flags (`O_*`).
+    pub(crate) fn flags(&self) -> u32 {
+        // SAFETY: `f_flags` is set when the file is made and read without locking, as the VFS
+        // does.
+        unsafe { (*self.as_ptr()).f_flags }
+    }
+
+    /// Our dentry the file is open on.
+    pub(crate) fn dentry(&self) -> &Dentry {
+        // SAFETY: the file pins its path.
+        unsafe { Dentry::from_raw((*self.as_ptr()).__bindgen_anon_1.f_path.dentry) }
+    }
+
+    /// Drops set-user-ID and set-group-ID (and file capabilities) before a change of the data,
+    /// as the caller (as `write(2)` would).
+    pub(crate) fn remove_privs(&self) -> Result {
+        // SAFETY: the file is open; the caller holds its inode lock.
+        to_result(unsafe { bindings::file_remove_privs(self.as_ptr()) })
     }
 }
 
@@ -172,8 +359,7 @@ impl<'a> DirEmitter<'a> {
         let Some(actor) = self.ctx.actor else {
             return false;
         };
-        // SAFETY: this is `dir_emit()`: the actor is the VFS's, and `name` is valid for its
-        // length during the call.
+        // SAFETY: the caller's actor, called as `dir_emit` does.
         unsafe {
             actor(
                 self.ctx,

@@ -2,7 +2,7 @@
 
 //! Mount contexts (`struct fs_context`) and their parameters.
 
-use super::ffi;
+use super::bindings as cb;
 use super::path::Path;
 use core::fmt;
 use kernel::bindings;
@@ -37,8 +37,20 @@ impl FsContext {
             Ok(m) => m,
             Err(_) => fallback,
         };
-        // SAFETY: `self` is valid and `text` is NUL-terminated; the C side copies it.
-        unsafe { ffi::unionrs_fc_log(self.0.get(), level, text.as_char_ptr()) };
+        // SAFETY: `self` is valid and `text` is NUL-terminated; `logfc` copies it.
+        unsafe { cb::unionrs_fc_log(self.0.get(), level, text.as_char_ptr()) };
+        // `logfc` prints to the kernel log only when the context has no log of its own
+        // (`mount(2)`); an `fsopen()` user's messages go to the kernel log too, so that the
+        // log tells what happened to every mount.
+        // SAFETY: `self` is valid.
+        if unsafe { cb::unionrs_fc_has_log(self.0.get()) } {
+            let text = super::show(text);
+            match level {
+                b'e' => pr_err!("unionrs: {}\n", text),
+                b'w' => pr_warn!("unionrs: {}\n", text),
+                _ => pr_info!("unionrs: {}\n", text),
+            }
+        }
     }
 
     /// Reports an error to whoever mounts (`fsopen()` log, or the kernel log for `mount(2)`)
@@ -56,13 +68,13 @@ impl FsContext {
     /// Whether this context reconfigures an existing mount (remount).
     pub(crate) fn is_reconfigure(&self) -> bool {
         // SAFETY: `self` is valid.
-        unsafe { ffi::unionrs_fc_is_reconfigure(self.0.get()) }
+        unsafe { cb::unionrs_fc_is_reconfigure(self.0.get()) }
     }
 
     /// Whether the options came through the legacy `mount(2)` string.
     pub(crate) fn is_legacy_mount(&self) -> bool {
         // SAFETY: `self` is valid.
-        unsafe { ffi::unionrs_fc_oldapi(self.0.get()) }
+        unsafe { cb::unionrs_fc_oldapi(self.0.get()) }
     }
 }
 
@@ -78,7 +90,7 @@ pub(crate) enum ParamValue<'a> {
 
 /// One parsed mount parameter.
 pub(crate) struct Param<'a> {
-    /// The option number from the C parameter table (`glue.c`).
+    /// The option number from the C parameter table (`UNIONRS_OPT_*` of `helpers.h`).
     pub(crate) opt: i32,
     pub(crate) value: ParamValue<'a>,
     /// The value of an enum option.

@@ -1,40 +1,46 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The filesystem type: registration, and the trait that the union logic implements to
-//! answer the VFS' mount-time callbacks.
+//! The filesystem type: registration, the mount-time callbacks ([`FileSystem`]) and the
+//! superblock operations ([`SuperOps`]).
 //!
-//! The `file_system_type` and `fs_context_operations` tables live in `glue.c`, because the
-//! fs_context structures are opaque to Rust; they call the `unionrs_rs_*` hooks that
-//! [`declare_filesystem!`] generates for the one filesystem of this module.
+//! The `file_system_type`, its parameter table and the `fs_context_operations` are in
+//! `helpers.c` (the fs_context structures are opaque to Rust and the table is built from
+//! macros); they call the `unionrs_rs_*` hooks that [`declare_filesystem!`] defines for the
+//! one filesystem of this module, checked against their declarations in `helpers.h`.
 
+use super::bindings as cb;
 use super::cred::MounterCreds;
-use super::dentry::Dentry;
-use super::ffi;
-use super::file::DirEmitter;
 use super::fs_context::{FsContext, Param};
-use super::inode::{FsInode, Inode, PermInode};
+use super::inode::{FsInode, Inode};
+use super::iops::AllOps;
 use super::layer::RealPath;
-use super::ops::{Idmap, Kstat};
 use super::super_block::{NewSuperBlock, SuperBlock};
-use super::upper::{Iattr, NewObject, PosixAcl};
 use core::marker::PhantomData;
 use kernel::bindings;
-use kernel::error::{from_result, to_result};
+use kernel::error::{from_result, to_result, VTABLE_DEFAULT_ERROR};
 use kernel::prelude::*;
 use kernel::seq_file::SeqFile;
+use kernel::str::CStrExt;
 use kernel::sync::aref::ARef;
 use kernel::types::ForeignOwnable;
 
-/// What permission checks look at (see [`FileSystem::real_top`]): the upper object, and the
-/// top lower object with its layer number.
-pub(crate) type RealTop = (Option<ARef<Dentry>>, Option<(ARef<Dentry>, usize)>);
-
-/// A filesystem implemented on top of the wrappers of this module.
+/// A filesystem implemented on top of the wrappers of this module: what it is made of and
+/// how it is mounted. Its operations are the `#[vtable]` traits of `iops`, `fops`,
+/// `xattr_handler` and [`SuperOps`].
 pub(crate) trait FileSystem: Sized + 'static {
     /// What the mount options build up, one per mount context.
     type Config: Default;
     /// Per-superblock data, kept in `s_fs_info` until the superblock dies.
     type Info: Send + Sync;
+    /// Per-inode data of our inodes.
+    type InodeData: Send + Sync;
+
+    /// The inode flags (`S_*`) that our inodes take over from their real inodes.
+    const INODE_FLAGS: u32;
+
+    /// Where the next option of a monolithic option string ends: the index of the separator
+    /// in `rest`, or its length.
+    fn option_end(rest: &[u8]) -> usize;
 
     /// Takes one mount parameter into `cfg`.
     fn parse_param(fc: &FsContext, cfg: &mut Self::Config, param: Param<'_>) -> Result;
@@ -57,102 +63,60 @@ pub(crate) trait FileSystem: Sized + 'static {
     /// Builds the root inode, once the private data is in place.
     fn root_inode(sb: &SuperBlock<Self>) -> Result<ARef<Inode>>;
 
-    /// Writes the mount options shown in `/proc/self/mountinfo`.
-    fn show_options(m: &SeqFile, sb: &SuperBlock<Self>) -> Result;
-
-    /// Per-inode data of our inodes.
-    type InodeData: Send + Sync;
-    /// State of an open directory.
-    type DirState: Send + Sync;
-
-    /// The credentials that operations on the layers run with.
+    /// The mounter's credentials, which operations on real objects run with (the I/O
+    /// forwarded to real files, in particular).
     fn creds(sb: &SuperBlock<Self>) -> &MounterCreds;
 
-    /// The layer path whose filesystem `statfs` reports.
-    fn statfs_path(sb: &SuperBlock<Self>) -> Result<RealPath<'_>>;
+    /// The real objects of a new inode with `data` that permission checks look at (also in
+    /// RCU walk, where `data` may be gone): its upper object, if it has one, and its top
+    /// lower object with its layer number (the upper layer is 0).
+    fn permission_targets(data: &Self::InodeData) -> PermissionTargets;
+}
 
-    /// The real object behind `inode` that stat, open, read and readlink go to.
-    fn real_path(inode: &FsInode<Self>) -> Result<RealPath<'_>>;
+/// What [`FileSystem::permission_targets`] gives.
+pub(crate) type PermissionTargets = (
+    Option<ARef<super::Dentry>>,
+    Option<(ARef<super::Dentry>, usize)>,
+);
 
-    /// Looks up `name` in directory `dir` (called with the mounter's credentials).
-    fn lookup(dir: &FsInode<Self>, name: &[u8]) -> Result<Option<ARef<Inode>>>;
+/// Superblock operations.
+#[vtable]
+pub(crate) trait SuperOps: FileSystem {
+    /// `statfs(2)` of the filesystem.
+    fn statfs(_sb: &SuperBlock<Self>, _buf: &mut Kstatfs<'_>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 
-    /// The real objects of a new inode with `data` that permission checks look at: its upper
-    /// object, if it has one, and its top lower object with its layer number (the upper layer
-    /// is 0).
-    fn real_top(data: &Self::InodeData) -> RealTop;
+    /// Writes the mount options shown in `/proc/self/mountinfo`.
+    fn show_options(_m: &SeqFile, _sb: &SuperBlock<Self>) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+}
 
-    /// Checks `mask` access to `inode` for the calling task. Also called in RCU path walk
-    /// (`mask` has `MAY_NOT_BLOCK`): then it must not sleep, which is why it sees only a
-    /// `PermInode`.
-    fn permission(inode: PermInode<'_, Self>, idmap: Idmap, mask: i32) -> Result;
+/// What `statfs(2)` reports, being filled.
+pub(crate) struct Kstatfs<'a>(&'a mut cb::kstatfs);
 
-    /// Adjusts what the real inode's `getattr` reported (device, inode number, links).
-    fn fix_stat(inode: &FsInode<Self>, stat: &mut Kstat<'_>) -> Result;
+impl Kstatfs<'_> {
+    /// Fills in what the real filesystem at `path` reports, as the mounter.
+    pub(crate) fn fill_from(&mut self, _m: &super::AsMounter<'_>, path: RealPath<'_>) -> Result {
+        let raw = path.raw();
+        // SAFETY: `raw` borrows a live path; the buffer is the caller's (the same C struct,
+        // opaque in `kernel::bindings`).
+        to_result(unsafe { bindings::vfs_statfs(&raw, core::ptr::from_mut(self.0).cast()) })
+    }
 
-    /// Opens directory `inode` (called with the mounter's credentials).
-    fn open_dir(inode: &FsInode<Self>) -> Result<Self::DirState>;
-
-    /// Reads extended attribute `name` of `inode` into `buf` (or its size, for an empty
-    /// `buf`).
-    fn getxattr(inode: &FsInode<Self>, name: &CStr, buf: &mut [u8]) -> Result<usize>;
-
-    /// Lists the extended attribute names of `inode` into `buf` (or the size needed).
-    fn listxattr(inode: &FsInode<Self>, buf: &mut [u8]) -> Result<usize>;
-
-    /// Emits the entries of an open directory from the emitter's position on
-    /// (called with the mounter's credentials).
-    fn iterate(
-        inode: &FsInode<Self>,
-        dir: &Self::DirState,
-        parent_ino: u64,
-        out: &mut DirEmitter<'_>,
-    ) -> Result;
-
-    /// Creates `what` as `dentry` (negative, in directory `dir`) and instantiates it.
-    fn create(dir: &FsInode<Self>, dentry: &Dentry, what: NewObject<'_>) -> Result;
-
-    /// Makes `new` (negative, in `dir`) another name for `old`.
-    fn link(old: &Dentry, dir: &FsInode<Self>, new: &Dentry) -> Result;
-
-    /// Removes `dentry` from `dir` (rmdir if `is_dir`, else unlink).
-    fn remove(dir: &FsInode<Self>, dentry: &Dentry, is_dir: bool) -> Result;
-
-    /// Renames `old` to `new` (`RENAME_*` flags).
-    fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result;
-
-    /// Changes attributes of `dentry`'s object (the VFS checked the caller's rights).
-    fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result;
-
-    /// Sets (`Some`) or removes (`None`) xattr `name` of `dentry`'s object.
-    fn setxattr(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result;
-
-    /// `fsync` of directory `inode`.
-    fn fsync_dir(inode: &FsInode<Self>, datasync: bool) -> Result;
-
-    /// Sets (`Some`) or removes POSIX ACL `ty` of `dentry`'s object.
-    fn set_acl(dentry: &Dentry, ty: i32, acl: Option<&PosixAcl>) -> Result;
-
-    /// Makes an unnamed regular file (`O_TMPFILE`) for `dentry` in `dir`: `open` opens the
-    /// real one in the given real directory and returns its dentry. Returns our inode for it.
-    fn tmpfile(
-        dir: &FsInode<Self>,
-        dentry: &Dentry,
-        open: &mut dyn FnMut(RealPath<'_>) -> Result<ARef<Dentry>>,
-    ) -> Result<ARef<Inode>>;
-
-    /// Called before `dentry`'s regular file is opened with `flags`: copies it up if the open
-    /// may write.
-    fn prepare_open(dentry: &Dentry, flags: u32) -> Result;
+    /// Reports `magic` as the filesystem type.
+    pub(crate) fn set_type(&mut self, magic: u64) {
+        self.0.f_type = magic as c_long;
+    }
 }
 
 /// Writes `,name=value` (or `,name` for `None`) to a mount-option listing, escaping as the VFS
 /// does.
 pub(crate) fn seq_show_option(m: &SeqFile, name: &CStr, value: Option<&CStr>) {
-    use kernel::str::CStrExt;
     // SAFETY: the strings are NUL-terminated (or NULL for no value) and `m` is a live seq_file.
     unsafe {
-        ffi::unionrs_seq_show_option(
+        cb::unionrs_seq_show_option(
             core::ptr::from_ref(m).cast_mut().cast(),
             name.as_char_ptr(),
             value.map_or(core::ptr::null(), |v| v.as_char_ptr()),
@@ -162,19 +126,27 @@ pub(crate) fn seq_show_option(m: &SeqFile, name: &CStr, value: Option<&CStr>) {
 
 /// Trampolines from the C hooks to a [`FileSystem`].
 #[doc(hidden)]
-pub(crate) struct Adapter<T: FileSystem>(PhantomData<T>);
+pub(crate) struct Adapter<T>(PhantomData<T>);
 
-impl<T: FileSystem> Adapter<T> {
+impl<T: AllOps> Adapter<T> {
     /// The `super_operations` of `T`.
-    pub(crate) const SUPER_OPS: bindings::super_operations = bindings::super_operations {
+    const SUPER_OPS: bindings::super_operations = bindings::super_operations {
         alloc_inode: Some(FsInode::<T>::alloc_inode),
         destroy_inode: Some(FsInode::<T>::destroy_inode),
         free_inode: Some(FsInode::<T>::free_inode),
         // Like overlayfs: an inode goes when its last dentry does, so it never outlives the
         // layer objects it refers to in a cache.
         drop_inode: Some(bindings::inode_just_drop),
-        show_options: Some(Self::show_options),
-        statfs: Some(super::ops::Adapter::<T>::statfs),
+        show_options: if T::HAS_SHOW_OPTIONS {
+            Some(Self::show_options)
+        } else {
+            None
+        },
+        statfs: if T::HAS_STATFS {
+            Some(Self::statfs)
+        } else {
+            None
+        },
         // SAFETY: all-zero is a valid `super_operations` (every other member is `None`).
         ..unsafe { core::mem::zeroed() }
     };
@@ -219,6 +191,44 @@ impl<T: FileSystem> Adapter<T> {
         })
     }
 
+    /// Splits a monolithic option string where `T::option_end` says.
+    ///
+    /// # Safety
+    ///
+    /// Called by `vfs_parse_monolithic_sep` only: `*s` is NULL or a NUL-terminated string that
+    /// we may modify.
+    unsafe extern "C" fn next_option(s: *mut *mut c_char) -> *mut c_char {
+        // SAFETY: as the function's contract says.
+        let start = unsafe { *s };
+        if start.is_null() {
+            return start;
+        }
+        // SAFETY: `start` is a NUL-terminated string we may modify.
+        let rest = unsafe { CStr::from_char_ptr(start) }.to_bytes();
+        let end = T::option_end(rest);
+        // SAFETY: `end` is at most the length, so `start + end` is within the string.
+        unsafe {
+            if end < rest.len() {
+                *start.add(end) = 0;
+                *s = start.add(end + 1);
+            } else {
+                *s = core::ptr::null_mut();
+            }
+        }
+        start
+    }
+
+    /// # Safety
+    ///
+    /// `fc` is a live context and `data` its option string (NULL or NUL-terminated).
+    pub(crate) unsafe fn parse_monolithic(
+        fc: *mut bindings::fs_context,
+        data: *mut c_void,
+    ) -> c_int {
+        // SAFETY: as the caller promises; `next_option` splits as `T` says.
+        unsafe { cb::vfs_parse_monolithic_sep(fc, data, Some(Self::next_option)) }
+    }
+
     /// # Safety
     ///
     /// As for [`Self::parse_param`].
@@ -259,7 +269,7 @@ impl<T: FileSystem> Adapter<T> {
             let info = T::fill_super(fc, new_sb, cfg)?;
             let sops: &'static bindings::super_operations = &Self::SUPER_OPS;
             let xattr: &'static [*const bindings::xattr_handler; 2] =
-                &super::ops::Adapter::<T>::XATTR_HANDLERS;
+                &super::xattr_handler::Handler::<T>::LIST;
             // SAFETY: the superblock is still ours alone; `kill_sb` frees what we store here,
             // also when the rest of `fill_super` fails. The tables are `'static` (promoted
             // constants).
@@ -267,9 +277,9 @@ impl<T: FileSystem> Adapter<T> {
                 (*sb).s_fs_info = info.into_foreign();
                 (*sb).s_op = sops;
                 (*sb).s_xattr = xattr.as_ptr();
-                // ACLs are the real objects': permission checks ask them through us.
-                ffi::unionrs_sb_set_posixacl(sb);
             }
+            // ACLs are the real objects': permission checks ask them through us.
+            new_sb.set_posix_acls();
             // SAFETY: `s_fs_info` now holds our `KBox<T::Info>`.
             let sb_ref = unsafe { SuperBlock::<T>::from_raw(sb) };
             let root = T::root_inode(sb_ref)?;
@@ -303,8 +313,7 @@ impl<T: FileSystem> Adapter<T> {
         root: *mut bindings::dentry,
     ) -> c_int {
         from_result(|| {
-            // SAFETY: the VFS passes a live seq_file and our root dentry, whose superblock has
-            // its private data set (it was mounted).
+            // SAFETY: as the function's contract says (a mounted superblock has its data).
             let (m, sb) = unsafe {
                 (
                     SeqFile::from_raw(m),
@@ -315,9 +324,34 @@ impl<T: FileSystem> Adapter<T> {
             Ok(0)
         })
     }
+
+    /// `super_operations::statfs`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` is a dentry of a mounted superblock of `T` and `buf`
+    /// the caller's `kstatfs`.
+    unsafe extern "C" fn statfs(
+        dentry: *mut bindings::dentry,
+        buf: *mut bindings::kstatfs,
+    ) -> c_int {
+        from_result(|| {
+            // SAFETY: as the function's contract says; `kernel::bindings`' opaque `kstatfs` is
+            // the struct our bindings describe.
+            let (sb, buf) = unsafe {
+                (
+                    SuperBlock::<T>::from_raw((*dentry).d_sb),
+                    &mut *buf.cast::<cb::kstatfs>(),
+                )
+            };
+            T::statfs(sb, &mut Kstatfs(buf))?;
+            Ok(0)
+        })
+    }
 }
 
-/// Generates the C-callable hooks of `glue.c` for the filesystem type `$fs`.
+/// Defines the C-callable hooks of `helpers.c` for the filesystem type `$fs`, and checks each
+/// against its declaration in `helpers.h` (a different signature does not build).
 macro_rules! declare_filesystem {
     ($fs:ty) => {
         #[no_mangle]
@@ -327,7 +361,7 @@ macro_rules! declare_filesystem {
 
         /// # Safety
         ///
-        /// Called only by `glue.c` with the pointer from `unionrs_rs_fc_alloc`.
+        /// Called only by `helpers.c` with the pointer from `unionrs_rs_fc_alloc`.
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_fc_free(cfg: *mut ::kernel::ffi::c_void) {
             // SAFETY: forwarded from the C hook with its contract.
@@ -336,7 +370,7 @@ macro_rules! declare_filesystem {
 
         /// # Safety
         ///
-        /// Called only by `glue.c`'s `parse_param`.
+        /// Called only by `helpers.c`'s `parse_param`.
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_parse_param(
             fc: *mut ::kernel::bindings::fs_context,
@@ -357,7 +391,19 @@ macro_rules! declare_filesystem {
 
         /// # Safety
         ///
-        /// Called only by `glue.c`'s `reconfigure`.
+        /// Called only as the `parse_monolithic` context operation.
+        #[no_mangle]
+        unsafe extern "C" fn unionrs_rs_parse_monolithic(
+            fc: *mut ::kernel::bindings::fs_context,
+            data: *mut ::kernel::ffi::c_void,
+        ) -> ::kernel::ffi::c_int {
+            // SAFETY: forwarded from the VFS with its contract.
+            unsafe { $crate::vfs::fs_type::Adapter::<$fs>::parse_monolithic(fc, data) }
+        }
+
+        /// # Safety
+        ///
+        /// Called only by `helpers.c`'s `reconfigure`.
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_reconfigure(
             fc: *mut ::kernel::bindings::fs_context,
@@ -371,7 +417,7 @@ macro_rules! declare_filesystem {
 
         /// # Safety
         ///
-        /// Called only by `glue.c`'s `fill_super`.
+        /// Called only by `helpers.c`'s `fill_super`.
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_fill_super(
             sb: *mut ::kernel::bindings::super_block,
@@ -384,12 +430,45 @@ macro_rules! declare_filesystem {
 
         /// # Safety
         ///
-        /// Called only by `glue.c`'s `kill_sb`.
+        /// Called only by `helpers.c`'s `kill_sb`.
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_free_sb_info(info: *mut ::kernel::ffi::c_void) {
             // SAFETY: forwarded from the C hook with its contract.
             unsafe { $crate::vfs::fs_type::Adapter::<$fs>::free_sb_info(info) }
         }
+
+        // Each hook has the type of its declaration in helpers.h (generated bindings).
+        const _: () = {
+            use $crate::vfs::bindings as cb;
+            let _ = [
+                cb::unionrs_rs_fc_alloc as unsafe extern "C" fn() -> _,
+                unionrs_rs_fc_alloc,
+            ];
+            let _ = [
+                cb::unionrs_rs_fc_free as unsafe extern "C" fn(_),
+                unionrs_rs_fc_free,
+            ];
+            let _ = [
+                cb::unionrs_rs_parse_param as unsafe extern "C" fn(_, _, _, _, _, _, _) -> _,
+                unionrs_rs_parse_param,
+            ];
+            let _ = [
+                cb::unionrs_rs_parse_monolithic as unsafe extern "C" fn(_, _) -> _,
+                unionrs_rs_parse_monolithic,
+            ];
+            let _ = [
+                cb::unionrs_rs_reconfigure as unsafe extern "C" fn(_, _, _, _) -> _,
+                unionrs_rs_reconfigure,
+            ];
+            let _ = [
+                cb::unionrs_rs_fill_super as unsafe extern "C" fn(_, _, _) -> _,
+                unionrs_rs_fill_super,
+            ];
+            let _ = [
+                cb::unionrs_rs_free_sb_info as unsafe extern "C" fn(_),
+                unionrs_rs_free_sb_info,
+            ];
+        };
     };
 }
 pub(crate) use declare_filesystem;
@@ -398,15 +477,19 @@ pub(crate) use declare_filesystem;
 ///
 /// # Invariants
 ///
-/// `unionrs_register` succeeded and `unionrs_unregister` has not been called yet.
+/// `register_filesystem` of `unionrs_fs_type` succeeded and it is not unregistered yet.
 pub(crate) struct Registration(());
 
 impl Registration {
     /// Registers the filesystem type, owned by `module` (so that the module cannot be unloaded
     /// while a superblock exists).
     pub(crate) fn new(module: &'static ThisModule) -> Result<Self> {
-        // SAFETY: `module` is this module; the C side registers its static fs type.
-        to_result(unsafe { ffi::unionrs_register(module.as_ptr()) })?;
+        let fs_type = &raw mut cb::unionrs_fs_type;
+        // SAFETY: the C fs type is ours and not registered yet; registering it publishes it.
+        to_result(unsafe {
+            (*fs_type).owner = module.as_ptr();
+            bindings::register_filesystem(fs_type)
+        })?;
         // INVARIANT: registration succeeded.
         Ok(Self(()))
     }
@@ -417,7 +500,7 @@ impl Drop for Registration {
         // SAFETY: registered (type invariant); unregistering once. Inodes are freed by RCU
         // callbacks that run our code (`free_inode`): wait for them before the module goes.
         unsafe {
-            ffi::unionrs_unregister();
+            bindings::unregister_filesystem(&raw mut cb::unionrs_fs_type);
             bindings::rcu_barrier();
         }
     }

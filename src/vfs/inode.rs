@@ -2,7 +2,10 @@
 
 //! Inodes.
 
+use super::bindings as cb;
 use super::fs_type::FileSystem;
+use super::iops::AllOps;
+use super::real::InodeLock;
 use super::super_block::SuperBlock;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
@@ -93,6 +96,99 @@ impl Inode {
     pub(crate) fn clear_nlink(&self) {
         // SAFETY: as for `drop_nlink`.
         unsafe { bindings::clear_nlink(self.as_ptr()) };
+    }
+
+    /// The owning group.
+    pub(crate) fn gid(&self) -> super::cred::Kgid {
+        // SAFETY: `self` is valid; a racy read of the group, as `stat` does.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_ptr()).i_gid) }
+    }
+
+    /// Whether the inode's filesystem supports POSIX ACLs (it was mounted with them).
+    pub(crate) fn has_posix_acls(&self) -> bool {
+        // SAFETY: `i_sb` and its flags never change while the inode lives.
+        unsafe { (*(*self.as_ptr()).i_sb).s_flags & cb::UNIONRS_SB_POSIXACL as c_ulong != 0 }
+    }
+
+    /// Takes the inode lock until the guard is dropped.
+    pub(crate) fn lock(&self) -> InodeLock<'_> {
+        InodeLock::lock(self)
+    }
+
+    /// The caller's permission check on this inode's own attributes (mode, owner, ACL).
+    pub(crate) fn generic_permission(&self, idmap: Idmap, mask: i32) -> Result {
+        // SAFETY: the inode and idmap are valid for the call.
+        kernel::error::to_result(unsafe {
+            bindings::generic_permission(idmap.0, self.as_ptr(), mask)
+        })
+    }
+
+    /// The ACL used in permission checks (`get_inode_acl`), for a real inode.
+    pub(crate) fn permission_acl(&self, ty: i32) -> Result<Option<super::layer::Acl>> {
+        // SAFETY: the inode is live; a returned ACL comes with a reference for us.
+        let acl = unsafe { cb::get_inode_acl(self.as_ptr(), ty) };
+        // SAFETY: as above.
+        Ok(unsafe { super::layer::Acl::from_raw(kernel::error::from_err_ptr(acl)?) })
+    }
+
+    /// Marks an upper or work directory as in use by a union (overlayfs' `I_OVL_INUSE`);
+    /// false if another union (or overlayfs) already uses it.
+    pub(crate) fn inuse_trylock(&self) -> bool {
+        let inuse = bindings::inode_state_flags_enum_I_OVL_INUSE as c_ulong;
+        // SAFETY: the inode is live; its state is read and changed under `i_lock`.
+        unsafe {
+            bindings::spin_lock(&raw mut (*self.as_ptr()).i_lock);
+            let free = cb::unionrs_inode_state_read(self.as_ptr()) & inuse == 0;
+            if free {
+                cb::unionrs_inode_state_set(self.as_ptr(), inuse);
+            }
+            bindings::spin_unlock(&raw mut (*self.as_ptr()).i_lock);
+            free
+        }
+    }
+
+    /// Undoes [`Self::inuse_trylock`].
+    pub(crate) fn inuse_unlock(&self) {
+        // SAFETY: as above.
+        unsafe {
+            bindings::spin_lock(&raw mut (*self.as_ptr()).i_lock);
+            cb::unionrs_inode_state_clear(
+                self.as_ptr(),
+                bindings::inode_state_flags_enum_I_OVL_INUSE as c_ulong,
+            );
+            bindings::spin_unlock(&raw mut (*self.as_ptr()).i_lock);
+        }
+    }
+}
+
+/// The id mapping of the mount an operation came through.
+#[derive(Clone, Copy)]
+pub(crate) struct Idmap(pub(super) *mut bindings::mnt_idmap);
+
+/// Attributes returned by `stat`, as the filesystem fills them in.
+///
+/// # Invariants
+///
+/// Wraps the live `kstat` of the current `getattr` call.
+pub(crate) struct Kstat<'a>(pub(super) &'a mut bindings::kstat);
+
+impl Kstat<'_> {
+    pub(crate) fn ino(&self) -> u64 {
+        self.0.ino
+    }
+
+    pub(crate) fn set_ino(&mut self, ino: u64) {
+        self.0.ino = ino;
+    }
+
+    /// Reports the object as being on superblock `sb` (its `st_dev`).
+    pub(crate) fn set_dev_of<T: FileSystem>(&mut self, sb: &SuperBlock<T>) {
+        // SAFETY: `s_dev` of a live superblock never changes.
+        self.0.dev = unsafe { (*sb.as_ptr()).s_dev };
+    }
+
+    pub(crate) fn set_nlink(&mut self, nlink: u32) {
+        self.0.nlink = nlink;
     }
 }
 
@@ -262,10 +358,31 @@ impl<T: FileSystem> FsInode<T> {
         }
     }
 
-    /// Takes over the attributes of the real inode after it changed.
+    /// Takes over the attributes of the real inode after it changed: owner, mode, times,
+    /// size, and the inode flags of `T::INODE_FLAGS` (our own other flags stay).
     pub(crate) fn refresh_from(&self, real: &Inode) {
-        // SAFETY: both inodes are live; the glue takes `i_lock` for the copy.
-        unsafe { super::ffi::unionrs_copy_attr(self.inode.get(), real.as_ptr()) };
+        let (ours, theirs) = (self.inode.get(), real.as_ptr());
+        // SAFETY: both inodes are live; the attributes are copied under our `i_lock`, as the
+        // VFS reads them, and the size with `i_size_write` semantics.
+        unsafe {
+            bindings::spin_lock(&raw mut (*ours).i_lock);
+            let keep = (*ours).i_flags & !T::INODE_FLAGS;
+            cb::fsstack_copy_attr_all(ours, theirs);
+            (*ours).i_flags = keep | ((*theirs).i_flags & T::INODE_FLAGS);
+            bindings::spin_unlock(&raw mut (*ours).i_lock);
+            cb::fsstack_copy_inode_size(ours, theirs);
+        }
+    }
+
+    /// Takes over the size of the real inode (after a write through it).
+    pub(crate) fn copy_size_from(&self, real: &Inode) {
+        // SAFETY: both inodes are live; `fsstack_copy_inode_size` does its own locking.
+        unsafe { cb::fsstack_copy_inode_size(self.inode.get(), real.as_ptr()) };
+    }
+
+    /// Takes the inode lock until the guard is dropped.
+    pub(crate) fn lock(&self) -> InodeLock<'_> {
+        self.inode().lock()
     }
 
     /// `super_operations::alloc_inode`.
@@ -334,9 +451,12 @@ impl<T: FileSystem> FsInode<T> {
     /// # Safety
     ///
     /// The inode must be new (`I_NEW` or fresh from `new_inode`) and not yet visible.
-    unsafe fn setup(&self, data: Pin<KBox<T::InodeData>>, ino: u64, real: &Inode) {
+    unsafe fn setup(&self, data: Pin<KBox<T::InodeData>>, ino: u64, real: &Inode)
+    where
+        T: AllOps,
+    {
         let raw = self.inode.get();
-        let (upper, lower) = T::real_top(&data);
+        let (upper, lower) = T::permission_targets(&data);
         if let Some(u) = upper {
             self.top
                 .upper
@@ -349,12 +469,18 @@ impl<T: FileSystem> FsInode<T> {
                 .lower
                 .store(ARef::into_raw(l).as_ptr().cast(), Ordering::Release);
         }
-        // SAFETY: exclusive access, as the caller promises.
+        // SAFETY: exclusive access, as the caller promises. ACLs are asked from the real
+        // inode every time (`ACL_DONT_CACHE`), never cached in ours.
         unsafe {
             *self.data.get() = Some(data);
             (*raw).i_ino = ino;
-            super::ffi::unionrs_copy_attr_all(raw, real.as_ptr());
-            super::ops::Adapter::<T>::set_ops(raw);
+            cb::fsstack_copy_attr_all(raw, real.as_ptr());
+            cb::fsstack_copy_inode_size(raw, real.as_ptr());
+            (*raw).i_flags = (*real.as_ptr()).i_flags & T::INODE_FLAGS;
+            let dont_cache = ACL_DONT_CACHE as *mut bindings::posix_acl;
+            (*raw).i_acl = dont_cache;
+            (*raw).i_default_acl = dont_cache;
+            super::iops::set_ops::<T>(raw);
         }
     }
 
@@ -383,7 +509,10 @@ impl<T: FileSystem> FsInode<T> {
     }
 }
 
-impl<T: FileSystem> SuperBlock<T> {
+/// `ACL_DONT_CACHE` of `include/linux/fs.h`: an `i_acl` that is never cached.
+const ACL_DONT_CACHE: usize = usize::MAX - 2;
+
+impl<T: AllOps> SuperBlock<T> {
     /// Finds our inode for `key` (hashed: the same key gives the same inode while it lives),
     /// or makes one with `data`, inode number `ino` and the attributes and type of `real`.
     pub(crate) fn get_inode(
@@ -409,7 +538,7 @@ impl<T: FileSystem> SuperBlock<T> {
         // SAFETY: `iget5_locked` returned a referenced inode, which the `ARef` now owns.
         let aref: ARef<Inode> = unsafe { ARef::from_raw(inode.cast()) };
         // SAFETY: the inode is live.
-        if unsafe { super::ffi::unionrs_inode_is_new(inode.as_ptr()) } {
+        if unsafe { cb::unionrs_inode_is_new(inode.as_ptr()) } {
             // SAFETY: it is our inode, still `I_NEW`, so we are its only user.
             unsafe {
                 FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino, real);
@@ -422,8 +551,13 @@ impl<T: FileSystem> SuperBlock<T> {
     /// Our inode of dentry `d`, if it is a positive dentry of a superblock of ours.
     pub(crate) fn inode_of(d: &super::Dentry) -> Option<&FsInode<T>> {
         let inode = d.inode()?;
-        // SAFETY: the inode is live; `i_sb` never changes.
-        let ours = unsafe { super::ffi::unionrs_is_our_sb((*inode.as_ptr()).i_sb) };
+        // SAFETY: the inode is live; `i_sb` and its type never change.
+        let ours = unsafe {
+            core::ptr::eq(
+                (*(*inode.as_ptr()).i_sb).s_type,
+                &raw const cb::unionrs_fs_type,
+            )
+        };
         // SAFETY: an inode of our filesystem type is an `FsInode<T>` (one filesystem per module).
         ours.then(|| unsafe { FsInode::<T>::from_raw(inode.as_ptr()) })
     }

@@ -1,19 +1,23 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Layers as the union sees them: a private clone of the layer's mount, and paths on it.
+//! Layers as the union sees them: a private clone of the layer's mount, and the reads of real
+//! objects through it (lookup, stat, xattrs, ACLs, links, permission). Each takes an
+//! [`AsMounter`]: it runs with the mounter's credentials.
 
+use super::bindings as cb;
+use super::cred::AsMounter;
 use super::dentry::Dentry;
-use super::ffi;
+use super::inode::Inode;
 use super::path::Path;
+use super::real::PosixAcl;
 use core::ptr::NonNull;
 use kernel::bindings;
-use kernel::error::from_err_ptr;
+use kernel::error::{from_err_ptr, to_result};
 use kernel::prelude::*;
+use kernel::str::{CStrExt, CString};
+use kernel::sync::aref::ARef;
 
 /// A private clone of a layer's mount, made at mount time and released with the union.
-///
-/// Lower layers are cloned read-only and noatime: nothing done through the union can write
-/// to them, not even access times.
 ///
 /// # Invariants
 ///
@@ -27,26 +31,30 @@ unsafe impl Send for LayerMount {}
 // SAFETY: `&LayerMount` only hands out the pointer for calls that do their own locking.
 unsafe impl Sync for LayerMount {}
 
+/// `MNT_*` flags of a layer mount.
+pub(crate) const MNT_READONLY: u32 = bindings::mount_flags_MNT_READONLY;
+pub(crate) const MNT_NOATIME: u32 = bindings::mount_flags_MNT_NOATIME;
+
 impl LayerMount {
-    /// Clones the mount that `path` is on; `readonly` for lower layers.
-    pub(crate) fn clone_private(path: &Path, readonly: bool) -> Result<Self> {
+    /// Clones the mount that `path` is on, with `flags` (`MNT_*`) added to the clone's.
+    pub(crate) fn clone_private(path: &Path, flags: u32) -> Result<Self> {
         // SAFETY: `path` is a valid, referenced path.
-        let mnt = unsafe { ffi::unionrs_clone_layer_mount(path.as_raw(), readonly) };
-        let mnt = from_err_ptr(mnt)?;
+        let mnt = from_err_ptr(unsafe { bindings::clone_private_mount(path.as_raw()) })?;
+        let mnt = NonNull::new(mnt).ok_or(ENOMEM)?;
+        // SAFETY: the clone is ours and not visible to anyone yet.
+        unsafe { (*mnt.as_ptr()).mnt_flags |= flags as c_int };
         // INVARIANT: `clone_private_mount` succeeded; we own the clone.
-        Ok(Self {
-            mnt: NonNull::new(mnt).ok_or(ENOMEM)?,
-        })
+        Ok(Self { mnt })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut bindings::vfsmount {
         self.mnt.as_ptr()
     }
 
-    /// The id mapping of the mount, for permission checks on its inodes.
+    /// The id mapping of the mount, for permission checks and changes on its inodes.
     pub(crate) fn idmap(&self) -> *mut bindings::mnt_idmap {
         // SAFETY: the mount is valid.
-        unsafe { ffi::unionrs_mnt_idmap(self.as_ptr()) }
+        unsafe { cb::unionrs_mnt_idmap(self.as_ptr()) }
     }
 
     /// The superblock of the layer's filesystem (for same-filesystem checks).
@@ -54,12 +62,174 @@ impl LayerMount {
         // SAFETY: the mount and its superblock are valid while we own the mount.
         unsafe { (*self.as_ptr()).mnt_sb }
     }
+
+    /// Looks up `name` in directory `dir` of this layer, with the mounter's permission checks.
+    /// Returns the child, which may be negative; `None` when the name cannot exist there
+    /// (`ENOENT`, `ENAMETOOLONG`).
+    pub(crate) fn lookup(
+        &self,
+        _m: &AsMounter<'_>,
+        dir: &Dentry,
+        name: &[u8],
+    ) -> Result<Option<ARef<Dentry>>> {
+        let mut q = qstr(name)?;
+        // SAFETY: the mount and `dir` are live; `q` points to `name`, which outlives the call.
+        let d = unsafe { cb::lookup_one_unlocked(self.idmap(), &mut q, dir.as_ptr()) };
+        match from_err_ptr(d) {
+            // SAFETY: a referenced dentry, which the `ARef` now owns.
+            Ok(d) => Ok(NonNull::new(d).map(|d| unsafe { ARef::from_raw(d.cast()) })),
+            Err(e) if e == ENOENT || e == super::errno::enametoolong() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads xattr `name` of `d` into `buf` (or only its size, for an empty `buf`).
+    pub(crate) fn getxattr(
+        &self,
+        _m: &AsMounter<'_>,
+        d: &Dentry,
+        name: &CStr,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let ptr = if buf.is_empty() {
+            core::ptr::null_mut()
+        } else {
+            buf.as_mut_ptr()
+        };
+        // SAFETY: mount and dentry are live; `ptr` is NULL or valid for `buf.len()` bytes.
+        let r = unsafe {
+            bindings::vfs_getxattr(
+                self.idmap(),
+                d.as_ptr(),
+                name.as_char_ptr(),
+                ptr.cast(),
+                buf.len(),
+            )
+        };
+        ssize_result(r)
+    }
+
+    /// Lists the xattr names of `d` into `buf` (or returns the size needed).
+    pub(crate) fn listxattr(
+        &self,
+        _m: &AsMounter<'_>,
+        d: &Dentry,
+        buf: &mut [u8],
+    ) -> Result<usize> {
+        let ptr = if buf.is_empty() {
+            core::ptr::null_mut()
+        } else {
+            buf.as_mut_ptr()
+        };
+        // SAFETY: the dentry is live; `ptr` is NULL or valid for `buf.len()` bytes.
+        ssize_result(unsafe { bindings::vfs_listxattr(d.as_ptr(), ptr.cast(), buf.len()) })
+    }
+
+    /// The attributes of `d`, as `stat` reports them.
+    pub(crate) fn stat(&self, _m: &AsMounter<'_>, d: &Dentry) -> Result<RealStat> {
+        let path = RealPath {
+            mnt: self,
+            dentry: d,
+        }
+        .raw();
+        // SAFETY: all-zero is a valid kstat to be filled.
+        let mut st = RealStat(unsafe { core::mem::zeroed() });
+        // SAFETY: `path` borrows a live path; `st` is ours.
+        to_result(unsafe {
+            bindings::vfs_getattr(
+                &path,
+                &mut st.0,
+                bindings::STATX_BASIC_STATS,
+                bindings::AT_STATX_SYNC_AS_STAT,
+            )
+        })?;
+        Ok(st)
+    }
+
+    /// Fills the caller's `stat` with the attributes of `d`, without asking the security
+    /// module again: the caller's `vfs_getattr` asked it about the union object (overlayfs'
+    /// `ovl_real_getattr_nosec`).
+    pub(crate) fn getattr_nosec(
+        &self,
+        _m: &AsMounter<'_>,
+        d: &Dentry,
+        stat: &mut super::Kstat<'_>,
+        request_mask: u32,
+        flags: u32,
+    ) -> Result {
+        let path = RealPath {
+            mnt: self,
+            dentry: d,
+        }
+        .raw();
+        // SAFETY: `path` borrows a live path; `stat` is the caller's kstat.
+        to_result(unsafe { bindings::vfs_getattr_nosec(&path, stat.0, request_mask, flags) })
+    }
+
+    /// The target of symlink `d`.
+    pub(crate) fn read_link(&self, _m: &AsMounter<'_>, d: &Dentry) -> Result<CString> {
+        let mut done = bindings::delayed_call {
+            fn_: None,
+            arg: core::ptr::null_mut(),
+        };
+        // SAFETY: the dentry is live; `done` is ours and run below.
+        let link = unsafe { bindings::vfs_get_link(d.as_ptr(), &mut done) };
+        let copy = from_err_ptr(link.cast_mut()).and_then(|p| {
+            // SAFETY: a NUL-terminated string, valid until `done` runs.
+            CString::try_from(unsafe { CStr::from_char_ptr(p) }).map_err(|_| ENOMEM)
+        });
+        // SAFETY: `done` was set up by `vfs_get_link` (or is empty).
+        unsafe { cb::unionrs_do_delayed_call(&mut done) };
+        copy
+    }
+
+    /// The POSIX ACL `name` (`system.posix_acl_*`) of `d`, as `getfacl` sees it.
+    pub(crate) fn get_acl(
+        &self,
+        _m: &AsMounter<'_>,
+        d: &Dentry,
+        name: &CStr,
+    ) -> Result<Option<Acl>> {
+        // SAFETY: mount and dentry are live; `name` is NUL-terminated.
+        let acl = unsafe { cb::vfs_get_acl(self.idmap(), d.as_ptr(), name.as_char_ptr()) };
+        match from_err_ptr(acl) {
+            Ok(p) => Ok(NonNull::new(p).map(Acl)),
+            Err(e) if e == super::errno::enodata() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The mounter's permission check of `mask` on `inode`, a real inode of this layer (also
+    /// in RCU walk: `inode_permission` honours `MAY_NOT_BLOCK`).
+    pub(crate) fn inode_permission(&self, _m: &AsMounter<'_>, inode: &Inode, mask: i32) -> Result {
+        // SAFETY: the inode and the mount's idmap are valid for the call.
+        to_result(unsafe { bindings::inode_permission(self.idmap(), inode.as_ptr(), mask) })
+    }
 }
 
 impl Drop for LayerMount {
     fn drop(&mut self) {
         // SAFETY: we own the private clone (type invariant).
         unsafe { bindings::kern_unmount(self.as_ptr()) };
+    }
+}
+
+/// A `qstr` naming `name` (no hash; the lookup computes it).
+pub(super) fn qstr(name: &[u8]) -> Result<bindings::qstr> {
+    let len = u32::try_from(name.len()).map_err(|_| super::errno::enametoolong())?;
+    // SAFETY: all-zero is a valid qstr (hash 0, length 0, NULL name).
+    let mut q: bindings::qstr = unsafe { core::mem::zeroed() };
+    q.__bindgen_anon_1.__bindgen_anon_1.len = len;
+    q.name = name.as_ptr();
+    Ok(q)
+}
+
+/// A byte count or a negative errno, from C.
+pub(super) fn ssize_result(r: isize) -> Result<usize> {
+    if r < 0 {
+        Err(Error::from_errno(r as c_int))
+    } else {
+        Ok(r as usize)
     }
 }
 
@@ -77,5 +247,80 @@ impl RealPath<'_> {
             mnt: self.mnt.as_ptr(),
             dentry: self.dentry.as_ptr(),
         }
+    }
+}
+
+/// Attributes of a real object, as `stat` reports them.
+pub(crate) struct RealStat(pub(super) bindings::kstat);
+
+impl RealStat {
+    pub(crate) fn mode(&self) -> u32 {
+        u32::from(self.0.mode)
+    }
+
+    pub(crate) fn rdev(&self) -> u32 {
+        self.0.rdev
+    }
+
+    pub(crate) fn size(&self) -> i64 {
+        self.0.size
+    }
+
+    pub(crate) fn ino(&self) -> u64 {
+        self.0.ino
+    }
+
+    pub(crate) fn uid(&self) -> super::cred::Kuid {
+        self.0.uid
+    }
+
+    pub(crate) fn gid(&self) -> super::cred::Kgid {
+        self.0.gid
+    }
+
+    pub(crate) fn atime(&self) -> bindings::timespec64 {
+        self.0.atime
+    }
+
+    pub(crate) fn mtime(&self) -> bindings::timespec64 {
+        self.0.mtime
+    }
+}
+
+/// A POSIX ACL we hold a reference on (released on drop).
+///
+/// # Invariants
+///
+/// The pointer is a valid `posix_acl` whose reference we own.
+pub(crate) struct Acl(NonNull<bindings::posix_acl>);
+
+impl Acl {
+    /// Borrows the ACL as the VFS passes ACLs in.
+    pub(crate) fn as_passed(&self) -> PosixAcl {
+        PosixAcl(self.0.as_ptr())
+    }
+
+    /// Gives up our reference to a caller that takes it over (the VFS' `get_acl`).
+    pub(crate) fn into_raw(self) -> *mut bindings::posix_acl {
+        let p = self.0.as_ptr();
+        core::mem::forget(self);
+        p
+    }
+
+    /// Takes over a reference the VFS gave us (or NULL for none).
+    ///
+    /// # Safety
+    ///
+    /// `p` must be NULL or an ACL whose reference the caller gives up.
+    pub(crate) unsafe fn from_raw(p: *mut bindings::posix_acl) -> Option<Self> {
+        // INVARIANT: as the caller promises.
+        NonNull::new(p).map(Self)
+    }
+}
+
+impl Drop for Acl {
+    fn drop(&mut self) {
+        // SAFETY: we own a reference (type invariant).
+        unsafe { cb::unionrs_posix_acl_release(self.0.as_ptr()) };
     }
 }

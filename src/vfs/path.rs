@@ -2,8 +2,8 @@
 
 //! Owned paths (a mount plus a dentry).
 
+use super::bindings as cb;
 use super::dentry::Dentry;
-use super::ffi;
 use kernel::bindings;
 use kernel::error::{from_err_ptr, to_result};
 use kernel::prelude::*;
@@ -32,7 +32,13 @@ impl Path {
             dentry: core::ptr::null_mut(),
         };
         // SAFETY: `name` is NUL-terminated and `inner` is a valid out parameter.
-        to_result(unsafe { ffi::unionrs_kern_path(name.as_char_ptr(), follow, &mut inner) })?;
+        to_result(unsafe {
+            cb::kern_path(
+                name.as_char_ptr(),
+                if follow { cb::UNIONRS_LOOKUP_FOLLOW } else { 0 },
+                &mut inner,
+            )
+        })?;
         // INVARIANT: on success `kern_path` returns a referenced path.
         Ok(Self { inner })
     }
@@ -76,7 +82,7 @@ impl Path {
     /// Whether the mount of this path is read-only.
     pub(crate) fn mount_is_readonly(&self) -> bool {
         // SAFETY: the mount is valid while we hold our reference.
-        unsafe { ffi::unionrs_mnt_is_readonly(self.inner.mnt) }
+        unsafe { bindings::__mnt_is_readonly(self.inner.mnt) }
     }
 
     /// The stacking depth of the filesystem (0 for a disk filesystem).

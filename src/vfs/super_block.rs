@@ -2,7 +2,7 @@
 
 //! Superblocks of our own filesystem.
 
-use super::ffi;
+use super::bindings as cb;
 use super::fs_type::FileSystem;
 use core::marker::PhantomData;
 use kernel::bindings;
@@ -41,16 +41,22 @@ impl NewSuperBlock {
         }
     }
 
-    /// Marks the filesystem read-only.
-    /// Sets the filesystem's uuid.
+    /// Sets the filesystem's uuid (what `statx` and `FS_IOC_GETFSUUID` report).
     pub(crate) fn set_uuid(&self, uuid: &[u8; 16]) {
         // SAFETY: the superblock is being set up by us; `uuid` is 16 valid bytes.
-        unsafe { super::ffi::unionrs_sb_set_uuid(self.0.get(), uuid.as_ptr()) };
+        unsafe { cb::unionrs_super_set_uuid(self.raw(), uuid.as_ptr()) };
     }
 
+    /// Marks the filesystem read-only.
     pub(crate) fn set_readonly(&self) {
         // SAFETY: nobody else uses the superblock during `fill_super` (type invariant).
-        unsafe { ffi::unionrs_sb_set_rdonly(self.raw()) };
+        unsafe { (*self.raw()).s_flags |= cb::UNIONRS_SB_RDONLY as c_ulong };
+    }
+
+    /// Lets the VFS ask the filesystem for POSIX ACLs in permission checks.
+    pub(crate) fn set_posix_acls(&self) {
+        // SAFETY: nobody else uses the superblock during `fill_super` (type invariant).
+        unsafe { (*self.raw()).s_flags |= cb::UNIONRS_SB_POSIXACL as c_ulong };
     }
 }
 

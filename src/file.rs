@@ -1,0 +1,112 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Open regular files: the real file their I/O goes to, and overlayfs' rule that an open file
+//! follows its object's copy-up.
+//!
+//! Opening for write (or with `O_TRUNC`) copies the object up first. A file opened before
+//! its object was copied up (by another writer, a `chmod`, ...) keeps reading the lower file
+//! until then, and from its next I/O on goes to the upper copy, which it opens once.
+
+use crate::inode::real_path;
+use crate::superblock::UnionFs;
+use crate::vfs::{FileOps, FsInode, RealFile, UserFile};
+use kernel::bindings;
+use kernel::prelude::*;
+use kernel::sync::SetOnce;
+
+/// Per open regular file: the real file that I/O goes to.
+pub(crate) struct OpenFile {
+    real: RealFile,
+    /// The upper copy, opened on first use when the object was copied up after this open.
+    upper: SetOnce<RealFile>,
+}
+
+impl OpenFile {
+    pub(crate) fn new(real: RealFile) -> Self {
+        Self {
+            real,
+            upper: SetOnce::new(),
+        }
+    }
+}
+
+/// The flags of the real file for a union file opened with `flags`: creating and truncating
+/// happened on the union (by copy-up), not to be repeated on the real file.
+fn real_flags(flags: u32) -> u32 {
+    flags & !(bindings::O_CREAT | bindings::O_EXCL | bindings::O_NOCTTY | bindings::O_TRUNC)
+        | bindings::O_LARGEFILE
+}
+
+/// Opens the real object of `inode` as the backing file of `file`.
+fn open_real(inode: &FsInode<UnionFs>, file: &UserFile) -> Result<RealFile> {
+    let fs = inode.sb().info();
+    RealFile::open_backing(
+        &fs.as_mounter(),
+        file,
+        real_path(inode)?,
+        real_flags(file.flags()),
+        &fs.creds,
+    )
+}
+
+#[vtable]
+impl FileOps for UnionFs {
+    type OpenFile = OpenFile;
+
+    fn open(inode: &FsInode<Self>, file: &UserFile) -> Result<OpenFile> {
+        crate::copy_up::prepare_open(file.dentry(), file.flags())?;
+        Ok(OpenFile::new(open_real(inode, file)?))
+    }
+
+    fn io_file<'a>(
+        inode: &FsInode<Self>,
+        file: &UserFile,
+        of: &'a OpenFile,
+    ) -> Result<&'a RealFile> {
+        if let Some(u) = of.upper.as_ref() {
+            return Ok(u);
+        }
+        if core::ptr::eq(real_path(inode)?.dentry, of.real.dentry()) {
+            return Ok(&of.real);
+        }
+        // Copied up since the open: from now on, the upper copy.
+        of.upper.populate(open_real(inode, file)?);
+        // Whoever won the race finishes publishing right away.
+        loop {
+            if let Some(u) = of.upper.as_ref() {
+                return Ok(u);
+            }
+            core::hint::spin_loop();
+        }
+    }
+
+    fn fsync(
+        inode: &FsInode<Self>,
+        file: &UserFile,
+        of: &OpenFile,
+        start: i64,
+        end: i64,
+        datasync: bool,
+    ) -> Result {
+        let real = Self::io_file(inode, file, of)?;
+        real.fsync_range(&inode.sb().info().as_mounter(), start, end, datasync)
+    }
+
+    fn fallocate(
+        inode: &FsInode<Self>,
+        file: &UserFile,
+        of: &OpenFile,
+        mode: i32,
+        offset: i64,
+        len: i64,
+    ) -> Result {
+        let real = Self::io_file(inode, file, of)?;
+        let _lock = inode.lock();
+        // As the caller: with the mounter's credentials the real filesystem would keep the
+        // set-user-ID bit.
+        file.remove_privs()?;
+        let r = real.fallocate(&inode.sb().info().as_mounter(), mode, offset, len);
+        inode.copy_size_from(real.inode());
+        r
+    }
+}

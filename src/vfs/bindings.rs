@@ -1,0 +1,24 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The C declarations the module uses beyond `kernel::bindings`: generated at build time by
+//! `scripts/gen-bindings` from `helpers.h` (exported kernel functions of headers the kernel's
+//! bindings leave out, the C helpers, the Rust hooks the C tables call, and the constants
+//! shared with C). Nothing here is written by hand.
+
+#[allow(
+    dead_code,
+    improper_ctypes,
+    missing_docs,
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    unsafe_op_in_unsafe_fn,
+    unreachable_pub,
+    clippy::all,
+    clippy::undocumented_unsafe_blocks
+)]
+mod generated {
+    include!("bindings_generated.rs");
+}
+
+pub(crate) use generated::*;

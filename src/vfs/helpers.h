@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * unionrs: everything the Rust code needs from C beyond `kernel::bindings`, declared once for
+ * both languages. scripts/gen-bindings runs bindgen over this file at build time, so the
+ * Rust declarations of the exported kernel functions from the headers below, of the helpers
+ * in helpers.c, of the Rust hooks that the C tables call and of the constants here all come
+ * from the same text the C compiler reads.
+ */
+#ifndef UNIONRS_HELPERS_H
+#define UNIONRS_HELPERS_H
+
+#include <linux/backing-file.h>
+#include <linux/cred.h>
+#include <linux/fs.h>
+#include <linux/fs_context.h>
+#include <linux/fs_parser.h>
+#include <linux/fs_stack.h>
+#include <linux/mount.h>
+#include <linux/namei.h>
+#include <linux/posix_acl.h>
+#include <linux/posix_acl_xattr.h>
+#include <linux/security.h>
+#include <linux/seq_file.h>
+#include <linux/splice.h>
+#include <linux/statfs.h>
+#include <linux/uio.h>
+#include <linux/xattr.h>
+
+/* Mount option numbers: the parameter table (helpers.c) gives them, params.rs reads them. */
+enum unionrs_opt {
+	UNIONRS_OPT_LOWERDIR,
+	UNIONRS_OPT_LOWERDIR_ADD,
+	UNIONRS_OPT_UPPERDIR,
+	UNIONRS_OPT_WORKDIR,
+	UNIONRS_OPT_USERXATTR,
+	UNIONRS_OPT_INDEX,
+	UNIONRS_OPT_METACOPY,
+	UNIONRS_OPT_NFS_EXPORT,
+	UNIONRS_OPT_REDIRECT_DIR,
+	UNIONRS_OPT_XINO,
+	UNIONRS_OPT_UUID,
+};
+
+/* The values of the enumerated options, as the parameter table maps their words. */
+enum unionrs_redirect_dir {
+	UNIONRS_REDIRECT_DIR_OFF,
+	UNIONRS_REDIRECT_DIR_FOLLOW,
+	UNIONRS_REDIRECT_DIR_NOFOLLOW,
+	UNIONRS_REDIRECT_DIR_ON,
+};
+
+enum unionrs_xino {
+	UNIONRS_XINO_OFF,
+	UNIONRS_XINO_AUTO,
+	UNIONRS_XINO_ON,
+};
+
+enum unionrs_uuid {
+	UNIONRS_UUID_OFF,
+	UNIONRS_UUID_NULL,
+	UNIONRS_UUID_AUTO,
+	UNIONRS_UUID_ON,
+};
+
+/* Kernel constants that bindgen cannot evaluate (BIT() and casts), under our prefix. */
+enum unionrs_kernel_constants {
+	UNIONRS_LOOKUP_FOLLOW = LOOKUP_FOLLOW,
+	UNIONRS_SB_RDONLY = SB_RDONLY,
+	UNIONRS_SB_POSIXACL = SB_POSIXACL,
+	UNIONRS_FMODE_OPENED = (__force unsigned int)FMODE_OPENED,
+	UNIONRS_ACL_TYPE_ACCESS = ACL_TYPE_ACCESS,
+	UNIONRS_ACL_TYPE_DEFAULT = ACL_TYPE_DEFAULT,
+	UNIONRS_SPLICE_F_MOVE = SPLICE_F_MOVE,
+};
+
+/* The filesystem type (helpers.c), registered by Rust. */
+extern struct file_system_type unionrs_fs_type;
+
+/* Rust hooks that the C tables call (src/vfs/fs_type.rs checks them against these). */
+void *unionrs_rs_fc_alloc(void);
+void unionrs_rs_fc_free(void *cfg);
+int unionrs_rs_parse_param(struct fs_context *fc, void *cfg, int opt, const char *string,
+			   struct file *file, u32 uint_32, bool negated);
+int unionrs_rs_parse_monolithic(struct fs_context *fc, void *data);
+int unionrs_rs_fill_super(struct super_block *sb, struct fs_context *fc, void *cfg);
+int unionrs_rs_reconfigure(struct fs_context *fc, void *cfg, struct super_block *sb,
+			   bool wants_rw);
+void unionrs_rs_free_sb_info(void *info);
+
+/* Helpers (helpers.c): one static inline function, macro or opaque field each. */
+void unionrs_fc_log(struct fs_context *fc, char level, const char *msg);
+bool unionrs_fc_has_log(struct fs_context *fc);
+bool unionrs_fc_is_reconfigure(struct fs_context *fc);
+bool unionrs_fc_oldapi(struct fs_context *fc);
+void unionrs_seq_show_option(struct seq_file *m, const char *name, const char *value);
+const struct cred *unionrs_override_creds(const struct cred *cred);
+const struct cred *unionrs_revert_creds(const struct cred *old);
+const struct cred *unionrs_current_cred(void);
+struct mnt_idmap *unionrs_mnt_idmap(struct vfsmount *mnt);
+bool unionrs_inode_is_new(struct inode *inode);
+unsigned long unionrs_inode_state_read(struct inode *inode);
+void unionrs_inode_state_set(struct inode *inode, unsigned long flags);
+void unionrs_inode_state_clear(struct inode *inode, unsigned long flags);
+void unionrs_inode_lock(struct inode *inode);
+void unionrs_inode_unlock(struct inode *inode);
+int unionrs_get_write_access(struct inode *inode);
+void unionrs_put_write_access(struct inode *inode);
+void unionrs_end_creating(struct dentry *child);
+struct dentry *unionrs_end_creating_keep(struct dentry *child);
+void unionrs_end_removing(struct dentry *child);
+bool unionrs_d_unhashed(struct dentry *d);
+size_t unionrs_iov_iter_count(const struct iov_iter *iter);
+void unionrs_init_sync_kiocb(struct kiocb *kiocb, struct file *file);
+void unionrs_posix_acl_release(struct posix_acl *acl);
+void unionrs_do_delayed_call(struct delayed_call *call);
+bool unionrs_fatal_signal_pending(void);
+int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name);
+void unionrs_super_set_uuid(struct super_block *sb, const u8 *uuid);
+
+#endif /* UNIONRS_HELPERS_H */
