@@ -8,12 +8,12 @@
 //! upper layer shows either no copy or a complete one; leftovers in the work directory are
 //! removed at the next mount. Copy-ups of one object are serialized by its `copy_up_lock`.
 
+use crate::dir::Expect;
 use crate::inode::RealEntry;
 use crate::superblock::UnionFs;
 use crate::vfs::real::lsm_copies_xattr;
 use crate::vfs::{
-    AsMounter, Dentry, FsInode, Iattr, NewObject, RealFile, RealPath, RealStat, Rename, RenameEnd,
-    SuperBlock,
+    AsMounter, Dentry, FsInode, Iattr, NewObject, RealFile, RealPath, RealStat, SuperBlock,
 };
 use kernel::bindings;
 use kernel::prelude::*;
@@ -107,7 +107,6 @@ impl UnionFs {
         let lpath = self.real_path(lower)?;
         let st = lpath.mnt.stat(m, lpath.dentry)?;
         let mnt = &self.upper_layer()?.mnt;
-        let work = self.work_dir()?;
         let mode = st.mode();
         let target: CString;
         let what = match mode & bindings::S_IFMT {
@@ -127,16 +126,16 @@ impl UnionFs {
             }
             self.copy_xattrs(m, lpath, temp)?;
             self.copy_attrs(m, temp, &st)?;
-            let rename = Rename {
-                old_parent: work,
-                old: RenameEnd::Dentry(temp),
-                new_parent: upper_parent,
-                new: RenameEnd::Name(name),
-                // Never over anything, not even a whiteout: a whiteout there means the
-                // object was removed meanwhile.
-                flags: RENAME_NOREPLACE,
-            };
-            mnt.rename(m, &rename, |_, _| Ok(()))
+            // Never over anything, not even a whiteout: a whiteout there means the object
+            // was removed meanwhile.
+            self.move_into_place(
+                m,
+                temp,
+                upper_parent,
+                name,
+                RENAME_NOREPLACE,
+                &Expect::default(),
+            )
         })?;
         // The temporary dentry was moved: it is the upper object now.
         Ok(copy)

@@ -52,7 +52,7 @@ fn dir_changed(dir: &FsInode<UnionFs>) {
 /// What a rename on the upper layer must find under its locks, else the union's view was
 /// stale (`ESTALE`).
 #[derive(Default)]
-struct Expect<'a> {
+pub(crate) struct Expect<'a> {
     /// The source is this object.
     old: Option<&'a Inode>,
     /// The target is this object.
@@ -165,25 +165,43 @@ impl UnionFs {
             if is_dir {
                 mnt.set_xattr(m, temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
             }
-            let rename = Rename {
-                old_parent: work,
-                old: RenameEnd::Dentry(temp),
-                new_parent: parent,
-                new: RenameEnd::Name(name),
-                // A directory cannot replace a non-directory: swap, then drop the whiteout.
-                flags: if is_dir { RENAME_EXCHANGE } else { 0 },
-            };
+            // A directory cannot replace a non-directory: swap, then drop the whiteout.
+            let flags = if is_dir { RENAME_EXCHANGE } else { 0 };
             let expect = Expect {
                 new_free: true,
                 ..Default::default()
             };
-            let replaced = mnt.rename(m, &rename, |o, n| expect.check(o, n))?;
+            let replaced = self.move_into_place(m, temp, parent, name, flags, &expect)?;
             if is_dir {
                 let _ = mnt.remove(m, work, &replaced);
             }
             Ok(())
         })?;
         Ok(new)
+    }
+
+    /// Moves `temp`, built in the work directory, to `name` in upper directory `parent` (with
+    /// `RENAME_*` `flags`), once what the rename finds under its locks is what `expect` says;
+    /// returns what is at the target afterwards (what `RENAME_EXCHANGE` swapped out, say).
+    pub(crate) fn move_into_place(
+        &self,
+        m: &AsMounter<'_>,
+        temp: &Dentry,
+        parent: &Dentry,
+        name: &[u8],
+        flags: u32,
+        expect: &Expect<'_>,
+    ) -> Result<ARef<Dentry>> {
+        let rename = Rename {
+            old_parent: self.work_dir()?,
+            old: RenameEnd::Dentry(temp),
+            new_parent: parent,
+            new: RenameEnd::Name(name),
+            flags,
+        };
+        self.upper_layer()?
+            .mnt
+            .rename(m, &rename, |o, n| expect.check(o, n))
     }
 
     /// Replaces upper directory `upper` (at `name` in `parent`), which holds only whiteouts,
@@ -209,18 +227,11 @@ impl UnionFs {
                 self.copy_xattrs(m, path, temp)?;
                 mnt.set_xattr(m, temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
                 self.copy_attrs(m, temp, &st)?;
-                let rename = Rename {
-                    old_parent: work,
-                    old: RenameEnd::Dentry(temp),
-                    new_parent: parent,
-                    new: RenameEnd::Name(name),
-                    flags: RENAME_EXCHANGE,
-                };
                 let expect = Expect {
                     new: upper.inode(),
                     ..Default::default()
                 };
-                mnt.rename(m, &rename, |o, n| expect.check(o, n))
+                self.move_into_place(m, temp, parent, name, RENAME_EXCHANGE, &expect)
             },
         )?;
         let _ = self.remove_tree(m, work, &old, 1);
@@ -268,19 +279,13 @@ impl UnionFs {
             rdev: bindings::WHITEOUT_DEV,
         };
         let (_, replaced) = self.build_in_work(m, wh, |temp| {
-            let rename = Rename {
-                old_parent: work,
-                old: RenameEnd::Dentry(temp),
-                new_parent: parent,
-                new: RenameEnd::Name(name),
-                flags: if is_dir { RENAME_EXCHANGE } else { 0 },
-            };
             let expect = Expect {
                 new: upper.and_then(|u| u.inode()),
                 new_free: upper.is_none(),
                 ..Default::default()
             };
-            mnt.rename(m, &rename, |o, n| expect.check(o, n))
+            let flags = if is_dir { RENAME_EXCHANGE } else { 0 };
+            self.move_into_place(m, temp, parent, name, flags, &expect)
         })?;
         if is_dir {
             let _ = mnt.remove(m, work, &replaced);

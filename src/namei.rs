@@ -87,29 +87,21 @@ impl UnionFs {
             if self.is_whiteout(m, layer, &child, inode) {
                 break;
             }
-            if inode.is_dir() {
-                let opaque = self.opaque_value(m, layer, &child) == b'y';
-                stack.push(
-                    RealEntry {
-                        layer: e.layer,
-                        dentry: child,
-                    },
-                    GFP_KERNEL,
-                )?;
-                if opaque {
-                    break;
-                }
-            } else {
-                // A non-directory is only visible on top; below a directory it is hidden.
-                if stack.is_empty() {
-                    stack.push(
-                        RealEntry {
-                            layer: e.layer,
-                            dentry: child,
-                        },
-                        GFP_KERNEL,
-                    )?;
-                }
+            let is_dir = inode.is_dir();
+            // A non-directory is only visible on top; below a directory it is hidden.
+            if !is_dir && !stack.is_empty() {
+                break;
+            }
+            let opaque = is_dir && self.opaque_value(m, layer, &child) == b'y';
+            stack.push(
+                RealEntry {
+                    layer: e.layer,
+                    dentry: child,
+                },
+                GFP_KERNEL,
+            )?;
+            // Directories merge down to an opaque one; a non-directory ends the stack.
+            if !is_dir || opaque {
                 break;
             }
         }

@@ -91,11 +91,7 @@ impl LayerMount {
         name: &CStr,
         buf: &mut [u8],
     ) -> Result<usize> {
-        let ptr = if buf.is_empty() {
-            core::ptr::null_mut()
-        } else {
-            buf.as_mut_ptr()
-        };
+        let ptr = out_ptr(buf);
         // SAFETY: mount and dentry are live; `ptr` is NULL or valid for `buf.len()` bytes.
         let r = unsafe {
             bindings::vfs_getxattr(
@@ -116,11 +112,7 @@ impl LayerMount {
         d: &Dentry,
         buf: &mut [u8],
     ) -> Result<usize> {
-        let ptr = if buf.is_empty() {
-            core::ptr::null_mut()
-        } else {
-            buf.as_mut_ptr()
-        };
+        let ptr = out_ptr(buf);
         // SAFETY: the dentry is live; `ptr` is NULL or valid for `buf.len()` bytes.
         ssize_result(unsafe { bindings::vfs_listxattr(d.as_ptr(), ptr.cast(), buf.len()) })
     }
@@ -222,6 +214,15 @@ pub(super) fn qstr(name: &[u8]) -> Result<bindings::qstr> {
     q.__bindgen_anon_1.__bindgen_anon_1.len = len;
     q.name = name.as_ptr();
     Ok(q)
+}
+
+/// A buffer for C to fill: NULL for an empty one (a question for the size needed).
+fn out_ptr(buf: &mut [u8]) -> *mut c_void {
+    if buf.is_empty() {
+        core::ptr::null_mut()
+    } else {
+        buf.as_mut_ptr().cast()
+    }
 }
 
 /// A byte count or a negative errno, from C.

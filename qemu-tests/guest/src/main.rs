@@ -20,6 +20,7 @@ mod module_load;
 mod mount_options;
 mod readonly;
 mod sys;
+mod tree;
 mod trees;
 mod util;
 mod writable;

@@ -5,16 +5,16 @@
 
 use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
+use crate::tree::{self, diff_groups, diff_trees, names_in, read_file, walk, Cmp, DirStream, Inos, Walk, WalkOpts};
 use crate::trees::{self, layer_paths, stamp_times, three_layers, Layer, Spread};
-use crate::util::{bpath, bytes_diff, errno_of, join_rel, parent_rel, show, verdict, XorShift};
+use crate::util::{bpath, bytes_diff, errno_of, show, verdict, XorShift};
 use crate::{check, Test, TestResult};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::ffi::{CStr, CString};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ffi::CString;
 use std::fs::{self, File};
 use std::hash::Hash;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -33,18 +33,6 @@ pub fn tests() -> Vec<Test> {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-/// The whole content of a regular file, through read(2).
-fn read_file(p: &Path) -> Result<Vec<u8>, i32> {
-    let mut f = File::open(p).map_err(|e| errno_of(&e))?;
-    let mut v = Vec::new();
-    f.read_to_end(&mut v).map_err(|e| errno_of(&e))?;
-    Ok(v)
-}
-
-fn readlink(p: &Path) -> Result<Vec<u8>, i32> {
-    fs::read_link(p).map(|t| t.into_os_string().into_vec()).map_err(|e| errno_of(&e))
-}
-
 fn describe_err<T>(r: &Result<T, i32>, ok: impl Fn(&T) -> String) -> String {
     match r {
         Ok(v) => ok(v),
@@ -52,18 +40,9 @@ fn describe_err<T>(r: &Result<T, i32>, ok: impl Fn(&T) -> String) -> String {
     }
 }
 
-/// The d_type readdir should report for a file mode.
-fn dtype_of(mode: u32) -> u8 {
-    match mode & libc::S_IFMT {
-        libc::S_IFDIR => libc::DT_DIR,
-        libc::S_IFREG => libc::DT_REG,
-        libc::S_IFLNK => libc::DT_LNK,
-        libc::S_IFCHR => libc::DT_CHR,
-        libc::S_IFBLK => libc::DT_BLK,
-        libc::S_IFIFO => libc::DT_FIFO,
-        libc::S_IFSOCK => libc::DT_SOCK,
-        _ => libc::DT_UNKNOWN,
-    }
+/// The names in directory `p`, as a set.
+fn name_set(p: &Path) -> Result<BTreeSet<Vec<u8>>, i32> {
+    Ok(names_in(p)?.into_iter().collect())
 }
 
 /// Mounts `fstype` ("unionrs" or "overlay") over `layers` (top first) at `target`.
@@ -86,451 +65,44 @@ fn mount_both(s: &mut Scratch, layers: &[&Path]) -> Result<(PathBuf, PathBuf), S
 }
 
 // ---------------------------------------------------------------------------------------------
-// Raw directory streams (opendir/readdir/telldir/seekdir), for d_type, d_ino and positions
-
-struct DirEnt {
-    name: Vec<u8>,
-    ino: u64,
-    d_type: u8,
-}
-
-struct DirStream(*mut libc::DIR);
-
-impl DirStream {
-    fn open(p: &Path) -> Result<Self, i32> {
-        let c = sys::cpath(p);
-        // SAFETY: valid string; opendir returns a stream or NULL.
-        let d = unsafe { libc::opendir(c.as_ptr()) };
-        if d.is_null() {
-            Err(sys::errno())
-        } else {
-            Ok(Self(d))
-        }
-    }
-
-    /// The next entry, None at the end.
-    fn next(&mut self) -> Result<Option<DirEnt>, i32> {
-        // SAFETY: errno is thread-local; readdir only sets it on error.
-        unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: self.0 is an open stream.
-        let e = unsafe { libc::readdir64(self.0) };
-        if e.is_null() {
-            let err = sys::errno();
-            return if err == 0 { Ok(None) } else { Err(err) };
-        }
-        // SAFETY: a non-NULL result points to a valid entry until the next call on the stream.
-        let e = unsafe { &*e };
-        // SAFETY: d_name is NUL-terminated.
-        let name = unsafe { CStr::from_ptr(e.d_name.as_ptr()) }.to_bytes().to_vec();
-        Ok(Some(DirEnt { name, ino: e.d_ino, d_type: e.d_type }))
-    }
-
-    fn fd(&self) -> libc::c_int {
-        // SAFETY: self.0 is an open stream.
-        unsafe { libc::dirfd(self.0) }
-    }
-
-    fn tell(&mut self) -> libc::c_long {
-        // SAFETY: self.0 is an open stream.
-        unsafe { libc::telldir(self.0) }
-    }
-
-    fn seek(&mut self, pos: libc::c_long) {
-        // SAFETY: self.0 is an open stream.
-        unsafe { libc::seekdir(self.0, pos) }
-    }
-
-    fn rewind(&mut self) {
-        // SAFETY: self.0 is an open stream.
-        unsafe { libc::rewinddir(self.0) }
-    }
-
-    /// Every remaining entry, "." and ".." included.
-    fn read_all(&mut self) -> Result<Vec<DirEnt>, i32> {
-        let mut out = Vec::new();
-        while let Some(e) = self.next()? {
-            out.push(e);
-        }
-        Ok(out)
-    }
-}
-
-impl Drop for DirStream {
-    fn drop(&mut self) {
-        // SAFETY: we own the stream.
-        unsafe { libc::closedir(self.0) };
-    }
-}
-
-fn read_dir_raw(p: &Path) -> Result<Vec<DirEnt>, i32> {
-    DirStream::open(p)?.read_all()
-}
-
-/// The names in directory `p`, without "." and "..".
-fn names_in(p: &Path) -> Result<BTreeSet<Vec<u8>>, i32> {
-    Ok(read_dir_raw(p)?.into_iter().map(|e| e.name).filter(|n| n != b"." && n != b"..").collect())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Walking a tree and comparing two walks
-
-/// The lstat fields that are compared.
-#[derive(Clone, Copy, PartialEq)]
-struct Stat {
-    mode: u32,
-    nlink: u64,
-    uid: u32,
-    gid: u32,
-    size: i64,
-    rdev: u64,
-    mtime: i64,
-    mtime_nsec: i64,
-    ino: u64,
-    dev: u64,
-    blocks: i64,
-}
-
-impl Stat {
-    fn of(p: &Path) -> Result<Stat, i32> {
-        Ok(Stat::from(&sys::lstat(p)?))
-    }
-
-    fn from(s: &libc::stat) -> Stat {
-        Stat {
-            mode: s.st_mode,
-            nlink: s.st_nlink,
-            uid: s.st_uid,
-            gid: s.st_gid,
-            size: s.st_size,
-            rdev: s.st_rdev,
-            mtime: s.st_mtime,
-            mtime_nsec: s.st_mtime_nsec,
-            ino: s.st_ino,
-            dev: s.st_dev,
-            blocks: s.st_blocks,
-        }
-    }
-
-    /// lstat of `name` in the directory open as `dirfd`.
-    fn at(dirfd: libc::c_int, name: &[u8]) -> Result<Stat, i32> {
-        let c = std::ffi::CString::new(name).map_err(|_| libc::EINVAL)?;
-        // SAFETY: zeroed stat is a valid out parameter.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid fd, string and out pointer.
-        if unsafe { libc::fstatat(dirfd, c.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
-            return Err(sys::errno());
-        }
-        Ok(Stat::from(&st))
-    }
-
-    fn is_dir(&self) -> bool {
-        self.mode & libc::S_IFMT == libc::S_IFDIR
-    }
-}
+// Comparing a union with overlayfs
 
 /// overlayfs' private xattrs: probed on every directory, since listxattr may hide them.
 const PRIVATE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "trusted.overlay.whiteout"];
 
-type Xattrs = Result<Vec<(Vec<u8>, Result<Vec<u8>, i32>)>, i32>;
+/// The directory whose entries are compared by stat only: the 100 000 empty files of big/
+/// would take most of the run to open and list the xattrs of under an emulated CPU, and the
+/// rest of the tree covers those paths.
+const SHALLOW_DIRS: &[&[u8]] = &[b"big"];
 
-/// What one object looks like.
-struct Node {
-    /// d_type and d_ino as the parent's readdir reported them (the root: DT_DIR, its st_ino).
-    d_type: u8,
-    d_ino: u64,
-    stat: Result<Stat, i32>,
-    /// Regular files: the content.
-    content: Option<Result<Vec<u8>, i32>>,
-    /// Symlinks: the target.
-    link: Option<Result<Vec<u8>, i32>>,
-    /// Sorted xattr names, each with its value.
-    xattrs: Xattrs,
-    /// Directories: lgetxattr of each PRIVATE_XATTRS name.
-    private: Vec<Result<Vec<u8>, i32>>,
+/// How the read-only tests read a tree; `dir_dino` where readdir's d_ino of directories must
+/// match st_ino.
+fn walk_opts(dir_dino: bool) -> WalkOpts<'static> {
+    WalkOpts { shallow: SHALLOW_DIRS, probes: &PRIVATE_XATTRS, dir_dino, dotdot: dir_dino }
 }
 
-/// The directory whose entries `walk` compares by stat only (see there).
-const SHALLOW_DIR: &[u8] = b"big";
-
-impl Node {
-    fn stat_only(d_type: u8, d_ino: u64, stat: Result<Stat, i32>) -> Node {
-        Node { d_type, d_ino, stat, content: None, link: None, xattrs: Ok(vec![]), private: vec![] }
+/// How the read-only tests compare two trees: everything but atime (reads may set it), inode
+/// numbers of directories too with `dir_inos`.
+fn compare_opts(dir_inos: bool) -> Cmp<'static> {
+    Cmp {
+        nlink: true,
+        blocks: true,
+        d_type: true,
+        inos: if dir_inos { Inos::All } else { Inos::NonDirs },
+        dino_not_worse: false,
+        links: false,
+        times: &|_| (false, true),
+        xattr_skip: &[],
+        xattr_presence: &[],
     }
-
-    fn read(p: &Path, d_type: u8, d_ino: u64, stat: Result<Stat, i32>) -> Node {
-        let fmt = stat.as_ref().map_or(0, |s| s.mode & libc::S_IFMT);
-        let xattrs = sys::llistxattr(p).map(|mut names| {
-            names.sort();
-            names
-                .into_iter()
-                .map(|n| {
-                    let v = sys::lgetxattr(p, &n);
-                    (n, v)
-                })
-                .collect()
-        });
-        Node {
-            d_type,
-            d_ino,
-            content: (fmt == libc::S_IFREG).then(|| read_file(p)),
-            link: (fmt == libc::S_IFLNK).then(|| readlink(p)),
-            private: if fmt == libc::S_IFDIR { PRIVATE_XATTRS.iter().map(|n| sys::lgetxattr(p, n.as_bytes())).collect() } else { vec![] },
-            xattrs,
-            stat,
-        }
-    }
-
-    fn kind(&self) -> &'static str {
-        match self.stat.as_ref().map(|s| s.mode & libc::S_IFMT) {
-            Ok(libc::S_IFDIR) => "directory",
-            Ok(libc::S_IFREG) => "file",
-            Ok(libc::S_IFLNK) => "symlink",
-            Ok(libc::S_IFCHR) => "char device",
-            Ok(libc::S_IFBLK) => "block device",
-            Ok(libc::S_IFIFO) => "fifo",
-            Ok(_) => "other",
-            Err(_) => "unstat-able entry",
-        }
-    }
-}
-
-/// Which readdir d_ino values must equal the lstat st_ino of the same entry.
-#[derive(Clone, Copy)]
-struct WalkOpts {
-    /// Directories too (entries that are directories, and ".").
-    dino_of_dirs: bool,
-    /// ".." against the parent directory (not at the root, whose ".." is outside).
-    dotdot: bool,
-}
-
-/// A whole tree, keyed by path relative to its root.
-struct Walk {
-    label: String,
-    nodes: BTreeMap<Vec<u8>, Node>,
-    /// Inconsistencies within this tree (readdir against lstat, duplicate names, ...).
-    problems: Vec<String>,
-}
-
-/// Reads the tree at `root` without following symlinks.
-fn walk(label: &str, root: &Path, opts: WalkOpts) -> Result<Walk, String> {
-    let root_stat = Stat::of(root).map_err(|e| format!("{label}: lstat {}: {}", root.display(), errno_name(e)))?;
-    let mut w = Walk { label: label.to_string(), nodes: BTreeMap::new(), problems: vec![] };
-    w.nodes.insert(vec![], Node::read(root, libc::DT_DIR, root_stat.ino, Ok(root_stat)));
-    let mut pending: Vec<Vec<u8>> = vec![vec![]];
-    while let Some(dir) = pending.pop() {
-        let dir_path = bpath(root, &dir);
-        // Entries are stat'ed relative to the open directory: one path component per call
-        // instead of the whole path, which matters for 100 000 entries under emulation.
-        let mut stream = DirStream::open(&dir_path);
-        let entries = match stream.as_mut().map_err(|e| *e).and_then(|s| s.read_all()) {
-            Ok(e) => e,
-            Err(e) => {
-                w.problems.push(format!("{label} {}: readdir: {}", show(&dir), errno_name(e)));
-                continue;
-            }
-        };
-        let ino_of = |w: &Walk, rel: &[u8]| w.nodes.get(rel).and_then(|n| n.stat.as_ref().ok()).map(|s| s.ino);
-        let (dir_ino, parent_ino) = (ino_of(&w, &dir), ino_of(&w, parent_rel(&dir)));
-        let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(entries.len());
-        for e in entries {
-            if !seen.insert(e.name.clone()) {
-                w.problems.push(format!("{label} {}: readdir lists {:?} twice", show(&dir), e.name.escape_ascii().to_string()));
-                continue;
-            }
-            if e.name == b"." || e.name == b".." {
-                let (want, check) = if e.name == b"." {
-                    (dir_ino, opts.dino_of_dirs)
-                } else {
-                    (parent_ino, opts.dotdot && opts.dino_of_dirs && !dir.is_empty())
-                };
-                if check && Some(e.ino) != want {
-                    w.problems.push(format!(
-                        "{label} {}: readdir d_ino of {:?} is {}, lstat st_ino {:?}",
-                        show(&dir),
-                        String::from_utf8_lossy(&e.name),
-                        e.ino,
-                        want
-                    ));
-                }
-                if e.d_type != libc::DT_DIR {
-                    w.problems.push(format!("{label} {}: d_type of {:?} is {}", show(&dir), String::from_utf8_lossy(&e.name), e.d_type));
-                }
-                continue;
-            }
-            let rel = join_rel(&dir, &e.name);
-            let p = bpath(root, &rel);
-            let stat = match &stream {
-                Ok(st) => Stat::at(st.fd(), &e.name),
-                Err(_) => Stat::of(&p),
-            };
-            match &stat {
-                Err(err) => w.problems.push(format!("{label} {}: listed by readdir, but lstat fails: {}", show(&rel), errno_name(*err))),
-                Ok(st) => {
-                    if e.d_type != dtype_of(st.mode) {
-                        w.problems.push(format!("{label} {}: readdir d_type {}, lstat mode {:o}", show(&rel), e.d_type, st.mode));
-                    }
-                    if (opts.dino_of_dirs || !st.is_dir()) && e.ino != st.ino {
-                        w.problems.push(format!("{label} {}: readdir d_ino {}, lstat st_ino {}", show(&rel), e.ino, st.ino));
-                    }
-                    if st.is_dir() {
-                        pending.push(rel.clone());
-                    }
-                }
-            }
-            // The 100 000 empty files of big/ are compared by name, type, inode and stat only:
-            // opening each one and listing its xattrs on both mounts would take most of the
-            // run under an emulated CPU, and the rest of the tree covers those paths.
-            let node = if dir == SHALLOW_DIR { Node::stat_only(e.d_type, e.ino, stat) } else { Node::read(&p, e.d_type, e.ino, stat) };
-            w.nodes.insert(rel, node);
-        }
-        for dot in [&b"."[..], b".."] {
-            if !seen.contains(dot) {
-                w.problems.push(format!("{label} {}: readdir lacks {:?}", show(&dir), String::from_utf8_lossy(dot)));
-            }
-        }
-    }
-    Ok(w)
-}
-
-/// Differences between two walks of what should be the same tree. Directory inode numbers
-/// (st_ino and d_ino) are compared only with `compare_dir_ino`; st_dev never (each mount has
-/// its own).
-fn diff_walks(a: &Walk, b: &Walk, compare_dir_ino: bool) -> Vec<String> {
-    let mut out = vec![];
-    // Subtrees already reported as a whole (missing on one side, or of another type).
-    let mut reported: HashSet<&[u8]> = HashSet::new();
-    let under_reported = |reported: &HashSet<&[u8]>, rel: &[u8]| {
-        let mut r = rel;
-        while !r.is_empty() {
-            r = parent_rel(r);
-            if reported.contains(r) {
-                return true;
-            }
-        }
-        false
-    };
-    let (la, lb) = (&a.label, &b.label);
-    for (rel, na) in &a.nodes {
-        let Some(nb) = b.nodes.get(rel) else {
-            if !under_reported(&reported, rel) {
-                out.push(format!("{}: {} on {la}, missing on {lb}", show(rel), na.kind()));
-                reported.insert(rel.as_slice());
-            }
-            continue;
-        };
-        if under_reported(&reported, rel) {
-            continue;
-        }
-        let before = out.len();
-        diff_nodes(rel, la, na, lb, nb, compare_dir_ino, &mut out);
-        if out.len() > before && na.kind() != nb.kind() {
-            reported.insert(rel.as_slice());
-        }
-    }
-    for (rel, nb) in &b.nodes {
-        if !a.nodes.contains_key(rel) && !under_reported(&reported, rel) {
-            out.push(format!("{}: {} on {lb}, missing on {la}", show(rel), nb.kind()));
-            reported.insert(rel.as_slice());
-        }
-    }
-    out
-}
-
-fn diff_nodes(rel: &[u8], la: &str, a: &Node, lb: &str, b: &Node, compare_dir_ino: bool, out: &mut Vec<String>) {
-    let mut field = |name: &str, x: String, y: String| {
-        if x != y {
-            out.push(format!("{}: {name}: {la} {x}, {lb} {y}", show(rel)));
-        }
-    };
-    field("d_type", a.d_type.to_string(), b.d_type.to_string());
-    match (&a.stat, &b.stat) {
-        (Ok(x), Ok(y)) => {
-            field("st_mode", format!("{:o}", x.mode), format!("{:o}", y.mode));
-            field("st_nlink", x.nlink.to_string(), y.nlink.to_string());
-            field("st_uid", x.uid.to_string(), y.uid.to_string());
-            field("st_gid", x.gid.to_string(), y.gid.to_string());
-            field("st_size", x.size.to_string(), y.size.to_string());
-            field("st_rdev", format!("{:#x}", x.rdev), format!("{:#x}", y.rdev));
-            field("st_mtime", format!("{}.{:09}", x.mtime, x.mtime_nsec), format!("{}.{:09}", y.mtime, y.mtime_nsec));
-            field("st_blocks", x.blocks.to_string(), y.blocks.to_string());
-            if compare_dir_ino || !(x.is_dir() || y.is_dir()) {
-                field("st_ino", x.ino.to_string(), y.ino.to_string());
-                field("d_ino", a.d_ino.to_string(), b.d_ino.to_string());
-            }
-        }
-        (x, y) => field("lstat", describe_err(x, |_| "ok".into()), describe_err(y, |_| "ok".into())),
-    }
-    match (&a.content, &b.content) {
-        (Some(Ok(x)), Some(Ok(y))) if x != y => out.push(format!("{}: content differs: {la} vs {lb}: {}", show(rel), bytes_diff(x, y))),
-        (x, y) if x.is_some() && y.is_some() && x != y => {
-            let d =
-                |c: &Option<Result<Vec<u8>, i32>>| c.as_ref().map_or(String::new(), |r| describe_err(r, |v| format!("{} bytes", v.len())));
-            out.push(format!("{}: read: {la} {}, {lb} {}", show(rel), d(x), d(y)));
-        }
-        _ => {}
-    }
-    let text = |r: &Result<Vec<u8>, i32>| describe_err(r, |v| format!("{:?}", v.escape_ascii().to_string()));
-    let mut field = |name: &str, x: String, y: String| {
-        if x != y {
-            out.push(format!("{}: {name}: {la} {x}, {lb} {y}", show(rel)));
-        }
-    };
-    if let (Some(x), Some(y)) = (&a.link, &b.link) {
-        field("readlink", text(x), text(y));
-    }
-    let xattrs = |x: &Xattrs| {
-        describe_err(x, |list| {
-            let items: Vec<String> = list.iter().map(|(n, v)| format!("{}={}", n.escape_ascii(), text(v))).collect();
-            format!("[{}]", items.join(", "))
-        })
-    };
-    field("xattrs", xattrs(&a.xattrs), xattrs(&b.xattrs));
-    for (i, name) in PRIVATE_XATTRS.iter().enumerate() {
-        if let (Some(x), Some(y)) = (a.private.get(i), b.private.get(i)) {
-            field(&format!("getxattr {name}"), text(x), text(y));
-        }
-    }
-}
-
-/// Objects with the same `key` form groups (hard links share st_dev/st_ino, say); the groups
-/// must be the same in both walks. Objects for which `key` gives None are left out.
-fn diff_groups<K: Hash + Eq>(a: &Walk, b: &Walk, what: &str, key: impl Fn(&Stat) -> Option<K>) -> Vec<String> {
-    fn group_ids<'w, K: Hash + Eq>(w: &'w Walk, key: &impl Fn(&Stat) -> Option<K>) -> HashMap<&'w [u8], usize> {
-        let mut ids: HashMap<K, usize> = HashMap::new();
-        let mut of = HashMap::new();
-        for (rel, n) in &w.nodes {
-            if let Some(k) = n.stat.as_ref().ok().and_then(key) {
-                let next = ids.len();
-                of.insert(rel.as_slice(), *ids.entry(k).or_insert(next));
-            }
-        }
-        of
-    }
-    let (ga, gb) = (group_ids(a, &key), group_ids(b, &key));
-    let mut out = vec![];
-    // For each group on one side: its counterpart on the other, and the path that set it.
-    let mut a2b: HashMap<usize, (usize, &[u8])> = HashMap::new();
-    let mut b2a: HashMap<usize, (usize, &[u8])> = HashMap::new();
-    for rel in a.nodes.keys() {
-        let rel = rel.as_slice();
-        let (Some(&x), Some(&y)) = (ga.get(rel), gb.get(rel)) else { continue };
-        let (want_y, first_a) = *a2b.entry(x).or_insert((y, rel));
-        let (want_x, first_b) = *b2a.entry(y).or_insert((x, rel));
-        if want_y != y {
-            out.push(format!("{} and {} share {what} on {} but not on {}", show(rel), show(first_a), a.label, b.label));
-        } else if want_x != x {
-            out.push(format!("{} and {} share {what} on {} but not on {}", show(rel), show(first_b), b.label, a.label));
-        }
-    }
-    out
 }
 
 /// Objects that must not share a key with any other object in the same walk.
-fn unique_in<K: Hash + Eq>(w: &Walk, what: &str, key: impl Fn(&Stat) -> Option<K>) -> Vec<String> {
+fn unique_in<K: Hash + Eq>(w: &Walk, what: &str, key: impl Fn(&libc::stat) -> Option<K>) -> Vec<String> {
     let mut first: HashMap<K, &[u8]> = HashMap::new();
     let mut out = vec![];
     for (rel, n) in &w.nodes {
-        if let Some(k) = n.stat.as_ref().ok().and_then(&key) {
+        if let Some(k) = key(&n.st) {
             if let Some(other) = first.insert(k, rel.as_slice()) {
                 out.push(format!("{} {} and {} have the same {what}", w.label, show(rel), show(other)));
             }
@@ -541,12 +113,11 @@ fn unique_in<K: Hash + Eq>(w: &Walk, what: &str, key: impl Fn(&Stat) -> Option<K
 
 /// Objects (only directories, with `dirs_only`) whose st_dev differs from the root's.
 fn check_devs(w: &Walk, dirs_only: bool) -> Vec<String> {
-    let Some(Ok(root)) = w.nodes.get(&b""[..]).map(|n| n.stat) else { return vec![] };
+    let Some(root) = w.nodes.get(&b""[..]).map(|n| n.st) else { return vec![] };
     w.nodes
         .iter()
-        .filter_map(|(rel, n)| n.stat.as_ref().ok().map(|s| (rel, s)))
-        .filter(|(_, s)| (!dirs_only || s.is_dir()) && s.dev != root.dev)
-        .map(|(rel, s)| format!("{} {}: st_dev {:#x}, the mount root's is {:#x}", w.label, show(rel), s.dev, root.dev))
+        .filter(|(_, n)| (!dirs_only || n.is_dir()) && n.st.st_dev != root.st_dev)
+        .map(|(rel, n)| format!("{} {}: st_dev {:#x}, the mount root's is {:#x}", w.label, show(rel), n.st.st_dev, root.st_dev))
         .collect()
 }
 
@@ -564,28 +135,25 @@ struct Compared {
 /// Walks the unionrs tree at `ours` and the overlayfs tree at `reference` and lists every
 /// difference, plus what is inconsistent within either tree.
 fn compare_trees(ours: &Path, reference: &Path, opts: &CompareOpts) -> Result<Compared, String> {
-    let a = walk("unionrs", ours, WalkOpts { dino_of_dirs: true, dotdot: true })?;
+    let a = walk("unionrs", ours, &walk_opts(true));
     crate::progress("walked the unionrs tree");
     // overlayfs' ".." d_ino is the top layer's parent, not always the union parent's st_ino;
     // with layers on several filesystems its directory d_ino are real numbers but st_ino not.
-    let b = walk("overlayfs", reference, WalkOpts { dino_of_dirs: opts.same_fs, dotdot: false })?;
-    let mut diffs = vec![];
-    diffs.extend(a.problems.iter().cloned());
-    diffs.extend(b.problems.iter().map(|p| format!("{p} (the reference itself)")));
-    diffs.extend(diff_walks(&a, &b, opts.same_fs));
-    let non_dir = |s: &Stat| !s.is_dir();
+    let b = walk("overlayfs (the reference)", reference, &WalkOpts { dotdot: false, ..walk_opts(opts.same_fs) });
+    let mut diffs = diff_trees(&a.label, &a, &b.label, &b, &compare_opts(opts.same_fs));
+    let non_dir = |s: &libc::stat| !tree::is_fmt(s, libc::S_IFDIR);
     if opts.same_fs {
         for w in [&a, &b] {
             diffs.extend(check_devs(w, false));
         }
-        diffs.extend(diff_groups(&a, &b, "st_ino", |s| Some((s.dev, s.ino))));
+        diffs.extend(diff_groups((&a.label, &a), (&b.label, &b), "st_ino", |s| Some((s.st_dev, s.st_ino))));
     } else {
         for w in [&a, &b] {
             diffs.extend(check_devs(w, true));
-            diffs.extend(unique_in(w, "directory st_dev/st_ino", |s| s.is_dir().then_some((s.dev, s.ino))));
+            diffs.extend(unique_in(w, "directory st_dev/st_ino", |s| (!non_dir(s)).then_some((s.st_dev, s.st_ino))));
         }
-        diffs.extend(diff_groups(&a, &b, "st_dev/st_ino", |s| non_dir(s).then_some((s.dev, s.ino))));
-        diffs.extend(diff_groups(&a, &b, "st_dev", |s| non_dir(s).then_some(s.dev)));
+        diffs.extend(diff_groups((&a.label, &a), (&b.label, &b), "st_dev/st_ino", |s| non_dir(s).then_some((s.st_dev, s.st_ino))));
+        diffs.extend(diff_groups((&a.label, &a), (&b.label, &b), "st_dev", |s| non_dir(s).then_some(s.st_dev)));
     }
     Ok(Compared { diffs, ours: a })
 }
@@ -647,7 +215,7 @@ fn check_rich_model(label: &str, root: &Path, big_expected: &BTreeSet<Vec<u8>>) 
             describe_err(&other, |c| format!("{:?}", c.escape_ascii().to_string()))
         )),
     }
-    match names_in(&root.join("opq")) {
+    match name_set(&root.join("opq")) {
         Ok(n) if n.len() == 1 && n.contains(&b"l0_in_opq"[..]) => {}
         other => out.push(format!("{label} /opq: names {}, want only l0_in_opq", describe_err(&other, |n| format!("{n:?}")))),
     }
@@ -663,7 +231,7 @@ fn check_rich_model(label: &str, root: &Path, big_expected: &BTreeSet<Vec<u8>>) 
         Err(e) => out.push(format!("{label}: a hard link is missing: {}", errno_name(e))),
     }
     // The big directory: exactly the names the layers define.
-    match names_in(&root.join("big")) {
+    match name_set(&root.join("big")) {
         Ok(got) => {
             if &got != big_expected {
                 let missing: Vec<String> = big_expected.difference(&got).take(3).map(|n| n.escape_ascii().to_string()).collect();
@@ -684,10 +252,10 @@ fn check_rich_model(label: &str, root: &Path, big_expected: &BTreeSet<Vec<u8>>) 
 /// one tmpfs in the test.
 fn differential_same_fs() -> TestResult {
     let mut s = Scratch::new("ro_differential");
-    let layers = three_layers(&s);
+    let layers = three_layers(&s)?;
     let big = Spread::new(trees::BIG_FAST, trees::BIG_DUP_EVERY, trees::BIG_WHITEOUT_EVERY);
     crate::progress("differential: building the layers");
-    trees::build_differential(&layers, &big);
+    trees::build_differential(&layers, &big)?;
     compare_differential(&mut s, &layers, &big)
 }
 
@@ -781,22 +349,22 @@ fn check_seek(dir: &Path, rel: &str, rng: &mut XorShift) -> Result<Vec<String>, 
 
 fn seekdir() -> TestResult {
     let mut s = Scratch::new("ro_seekdir");
-    let layers = three_layers(&s);
+    let layers = three_layers(&s)?;
     let spread = Spread::new(3000, 10, 7);
-    spread.build(&layers, "m");
+    spread.build(&layers, "m")?;
     let expected_m = spread.visible();
     for i in 0..600 {
-        layers[1].node(format!("s/f{i}"), libc::S_IFREG | 0o644, 0);
+        layers[1].node(format!("s/f{i}"), libc::S_IFREG | 0o644, 0)?;
     }
-    layers[2].file("bottom_only", "x");
+    layers[2].file("bottom_only", "x")?;
     let (u, o) = mount_both(&mut s, &layer_paths(&layers))?;
 
     let mut diffs = vec![];
     let mut rng = XorShift(SEED);
     for rel in ["m", "s", ""] {
         diffs.extend(check_seek(&bpath(&u, rel.as_bytes()), rel, &mut rng)?);
-        let ours = names_in(&bpath(&u, rel.as_bytes())).map_err(|e| format!("unionrs readdir /{rel}: {}", errno_name(e)))?;
-        let theirs = names_in(&bpath(&o, rel.as_bytes())).map_err(|e| format!("overlayfs readdir /{rel}: {}", errno_name(e)))?;
+        let ours = name_set(&bpath(&u, rel.as_bytes())).map_err(|e| format!("unionrs readdir /{rel}: {}", errno_name(e)))?;
+        let theirs = name_set(&bpath(&o, rel.as_bytes())).map_err(|e| format!("overlayfs readdir /{rel}: {}", errno_name(e)))?;
         if ours != theirs {
             let only_u: Vec<String> = ours.difference(&theirs).take(3).map(|n| n.escape_ascii().to_string()).collect();
             let only_o: Vec<String> = theirs.difference(&ours).take(3).map(|n| n.escape_ascii().to_string()).collect();
@@ -911,15 +479,15 @@ const F_CONTENT: &[u8] = b"the lower file f\n";
 
 fn erofs() -> TestResult {
     let mut s = Scratch::new("ro_erofs");
-    let (l0, l1) = (Layer::new(s.path("l0")), Layer::new(s.path("l1")));
-    l0.file("d/in0", "top\n").file("top_file", "top\n").xattr("d", "user.test", "d-value");
-    l1.file("f", F_CONTENT).xattr("f", "user.test", "f-value").file("d/in1", "lower\n").symlink("ln", "f");
+    let (l0, l1) = (Layer::new(s.path("l0"))?, Layer::new(s.path("l1"))?);
+    l0.file("d/in0", "top\n")?.file("top_file", "top\n")?.xattr("d", "user.test", "d-value")?;
+    l1.file("f", F_CONTENT)?.xattr("f", "user.test", "f-value")?.file("d/in1", "lower\n")?.symlink("ln", "f")?;
     for (i, l) in [&l0, &l1].iter().enumerate() {
-        stamp_times(&l.root, 1_100_000_000 + i as i64 * 1_000_000, &[]);
+        stamp_times(&l.root, 1_100_000_000 + i as i64 * 1_000_000, &[])?;
     }
-    let f_before = Stat::of(&l1.path("f")).map_err(|e| format!("lstat lower f: {}", errno_name(e)))?;
-    let layer_opts = WalkOpts { dino_of_dirs: true, dotdot: true };
-    let before = [walk("l0 before", &l0.root, layer_opts)?, walk("l1 before", &l1.root, layer_opts)?];
+    let f_before = sys::lstat(&l1.path("f")).map_err(|e| format!("lstat lower f: {}", errno_name(e)))?;
+    let layer_opts = walk_opts(true);
+    let before = [walk("l0 before", &l0.root, &layer_opts), walk("l1 before", &l1.root, &layer_opts)];
     let (u, o) = mount_both(&mut s, &[&l0.root, &l1.root])?;
 
     let mut diffs = vec![];
@@ -931,20 +499,20 @@ fn erofs() -> TestResult {
     }
 
     // Nothing reached the layers.
-    let after = [walk("l0 after", &l0.root, layer_opts)?, walk("l1 after", &l1.root, layer_opts)?];
+    let after = [walk("l0 after", &l0.root, &layer_opts), walk("l1 after", &l1.root, &layer_opts)];
     for (b, a) in before.iter().zip(&after) {
-        diffs.extend(diff_walks(b, a, true));
+        diffs.extend(diff_trees(&b.label, b, &a.label, a, &compare_opts(true)));
     }
-    match (read_file(&l1.path("f")), Stat::of(&l1.path("f"))) {
+    match (read_file(&l1.path("f")), sys::lstat(&l1.path("f"))) {
         (Ok(c), Ok(st)) => {
             check!(c == F_CONTENT, "lower f changed: {}", bytes_diff(F_CONTENT, &c));
             check!(
-                (st.mtime, st.mtime_nsec) == (f_before.mtime, f_before.mtime_nsec),
+                (st.st_mtime, st.st_mtime_nsec) == (f_before.st_mtime, f_before.st_mtime_nsec),
                 "lower f mtime changed from {}.{:09} to {}.{:09}",
-                f_before.mtime,
-                f_before.mtime_nsec,
-                st.mtime,
-                st.mtime_nsec
+                f_before.st_mtime,
+                f_before.st_mtime_nsec,
+                st.st_mtime,
+                st.st_mtime_nsec
             );
         }
         (c, st) => diffs.push(format!("lower f: read {}, lstat {}", describe_err(&c, |_| "ok".into()), describe_err(&st, |_| "ok".into()))),
@@ -1063,11 +631,11 @@ fn atime_case(label: &str, file: &Path, lower: &Path, want: &[u8], tmp: &Path) -
 
 fn no_atime_on_lower() -> TestResult {
     let mut s = Scratch::new("ro_atime");
-    let (l0, l1) = (Layer::new(s.path("l0")), Layer::new(s.path("l1")));
-    l0.file("other", "x\n");
+    let (l0, l1) = (Layer::new(s.path("l0"))?, Layer::new(s.path("l1"))?);
+    l0.file("other", "x\n")?;
     // Three pages and a bit, so that mmap and splice cross page boundaries.
     let data: Vec<u8> = (0..12_411u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
-    l1.file("data", &data);
+    l1.file("data", &data)?;
     let (u, o) = mount_both(&mut s, &[&l0.root, &l1.root])?;
     let lower = l1.path("data");
     let mut diffs = atime_case("unionrs", &u.join("data"), &lower, &data, &s.path("sendfile-unionrs"))?;
@@ -1136,31 +704,32 @@ impl Drop for MultiFs {
     }
 }
 
-fn build_multi_fs_tree(l: &[Layer; 3]) {
+fn build_multi_fs_tree(l: &[Layer; 3]) -> TestResult {
     let [l0, l1, l2] = l;
     for (i, layer) in l.iter().enumerate() {
         layer
-            .file(format!("merged/l{i}"), format!("layer {i}\n"))
-            .file(format!("merged/sub/l{i}"), format!("sub, layer {i}\n"))
-            .file(format!("merged/sub/deeper/l{i}"), format!("deeper, layer {i}\n"))
-            .file("merged/shared", format!("shared, layer {i} version\n"));
+            .file(format!("merged/l{i}"), format!("layer {i}\n"))?
+            .file(format!("merged/sub/l{i}"), format!("sub, layer {i}\n"))?
+            .file(format!("merged/sub/deeper/l{i}"), format!("deeper, layer {i}\n"))?
+            .file("merged/shared", format!("shared, layer {i} version\n"))?;
     }
-    l0.whiteout("merged/wh").whiteout("gone_dir");
-    l1.file("merged/wh", "hidden\n").file("gone_dir/x", "hidden\n");
-    l2.file("merged/wh", "hidden\n");
-    l0.opaque("opq", "y").file("opq/top", "visible\n");
-    l1.file("opq/mid", "hidden\n");
-    l2.file("opq/bottom", "hidden\n");
-    l0.file("file_over_dir", "file\n");
-    l2.file("file_over_dir/inner", "hidden\n");
+    l0.whiteout("merged/wh")?.whiteout("gone_dir")?;
+    l1.file("merged/wh", "hidden\n")?.file("gone_dir/x", "hidden\n")?;
+    l2.file("merged/wh", "hidden\n")?;
+    l0.opaque("opq", "y")?.file("opq/top", "visible\n")?;
+    l1.file("opq/mid", "hidden\n")?;
+    l2.file("opq/bottom", "hidden\n")?;
+    l0.file("file_over_dir", "file\n")?;
+    l2.file("file_over_dir/inner", "hidden\n")?;
     // Hard links on ext4, one of them in a merged directory.
-    l1.file("ext4_links/a", "linked\n").hardlink("ext4_links/a", "ext4_links/b").hardlink("ext4_links/a", "merged/sub/c_link");
-    l1.symlink("merged/rel", "shared").xattr("merged/l1", "user.test", "ext4");
-    l2.symlink("merged/abs", "/nowhere/at/all").xattr("merged/l2", "user.test", "xfs").xattr("merged/sub", "user.dir", "xfs-dir");
-    l0.xattr("merged/l0", "user.test", "tmpfs");
-    l2.file("xfs_only/deep/file", "x\n").node("xfs_only/fifo", libc::S_IFIFO | 0o600, 0);
-    l1.dir("ext4_only/empty").file("ext4_only/owned", "x\n").chown("ext4_only/owned", 1000, 1000).chmod("ext4_only/owned", 0o640);
-    Spread::new(300, 10, 7).build(l, "spread");
+    l1.file("ext4_links/a", "linked\n")?.hardlink("ext4_links/a", "ext4_links/b")?.hardlink("ext4_links/a", "merged/sub/c_link")?;
+    l1.symlink("merged/rel", "shared")?.xattr("merged/l1", "user.test", "ext4")?;
+    l2.symlink("merged/abs", "/nowhere/at/all")?.xattr("merged/l2", "user.test", "xfs")?.xattr("merged/sub", "user.dir", "xfs-dir")?;
+    l0.xattr("merged/l0", "user.test", "tmpfs")?;
+    l2.file("xfs_only/deep/file", "x\n")?.node("xfs_only/fifo", libc::S_IFIFO | 0o600, 0)?;
+    l1.dir("ext4_only/empty")?.file("ext4_only/owned", "x\n")?.chown("ext4_only/owned", 1000, 1000)?.chmod("ext4_only/owned", 0o640)?;
+    Spread::new(300, 10, 7).build(l, "spread")?;
+    Ok(())
 }
 
 fn multi_fs() -> TestResult {
@@ -1168,10 +737,10 @@ fn multi_fs() -> TestResult {
     let l1_root = g.loop_fs("l1", 64 << 20, &["mkfs.ext4", "-q", "-F"], "ext4")?;
     // mkfs.xfs refuses filesystems under 300 MB; leave some room above that.
     let l2_root = g.loop_fs("l2", 320 << 20, &["mkfs.xfs", "-q", "-f"], "xfs")?;
-    let layers = [Layer::new(g.s.path("l0")), Layer { root: l1_root }, Layer { root: l2_root }];
-    build_multi_fs_tree(&layers);
+    let layers = [Layer::new(g.s.path("l0"))?, Layer { root: l1_root }, Layer { root: l2_root }];
+    build_multi_fs_tree(&layers)?;
     for (i, l) in layers.iter().enumerate() {
-        stamp_times(&l.root, 1_200_000_000 + i as i64 * 10_000_000, &[]);
+        stamp_times(&l.root, 1_200_000_000 + i as i64 * 10_000_000, &[])?;
     }
     let paths = layer_paths(&layers);
     let u = g.union("unionrs", "u", &paths)?;
@@ -1187,12 +756,12 @@ fn multi_fs() -> TestResult {
 
     // Directory inode numbers are the union's own here: they must stay the same when the
     // union's inodes are evicted and looked up again, and across a remount.
-    let before: Vec<(&Vec<u8>, u64)> = c.ours.nodes.iter().filter_map(|(rel, n)| n.stat.as_ref().ok().map(|s| (rel, s.ino))).collect();
+    let before: Vec<(&Vec<u8>, u64)> = c.ours.nodes.iter().map(|(rel, n)| (rel, n.st.st_ino)).collect();
     let recheck = |when: &str, diffs: &mut Vec<String>| {
         for (rel, ino) in &before {
-            match Stat::of(&bpath(&u, rel)) {
-                Ok(st) if st.ino == *ino => {}
-                Ok(st) => diffs.push(format!("unionrs {}: st_ino {ino} at first, {} {when}", show(rel), st.ino)),
+            match sys::lstat(&bpath(&u, rel)) {
+                Ok(st) if st.st_ino == *ino => {}
+                Ok(st) => diffs.push(format!("unionrs {}: st_ino {ino} at first, {} {when}", show(rel), st.st_ino)),
                 Err(e) => diffs.push(format!("unionrs {}: lstat {when}: {}", show(rel), errno_name(e))),
             }
         }

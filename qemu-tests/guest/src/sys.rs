@@ -18,6 +18,8 @@ pub fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
+/// An errno with its name (the one table of the tests), or with libc's text for the rare
+/// ones.
 pub fn errno_name(e: i32) -> String {
     let name = match e {
         0 => "success",
@@ -41,7 +43,16 @@ pub fn errno_name(e: i32) -> String {
         libc::EBADF => "EBADF",
         libc::EIO => "EIO",
         libc::EXDEV => "EXDEV",
-        _ => "",
+        libc::ENOSPC => "ENOSPC",
+        libc::ENXIO => "ENXIO",
+        libc::ESPIPE => "ESPIPE",
+        libc::EMLINK => "EMLINK",
+        libc::EFBIG => "EFBIG",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::EFAULT => "EFAULT",
+        libc::ESTALE => "ESTALE",
+        _ => return format!("{e} ({})", io::Error::from_raw_os_error(e)),
     };
     format!("{e} {name}")
 }

@@ -7,19 +7,20 @@
 //! Environment (qemu-tests/run passes it to the guest): UNIONRS_FSTYPE is the filesystem under
 //! test (default "unionrs"; "overlay" checks the harness against overlayfs itself),
 //! UNIONRS_SEED (decimal or 0x-hex) and UNIONRS_OPS (operations of the random test) make a run
-//! reproducible.
+//! reproducible; UNIONRS_TRACE prints each operation before it runs.
 
 use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
+use crate::tree::{self, diff_trees, is_fmt, kind, names_in, read_file as read_path, show_bytes, Cmp, Inos, Walk, WalkOpts};
+use crate::trees::{self, Layer};
 use crate::util::{bpath, bytes_diff, errno_of, first_lines, join_rel, parent_rel, show, verdict, XorShift};
 use crate::{check, progress, Test, TestResult};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirEntryExt, FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 
 pub fn tests() -> Vec<Test> {
@@ -66,40 +67,10 @@ fn base_name(rel: &[u8]) -> &[u8] {
     rel.iter().rposition(|b| *b == b'/').map_or(rel, |i| &rel[i + 1..])
 }
 
-/// Whether `rel` lies strictly below `dir`.
-fn is_below(rel: &[u8], dir: &[u8]) -> bool {
-    if dir.is_empty() {
-        return !rel.is_empty();
-    }
-    rel.len() > dir.len() && rel.starts_with(dir) && rel[dir.len()] == b'/'
-}
-
-/// An errno with its name, also for the ones sys::errno_name does not know.
-fn en(e: i32) -> String {
-    let name = match e {
-        libc::ENOSPC => "ENOSPC",
-        libc::ENXIO => "ENXIO",
-        libc::ESPIPE => "ESPIPE",
-        libc::EMLINK => "EMLINK",
-        libc::EFBIG => "EFBIG",
-        libc::ENAMETOOLONG => "ENAMETOOLONG",
-        libc::ETXTBSY => "ETXTBSY",
-        libc::EFAULT => "EFAULT",
-        libc::ESTALE => "ESTALE",
-        _ => "",
-    };
-    let n = errno_name(e);
-    match (name, n.ends_with(' ')) {
-        ("", true) => format!("{e} ({})", std::io::Error::from_raw_os_error(e)),
-        ("", false) => n,
-        (name, _) => format!("{e} {name}"),
-    }
-}
-
 fn describe<T>(r: &Result<T, i32>) -> String {
     match r {
         Ok(_) => "success".to_string(),
-        Err(e) => format!("error {}", en(*e)),
+        Err(e) => format!("error {}", errno_name(*e)),
     }
 }
 
@@ -128,12 +99,12 @@ fn open(p: &Path, flags: libc::c_int, mode: libc::mode_t) -> Result<OwnedFd, i32
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn pwrite_all(fd: &OwnedFd, data: &[u8], off: u64) -> Result<usize, i32> {
+/// Writes all of `data` with `write(rest, done)` (a write(2)-like call for the bytes not
+/// written yet), until done or a call writes nothing; how many bytes were written.
+fn write_fully(data: &[u8], mut write: impl FnMut(&[u8], usize) -> isize) -> Result<usize, i32> {
     let mut done = 0;
     while done < data.len() {
-        // SAFETY: the buffer is valid for the given length.
-        let n =
-            unsafe { libc::pwrite(fd.as_raw_fd(), data[done..].as_ptr().cast(), data.len() - done, (off + done as u64) as libc::off_t) };
+        let n = write(&data[done..], done);
         if n < 0 {
             return Err(sys::errno());
         }
@@ -143,43 +114,21 @@ fn pwrite_all(fd: &OwnedFd, data: &[u8], off: u64) -> Result<usize, i32> {
         done += n as usize;
     }
     Ok(done)
+}
+
+fn pwrite_all(fd: &OwnedFd, data: &[u8], off: u64) -> Result<usize, i32> {
+    // SAFETY: the buffer is valid for its length.
+    write_fully(data, |rest, done| unsafe {
+        libc::pwrite(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len(), (off + done as u64) as libc::off_t)
+    })
 }
 
 /// write(2) at the file position (O_APPEND files).
 fn write_all(fd: &OwnedFd, data: &[u8]) -> Result<usize, i32> {
-    let mut done = 0;
-    while done < data.len() {
-        // SAFETY: the buffer is valid for the given length.
-        let n = unsafe { libc::write(fd.as_raw_fd(), data[done..].as_ptr().cast(), data.len() - done) };
-        if n < 0 {
-            return Err(sys::errno());
-        }
-        if n == 0 {
-            break;
-        }
-        done += n as usize;
-    }
-    Ok(done)
+    // SAFETY: the buffer is valid for its length.
+    write_fully(data, |rest, _| unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) })
 }
 
-/// Everything from the file position on, through read(2).
-fn read_fd(fd: &OwnedFd) -> Result<Vec<u8>, i32> {
-    let mut out = Vec::new();
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        // SAFETY: buf is valid for its length.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n < 0 {
-            return Err(sys::errno());
-        }
-        if n == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(&buf[..n as usize]);
-    }
-}
-
-/// The whole file from offset 0, through pread(2) (the fd's position is left alone).
 fn pread_all(fd: &OwnedFd) -> Result<Vec<u8>, i32> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 65_536];
@@ -197,14 +146,6 @@ fn pread_all(fd: &OwnedFd) -> Result<Vec<u8>, i32> {
 }
 
 /// The content of a file; O_NONBLOCK so that a FIFO does not hang the test.
-fn read_path(p: &Path) -> Result<Vec<u8>, i32> {
-    read_fd(&open(p, libc::O_RDONLY | libc::O_NONBLOCK, 0)?)
-}
-
-fn readlink(p: &Path) -> Result<Vec<u8>, i32> {
-    fs::read_link(p).map(|t| t.into_os_string().into_encoded_bytes()).map_err(|e| errno_of(&e))
-}
-
 fn fstat(fd: &OwnedFd) -> Result<libc::stat, i32> {
     // SAFETY: zeroed stat is a valid out parameter.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -223,36 +164,9 @@ fn stat_follow(p: &Path) -> Result<libc::stat, i32> {
     Ok(st)
 }
 
-fn is_fmt(st: &libc::stat, fmt: libc::mode_t) -> bool {
-    st.st_mode & libc::S_IFMT == fmt
-}
-
-/// The names in a directory, sorted.
-fn names_in(p: &Path) -> Result<Vec<Vec<u8>>, i32> {
-    let mut v = Vec::new();
-    for e in fs::read_dir(p).map_err(|e| errno_of(&e))? {
-        v.push(e.map_err(|e| errno_of(&e))?.file_name().as_bytes().to_vec());
-    }
-    v.sort();
-    Ok(v)
-}
-
 /// Deterministic, position-dependent bytes.
 fn pattern(fill: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| fill.wrapping_add((i as u8).wrapping_mul(31)) ^ (i >> 9) as u8).collect()
-}
-
-fn fnv(b: &[u8]) -> u64 {
-    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| (h ^ *x as u64).wrapping_mul(0x0100_0000_01b3))
-}
-
-/// Short printable form of a value.
-fn show_bytes(v: &[u8]) -> String {
-    if v.len() <= 64 && v.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-        format!("{:?}", String::from_utf8_lossy(v))
-    } else {
-        format!("<{} bytes, fnv {:016x}>", v.len(), fnv(v))
-    }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -282,7 +196,7 @@ fn mount_union(fstype: &str, target: &Path, lowers: &[PathBuf], upper: &Path, wo
     let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
     let opts = format!("lowerdir={},upperdir={},workdir={},{UNION_OPTS}", lower.join(":"), upper.display(), work.display());
     let r = sys::mount("none", target, fstype, flags, &opts);
-    check!(r == 0, "mounting {fstype} at {} with {opts}: {}", target.display(), en(r));
+    check!(r == 0, "mounting {fstype} at {} with {opts}: {}", target.display(), errno_name(r));
     Ok(())
 }
 
@@ -293,120 +207,9 @@ fn mkdirs(p: &Path) -> TestResult {
 // ---------------------------------------------------------------------------------------------
 // Building layers
 
-/// One layer directory being populated; every step says which path failed.
-struct Layer<'a>(&'a Path);
-
-impl Layer<'_> {
-    fn p(&self, rel: &str) -> PathBuf {
-        self.0.join(rel)
-    }
-
-    fn parents(&self, p: &Path) -> TestResult {
-        p.parent().map_or(Ok(()), mkdirs)
-    }
-
-    fn dir(&self, rel: &str) -> Result<&Self, String> {
-        mkdirs(&self.p(rel))?;
-        Ok(self)
-    }
-
-    fn file(&self, rel: &str, data: &[u8]) -> Result<&Self, String> {
-        let p = self.p(rel);
-        self.parents(&p)?;
-        fs::write(&p, data).map_err(|e| format!("fixture: write {}: {e}", p.display()))?;
-        Ok(self)
-    }
-
-    /// Data at 0 and at 128 KiB, a hole in between and at the end (256 KiB in all).
-    fn sparse(&self, rel: &str) -> Result<&Self, String> {
-        let p = self.p(rel);
-        self.parents(&p)?;
-        let f = fs::File::create(&p).map_err(|e| format!("fixture: create {}: {e}", p.display()))?;
-        f.write_all_at(&pattern(1, 4096), 0)
-            .and_then(|()| f.write_all_at(&pattern(2, 4096), 128 << 10))
-            .and_then(|()| f.set_len(256 << 10))
-            .map_err(|e| format!("fixture: writing {}: {e}", p.display()))?;
-        Ok(self)
-    }
-
-    fn node(&self, rel: &str, mode: libc::mode_t, dev: libc::dev_t) -> Result<&Self, String> {
-        let p = self.p(rel);
-        self.parents(&p)?;
-        let r = sys::mknod(&p, mode, dev);
-        check!(r == 0, "fixture: mknod {}: {}", p.display(), en(r));
-        Ok(self)
-    }
-
-    fn fifo(&self, rel: &str) -> Result<&Self, String> {
-        self.node(rel, libc::S_IFIFO | 0o644, 0)
-    }
-
-    /// An overlayfs whiteout: a 0/0 character device.
-    fn whiteout(&self, rel: &str) -> Result<&Self, String> {
-        self.node(rel, libc::S_IFCHR, libc::makedev(0, 0))
-    }
-
-    fn symlink(&self, rel: &str, target: &str) -> Result<&Self, String> {
-        let p = self.p(rel);
-        self.parents(&p)?;
-        std::os::unix::fs::symlink(target, &p).map_err(|e| format!("fixture: symlink {}: {e}", p.display()))?;
-        Ok(self)
-    }
-
-    fn hardlink(&self, existing: &str, rel: &str) -> Result<&Self, String> {
-        let p = self.p(rel);
-        self.parents(&p)?;
-        fs::hard_link(self.p(existing), &p).map_err(|e| format!("fixture: link {}: {e}", p.display()))?;
-        Ok(self)
-    }
-
-    fn xattr(&self, rel: &str, name: &str, value: &[u8]) -> Result<&Self, String> {
-        let p = self.p(rel);
-        let r = sys::lsetxattr(&p, name, value);
-        check!(r == 0, "fixture: setxattr {name} on {}: {}", p.display(), en(r));
-        Ok(self)
-    }
-
-    /// A directory with `trusted.overlay.opaque`="y".
-    fn opaque(&self, rel: &str) -> Result<&Self, String> {
-        self.dir(rel)?.xattr(rel, "trusted.overlay.opaque", b"y")
-    }
-
-    fn chmod(&self, rel: &str, mode: u32) -> Result<&Self, String> {
-        let p = self.p(rel);
-        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(|e| format!("fixture: chmod {}: {e}", p.display()))?;
-        Ok(self)
-    }
-
-    fn chown(&self, rel: &str, uid: u32, gid: u32) -> Result<&Self, String> {
-        let p = self.p(rel);
-        std::os::unix::fs::lchown(&p, Some(uid), Some(gid)).map_err(|e| format!("fixture: chown {}: {e}", p.display()))?;
-        Ok(self)
-    }
-}
-
-/// Gives every object below `p` (and `p` itself) its own fixed atime and mtime derived from
-/// `base`, in name order, children before their directory. `n` counts the objects; an error
-/// comes with the path it concerns.
-fn stamp_tree(p: &Path, base: i64, n: &mut i64) -> Result<(), (PathBuf, i32)> {
-    let st = sys::lstat(p).map_err(|e| (p.to_path_buf(), e))?;
-    if is_fmt(&st, libc::S_IFDIR) {
-        for name in names_in(p).map_err(|e| (p.to_path_buf(), e))? {
-            stamp_tree(&p.join(OsStr::from_bytes(&name)), base, n)?;
-        }
-    }
-    *n += 1;
-    let t = (base + *n * 3_607, (*n * 7_919_111) % 1_000_000_000);
-    match sys::set_times(p, t, t) {
-        0 => Ok(()),
-        e => Err((p.to_path_buf(), e)),
-    }
-}
-
 /// Stamps a layer, so that its times are the same on every run.
 fn stamp_times(root: &Path, base: i64) -> TestResult {
-    stamp_tree(root, base, &mut 0).map_err(|(p, e)| format!("fixture: stamping times of {}: {}", p.display(), en(e)))
+    trees::stamp_times(root, base, &[])
 }
 
 /// The user.* xattrs the unions show from the layers (only the top layer's of a merged dir).
@@ -417,7 +220,7 @@ const FIXTURE_HIDDEN: &[&str] = &["hidden", "hidden_dir", "hidden_dir/x", "opq/o
 
 /// The layers of the random tests: L0 (bottom) and L1 (top).
 fn build_layers(l0: &Path, l1: &Path) -> TestResult {
-    let (b, t) = (Layer(l0), Layer(l1));
+    let (b, t) = (Layer::at(l0), Layer::at(l1));
     b.file("d1/a", b"alpha from L0\n")?
         .file("d1/b", &pattern(7, 200 << 10))?
         .file("d1/shadowed", b"L0 version\n")?
@@ -426,7 +229,7 @@ fn build_layers(l0: &Path, l1: &Path) -> TestResult {
         .file("d2/g", b"g in d2\n")?
         .file("empty", b"")?
         .file("small", b"small file\n")?
-        .sparse("sparse")?
+        .sparse("sparse", pattern)?
         .file("hl1", b"hard linked\n")?
         .hardlink("hl1", "d2/hl2")?
         .fifo("fifo")?
@@ -456,7 +259,7 @@ fn build_layers(l0: &Path, l1: &Path) -> TestResult {
         .dir("em")?
         .whiteout("hidden")?
         .whiteout("hidden_dir")?
-        .opaque("opq")?
+        .opaque("opq", "y")?
         .file("opq/new", b"in the opaque dir\n")?
         .file("l1file", b"only in L1\n")?
         .xattr("l1file", "user.a", b"1")?
@@ -468,139 +271,9 @@ fn build_layers(l0: &Path, l1: &Path) -> TestResult {
 // ---------------------------------------------------------------------------------------------
 // Walking a tree and comparing two walks
 
-type Xattrs = Result<Vec<(Vec<u8>, Result<Vec<u8>, i32>)>, i32>;
-
-/// What one object looks like.
-struct Node {
-    /// d_ino as the parent's readdir reported it (the root: its st_ino).
-    d_ino: u64,
-    st: libc::stat,
-    content: Option<Result<Vec<u8>, i32>>,
-    link: Option<Result<Vec<u8>, i32>>,
-    /// Sorted by name.
-    xattrs: Xattrs,
-}
-
-impl Node {
-    fn read(p: &Path, d_ino: u64, st: libc::stat) -> Node {
-        let xattrs = sys::llistxattr(p).map(|mut names| {
-            names.sort();
-            names
-                .into_iter()
-                .map(|n| {
-                    let v = sys::lgetxattr(p, &n);
-                    (n, v)
-                })
-                .collect()
-        });
-        Node {
-            d_ino,
-            content: is_fmt(&st, libc::S_IFREG).then(|| read_path(p)),
-            link: is_fmt(&st, libc::S_IFLNK).then(|| readlink(p)),
-            xattrs,
-            st,
-        }
-    }
-
-    fn is_dir(&self) -> bool {
-        is_fmt(&self.st, libc::S_IFDIR)
-    }
-}
-
-fn kind(st: &libc::stat) -> &'static str {
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFDIR => "directory",
-        libc::S_IFREG => "file",
-        libc::S_IFLNK => "symlink",
-        libc::S_IFCHR if st.st_rdev == 0 => "whiteout",
-        libc::S_IFCHR => "char device",
-        libc::S_IFBLK => "block device",
-        libc::S_IFIFO => "fifo",
-        _ => "other",
-    }
-}
-
-/// A whole tree, keyed by path relative to its root.
-struct Walk {
-    nodes: BTreeMap<Vec<u8>, Node>,
-    /// Inconsistencies found while reading it (readdir against lstat, ...).
-    problems: Vec<String>,
-}
-
-/// Reads the tree at `root` without following symlinks.
+/// Reads a tree as the writable tests compare it (named by its path in messages).
 fn walk(root: &Path) -> Walk {
-    let mut w = Walk { nodes: BTreeMap::new(), problems: vec![] };
-    match sys::lstat(root) {
-        Ok(st) => {
-            w.nodes.insert(vec![], Node::read(root, st.st_ino, st));
-        }
-        Err(e) => {
-            w.problems.push(format!("lstat of the root {}: {}", root.display(), en(e)));
-            return w;
-        }
-    }
-    let mut pending: Vec<Vec<u8>> = vec![vec![]];
-    while let Some(dir) = pending.pop() {
-        let entries = match fs::read_dir(bpath(root, &dir)) {
-            Ok(rd) => rd,
-            Err(e) => {
-                w.problems.push(format!("{}: readdir: {}", show(&dir), en(errno_of(&e))));
-                continue;
-            }
-        };
-        for e in entries {
-            let e = match e {
-                Ok(e) => e,
-                Err(err) => {
-                    w.problems.push(format!("{}: readdir: {}", show(&dir), en(errno_of(&err))));
-                    break;
-                }
-            };
-            let rel = join_rel(&dir, e.file_name().as_bytes());
-            let p = bpath(root, &rel);
-            let st = match sys::lstat(&p) {
-                Ok(st) => st,
-                Err(err) => {
-                    w.problems.push(format!("{}: listed by readdir, but lstat fails: {}", show(&rel), en(err)));
-                    continue;
-                }
-            };
-            if let Ok(ft) = e.file_type() {
-                let fmt = st.st_mode & libc::S_IFMT;
-                let same = (ft.is_dir(), ft.is_file(), ft.is_symlink(), ft.is_fifo(), ft.is_char_device())
-                    == (fmt == libc::S_IFDIR, fmt == libc::S_IFREG, fmt == libc::S_IFLNK, fmt == libc::S_IFIFO, fmt == libc::S_IFCHR);
-                if !same {
-                    w.problems.push(format!("{}: readdir's d_type disagrees with lstat's mode {:o}", show(&rel), st.st_mode));
-                }
-            }
-            if is_fmt(&st, libc::S_IFDIR) {
-                pending.push(rel.clone());
-            }
-            w.nodes.insert(rel, Node::read(&p, e.ino(), st));
-        }
-    }
-    w
-}
-
-/// What `diff_trees` compares besides names, types, modes, owners, sizes, data, symlink
-/// targets and xattrs.
-struct Cmp<'a> {
-    nlink: bool,
-    /// Hard-link grouping (st_dev/st_ino of non-directories).
-    links: bool,
-    /// Whether readdir's d_ino equals st_ino (non-directories) on the second tree wherever it
-    /// does on the first (the reference): a tree may be more consistent than overlayfs, not
-    /// less. overlayfs keeps a per-directory cache of the d_ino of copied-up entries that a
-    /// hard link into a non-merged directory does not invalidate (ovl_dir_version_inc() counts
-    /// only "impurity" changes there), so a new link's d_ino can stay the upper inode's while
-    /// st_ino is the origin's. Not across a remount: overlayfs itself can disagree with itself
-    /// there.
-    dino: bool,
-    /// For a path: whether to compare (atime, mtime).
-    times: &'a dyn Fn(&[u8]) -> (bool, bool),
-    xattr_skip: &'a [&'a str],
-    /// Compared by presence and size only.
-    xattr_presence: &'a [&'a str],
+    tree::walk(&root.display().to_string(), root, &WalkOpts::default())
 }
 
 fn no_times(_: &[u8]) -> (bool, bool) {
@@ -611,143 +284,31 @@ fn mtimes_only(_: &[u8]) -> (bool, bool) {
     (false, true)
 }
 
-/// The comparison of two upper (or work) directories.
+/// The comparison of two upper (or work) directories: no inode numbers, link counts or times
+/// (the uppers are different filesystems' objects); overlayfs' origin and impure xattrs left
+/// out, its random uuid compared by size.
 fn upper_cmp() -> Cmp<'static> {
-    Cmp { nlink: false, links: false, dino: false, times: &no_times, xattr_skip: IGNORED_UPPER_XATTRS, xattr_presence: RANDOM_UPPER_XATTRS }
+    Cmp {
+        nlink: false,
+        blocks: false,
+        d_type: false,
+        inos: Inos::Ignore,
+        dino_not_worse: false,
+        links: false,
+        times: &no_times,
+        xattr_skip: IGNORED_UPPER_XATTRS,
+        xattr_presence: RANDOM_UPPER_XATTRS,
+    }
 }
 
 /// The comparison of two union views; times only where `times` says so.
 fn view_cmp<'a>(times: &'a dyn Fn(&[u8]) -> (bool, bool)) -> Cmp<'a> {
-    Cmp { nlink: true, links: true, dino: true, times, xattr_skip: &[], xattr_presence: &[] }
+    Cmp { nlink: true, links: true, dino_not_worse: true, times, xattr_skip: &[], xattr_presence: &[], ..upper_cmp() }
 }
 
-fn xattrs_text(x: &Xattrs, cmp: &Cmp) -> String {
-    match x {
-        Err(e) => format!("listxattr error {}", en(*e)),
-        Ok(list) => {
-            let has = |set: &[&str], n: &[u8]| set.iter().any(|s| s.as_bytes() == n);
-            let items: Vec<String> = list
-                .iter()
-                .filter(|(n, _)| !has(cmp.xattr_skip, n))
-                .map(|(n, v)| {
-                    let value = match v {
-                        Ok(v) if has(cmp.xattr_presence, n) => format!("<{} bytes>", v.len()),
-                        Ok(v) => show_bytes(v),
-                        Err(e) => format!("error {}", en(*e)),
-                    };
-                    format!("{}={value}", n.escape_ascii())
-                })
-                .collect();
-            format!("[{}]", items.join(", "))
-        }
-    }
-}
-
-fn opt_text(x: &Option<Result<Vec<u8>, i32>>) -> String {
-    match x {
-        None => "-".to_string(),
-        Some(Ok(v)) => show_bytes(v),
-        Some(Err(e)) => format!("error {}", en(*e)),
-    }
-}
-
-fn diff_nodes(rel: &[u8], la: &str, a: &Node, lb: &str, b: &Node, cmp: &Cmp, out: &mut Vec<String>) {
-    let mut field = |name: &str, x: String, y: String| {
-        if x != y {
-            out.push(format!("{}: {name}: {la} {x}, {lb} {y}", show(rel)));
-        }
-    };
-    let (x, y) = (&a.st, &b.st);
-    field("mode", format!("{:o}", x.st_mode), format!("{:o}", y.st_mode));
-    field("uid", x.st_uid.to_string(), y.st_uid.to_string());
-    field("gid", x.st_gid.to_string(), y.st_gid.to_string());
-    field("size", x.st_size.to_string(), y.st_size.to_string());
-    if cmp.nlink {
-        field("nlink", x.st_nlink.to_string(), y.st_nlink.to_string());
-    }
-    if is_fmt(x, libc::S_IFCHR) || is_fmt(x, libc::S_IFBLK) {
-        field("rdev", format!("{:#x}", x.st_rdev), format!("{:#x}", y.st_rdev));
-    }
-    let (atime, mtime) = (cmp.times)(rel);
-    if mtime {
-        field("mtime", format!("{}.{:09}", x.st_mtime, x.st_mtime_nsec), format!("{}.{:09}", y.st_mtime, y.st_mtime_nsec));
-    }
-    if atime {
-        field("atime", format!("{}.{:09}", x.st_atime, x.st_atime_nsec), format!("{}.{:09}", y.st_atime, y.st_atime_nsec));
-    }
-    if cmp.dino && !a.is_dir() && a.d_ino == x.st_ino && b.d_ino != y.st_ino {
-        field("readdir d_ino == st_ino", "true".to_string(), "false".to_string());
-    }
-    if a.link != b.link {
-        field("symlink target", opt_text(&a.link), opt_text(&b.link));
-    }
-    let (xa, xb) = (xattrs_text(&a.xattrs, cmp), xattrs_text(&b.xattrs, cmp));
-    field("xattrs", xa, xb);
-    if a.content != b.content {
-        let what = match (&a.content, &b.content) {
-            (Some(Ok(ca)), Some(Ok(cb))) => bytes_diff(ca, cb),
-            (ca, cb) => format!("{la} {}, {lb} {}", opt_text(ca), opt_text(cb)),
-        };
-        out.push(format!("{}: content differs: {what}", show(rel)));
-    }
-}
-
-/// Differences between two walks of what should look the same.
-fn diff_trees(la: &str, a: &Walk, lb: &str, b: &Walk, cmp: &Cmp) -> Vec<String> {
-    let mut out: Vec<String> = a.problems.iter().map(|p| format!("{la}: {p}")).collect();
-    out.extend(b.problems.iter().map(|p| format!("{lb}: {p}")));
-    // Subtrees already reported as a whole (missing on one side, or of another type).
-    let mut reported: Vec<&[u8]> = vec![];
-    let under = |reported: &[&[u8]], rel: &[u8]| reported.iter().any(|r| is_below(rel, r));
-    for (rel, na) in &a.nodes {
-        if under(&reported, rel) {
-            continue;
-        }
-        let Some(nb) = b.nodes.get(rel) else {
-            out.push(format!("{}: {} on {la}, missing on {lb}", show(rel), kind(&na.st)));
-            reported.push(rel);
-            continue;
-        };
-        if kind(&na.st) != kind(&nb.st) {
-            out.push(format!("{}: {} on {la}, {} on {lb}", show(rel), kind(&na.st), kind(&nb.st)));
-            reported.push(rel);
-            continue;
-        }
-        diff_nodes(rel, la, na, lb, nb, cmp, &mut out);
-    }
-    for (rel, nb) in &b.nodes {
-        if !a.nodes.contains_key(rel) && !under(&reported, rel) {
-            out.push(format!("{}: {} on {lb}, missing on {la}", show(rel), kind(&nb.st)));
-            reported.push(rel);
-        }
-    }
-    if cmp.links {
-        out.extend(diff_link_groups(la, a, lb, b));
-    }
-    out
-}
-
-/// Non-directories sharing st_dev/st_ino (hard links) must form the same groups in both walks.
-fn diff_link_groups(la: &str, a: &Walk, lb: &str, b: &Walk) -> Vec<String> {
-    let mut out = vec![];
-    // For each inode on one side: the other side's inode of the same path, and that path.
-    type Seen<'w> = HashMap<(u64, u64), ((u64, u64), &'w [u8])>;
-    let (mut a2b, mut b2a): (Seen, Seen) = (HashMap::new(), HashMap::new());
-    for (rel, na) in &a.nodes {
-        let Some(nb) = b.nodes.get(rel) else { continue };
-        if na.is_dir() || nb.is_dir() {
-            continue;
-        }
-        let (ka, kb) = ((na.st.st_dev, na.st.st_ino), (nb.st.st_dev, nb.st.st_ino));
-        let (want_b, first_a) = *a2b.entry(ka).or_insert((kb, rel));
-        let (want_a, first_b) = *b2a.entry(kb).or_insert((ka, rel));
-        if want_b != kb {
-            out.push(format!("{} and {} are one inode on {la} but not on {lb}", show(rel), show(first_a)));
-        } else if want_a != ka {
-            out.push(format!("{} and {} are one inode on {lb} but not on {la}", show(rel), show(first_b)));
-        }
-    }
-    out
+/// The comparison of a layer before and after: everything, mtimes included.
+fn lower_cmp() -> Cmp<'static> {
+    Cmp { nlink: true, times: &mtimes_only, xattr_skip: &[], xattr_presence: &[], ..upper_cmp() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1005,7 +566,7 @@ impl Op {
 fn show_outcome(o: &Outcome) -> String {
     match o {
         Ok(v) => format!("ok {}", show_bytes(v)),
-        Err(e) => format!("error {}", en(*e)),
+        Err(e) => format!("error {}", errno_name(*e)),
     }
 }
 
@@ -1111,7 +672,7 @@ fn apply(op: &Op, root: &Path, held: &mut [Option<OwnedFd>]) -> Outcome {
         },
         Op::StampTree { dir, base } => {
             let mut n = 0;
-            stamp_tree(&p(dir), *base, &mut n).map_err(|(_, e)| e)?;
+            trees::stamp_tree(&p(dir), &p(dir), *base, &mut n, &[]).map_err(|(_, e)| e)?;
             Ok(format!("stamped {n}").into_bytes())
         }
         Op::SetXattr { path, name, value, flags } => {
@@ -1139,7 +700,7 @@ fn apply(op: &Op, root: &Path, held: &mut [Option<OwnedFd>]) -> Outcome {
             let mut lines = Vec::new();
             for e in fs::read_dir(p(path)).map_err(|e| errno_of(&e))? {
                 let e = e.map_err(|e| errno_of(&e))?;
-                let t = e.file_type().map(|t| format!("{t:?}")).unwrap_or_else(|e| en(errno_of(&e)));
+                let t = e.file_type().map(|t| format!("{t:?}")).unwrap_or_else(|e| errno_name(errno_of(&e)));
                 lines.push(format!("{} {t}", e.file_name().as_bytes().escape_ascii()));
             }
             lines.sort();
@@ -1625,7 +1186,7 @@ fn build_env_with(s: &mut Scratch, fstype: &str, layers: fn(&Path, &Path) -> Tes
     let base = s.dir("fs");
     s.track(&base);
     let r = sys::mount("wr-layers", &base, "tmpfs", libc::MS_NOATIME, "mode=0755");
-    check!(r == 0, "mounting a noatime tmpfs at {}: {}", base.display(), en(r));
+    check!(r == 0, "mounting a noatime tmpfs at {}: {}", base.display(), errno_name(r));
     let (l0, l1) = (base.join("l0"), base.join("l1"));
     mkdirs(&l0)?;
     mkdirs(&l1)?;
@@ -1670,7 +1231,7 @@ impl Side {
         }
         self.mounted = false;
         let r = sys::umount(&self.mnt);
-        check!(r == 0, "unmounting {} at {}: {}", self.label, self.mnt.display(), en(r));
+        check!(r == 0, "unmounting {} at {}: {}", self.label, self.mnt.display(), errno_name(r));
         Ok(())
     }
 }
@@ -1679,11 +1240,6 @@ impl Drop for Side {
     fn drop(&mut self) {
         let _ = self.unmount();
     }
-}
-
-/// The comparison of a layer before and after: everything, mtimes included.
-fn lower_cmp() -> Cmp<'static> {
-    Cmp { nlink: true, links: false, dino: false, times: &mtimes_only, xattr_skip: &[], xattr_presence: &[] }
 }
 
 /// Both unions of a random test, with the model of the reference.
@@ -1711,6 +1267,9 @@ impl Runner {
         let root = self.sides[0].mnt.clone();
         let inos = op.data().map(|rel| inos_of(&root, rel)).unwrap_or_default();
         let [a, b] = &mut self.sides;
+        if std::env::var_os("UNIONRS_TRACE").is_some() {
+            println!("unionrs-op: #{} {op}", self.done + 1);
+        }
         let ra = apply(op, &a.mnt, &mut a.held);
         let rb = apply(op, &b.mnt, &mut b.held);
         self.done += 1;
@@ -1761,7 +1320,7 @@ fn show_names(names: &[Vec<u8>]) -> String {
 /// whiteout, which it hard-links to make whiteouts. Empty if that is all.
 fn work_leftovers(work: &Path) -> Result<Vec<String>, String> {
     let dir = work.join("work");
-    let names = names_in(&dir).map_err(|e| format!("reading {}: {}", dir.display(), en(e)))?;
+    let names = names_in(&dir).map_err(|e| format!("reading {}: {}", dir.display(), errno_name(e)))?;
     let mut shared_whiteout = false;
     let mut out = vec![];
     for n in names {
@@ -1769,7 +1328,7 @@ fn work_leftovers(work: &Path) -> Result<Vec<String>, String> {
         match sys::lstat(&p) {
             Ok(st) if is_fmt(&st, libc::S_IFCHR) && st.st_rdev == 0 && !shared_whiteout => shared_whiteout = true,
             Ok(st) => out.push(format!("{} ({}, {} bytes)", n.escape_ascii(), kind(&st), st.st_size)),
-            Err(e) => out.push(format!("{} (lstat: {})", n.escape_ascii(), en(e))),
+            Err(e) => out.push(format!("{} (lstat: {})", n.escape_ascii(), errno_name(e))),
         }
     }
     Ok(out)
@@ -1789,7 +1348,9 @@ fn check_workdirs(sides: &[Side; 2], when: &str) -> Vec<String> {
     let mut out = vec![];
     let tops: Vec<Result<Vec<Vec<u8>>, i32>> = sides.iter().map(|s| names_in(&s.work)).collect();
     if tops[0] != tops[1] {
-        let t = |r: &Result<Vec<Vec<u8>>, i32>| r.as_ref().map_or_else(|e| format!("error {}", en(*e)), |n| format!("[{}]", show_names(n)));
+        let t = |r: &Result<Vec<Vec<u8>>, i32>| {
+            r.as_ref().map_or_else(|e| format!("error {}", errno_name(*e)), |n| format!("[{}]", show_names(n)))
+        };
         out.push(format!("{when}: workdir entries: {} {}, {} {}", sides[0].label, t(&tops[0]), sides[1].label, t(&tops[1])));
     }
     out.extend(sides.iter().filter_map(|s| check_work(&s.label, &s.work)).map(|p| format!("{when}: {p}")));
@@ -1889,7 +1450,7 @@ fn run_random(env: &Env, seed: u64, nops: usize, name: &str) -> Result<Runner, S
         .stats
         .iter()
         .map(|(n, (all, errs))| {
-            let e: Vec<String> = errs.iter().filter(|(e, _)| **e != 0).map(|(e, c)| format!("{}: {c}", en(*e))).collect();
+            let e: Vec<String> = errs.iter().filter(|(e, _)| **e != 0).map(|(e, c)| format!("{}: {c}", errno_name(*e))).collect();
             format!("{n} {}/{all} [{}]", errs.get(&0).unwrap_or(&0), e.join(" "))
         })
         .collect();
@@ -1972,7 +1533,7 @@ fn format_interop() -> TestResult {
     mount_union(&fstype, &env.mnt[1], &env.lowers, &dirs[0].0, &dirs[0].1, libc::MS_NOATIME)?;
     let after = [walk(&env.mnt[0]), walk(&env.mnt[1])];
     let cmp = view_cmp(&times);
-    let across_remount = Cmp { dino: false, ..view_cmp(&times) };
+    let across_remount = Cmp { dino_not_worse: false, ..view_cmp(&times) };
     let over_test = format!("overlayfs over {test}'s upper");
     let test_over = format!("{test} over overlayfs' upper");
     let mut diffs = diff_trees(&format!("{test} before unmounting"), &before[1], &over_test, &after[0], &across_remount);
@@ -1981,7 +1542,7 @@ fn format_interop() -> TestResult {
     for m in &env.mnt {
         let r = sys::umount(m);
         if r != 0 {
-            diffs.push(format!("unmounting {}: {}", m.display(), en(r)));
+            diffs.push(format!("unmounting {}: {}", m.display(), errno_name(r)));
         }
     }
     verdict(diffs).map_err(|e| format!("seed {seed:#x}: {e}"))
@@ -2010,12 +1571,12 @@ fn no_partial_copy(sd: &Plain, big: &[u8]) -> Vec<String> {
     match read_path(&sd.mnt.join("big")) {
         Ok(c) if c == big => {}
         Ok(c) => out.push(format!("the union's big differs from the lower file: {}", bytes_diff(&c, big))),
-        Err(e) => out.push(format!("reading big: {}", en(e))),
+        Err(e) => out.push(format!("reading big: {}", errno_name(e))),
     }
     match sys::lstat(&sd.upper.join("big")) {
         Err(libc::ENOENT) => {}
         Ok(st) => out.push(format!("the upper holds big ({}, {} bytes)", kind(&st), st.st_size)),
-        Err(e) => out.push(format!("lstat upper/big: {}", en(e))),
+        Err(e) => out.push(format!("lstat upper/big: {}", errno_name(e))),
     }
     let w = walk(&sd.upper);
     out.extend(w.problems.iter().map(|p| format!("walking the upper: {p}")));
@@ -2033,14 +1594,14 @@ fn enospc_copy_up() -> TestResult {
     let mut s = Scratch::new("wr_enospc");
     let low = s.dir("low");
     let big = pattern(11, 4 << 20);
-    Layer(&low).file("big", &big)?.file("small", b"small\n")?.file("d/a", b"a\n")?.file("d/b", b"b\n")?;
+    Layer::at(&low).file("big", &big)?.file("small", b"small\n")?.file("d/a", b"a\n")?.file("d/b", b"b\n")?;
     let mut sides = vec![];
     for (i, (fs_type, label)) in both_fs(&fstype).into_iter().enumerate() {
         // Each union gets its own 1 MiB filesystem for upper and work.
         let up = s.dir(&format!("up{i}"));
         s.track(&up);
         let r = sys::mount("wr-small", &up, "tmpfs", 0, "size=1m,mode=0755");
-        check!(r == 0, "mounting a 1 MiB tmpfs at {}: {}", up.display(), en(r));
+        check!(r == 0, "mounting a 1 MiB tmpfs at {}: {}", up.display(), errno_name(r));
         let (upper, work) = (up.join("u"), up.join("w"));
         mkdirs(&upper)?;
         mkdirs(&work)?;
@@ -2078,13 +1639,13 @@ fn enospc_copy_up() -> TestResult {
     for sd in &sides {
         let r = open(&sd.mnt.join("d/a"), libc::O_WRONLY | libc::O_APPEND, 0).and_then(|fd| write_all(&fd, b"x\n"));
         if let Err(e) = r {
-            problems.push(format!("{}: appending to d/a after the failures: {}", sd.label, en(e)));
+            problems.push(format!("{}: appending to d/a after the failures: {}", sd.label, errno_name(e)));
         }
         for (what, p) in [("the union's", sd.mnt.join("d/a")), ("the upper's", sd.upper.join("d/a"))] {
             match read_path(&p) {
                 Ok(c) if c == b"a\nx\n" => {}
                 other => {
-                    let got = other.map_or_else(en, |c| show_bytes(&c));
+                    let got = other.map_or_else(errno_name, |c| show_bytes(&c));
                     problems.push(format!("{}: {what} d/a: {got}, want \"a\\nx\\n\"", sd.label));
                 }
             }
@@ -2141,16 +1702,16 @@ fn basic_semantics(label: &str, m: &Path, u: &Path, lower_f: &libc::stat) -> Vec
                 format!("upper f mtime {}.{:09}, lower {}.{:09}", st.st_mtime, st.st_mtime_nsec, lower_f.st_mtime, lower_f.st_mtime_nsec),
             );
         }
-        Err(e) => want(false, format!("no upper f after open(O_WRONLY): {}", en(e))),
+        Err(e) => want(false, format!("no upper f after open(O_WRONLY): {}", errno_name(e))),
     }
     let c = read_path(&u.join("f"));
-    want(c.as_deref() == Ok(F_CONTENT), format!("upper f after the copy-up: {}", c.map_or_else(en, |c| show_bytes(&c))));
+    want(c.as_deref() == Ok(F_CONTENT), format!("upper f after the copy-up: {}", c.map_or_else(errno_name, |c| show_bytes(&c))));
     let r = open(&m.join("f"), libc::O_WRONLY | libc::O_APPEND, 0).and_then(|fd| write_all(&fd, b"more\n"));
     want(r.is_ok(), format!("appending to f: {}", describe(&r)));
     let grown = [F_CONTENT, b"more\n"].concat();
     for (what, p) in [("union", m.join("f")), ("upper", u.join("f"))] {
         let c = read_path(&p);
-        want(c.as_ref() == Ok(&grown), format!("{what} f after appending: {}", c.map_or_else(en, |c| show_bytes(&c))));
+        want(c.as_ref() == Ok(&grown), format!("{what} f after appending: {}", c.map_or_else(errno_name, |c| show_bytes(&c))));
     }
 
     // Unlinking a lower file leaves a whiteout.
@@ -2170,9 +1731,9 @@ fn basic_semantics(label: &str, m: &Path, u: &Path, lower_f: &libc::stat) -> Vec
     let r = rc(unsafe { libc::mkdir(c.as_ptr(), 0o755) });
     want(r.is_ok(), format!("mkdir(em) over the whiteout: {}", describe(&r)));
     let opaque = sys::lgetxattr(&u.join("em"), b"trusted.overlay.opaque");
-    want(opaque.as_deref() == Ok(b"y"), format!("upper em trusted.overlay.opaque: {}", opaque.map_or_else(en, |v| show_bytes(&v))));
+    want(opaque.as_deref() == Ok(b"y"), format!("upper em trusted.overlay.opaque: {}", opaque.map_or_else(errno_name, |v| show_bytes(&v))));
     let names = names_in(&m.join("em"));
-    want(names == Ok(vec![]), format!("the new em lists {}", names.map_or_else(en, |n| show_names(&n))));
+    want(names == Ok(vec![]), format!("the new em lists {}", names.map_or_else(errno_name, |n| show_names(&n))));
 
     // A merged directory with entries cannot be removed; lower directories cannot be renamed
     // without redirect_dir.
@@ -2190,7 +1751,7 @@ fn basic_semantics(label: &str, m: &Path, u: &Path, lower_f: &libc::stat) -> Vec
     want(is_whiteout(&u.join("h")) == Ok(true), format!("upper h is not a whiteout: {:?}", is_whiteout(&u.join("h"))));
     for (what, p) in [("union", m.join("h2")), ("upper", u.join("h2"))] {
         let c = read_path(&p);
-        want(c.as_deref() == Ok(H_CONTENT), format!("{what} h2: {}", c.map_or_else(en, |c| show_bytes(&c))));
+        want(c.as_deref() == Ok(H_CONTENT), format!("{what} h2: {}", c.map_or_else(errno_name, |c| show_bytes(&c))));
     }
     out
 }
@@ -2199,7 +1760,7 @@ fn lower_untouched_basic() -> TestResult {
     let fstype = fstype_under_test();
     let mut s = Scratch::new("wr_basic");
     let (l0, l1) = (s.dir("l0"), s.dir("l1"));
-    Layer(&l0)
+    Layer::at(&l0)
         .file("f", F_CONTENT)?
         .chown("f", 1000, 1001)?
         .chmod("f", 0o640)?
@@ -2208,12 +1769,12 @@ fn lower_untouched_basic() -> TestResult {
         .file("merged/a", b"a\n")?
         .file("em/x", b"x\n")?
         .file("ldir/x", b"x\n")?;
-    Layer(&l1).file("merged/b", b"b\n")?.dir("em")?;
+    Layer::at(&l1).file("merged/b", b"b\n")?.dir("em")?;
     stamp_times(&l0, 1_300_000_000)?;
     stamp_times(&l1, 1_310_000_000)?;
     let lowers = [l1.clone(), l0.clone()];
     let before: Vec<Walk> = lowers.iter().map(|l| walk(l)).collect();
-    let lower_f = sys::lstat(&l0.join("f")).map_err(|e| format!("lstat lower f: {}", en(e)))?;
+    let lower_f = sys::lstat(&l0.join("f")).map_err(|e| format!("lstat lower f: {}", errno_name(e)))?;
 
     let mut sides = vec![];
     for (i, (fs_type, label)) in both_fs(&fstype).into_iter().enumerate() {
@@ -2251,7 +1812,7 @@ const LAYER_GID: u32 = 2000;
 
 /// Layers for the permission test: owners, modes and directories that make each check matter.
 fn build_perm_layers(l0: &Path, l1: &Path) -> TestResult {
-    let (b, t) = (Layer(l0), Layer(l1));
+    let (b, t) = (Layer::at(l0), Layer::at(l1));
     let owned = |l: &Layer, rel: &str, mode: u32, uid: u32| -> TestResult {
         l.chown(rel, uid, if uid == OTHER_UID { OTHER_GID } else { LAYER_GID })?.chmod(rel, mode)?;
         Ok(())
