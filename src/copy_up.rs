@@ -11,6 +11,7 @@
 use crate::dir::Expect;
 use crate::inode::RealEntry;
 use crate::superblock::UnionFs;
+use crate::vfs::bindings::UNIONRS_RENAME_NOREPLACE as RENAME_NOREPLACE;
 use crate::vfs::real::lsm_copies_xattr;
 use crate::vfs::{
     AsMounter, Dentry, FsInode, Iattr, NewObject, RealFile, RealPath, RealStat, SuperBlock,
@@ -19,9 +20,6 @@ use kernel::bindings;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::aref::ARef;
-
-/// `RENAME_NOREPLACE` of `include/uapi/linux/fs.h`.
-const RENAME_NOREPLACE: u32 = 1 << 0;
 
 /// How much data one copy call moves (and how often a fatal signal is noticed).
 const COPY_CHUNK: usize = 1 << 20;
@@ -73,16 +71,17 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let upper_parent = pinode.data()?.upper().ok_or(EIO)?;
     let lower = data.lower().first().ok_or(EIO)?;
     let name = dentry.name_copy()?;
-    let m = fs.as_mounter();
     let mnt = &fs.upper_layer()?.mnt;
-    // Moving the copy in changes the directory's times, but the union's view of the
-    // directory has not changed: put them back, as overlayfs does.
-    let parent_times = mnt.stat(&m, &upper_parent.dentry)?;
-    let copy = fs.copy_to_upper(&m, lower, &upper_parent.dentry, &name)?;
-    let mut times = Iattr::new();
-    times.set_times(parent_times.atime(), parent_times.mtime());
-    let _ = mnt.notify_change(&m, &upper_parent.dentry, &mut times);
-    drop(m);
+    let copy = fs.with_mounter(|m| -> Result<_> {
+        // Moving the copy in changes the directory's times, but the union's view of the
+        // directory has not changed: put them back, as overlayfs does.
+        let parent_times = mnt.stat(m, &upper_parent.dentry)?;
+        let copy = fs.copy_to_upper(m, lower, &upper_parent.dentry, &name)?;
+        let mut times = Iattr::new();
+        times.set_times(parent_times.atime(), parent_times.mtime());
+        let _ = mnt.notify_change(m, &upper_parent.dentry, &mut times);
+        Ok(copy)
+    })?;
     inode.refresh_from(copy.inode().ok_or(EIO)?);
     inode.publish_upper(copy.clone());
     data.set_upper(RealEntry {
@@ -199,8 +198,9 @@ impl UnionFs {
 
     /// Copies the xattrs of `from` to `to`, except our private ones (escaped names are
     /// copied: they belong to a union stacked on ours) and those the security module keeps
-    /// back. POSIX ACLs go through the ACL API. An upper filesystem without `trusted.*`
-    /// xattrs loses those, as with overlayfs.
+    /// back. POSIX ACLs go through the ACL API. As in overlayfs, an xattr the upper
+    /// filesystem does not support (`EOPNOTSUPP`) is left behind, unless it is an ACL or a
+    /// `security.*` one, whose loss would change who may do what: then the copy-up fails.
     pub(crate) fn copy_xattrs(&self, m: &AsMounter<'_>, from: RealPath<'_>, to: &Dentry) -> Result {
         let upper = &self.upper_layer()?.mnt;
         let size = match from.mnt.listxattr(m, from.dentry, &mut []) {
@@ -246,7 +246,7 @@ impl UnionFs {
             match upper.set_xattr(m, to, &name, Some(&value[..len]), 0) {
                 Err(e)
                     if e == crate::vfs::errno::eopnotsupp()
-                        && name.to_bytes().starts_with(b"trusted.") => {}
+                        && !name.to_bytes().starts_with(b"security.") => {}
                 r => r?,
             }
         }

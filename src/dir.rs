@@ -23,9 +23,9 @@ use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
-const RENAME_NOREPLACE: u32 = 1 << 0;
-const RENAME_EXCHANGE: u32 = 1 << 1;
-const RENAME_WHITEOUT: u32 = 1 << 2;
+const RENAME_NOREPLACE: u32 = crate::vfs::bindings::UNIONRS_RENAME_NOREPLACE;
+const RENAME_EXCHANGE: u32 = crate::vfs::bindings::UNIONRS_RENAME_EXCHANGE;
+const RENAME_WHITEOUT: u32 = crate::vfs::bindings::UNIONRS_RENAME_WHITEOUT;
 
 /// The upper directory of union directory `dir`, copied up first.
 fn upper_dir<'a>(
@@ -110,15 +110,15 @@ impl UnionFs {
         Ok(d)
     }
 
-    /// Mounter credentials with the owner a new object in union directory `dir` gets: the
-    /// caller's fsuid, and the directory's group if it is set-group-ID (else the caller's
-    /// fsgid), so that the real object belongs to whom the union object would.
-    fn as_creator(&self, dir: &Inode) -> Result<crate::vfs::cred::AsCreator<'_>> {
+    /// Runs `f` with the mounter credentials and the owner a new object in union directory
+    /// `dir` gets: the caller's fsuid, and the directory's group if it is set-group-ID (else
+    /// the caller's fsgid), so that the real object belongs to whom the union object would.
+    fn with_creator<R>(&self, dir: &Inode, f: impl FnOnce(&AsMounter<'_>) -> R) -> Result<R> {
         let (uid, mut gid) = caller_fs_ids();
         if dir.mode() & bindings::S_ISGID != 0 {
             gid = dir.gid();
         }
-        self.creds.as_creator(uid, gid)
+        self.creds.with_creator(uid, gid, f)
     }
 
     /// Makes `what` under a temporary name in the work directory and lets `finish` complete
@@ -182,7 +182,8 @@ impl UnionFs {
 
     /// Moves `temp`, built in the work directory, to `name` in upper directory `parent` (with
     /// `RENAME_*` `flags`), once what the rename finds under its locks is what `expect` says;
-    /// returns what is at the target afterwards (what `RENAME_EXCHANGE` swapped out, say).
+    /// returns the dentry that was at the target (with `RENAME_EXCHANGE`, what is at the
+    /// temporary name now).
     pub(crate) fn move_into_place(
         &self,
         m: &AsMounter<'_>,
@@ -196,7 +197,7 @@ impl UnionFs {
             old_parent: self.work_dir()?,
             old: RenameEnd::Dentry(temp),
             new_parent: parent,
-            new: RenameEnd::Name(name),
+            new: name,
             flags,
         };
         self.upper_layer()?
@@ -349,41 +350,41 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
     let (_, inode) = union_inode(dentry)?;
     let data: &UnionInode = inode.data()?;
     let name = dentry.name();
-    let (lower_positive, clear) = {
-        let m = fs.as_mounter();
-        let lower_positive = fs.lower_positive(&m, dir.data()?, name)?;
+    let (lower_positive, clear) = fs.with_mounter(|m| -> Result<_> {
+        let lower_positive = fs.lower_positive(m, dir.data()?, name)?;
         let mut clear = false;
         // A directory only on the upper layer, with nothing below its name, holds no
         // whiteouts: the real rmdir checks that it is empty (as overlayfs skips its check
         // then).
         if is_dir && (lower_positive || !data.lower().is_empty()) {
-            let (visible, upper_used) = crate::readdir::emptiness(fs, &m, data)?;
+            let (visible, upper_used) = crate::readdir::emptiness(fs, m, data)?;
             if visible != 0 {
                 return Err(errno::enotempty());
             }
             clear = upper_used;
         }
-        (lower_positive, clear)
-    };
+        Ok((lower_positive, clear))
+    })?;
     let parent = dentry.parent();
     let up = upper_dir(sb, &parent, dir)?;
     {
         // No copy-up of the object may slip in between looking at its upper copy and
         // removing it (an open for write races with unlink).
         let _no_copy_up = data.copy_up_lock.lock();
-        let m = fs.as_mounter();
-        let mut upper: Option<ARef<Dentry>> = data.upper().map(|e| e.dentry.clone());
-        if clear {
-            if let Some(u) = upper.take() {
-                upper = Some(fs.clear_whiteouts(&m, &up.dentry, name, &u)?);
+        fs.with_mounter(|m| -> Result {
+            let mut upper: Option<ARef<Dentry>> = data.upper().map(|e| e.dentry.clone());
+            if clear {
+                if let Some(u) = upper.take() {
+                    upper = Some(fs.clear_whiteouts(m, &up.dentry, name, &u)?);
+                }
             }
-        }
-        if lower_positive {
-            fs.whiteout(&m, &up.dentry, name, upper.as_deref())?;
-        } else {
-            let u = upper.ok_or(EIO)?;
-            fs.remove_name(&m, &up.dentry, name, u.inode().ok_or(EIO)?)?;
-        }
+            if lower_positive {
+                fs.whiteout(m, &up.dentry, name, upper.as_deref())
+            } else {
+                let u = upper.ok_or(EIO)?;
+                fs.remove_name(m, &up.dentry, name, u.inode().ok_or(EIO)?)
+            }
+        })?;
     }
     if is_dir {
         inode.inode().clear_nlink();
@@ -437,10 +438,9 @@ impl DirOps for UnionFs {
         let fs = sb.info();
         let parent = dentry.parent();
         let up = upper_dir(sb, &parent, dir)?;
-        let real = {
-            let m = fs.as_creator(dir.inode())?;
-            fs.create_upper(&m, &up.dentry, dentry.name(), what)?
-        };
+        let real = fs.with_creator(dir.inode(), |m| {
+            fs.create_upper(m, &up.dentry, dentry.name(), what)
+        })??;
         instantiate_new(dir, dentry, real)
     }
 
@@ -453,12 +453,9 @@ impl DirOps for UnionFs {
         let parent = new.parent();
         let up = upper_dir(sb, &parent, dir)?;
         let target = inode.data()?.upper().ok_or(EIO)?;
-        fs.create_upper(
-            &fs.as_mounter(),
-            &up.dentry,
-            new.name(),
-            NewObject::Link(&target.dentry),
-        )?;
+        fs.with_mounter(|m| {
+            fs.create_upper(m, &up.dentry, new.name(), NewObject::Link(&target.dentry))
+        })?;
         inode.refresh_from(target.dentry.inode().ok_or(EIO)?);
         new.instantiate(inode.inode().into());
         dir_changed(dir);
@@ -485,11 +482,10 @@ impl DirOps for UnionFs {
         let dentry = file.dentry();
         let parent = dentry.parent();
         let up = upper_dir(sb, &parent, dir)?;
-        let real = {
-            let m = fs.as_creator(dir.inode())?;
-            let flags = file.flags() | bindings::O_LARGEFILE | bindings::O_NOATIME;
-            RealFile::open_backing_tmpfile(&m, file, fs.real_path(up)?, mode, flags)?
-        };
+        let flags = file.flags() | bindings::O_LARGEFILE | bindings::O_NOATIME;
+        let real = fs.with_creator(dir.inode(), |m| {
+            RealFile::open_backing_tmpfile(m, file, fs.real_path(up)?, mode, flags)
+        })??;
         let mut stack = KVec::new();
         stack.push(
             RealEntry {
@@ -519,8 +515,7 @@ impl DirOps for UnionFs {
         let fs = dir.sb().info();
         match dir.data()?.upper() {
             Some(u) => {
-                let m = fs.as_mounter();
-                RealFile::open_dir(&m, fs.real_path(u)?)?.fsync(&m, datasync)
+                fs.with_mounter(|m| RealFile::open_dir(m, fs.real_path(u)?)?.fsync(m, datasync))
             }
             None => Ok(()),
         }
@@ -550,24 +545,23 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
             return Err(errno::exdev());
         }
     }
-    let (clear, new_whiteout, old_lower_positive) = {
-        let m = fs.as_mounter();
+    let (clear, new_whiteout, old_lower_positive) = fs.with_mounter(|m| -> Result<_> {
         let mut clear = false;
         if let (true, Some(n)) = (overwrite, new_inode) {
             if n.inode().is_dir() && !n.data()?.lower().is_empty() {
-                let (visible, upper_used) = crate::readdir::emptiness(fs, &m, n.data()?)?;
+                let (visible, upper_used) = crate::readdir::emptiness(fs, m, n.data()?)?;
                 if visible != 0 {
                     return Err(errno::enotempty());
                 }
                 clear = upper_used;
             }
         }
-        (
+        Ok((
             clear,
-            is_upper_whiteout(fs, &m, new, new_dir)?,
-            fs.lower_positive(&m, old_dir.data()?, old.name())?,
-        )
-    };
+            is_upper_whiteout(fs, m, new, new_dir)?,
+            fs.lower_positive(m, old_dir.data()?, old.name())?,
+        ))
+    })?;
     let mut real_flags = flags;
     let mut cleanup_whiteout = false;
     if overwrite {
@@ -593,56 +587,56 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     let old_up_dir = old_dir.data()?.upper().ok_or(EIO)?;
     let old_upper = old_inode.data()?.upper().ok_or(EIO)?;
     let mnt = &fs.upper_layer()?.mnt;
-    let m = fs.as_mounter();
-
-    let mut new_upper: Option<ARef<Dentry>> = match new_inode {
-        Some(n) => n.data()?.upper().map(|e| e.dentry.clone()),
-        None => None,
-    };
-    if clear {
-        if let Some(u) = new_upper.take() {
-            new_upper = Some(fs.clear_whiteouts(&m, &new_up_dir.dentry, new.name(), &u)?);
+    fs.with_mounter(|m| -> Result {
+        let mut new_upper: Option<ARef<Dentry>> = match new_inode {
+            Some(n) => n.data()?.upper().map(|e| e.dentry.clone()),
+            None => None,
+        };
+        if clear {
+            if let Some(u) = new_upper.take() {
+                new_upper = Some(fs.clear_whiteouts(m, &new_up_dir.dentry, new.name(), &u)?);
+            }
         }
-    }
-    // A directory that moves into a merged directory must not pick up the names of a lower
-    // directory of the same name there.
-    if is_dir && !is_opaque(fs, &m, old_upper)? && new_dir.data()?.is_merged() {
-        mnt.set_xattr(
-            &m,
-            &old_upper.dentry,
-            fs.xattr_name(Xattr::Opaque),
-            Some(b"y"),
-            0,
-        )
-        .map_err(|_| errno::exdev())?;
-    }
-    if let (false, Some(n)) = (overwrite, new_inode) {
-        if n.inode().is_dir() && old_dir.data()?.is_merged() {
-            if let Some(nu) = n.data()?.upper() {
-                if !is_opaque(fs, &m, nu)? {
-                    mnt.set_xattr(&m, &nu.dentry, fs.xattr_name(Xattr::Opaque), Some(b"y"), 0)
-                        .map_err(|_| errno::exdev())?;
+        // A directory that moves into a merged directory must not pick up the names of a lower
+        // directory of the same name there.
+        if is_dir && !is_opaque(fs, m, old_upper)? && new_dir.data()?.is_merged() {
+            mnt.set_xattr(
+                m,
+                &old_upper.dentry,
+                fs.xattr_name(Xattr::Opaque),
+                Some(b"y"),
+                0,
+            )
+            .map_err(|_| errno::exdev())?;
+        }
+        if let (false, Some(n)) = (overwrite, new_inode) {
+            if n.inode().is_dir() && old_dir.data()?.is_merged() {
+                if let Some(nu) = n.data()?.upper() {
+                    if !is_opaque(fs, m, nu)? {
+                        mnt.set_xattr(m, &nu.dentry, fs.xattr_name(Xattr::Opaque), Some(b"y"), 0)
+                            .map_err(|_| errno::exdev())?;
+                    }
                 }
             }
         }
-    }
-    let rename = Rename {
-        old_parent: &old_up_dir.dentry,
-        old: RenameEnd::Name(old.name()),
-        new_parent: &new_up_dir.dentry,
-        new: RenameEnd::Name(new.name()),
-        flags: real_flags,
-    };
-    let expect = Expect {
-        old: old_upper.dentry.inode(),
-        new: new_upper.as_deref().and_then(|d| d.inode()),
-        new_free: new_upper.is_none(),
-    };
-    let replaced = mnt.rename(&m, &rename, |o, n| expect.check(o, n))?;
-    if cleanup_whiteout {
-        let _ = mnt.remove(&m, &old_up_dir.dentry, &replaced);
-    }
-    drop(m);
+        let rename = Rename {
+            old_parent: &old_up_dir.dentry,
+            old: RenameEnd::Name(old.name()),
+            new_parent: &new_up_dir.dentry,
+            new: new.name(),
+            flags: real_flags,
+        };
+        let expect = Expect {
+            old: old_upper.dentry.inode(),
+            new: new_upper.as_deref().and_then(|d| d.inode()),
+            new_free: new_upper.is_none(),
+        };
+        let replaced = mnt.rename(m, &rename, |o, n| expect.check(o, n))?;
+        if cleanup_whiteout {
+            let _ = mnt.remove(m, &old_up_dir.dentry, &replaced);
+        }
+        Ok(())
+    })?;
     if let (true, Some(n)) = (overwrite, new_inode) {
         if n.inode().is_dir() {
             n.inode().clear_nlink();

@@ -40,13 +40,8 @@ fn real_flags(flags: u32) -> u32 {
 /// Opens the real object of `inode` as the backing file of `file`.
 fn open_real(inode: &FsInode<UnionFs>, file: &UserFile) -> Result<RealFile> {
     let fs = inode.sb().info();
-    RealFile::open_backing(
-        &fs.as_mounter(),
-        file,
-        real_path(inode)?,
-        real_flags(file.flags()),
-        &fs.creds,
-    )
+    let path = real_path(inode)?;
+    fs.with_mounter(|m| RealFile::open_backing(m, file, path, real_flags(file.flags()), &fs.creds))
 }
 
 #[vtable]
@@ -89,7 +84,8 @@ impl FileOps for UnionFs {
         datasync: bool,
     ) -> Result {
         let real = Self::io_file(inode, file, of)?;
-        real.fsync_range(&inode.sb().info().as_mounter(), start, end, datasync)
+        let fs = inode.sb().info();
+        fs.with_mounter(|m| real.fsync_range(m, start, end, datasync))
     }
 
     fn fallocate(
@@ -105,7 +101,8 @@ impl FileOps for UnionFs {
         // As the caller: with the mounter's credentials the real filesystem would keep the
         // set-user-ID bit.
         file.remove_privs()?;
-        let r = real.fallocate(&inode.sb().info().as_mounter(), mode, offset, len);
+        let fs = inode.sb().info();
+        let r = fs.with_mounter(|m| real.fallocate(m, mode, offset, len));
         inode.copy_size_from(real.inode());
         r
     }

@@ -187,7 +187,7 @@ fn permission(inode: PermInode<'_, UnionFs>, idmap: Idmap, mask: i32) -> Result 
         }
     }
     let mnt = &fs.layers.get(layer).ok_or(EIO)?.mnt;
-    mnt.inode_permission(&fs.as_mounter(), real, real_mask)
+    fs.with_mounter(|m| mnt.inode_permission(m, real, real_mask))
 }
 
 /// What permission checks look at (`FsInode::real_top`): the upper object and the top lower
@@ -210,31 +210,32 @@ fn getattr(
     let fs = inode.sb().info();
     let data = inode.data()?;
     let real = real_path(inode)?;
-    let m = fs.as_mounter();
-    real.mnt
-        .getattr_nosec(&m, real.dentry, stat, request_mask, flags)?;
-    let is_dir = inode.inode().is_dir();
-    if fs.same_fs || is_dir {
-        stat.set_dev_of(inode.sb());
-    }
-    let top = data.top()?;
-    let mut ino = fs.map_ino(top.layer, stat.ino(), is_dir);
-    // A merged directory on one filesystem shows its first lower directory's number (as
-    // overlayfs does), which stays the same when the directory is copied up. Copied-up
-    // non-directories show the copy's number: keeping the original's would need the
-    // `overlay.origin` xattr to survive a remount, which unionrs does not write yet.
-    if let (true, Some(_), Some(origin)) =
-        (is_dir && fs.same_fs, data.upper(), data.lower().first())
-    {
-        let path = fs.real_path(origin)?;
-        let lst = path.mnt.stat(&m, path.dentry)?;
-        ino = fs.map_ino(origin.layer, lst.ino(), is_dir);
-    }
-    stat.set_ino(ino);
-    if is_dir && data.is_merged() {
-        stat.set_nlink(1);
-    }
-    Ok(())
+    fs.with_mounter(|m| {
+        real.mnt
+            .getattr_nosec(m, real.dentry, stat, request_mask, flags)?;
+        let is_dir = inode.inode().is_dir();
+        if fs.same_fs || is_dir {
+            stat.set_dev_of(inode.sb());
+        }
+        let top = data.top()?;
+        let mut ino = fs.map_ino(top.layer, stat.ino(), is_dir);
+        // A merged directory on one filesystem shows its first lower directory's number (as
+        // overlayfs does), which stays the same when the directory is copied up. Copied-up
+        // non-directories show the copy's number: keeping the original's would need the
+        // `overlay.origin` xattr to survive a remount, which unionrs does not write yet.
+        if let (true, Some(_), Some(origin)) =
+            (is_dir && fs.same_fs, data.upper(), data.lower().first())
+        {
+            let path = fs.real_path(origin)?;
+            let lst = path.mnt.stat(m, path.dentry)?;
+            ino = fs.map_ino(origin.layer, lst.ino(), is_dir);
+        }
+        stat.set_ino(ino);
+        if is_dir && data.is_merged() {
+            stat.set_nlink(1);
+        }
+        Ok(())
+    })
 }
 
 /// A change of attributes, on the upper copy (data included for a size change, as for any
@@ -252,9 +253,8 @@ fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
     if attr.valid() & (bindings::ATTR_KILL_SUID | bindings::ATTR_KILL_SGID) != 0 {
         attr.remove_valid(bindings::ATTR_MODE);
     }
-    fs.upper_layer()?
-        .mnt
-        .notify_change(&fs.as_mounter(), &upper.dentry, attr)?;
+    let mnt = &fs.upper_layer()?.mnt;
+    fs.with_mounter(|m| mnt.notify_change(m, &upper.dentry, attr))?;
     inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
     Ok(())
 }
@@ -298,7 +298,7 @@ impl InodeOps for UnionFs {
     fn fiemap(inode: &FsInode<Self>, info: &mut Fiemap<'_>, start: u64, len: u64) -> Result {
         let fs = inode.sb().info();
         let real = real_path(inode)?.dentry.inode().ok_or(ENOENT)?;
-        info.forward(&fs.as_mounter(), real, start, len)
+        fs.with_mounter(|m| info.forward(m, real, start, len))
     }
 }
 
@@ -308,6 +308,6 @@ impl SymlinkOps for UnionFs {
     fn get_link(inode: &FsInode<Self>, out: &mut LinkTarget<'_>) -> Result {
         let fs = inode.sb().info();
         let real = real_path(inode)?;
-        out.resolve(&fs.as_mounter(), real.dentry)
+        fs.with_mounter(|m| out.resolve(m, real.dentry))
     }
 }

@@ -134,7 +134,8 @@ pub(crate) enum Xattr {
 /// `inode_operations::lookup` of a union directory.
 pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
     let fs = dir.sb().info();
-    let stack = fs.lookup_stack(&fs.as_mounter(), dir.data()?, name)?;
+    let data = dir.data()?;
+    let stack = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;
     if stack.is_empty() {
         return Ok(None);
     }

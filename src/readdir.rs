@@ -255,16 +255,16 @@ pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
     let fs = inode.sb().info();
     let data = inode.data()?;
     if !data.is_merged() {
-        return Ok(DirState::Single(RealFile::open_dir(
-            &fs.as_mounter(),
-            fs.real_path(data.top()?)?,
-        )?));
+        let path = fs.real_path(data.top()?)?;
+        let file = fs.with_mounter(|m| RealFile::open_dir(m, path))?;
+        return Ok(DirState::Single(file));
     }
     let mut cache = data.dir_cache.lock();
     if let Some(m) = cache.as_ref() {
         return Ok(DirState::Merged(m.clone()));
     }
-    let merged = Arc::new(build_merged(fs, &fs.as_mounter(), data)?, GFP_KERNEL)?;
+    let merged = fs.with_mounter(|m| build_merged(fs, m, data))?;
+    let merged = Arc::new(merged, GFP_KERNEL)?;
     *cache = Some(merged.clone());
     Ok(DirState::Merged(merged))
 }
@@ -282,18 +282,17 @@ pub(crate) fn iterate(
             // "." and ".." as the union sees them; everything else as the layer has it.
             let fs = inode.sb().info();
             let layer = inode.data()?.top()?.layer;
-            let next = file.read_dir(
-                &fs.as_mounter(),
-                out.pos(),
-                &mut |name, off, ino, d_type| {
+            let pos = out.pos();
+            let next = fs.with_mounter(|m| {
+                file.read_dir(m, pos, &mut |name, off, ino, d_type| {
                     let ino = match name {
                         b"." => self_ino,
                         b".." => parent_ino,
                         _ => fs.map_ino(layer, ino, d_type == DT_DIR),
                     };
                     out.emit_at(name, off, ino, d_type)
-                },
-            )?;
+                })
+            })?;
             out.set_pos(next);
         }
         DirState::Merged(m) => {

@@ -110,9 +110,9 @@ impl UnionFs {
         self.work_dir.as_deref().ok_or(EROFS)
     }
 
-    /// Switches to the mounter's credentials, for operations on real objects.
-    pub(crate) fn as_mounter(&self) -> AsMounter<'_> {
-        self.creds.as_mounter()
+    /// Runs `f` with the mounter's credentials, for operations on real objects.
+    pub(crate) fn with_mounter<R>(&self, f: impl FnOnce(&AsMounter<'_>) -> R) -> R {
+        self.creds.with_mounter(f)
     }
 }
 
@@ -121,6 +121,10 @@ impl Drop for UnionFs {
         for i in self.in_use.iter() {
             i.inuse_unlock();
         }
+        // Our references into the layers go before the layers' private mounts (the fields
+        // that follow), as overlayfs puts its dentries before `kern_unmount_array`.
+        self.work_dir = None;
+        self.in_use.clear();
     }
 }
 
@@ -133,30 +137,31 @@ fn upper_uuid(fs: &UnionFs, mode: params::Uuid) -> Option<[u8; 16]> {
     }
     let upper = fs.upper_layer().ok()?;
     let root = upper.spec.path.dentry();
-    let m = fs.as_mounter();
-    let mut uuid = [0u8; 16];
-    match upper
-        .mnt
-        .getxattr(&m, root, fs.xattr_name(Xattr::Uuid), &mut uuid)
-    {
-        Ok(16) => return Some(uuid),
-        Err(e) if e == errno::enodata() => {}
-        _ => return None,
-    }
-    if mode == params::Uuid::Auto
-        && upper
+    fs.with_mounter(|m| {
+        let mut uuid = [0u8; 16];
+        match upper
             .mnt
-            .getxattr(&m, root, fs.xattr_name(Xattr::Impure), &mut [])
-            .is_ok()
-    {
-        return None;
-    }
-    let uuid = crate::vfs::new_uuid();
-    upper
-        .mnt
-        .set_xattr(&m, root, fs.xattr_name(Xattr::Uuid), Some(&uuid), 0)
-        .ok()?;
-    Some(uuid)
+            .getxattr(m, root, fs.xattr_name(Xattr::Uuid), &mut uuid)
+        {
+            Ok(16) => return Some(uuid),
+            Err(e) if e == errno::enodata() => {}
+            _ => return None,
+        }
+        if mode == params::Uuid::Auto
+            && upper
+                .mnt
+                .getxattr(m, root, fs.xattr_name(Xattr::Impure), &mut [])
+                .is_ok()
+        {
+            return None;
+        }
+        let uuid = crate::vfs::new_uuid();
+        upper
+            .mnt
+            .set_xattr(m, root, fs.xattr_name(Xattr::Uuid), Some(&uuid), 0)
+            .ok()?;
+        Some(uuid)
+    })
 }
 
 /// Name of the directory inside workdir that unions work in (overlayfs' too).
@@ -168,44 +173,45 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
     let upper = fs.upper_layer()?;
     let mnt = &upper.mnt;
     let base = fs.work.as_ref().ok_or(EINVAL)?.path.dentry();
-    let m = fs.as_mounter();
-    if let Some(old) = mnt.lookup(&m, base, WORK_NAME)? {
-        if old.inode().is_some() {
-            fs.remove_tree(&m, base, &old, 2).map_err(|e| {
-                fc.fail(
-                    e,
-                    fmt!(
-                        "workdir: cannot clean up '{}/work' ({:?})",
-                        show(fs.work.as_ref().map_or(c"", |w| &w.name)),
-                        e
-                    ),
-                )
-            })?;
+    fs.with_mounter(|m| {
+        if let Some(old) = mnt.lookup(m, base, WORK_NAME)? {
+            if old.inode().is_some() {
+                fs.remove_tree(m, base, &old, 2).map_err(|e| {
+                    fc.fail(
+                        e,
+                        fmt!(
+                            "workdir: cannot clean up '{}/work' ({:?})",
+                            show(fs.work.as_ref().map_or(c"", |w| &w.name)),
+                            e
+                        ),
+                    )
+                })?;
+            }
         }
-    }
-    let work = fs
-        .create_real(
-            &m,
-            base,
-            WORK_NAME,
-            NewObject::Node {
-                mode: bindings::S_IFDIR,
-                rdev: 0,
-            },
-        )
-        .map_err(|e| fc.fail(e, fmt!("workdir: cannot create 'work' in it ({:?})", e)))?;
-    // Opaque dirs and xattr copies need xattrs on the upper filesystem; overlayfs goes on
-    // without them (and fails the operations that need them), and so do we.
-    let probe = fs.xattr_name(Xattr::Opaque);
-    match mnt.set_xattr(&m, &work, probe, Some(b"y"), 0) {
-        Ok(()) => {
-            let _ = mnt.set_xattr(&m, &work, probe, None, 0);
+        let work = fs
+            .create_real(
+                m,
+                base,
+                WORK_NAME,
+                NewObject::Node {
+                    mode: bindings::S_IFDIR,
+                    rdev: 0,
+                },
+            )
+            .map_err(|e| fc.fail(e, fmt!("workdir: cannot create 'work' in it ({:?})", e)))?;
+        // Opaque dirs and xattr copies need xattrs on the upper filesystem; overlayfs goes on
+        // without them (and fails the operations that need them), and so do we.
+        let probe = fs.xattr_name(Xattr::Opaque);
+        match mnt.set_xattr(m, &work, probe, Some(b"y"), 0) {
+            Ok(()) => {
+                let _ = mnt.set_xattr(m, &work, probe, None, 0);
+            }
+            Err(_) => fc.warn(fmt!(
+                "upper fs does not support xattrs: opaque directories cannot be made"
+            )),
         }
-        Err(_) => fc.warn(fmt!(
-            "upper fs does not support xattrs: opaque directories cannot be made"
-        )),
-    }
-    Ok(work)
+        Ok(work)
+    })
 }
 
 /// Refuses layers that are the same directory or lie inside one another: a union over itself
@@ -409,6 +415,8 @@ impl FileSystem for UnionFs {
                 .inode()
                 .ok_or(ENOENT)?
                 .into();
+            // Room first: a mark must not be taken that `in_use` cannot hold (and drop undo).
+            info.in_use.reserve(2, GFP_KERNEL)?;
             for (i, what) in [(upper_root, "upperdir"), (work_base, "workdir")] {
                 if !i.inuse_trylock() {
                     return Err(fc.fail(EBUSY, fmt!("{} is in use by another mount", what)));
@@ -464,13 +472,11 @@ impl SuperOps for UnionFs {
     fn statfs(sb: &SuperBlock<Self>, buf: &mut Kstatfs<'_>) -> Result {
         let fs = sb.info();
         let top = fs.top().ok_or(EIO)?;
-        buf.fill_from(
-            &fs.as_mounter(),
-            RealPath {
-                mnt: &top.mnt,
-                dentry: top.spec.path.dentry(),
-            },
-        )?;
+        let path = RealPath {
+            mnt: &top.mnt,
+            dentry: top.spec.path.dentry(),
+        };
+        fs.with_mounter(|m| buf.fill_from(m, path))?;
         buf.set_type(UNIONRS_SUPER_MAGIC);
         Ok(())
     }

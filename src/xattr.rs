@@ -92,29 +92,26 @@ impl XattrOps for UnionFs {
         let fs = inode.sb().info();
         let real = crate::inode::real_path(inode)?;
         let escaped = fs.real_xattr_name(name)?;
-        real.mnt.getxattr(
-            &fs.as_mounter(),
-            real.dentry,
-            escaped.as_deref().unwrap_or(name),
-            buf,
-        )
+        let real_name = escaped.as_deref().unwrap_or(name);
+        fs.with_mounter(|m| real.mnt.getxattr(m, real.dentry, real_name, buf))
     }
 
-    /// `setxattr`/`removexattr` of a union object: on its upper copy (copied up first).
+    /// `setxattr`/`removexattr` of a union object: on its upper copy (copied up first). A
+    /// lower object is not copied up to remove an xattr it does not have (`ENODATA`), as in
+    /// overlayfs.
     fn set(dentry: &Dentry, name: &CStr, value: Option<&[u8]>, flags: i32) -> Result {
         let (sb, inode) = union_inode(dentry)?;
         let fs = sb.info();
-        copy_up(sb, dentry)?;
-        let upper = inode.data()?.upper().ok_or(EIO)?;
         let escaped = fs.real_xattr_name(name)?;
         let real_name = escaped.as_deref().unwrap_or(name);
-        fs.upper_layer()?.mnt.set_xattr(
-            &fs.as_mounter(),
-            &upper.dentry,
-            real_name,
-            value,
-            flags,
-        )?;
+        if value.is_none() && inode.data()?.upper().is_none() {
+            let real = crate::inode::real_path(inode)?;
+            fs.with_mounter(|m| real.mnt.getxattr(m, real.dentry, real_name, &mut []))?;
+        }
+        copy_up(sb, dentry)?;
+        let upper = inode.data()?.upper().ok_or(EIO)?;
+        let mnt = &fs.upper_layer()?.mnt;
+        fs.with_mounter(|m| mnt.set_xattr(m, &upper.dentry, real_name, value, flags))?;
         inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
         Ok(())
     }
@@ -126,7 +123,7 @@ pub(crate) fn listxattr(inode: &FsInode<UnionFs>, buf: &mut [u8]) -> Result<usiz
     let real = crate::inode::real_path(inode)?;
     // Decided for the caller, before switching to the mounter's credentials.
     let may_list_trusted = caller_is_sys_admin();
-    let n = real.mnt.listxattr(&fs.as_mounter(), real.dentry, buf)?;
+    let n = fs.with_mounter(|m| real.mnt.listxattr(m, real.dentry, buf))?;
     if buf.is_empty() {
         // Only the size was asked for: an upper bound is enough.
         return Ok(n);
@@ -165,8 +162,7 @@ pub(crate) fn get_inode_acl(inode: &FsInode<UnionFs>, ty: i32) -> Result<Option<
     if !real_inode.has_posix_acls() {
         return Ok(None);
     }
-    let _m = fs.as_mounter();
-    real_inode.permission_acl(ty)
+    fs.with_mounter(|m| real_inode.permission_acl(m, ty))
 }
 
 /// The ACL as `getfacl` sees it: the real object's, through its layer; none ("no ACL", as
@@ -177,19 +173,27 @@ pub(crate) fn get_acl(inode: &FsInode<UnionFs>, ty: i32) -> Result<Option<Acl>> 
     if !real.dentry.inode().ok_or(ENOENT)?.has_posix_acls() {
         return Ok(None);
     }
-    real.mnt
-        .get_acl(&fs.as_mounter(), real.dentry, acl_name(ty))
+    fs.with_mounter(|m| real.mnt.get_acl(m, real.dentry, acl_name(ty)))
 }
 
-/// `set_acl` of a union object: on its upper copy.
+/// `set_acl` of a union object: on its upper copy. As for xattrs, a lower object is not copied
+/// up to remove an ACL it does not have (`ENODATA`).
 pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>) -> Result {
     let (sb, inode) = union_inode(dentry)?;
     let fs = sb.info();
+    if acl.is_none() && inode.data()?.upper().is_none() {
+        let real = crate::inode::real_path(inode)?;
+        if fs
+            .with_mounter(|m| real.mnt.get_acl(m, real.dentry, acl_name(ty)))?
+            .is_none()
+        {
+            return Err(crate::vfs::errno::enodata());
+        }
+    }
     copy_up(sb, dentry)?;
     let upper = inode.data()?.upper().ok_or(EIO)?;
-    fs.upper_layer()?
-        .mnt
-        .set_acl(&fs.as_mounter(), &upper.dentry, acl_name(ty), acl)?;
+    let mnt = &fs.upper_layer()?.mnt;
+    fs.with_mounter(|m| mnt.set_acl(m, &upper.dentry, acl_name(ty), acl))?;
     inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
     Ok(())
 }

@@ -3,15 +3,15 @@
 //! Credentials: the one place where the module switches them.
 //!
 //! Every operation on a real object (lookup, stat, xattrs, create, rename, open, ...) takes an
-//! [`AsMounter`] token, and the only ways to get one are [`MounterCreds::as_mounter`] and
-//! [`MounterCreds::as_creator`], which switch the task to the mounter's credentials for as
-//! long as the token lives. So a real object cannot be reached with the caller's credentials
-//! by mistake, and no other code overrides credentials. (The kernel's backing-file helpers
-//! switch to the credentials we hand them themselves, for the I/O they forward.)
+//! [`AsMounter`] token, and the only ways to get one are [`MounterCreds::with_mounter`] and
+//! [`MounterCreds::with_creator`], which switch the task to the mounter's credentials for the
+//! closure they run and lend it the token. So a real object cannot be reached with the
+//! caller's credentials by mistake, and no other code overrides credentials. (The kernel's
+//! backing-file helpers switch to the credentials we hand them themselves, for the I/O they
+//! forward.)
 
 use super::bindings as cb;
 use core::marker::PhantomData;
-use core::ops::Deref;
 use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::cred::Credential;
@@ -44,38 +44,48 @@ impl MounterCreds {
         Ok(Self(unsafe { ARef::from_raw(cred.cast()) }))
     }
 
-    /// Switches the task to these credentials until the token is dropped.
-    pub(crate) fn as_mounter(&self) -> AsMounter<'_> {
+    /// Runs `f` as the mounter: the task's credentials are switched to these for the call,
+    /// and `f` gets the proof. (A closure rather than a guard that callers hold: a guard could
+    /// be leaked with `mem::forget`, which would leave the task on our credentials.)
+    pub(crate) fn with_mounter<R>(&self, f: impl FnOnce(&AsMounter<'_>) -> R) -> R {
         // SAFETY: `self.0` is a valid credential that outlives the token, which reverts the
-        // override when dropped, on this task (it is not `Send`).
+        // override when dropped at the end of this function, on this task.
         let old = unsafe { cb::unionrs_override_creds(self.0.as_ptr()) };
-        // INVARIANT: `old` is what the override returned.
-        AsMounter {
+        // INVARIANT: `old` is what the override returned; the token does not leave this frame.
+        let token = AsMounter {
             old,
             _creds: PhantomData,
-        }
+        };
+        f(&token)
     }
 
-    /// Like [`Self::as_mounter`], but with `fsuid` and `fsgid` as the file system ids, so that
-    /// the objects made meanwhile get that owner.
-    pub(crate) fn as_creator(&self, fsuid: Kuid, fsgid: Kgid) -> Result<AsCreator<'_>> {
-        let mounter = self.as_mounter();
-        // SAFETY: no preconditions; a copy of the current (mounter's) credentials.
-        let cred = NonNull::new(unsafe { bindings::prepare_creds() }).ok_or(ENOMEM)?;
-        // SAFETY: the copy is ours alone; it is used only from the override below on.
-        unsafe {
-            (*cred.as_ptr()).fsuid = fsuid;
-            (*cred.as_ptr()).fsgid = fsgid;
-        }
-        // SAFETY: `prepare_creds` gave us a reference, which the `ARef` now owns.
-        let creator: ARef<Credential> = unsafe { ARef::from_raw(cred.cast()) };
-        // SAFETY: `creator` outlives the override, which `AsCreator::drop` reverts on this task.
-        let old = unsafe { cb::unionrs_override_creds(creator.as_ptr()) };
-        // INVARIANT: `old` is what the override returned; `mounter` reverts the outer one.
-        Ok(AsCreator {
-            old,
-            _creator: creator,
-            mounter,
+    /// Like [`Self::with_mounter`], but with `fsuid` and `fsgid` as the file system ids, so
+    /// that the objects `f` makes get that owner.
+    pub(crate) fn with_creator<R>(
+        &self,
+        fsuid: Kuid,
+        fsgid: Kgid,
+        f: impl FnOnce(&AsMounter<'_>) -> R,
+    ) -> Result<R> {
+        self.with_mounter(|m| {
+            // SAFETY: no preconditions; a copy of the current (mounter's) credentials.
+            let cred = NonNull::new(unsafe { bindings::prepare_creds() }).ok_or(ENOMEM)?;
+            // SAFETY: the copy is ours alone; it is used only from the override below on.
+            unsafe {
+                (*cred.as_ptr()).fsuid = fsuid;
+                (*cred.as_ptr()).fsgid = fsgid;
+            }
+            // SAFETY: `prepare_creds` gave us a reference, which the `ARef` now owns.
+            let creator: ARef<Credential> = unsafe { ARef::from_raw(cred.cast()) };
+            // SAFETY: `creator` outlives the override, which `revert` undoes at the end of
+            // this closure, on this task, before `creator` is released.
+            let old = unsafe { cb::unionrs_override_creds(creator.as_ptr()) };
+            // INVARIANT: `old` is what the override returned (the mounter's credentials).
+            let revert = Revert(old);
+            let r = f(m);
+            drop(revert);
+            drop(creator);
+            Ok(r)
         })
     }
 
@@ -87,12 +97,13 @@ impl MounterCreds {
 }
 
 /// Proof that the task runs with a union's mounter credentials; real objects are reached only
-/// through functions that take one. Restores the task's own credentials when dropped.
+/// through functions that take one. Only [`MounterCreds::with_mounter`] makes one, and lends
+/// it to its closure.
 ///
 /// # Invariants
 ///
 /// `old` is what `override_creds` returned when the token was made; the token is not `Send`
-/// (the raw pointer), so it is dropped on the task that made it.
+/// (the raw pointer), so it is dropped on the task that made it, where it was made.
 pub(crate) struct AsMounter<'a> {
     old: *const bindings::cred,
     _creds: PhantomData<&'a MounterCreds>,
@@ -105,31 +116,18 @@ impl Drop for AsMounter<'_> {
     }
 }
 
-/// An [`AsMounter`] whose file system ids are those of a new object's owner.
+/// Reverts an inner override (the creator's ids) when dropped.
 ///
 /// # Invariants
 ///
-/// `old` is what the inner `override_creds` returned (the mounter's credentials); it is
-/// reverted before `mounter` reverts the outer override.
-pub(crate) struct AsCreator<'a> {
-    old: *const bindings::cred,
-    _creator: ARef<Credential>,
-    mounter: AsMounter<'a>,
-}
+/// `.0` is what `override_creds` returned on this task; the value never leaves the frame of
+/// [`MounterCreds::with_creator`].
+struct Revert(*const bindings::cred);
 
-impl<'a> Deref for AsCreator<'a> {
-    type Target = AsMounter<'a>;
-
-    fn deref(&self) -> &AsMounter<'a> {
-        &self.mounter
-    }
-}
-
-impl Drop for AsCreator<'_> {
+impl Drop for Revert {
     fn drop(&mut self) {
-        // SAFETY: `old` came from the inner `override_creds` on this task (type invariant);
-        // the creator's credential is released after this (field drop), when no longer used.
-        unsafe { cb::unionrs_revert_creds(self.old) };
+        // SAFETY: as the type invariant says.
+        unsafe { cb::unionrs_revert_creds(self.0) };
     }
 }
 

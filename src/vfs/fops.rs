@@ -129,7 +129,8 @@ impl<T: AllOps> Fops<T> {
     }
 
     /// Runs one I/O callback: `f` gets the real file that I/O on `file` goes to now and the
-    /// backing-file context (the mounter's credentials); an error becomes a negative errno.
+    /// backing-file context (the mounter's credentials, and [`Self::end_write`]); an error
+    /// becomes a negative errno.
     ///
     /// # Safety
     ///
@@ -145,6 +146,7 @@ impl<T: AllOps> Fops<T> {
                 // SAFETY: all-zero is a valid context (no callbacks).
                 let mut ctx: cb::backing_file_ctx = unsafe { core::mem::zeroed() };
                 ctx.cred = T::creds(inode.sb()).as_ptr();
+                ctx.end_write = Some(Self::end_write);
                 f(real, &mut ctx)
             }
             Err(e) => R::errno(e),
@@ -201,8 +203,8 @@ impl<T: AllOps> Fops<T> {
         }
     }
 
-    /// `file_operations::write_iter`: under our inode lock, which also covers taking over the
-    /// real file's new size.
+    /// `file_operations::write_iter`: under our inode lock (an asynchronous write finishes
+    /// later, in [`Self::end_write`]).
     ///
     /// # Safety
     ///
@@ -221,10 +223,7 @@ impl<T: AllOps> Fops<T> {
             let inode = FsInode::<T>::from_raw((*file).f_inode);
             let _lock = inode.lock();
             Self::forward(file, |real, ctx| {
-                let r =
-                    cb::backing_file_write_iter(real.as_ptr(), iter, iocb, (*iocb).ki_flags, ctx);
-                inode.copy_size_from(real.inode());
-                r
+                cb::backing_file_write_iter(real.as_ptr(), iter, iocb, (*iocb).ki_flags, ctx)
             })
         }
     }
@@ -280,7 +279,6 @@ impl<T: AllOps> Fops<T> {
                 let r =
                     cb::backing_file_splice_write(pipe, real.as_ptr(), &mut iocb, len, flags, ctx);
                 *ppos = iocb.ki_pos;
-                inode.copy_size_from(real.inode());
                 r
             })
         }
@@ -305,8 +303,25 @@ impl<T: AllOps> Fops<T> {
         }
     }
 
-    /// `file_operations::llseek`: seeks the real file at our position (its filesystem answers
-    /// `SEEK_DATA` and `SEEK_HOLE`), and mirrors the result.
+    /// `backing_file_ctx::end_write`: after a write through the real file (a synchronous
+    /// one, or an asynchronous one's completion, from a work queue), our inode takes over the
+    /// real inode's new size and times.
+    ///
+    /// # Safety
+    ///
+    /// Called by the kernel's backing-file helpers only, with the `iocb` of a write to an open
+    /// regular file of `T`.
+    unsafe extern "C" fn end_write(iocb: *mut bindings::kiocb, _ret: isize) {
+        // SAFETY: as the function's contract says; the open file pins its inode.
+        let inode = unsafe { FsInode::<T>::from_raw((*(*iocb).ki_filp).f_inode) };
+        if let Some((real, _)) = inode.real_top() {
+            inode.refresh_from(real);
+        }
+    }
+
+    /// `file_operations::llseek`: seeks the real file at our position as the mounter (its
+    /// filesystem answers `SEEK_DATA` and `SEEK_HOLE`), and mirrors the result. Seeking to
+    /// the start or asking for the position needs no real file (as in overlayfs).
     ///
     /// # Safety
     ///
@@ -319,16 +334,23 @@ impl<T: AllOps> Fops<T> {
         // SAFETY: as the function's contract says; the positions are mirrored under our inode
         // lock.
         unsafe {
-            if whence == bindings::SEEK_CUR as c_int && offset == 0 {
-                return (*file).f_pos;
+            if offset == 0 {
+                if whence == bindings::SEEK_CUR as c_int {
+                    return (*file).f_pos;
+                }
+                if whence == bindings::SEEK_SET as c_int {
+                    return bindings::vfs_setpos(file, 0, 0);
+                }
             }
             let inode = FsInode::<T>::from_raw((*file).f_inode);
             let _lock = inode.lock();
             Self::forward(file, |real, _| {
-                (*real.as_ptr()).f_pos = (*file).f_pos;
-                let r = bindings::vfs_llseek(real.as_ptr(), offset, whence);
-                (*file).f_pos = (*real.as_ptr()).f_pos;
-                r
+                T::creds(inode.sb()).with_mounter(|_| {
+                    (*real.as_ptr()).f_pos = (*file).f_pos;
+                    let r = bindings::vfs_llseek(real.as_ptr(), offset, whence);
+                    (*file).f_pos = (*real.as_ptr()).f_pos;
+                    r
+                })
             })
         }
     }

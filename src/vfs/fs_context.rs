@@ -95,9 +95,6 @@ pub(crate) struct Param<'a> {
     pub(crate) value: ParamValue<'a>,
     /// The value of an enum option.
     pub(crate) number: u32,
-    /// Whether a flag was given in its `no` form.
-    #[allow(dead_code)]
-    pub(crate) negated: bool,
 }
 
 impl<'a> Param<'a> {
@@ -112,7 +109,6 @@ impl<'a> Param<'a> {
         string: *const c_char,
         file: *mut bindings::file,
         number: u32,
-        negated: bool,
     ) -> Self {
         let value = if !string.is_null() {
             // SAFETY: the caller promises a valid string for `'a`.
@@ -123,11 +119,6 @@ impl<'a> Param<'a> {
         } else {
             ParamValue::None
         };
-        Self {
-            opt,
-            value,
-            number,
-            negated,
-        }
+        Self { opt, value, number }
     }
 }

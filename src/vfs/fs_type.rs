@@ -177,7 +177,6 @@ impl<T: AllOps> Adapter<T> {
         string: *const c_char,
         file: *mut bindings::file,
         number: u32,
-        negated: bool,
     ) -> c_int {
         from_result(|| {
             // SAFETY: the C parser calls us with a live context.
@@ -185,7 +184,7 @@ impl<T: AllOps> Adapter<T> {
             // SAFETY: `cfg` is the context's config; the VFS serializes calls on a context.
             let cfg = unsafe { <KBox<T::Config> as ForeignOwnable>::borrow_mut(cfg) };
             // SAFETY: as promised by our caller.
-            let param = unsafe { Param::from_raw(opt, string, file, number, negated) };
+            let param = unsafe { Param::from_raw(opt, string, file, number) };
             T::parse_param(fc, cfg, param)?;
             Ok(0)
         })
@@ -354,6 +353,8 @@ impl<T: AllOps> Adapter<T> {
 /// against its declaration in `helpers.h` (a different signature does not build).
 macro_rules! declare_filesystem {
     ($fs:ty) => {
+        /// A new, default mount configuration, owned by the `fs_context` (freed by
+        /// `unionrs_rs_fc_free`); NULL if out of memory.
         #[no_mangle]
         extern "C" fn unionrs_rs_fc_alloc() -> *mut ::kernel::ffi::c_void {
             $crate::vfs::fs_type::Adapter::<$fs>::fc_alloc()
@@ -379,12 +380,11 @@ macro_rules! declare_filesystem {
             string: *const ::kernel::ffi::c_char,
             file: *mut ::kernel::bindings::file,
             number: u32,
-            negated: bool,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: forwarded from the C hook with its contract.
             unsafe {
                 $crate::vfs::fs_type::Adapter::<$fs>::parse_param(
-                    fc, cfg, opt, string, file, number, negated,
+                    fc, cfg, opt, string, file, number,
                 )
             }
         }
@@ -449,7 +449,7 @@ macro_rules! declare_filesystem {
                 unionrs_rs_fc_free,
             ];
             let _ = [
-                cb::unionrs_rs_parse_param as unsafe extern "C" fn(_, _, _, _, _, _, _) -> _,
+                cb::unionrs_rs_parse_param as unsafe extern "C" fn(_, _, _, _, _, _) -> _,
                 unionrs_rs_parse_param,
             ];
             let _ = [

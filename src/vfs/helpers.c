@@ -63,7 +63,7 @@ static int unionrs_parse_param(struct fs_context *fc, struct fs_parameter *param
 	return unionrs_rs_parse_param(fc, fc->fs_private, opt,
 				      param->type == fs_value_is_string ? param->string : NULL,
 				      param->type == fs_value_is_file ? param->file : NULL,
-				      result.uint_32, result.negated);
+				      result.uint_32);
 }
 
 static int unionrs_fill_super(struct super_block *sb, struct fs_context *fc)

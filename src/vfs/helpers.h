@@ -71,6 +71,14 @@ enum unionrs_kernel_constants {
 	UNIONRS_ACL_TYPE_ACCESS = ACL_TYPE_ACCESS,
 	UNIONRS_ACL_TYPE_DEFAULT = ACL_TYPE_DEFAULT,
 	UNIONRS_SPLICE_F_MOVE = SPLICE_F_MOVE,
+	UNIONRS_RENAME_NOREPLACE = RENAME_NOREPLACE,
+	UNIONRS_RENAME_EXCHANGE = RENAME_EXCHANGE,
+	UNIONRS_RENAME_WHITEOUT = RENAME_WHITEOUT,
+};
+
+/* A pointer constant, as its (negative) integer value. */
+enum unionrs_kernel_pointers {
+	UNIONRS_ACL_DONT_CACHE = (long)ACL_DONT_CACHE,
 };
 
 /* The filesystem type (helpers.c), registered by Rust. */
@@ -80,7 +88,7 @@ extern struct file_system_type unionrs_fs_type;
 void *unionrs_rs_fc_alloc(void);
 void unionrs_rs_fc_free(void *cfg);
 int unionrs_rs_parse_param(struct fs_context *fc, void *cfg, int opt, const char *string,
-			   struct file *file, u32 uint_32, bool negated);
+			   struct file *file, u32 uint_32);
 int unionrs_rs_parse_monolithic(struct fs_context *fc, void *data);
 int unionrs_rs_fill_super(struct super_block *sb, struct fs_context *fc, void *cfg);
 int unionrs_rs_reconfigure(struct fs_context *fc, void *cfg, struct super_block *sb,

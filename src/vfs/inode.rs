@@ -3,6 +3,7 @@
 //! Inodes.
 
 use super::bindings as cb;
+use super::cred::AsMounter;
 use super::fs_type::FileSystem;
 use super::iops::AllOps;
 use super::real::InodeLock;
@@ -124,7 +125,11 @@ impl Inode {
     }
 
     /// The ACL used in permission checks (`get_inode_acl`), for a real inode.
-    pub(crate) fn permission_acl(&self, ty: i32) -> Result<Option<super::layer::Acl>> {
+    pub(crate) fn permission_acl(
+        &self,
+        _m: &AsMounter<'_>,
+        ty: i32,
+    ) -> Result<Option<super::layer::Acl>> {
         // SAFETY: the inode is live; a returned ACL comes with a reference for us.
         let acl = unsafe { cb::get_inode_acl(self.as_ptr(), ty) };
         // SAFETY: as above.
@@ -322,7 +327,7 @@ impl<T: FileSystem> FsInode<T> {
 
     /// The real inode the union inode shows (the upper one once there is one, else the top
     /// lower one), and its layer number (the upper layer is 0).
-    fn real_top(&self) -> Option<(&Inode, usize)> {
+    pub(super) fn real_top(&self) -> Option<(&Inode, usize)> {
         let upper = self.top.upper.load(Ordering::Acquire);
         let (d, layer) = if upper.is_null() {
             (
@@ -362,8 +367,10 @@ impl<T: FileSystem> FsInode<T> {
     /// size, and the inode flags of `T::INODE_FLAGS` (our own other flags stay).
     pub(crate) fn refresh_from(&self, real: &Inode) {
         let (ours, theirs) = (self.inode.get(), real.as_ptr());
-        // SAFETY: both inodes are live; the attributes are copied under our `i_lock`, as the
-        // VFS reads them, and the size with `i_size_write` semantics.
+        // SAFETY: both inodes are live. The attributes are copied under our `i_lock`, which
+        // serializes the writers (readers take no lock and see each field whole); the real
+        // flags stand in `i_flags` for the few instructions until the mask is applied. The
+        // size is written with `i_size_write` semantics.
         unsafe {
             bindings::spin_lock(&raw mut (*ours).i_lock);
             let keep = (*ours).i_flags & !T::INODE_FLAGS;
@@ -477,7 +484,7 @@ impl<T: FileSystem> FsInode<T> {
             cb::fsstack_copy_attr_all(raw, real.as_ptr());
             cb::fsstack_copy_inode_size(raw, real.as_ptr());
             (*raw).i_flags = (*real.as_ptr()).i_flags & T::INODE_FLAGS;
-            let dont_cache = ACL_DONT_CACHE as *mut bindings::posix_acl;
+            let dont_cache = cb::UNIONRS_ACL_DONT_CACHE as isize as *mut bindings::posix_acl;
             (*raw).i_acl = dont_cache;
             (*raw).i_default_acl = dont_cache;
             super::iops::set_ops::<T>(raw);
@@ -508,9 +515,6 @@ impl<T: FileSystem> FsInode<T> {
         0
     }
 }
-
-/// `ACL_DONT_CACHE` of `include/linux/fs.h`: an `i_acl` that is never cached.
-const ACL_DONT_CACHE: usize = usize::MAX - 2;
 
 impl<T: AllOps> SuperBlock<T> {
     /// Finds our inode for `key` (hashed: the same key gives the same inode while it lives),

@@ -29,7 +29,7 @@ pub(crate) enum NewObject<'a> {
     Link(&'a Dentry),
 }
 
-/// Where a rename starts or ends: a real dentry, or a name to look up under the locks.
+/// Where a rename starts: a real dentry, or a name to look up under the locks.
 #[derive(Clone, Copy)]
 pub(crate) enum RenameEnd<'a> {
     Dentry(&'a Dentry),
@@ -41,7 +41,8 @@ pub(crate) struct Rename<'a> {
     pub(crate) old_parent: &'a Dentry,
     pub(crate) old: RenameEnd<'a>,
     pub(crate) new_parent: &'a Dentry,
-    pub(crate) new: RenameEnd<'a>,
+    /// The target name, looked up under the locks.
+    pub(crate) new: &'a [u8],
     /// `RENAME_*` flags for the real rename.
     pub(crate) flags: u32,
 }
@@ -249,8 +250,8 @@ impl LayerMount {
     }
 
     /// Renames, once `check(old, new)` accepts the dentries found under the rename locks;
-    /// returns the dentry at the target after the rename (what `RENAME_EXCHANGE` moved into
-    /// the old parent, for instance).
+    /// returns the dentry that was at the target: after `RENAME_EXCHANGE` the object now at
+    /// the old name, after a plain rename the replaced one (negative or unhashed now).
     pub(crate) fn rename(
         &self,
         _m: &AsMounter<'_>,
@@ -264,26 +265,15 @@ impl LayerMount {
         rd.old_parent = r.old_parent.as_ptr();
         rd.new_parent = r.new_parent.as_ptr();
         rd.flags = r.flags;
-        let name = |e: RenameEnd<'_>| match e {
-            RenameEnd::Name(n) => qstr(n),
-            // SAFETY: all-zero is a valid (unused) qstr.
-            RenameEnd::Dentry(_) => Ok(unsafe { core::mem::zeroed() }),
-        };
-        let (mut old_name, mut new_name) = (name(r.old)?, name(r.new)?);
+        let mut new_name = qstr(r.new)?;
         // SAFETY: the parents and named dentries are live; the qstrs point to names that
         // outlive the calls. On success the locks are held and `rd` names both dentries.
         to_result(unsafe {
-            match (r.old, r.new) {
-                (RenameEnd::Dentry(o), RenameEnd::Dentry(n)) => {
-                    cb::start_renaming_two_dentries(&mut rd, o.as_ptr(), n.as_ptr())
-                }
-                (RenameEnd::Dentry(o), RenameEnd::Name(_)) => {
+            match r.old {
+                RenameEnd::Dentry(o) => {
                     cb::start_renaming_dentry(&mut rd, 0, o.as_ptr(), &mut new_name)
                 }
-                (RenameEnd::Name(_), RenameEnd::Name(_)) => {
-                    cb::start_renaming(&mut rd, 0, &mut old_name, &mut new_name)
-                }
-                (RenameEnd::Name(_), RenameEnd::Dentry(_)) => return Err(EINVAL),
+                RenameEnd::Name(n) => cb::start_renaming(&mut rd, 0, &mut qstr(n)?, &mut new_name),
             }
         })?;
         // SAFETY: both dentries are referenced by `rd` until `end_renaming`.

@@ -1735,6 +1735,22 @@ fn basic_semantics(label: &str, m: &Path, u: &Path, lower_f: &libc::stat) -> Vec
     let names = names_in(&m.join("em"));
     want(names == Ok(vec![]), format!("the new em lists {}", names.map_or_else(errno_name, |n| show_names(&n))));
 
+    // Removing an xattr or ACL that a lower object does not have fails without copying it up
+    // (a layer without ACLs answers EOPNOTSUPP to the ACL).
+    for rel in ["ldir/x", "ldir"] {
+        for (name, want_err) in [("user.absent", &[libc::ENODATA][..]), ("system.posix_acl_access", &[libc::ENODATA, libc::EOPNOTSUPP])] {
+            let (c, n) = (sys::cpath(&m.join(rel)), sys::cstr(name));
+            // SAFETY: valid strings.
+            let r = rc(unsafe { libc::lremovexattr(c.as_ptr(), n.as_ptr()) });
+            let names: Vec<String> = want_err.iter().map(|&e| errno_name(e)).collect();
+            want(
+                r.is_err_and(|e| want_err.contains(&e)),
+                format!("lremovexattr({rel}, {name}): {}, want {}", describe(&r), names.join(" or ")),
+            );
+            want(sys::lstat(&u.join(rel)).err() == Some(libc::ENOENT), format!("upper {rel} exists after lremovexattr({rel}, {name})"));
+        }
+    }
+
     // A merged directory with entries cannot be removed; lower directories cannot be renamed
     // without redirect_dir.
     let r = path_op(libc::rmdir, "merged");
