@@ -105,6 +105,11 @@ impl UnionFs {
     ) -> Result<ARef<Dentry>> {
         let lpath = self.real_path(lower)?;
         let st = lpath.mnt.stat(m, lpath.dentry)?;
+        // The copy could not get the owner of the original (say a set-user-ID file of the
+        // initial namespace's root, under a user namespace's mount): refuse, as overlayfs does.
+        if !m.maps_ids(st.uid(), st.gid()) {
+            return Err(EOVERFLOW);
+        }
         let mnt = &self.upper_layer()?.mnt;
         let mode = st.mode();
         let target: CString;

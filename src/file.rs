@@ -37,11 +37,38 @@ fn real_flags(flags: u32) -> u32 {
         | bindings::O_LARGEFILE
 }
 
+/// What opening a file with `flags` asks of its inode (the kernel's `ACC_MODE`, with
+/// `MAY_OPEN`).
+fn open_mask(flags: u32) -> i32 {
+    let access = match flags & bindings::O_ACCMODE {
+        bindings::O_RDONLY => bindings::MAY_READ,
+        bindings::O_WRONLY => bindings::MAY_WRITE,
+        _ => bindings::MAY_READ | bindings::MAY_WRITE,
+    };
+    let append = if flags & bindings::O_APPEND != 0 {
+        bindings::MAY_APPEND
+    } else {
+        0
+    };
+    (bindings::MAY_OPEN | access | append) as i32
+}
+
 /// Opens the real object of `inode` as the backing file of `file`.
 fn open_real(inode: &FsInode<UnionFs>, file: &UserFile) -> Result<RealFile> {
     let fs = inode.sb().info();
     let path = real_path(inode)?;
-    fs.with_mounter(|m| RealFile::open_backing(m, file, path, real_flags(file.flags()), &fs.creds))
+    let real = path.dentry.inode().ok_or(ENOENT)?;
+    let mut flags = real_flags(file.flags());
+    fs.with_mounter(|m| {
+        // The VFS checked the caller against the union's inode; the mounter must be allowed
+        // to open the real file too, which after a copy-up is another one (overlayfs' check
+        // for CVE-2020-16120).
+        path.mnt.inode_permission(m, real, open_mask(flags))?;
+        if !path.mnt.owner_or_capable(m, real) {
+            flags &= !bindings::O_NOATIME;
+        }
+        RealFile::open_backing(m, file, path, flags, &fs.creds)
+    })
 }
 
 #[vtable]

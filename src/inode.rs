@@ -88,11 +88,6 @@ impl UnionInode {
         Iterator::chain(self.upper.as_ref().into_iter(), self.lower.iter())
     }
 
-    /// The `rank`-th real object (0 = top).
-    pub(crate) fn entry(&self, rank: usize) -> Option<&RealEntry> {
-        self.entries().nth(rank)
-    }
-
     /// Whether this is a directory merged from more than one layer.
     pub(crate) fn is_merged(&self) -> bool {
         self.entries().nth(1).is_some()
@@ -102,6 +97,24 @@ impl UnionInode {
     pub(crate) fn invalidate_listing(&self) {
         *self.dir_cache.lock() = None;
     }
+}
+
+/// Where the filesystem's number starts in the inode number of a directory of a union over
+/// `filesystems` filesystems: bit 56 (what unionrs has always used) unless more than 255
+/// filesystems need more bits.
+pub(crate) fn dir_ino_shift(filesystems: usize) -> u32 {
+    let bits = usize::BITS - filesystems.leading_zeros();
+    (u64::BITS - bits).min(56)
+}
+
+/// The inode number of a directory that is inode `real_ino` of the union's `fs_index`-th
+/// filesystem: the filesystem's number + 1 above `shift`. A real number that does not fit
+/// below `shift` is used as it is (unique at least among that filesystem's).
+pub(crate) fn dir_ino(fs_index: usize, real_ino: u64, shift: u32) -> u64 {
+    if real_ino >> shift != 0 {
+        return real_ino;
+    }
+    ((fs_index as u64 + 1) << shift) | real_ino
 }
 
 impl UnionFs {
@@ -125,13 +138,8 @@ impl UnionFs {
         if self.same_fs || !is_dir {
             return real_ino;
         }
-        let fs_index = self.layers.get(layer).map_or(0, |l| l.fs_index) as u64;
-        const SHIFT: u32 = 56;
-        if real_ino >> SHIFT != 0 {
-            // Does not fit: fall back to a number that is at least unique for this mount.
-            return real_ino;
-        }
-        ((fs_index + 1) << SHIFT) | real_ino
+        let fs_index = self.layers.get(layer).map_or(0, |l| l.fs_index);
+        dir_ino(fs_index, real_ino, self.dir_ino_shift)
     }
 
     /// Finds or makes the union inode for `stack`, so that every path to the same object
@@ -240,7 +248,7 @@ fn getattr(
 
 /// A change of attributes, on the upper copy (data included for a size change, as for any
 /// copy-up).
-fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
+pub(crate) fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
     let (sb, inode) = union_inode(dentry)?;
     let fs = sb.info();
     copy_up(sb, dentry)?;
@@ -309,5 +317,38 @@ impl SymlinkOps for UnionFs {
         let fs = inode.sb().info();
         let real = real_path(inode)?;
         fs.with_mounter(|m| out.resolve(m, real.dentry))
+    }
+}
+
+#[kunit_tests(unionrs_inode)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_ino_shift_keeps_bit_56_up_to_255_filesystems() {
+        assert_eq!(dir_ino_shift(1), 56);
+        assert_eq!(dir_ino_shift(2), 56);
+        assert_eq!(dir_ino_shift(255), 56);
+        assert_eq!(dir_ino_shift(256), 55);
+        assert_eq!(dir_ino_shift(501), 55);
+    }
+
+    /// Inode 2 of every filesystem of a 501-filesystem union (an upper and 500 lowers, each
+    /// on its own) gets a number of its own.
+    #[test]
+    fn dir_inos_distinct_for_501_filesystems() {
+        let shift = dir_ino_shift(501);
+        let mut seen = KVec::new();
+        for fs_index in 0..501 {
+            let ino = dir_ino(fs_index, 2, shift);
+            assert!(!seen.contains(&ino));
+            assert!(seen.push(ino, GFP_KERNEL).is_ok());
+        }
+    }
+
+    #[test]
+    fn dir_ino_too_big_is_kept() {
+        assert_eq!(dir_ino(3, 1 << 60, 56), 1 << 60);
+        assert_eq!(dir_ino(0, 5, 56), (1 << 56) | 5);
     }
 }

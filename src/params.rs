@@ -86,6 +86,9 @@ pub(crate) struct Config {
     pub(crate) work: Option<LayerSpec>,
     /// Use `user.overlay.*` instead of `trusted.overlay.*` xattrs.
     pub(crate) userxattr: bool,
+    /// `redirect_dir=` was given with a value that follows redirects (overlayfs reads "off"
+    /// as "follow"), which cannot go with `userxattr`.
+    pub(crate) redirect_follows: bool,
     pub(crate) uuid: Uuid,
 }
 
@@ -121,6 +124,25 @@ impl SplitError {
             _ => EINVAL,
         }
     }
+}
+
+/// Removes the escapes of an `upperdir=` or `workdir=` value: a backslash stands for the
+/// character after it, and a backslash at the end for nothing (overlayfs' `ovl_unescape`).
+pub(crate) fn unescape(s: &[u8]) -> Result<KVec<u8>> {
+    let mut out = KVec::with_capacity(s.len(), GFP_KERNEL)?;
+    let mut bytes = s.iter();
+    while let Some(&c) = bytes.next() {
+        let c = if c == b'\\' {
+            match bytes.next() {
+                Some(&next) => next,
+                None => break,
+            }
+        } else {
+            c
+        };
+        out.push(c, GFP_KERNEL)?;
+    }
+    Ok(out)
 }
 
 /// Splits a `lowerdir=` value on unescaped colons and removes the escapes.
@@ -211,14 +233,38 @@ fn check_dir(fc: &FsContext, what: &str, name: &CStr, path: Path) -> Result<Path
     if !path.dentry().is_dir() {
         return Err(fc.fail(ENOTDIR, fmt!("{what}: '{}' is not a directory", show(name))));
     }
+    if path.dentry().is_unusual_layer_root() {
+        return Err(fc.fail(
+            EINVAL,
+            fmt!("{what}: filesystem on '{}' not supported", show(name)),
+        ));
+    }
     Ok(path)
 }
 
-/// Resolves the value of an option that takes a directory, given as a path or an fd.
-fn layer_from_param(fc: &FsContext, what: &str, value: ParamValue<'_>) -> Result<LayerSpec> {
+/// Whether a layer option's path has `\` escapes (`upperdir=`, `workdir=`) or is taken
+/// literally (`lowerdir+=`), as in overlayfs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Escapes {
+    Removed,
+    Literal,
+}
+
+/// Resolves the value of an option that takes a directory, given as a path or an fd. The
+/// name shown in the mount options is the one given, escapes included.
+fn layer_from_param(
+    fc: &FsContext,
+    what: &str,
+    value: ParamValue<'_>,
+    escapes: Escapes,
+) -> Result<LayerSpec> {
     match value {
         ParamValue::String(s) => {
-            let path = resolve_layer(fc, what, s)?;
+            let path = if escapes == Escapes::Removed {
+                resolve_layer(fc, what, &to_cstring(&unescape(s.to_bytes())?)?)?
+            } else {
+                resolve_layer(fc, what, s)?
+            };
             Ok(LayerSpec {
                 name: CString::try_from(s)?,
                 path,
@@ -291,11 +337,22 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             if cfg.lowerdir_all.is_some() {
                 return Err(fc.fail(EINVAL, fmt!("lowerdir+ cannot follow lowerdir")));
             }
-            let layer = layer_from_param(fc, "lowerdir+", param.value)?;
+            let layer = layer_from_param(fc, "lowerdir+", param.value, Escapes::Literal)?;
             add_lower(fc, cfg, layer)
         }
         opt::UPPERDIR => {
-            let layer = layer_from_param(fc, "upperdir", param.value)?;
+            let layer = layer_from_param(fc, "upperdir", param.value, Escapes::Removed)?;
+            // Another stacking filesystem's objects are not the real ones we must write.
+            let d = layer.path.dentry();
+            if d.has_real_op() || d.sb_magic() == crate::superblock::UNIONRS_SUPER_MAGIC {
+                return Err(fc.fail(
+                    EINVAL,
+                    fmt!(
+                        "upperdir: filesystem on '{}' not supported as upperdir",
+                        show(&layer.name)
+                    ),
+                ));
+            }
             if layer.path.mount_is_readonly() {
                 return Err(fc.fail(
                     EROFS,
@@ -309,7 +366,12 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             Ok(())
         }
         opt::WORKDIR => {
-            cfg.work = Some(layer_from_param(fc, "workdir", param.value)?);
+            cfg.work = Some(layer_from_param(
+                fc,
+                "workdir",
+                param.value,
+                Escapes::Removed,
+            )?);
             Ok(())
         }
         opt::USERXATTR => {
@@ -319,12 +381,16 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
         opt::INDEX => feature_off_only(fc, "index", param.number != 0),
         opt::METACOPY => feature_off_only(fc, "metacopy", param.number != 0),
         opt::NFS_EXPORT => feature_off_only(fc, "nfs_export", param.number != 0),
-        opt::REDIRECT_DIR => feature_off_only(
-            fc,
-            "redirect_dir",
-            param.number == cb::UNIONRS_REDIRECT_DIR_ON
-                || param.number == cb::UNIONRS_REDIRECT_DIR_FOLLOW,
-        ),
+        opt::REDIRECT_DIR => {
+            feature_off_only(
+                fc,
+                "redirect_dir",
+                param.number == cb::UNIONRS_REDIRECT_DIR_ON
+                    || param.number == cb::UNIONRS_REDIRECT_DIR_FOLLOW,
+            )?;
+            cfg.redirect_follows = param.number != cb::UNIONRS_REDIRECT_DIR_NOFOLLOW;
+            Ok(())
+        }
         opt::XINO => feature_off_only(fc, "xino", param.number == cb::UNIONRS_XINO_ON),
         opt::UUID => {
             cfg.uuid = Uuid::from_param(param.number);
@@ -367,6 +433,15 @@ mod tests {
         assert!(splits_to(b"/a\\", &[b"/a\\"]));
         assert!(splits_to(b"/a\\:", &[b"/a:"]));
         assert!(!splits_to(b"/a\\:b", &[b"/a", b"b"]));
+    }
+
+    #[test]
+    fn upper_and_work_unescaped() {
+        let unescaped = |s: &[u8], want: &[u8]| matches!(unescape(s), Ok(v) if &v[..] == want);
+        assert!(unescaped(b"/u\\:1\\,2\\\\3", b"/u:1,2\\3"));
+        assert!(unescaped(b"/plain", b"/plain"));
+        assert!(unescaped(b"/end\\", b"/end"));
+        assert!(unescaped(b"", b""));
     }
 
     #[test]

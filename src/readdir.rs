@@ -8,7 +8,7 @@
 //! whiteouts and the names they hide. Positions in it are plain indexes, so they stay stable
 //! across `getdents64` calls, `telldir`/`seekdir` and `rewinddir`.
 
-use crate::inode::UnionInode;
+use crate::inode::{RealEntry, UnionInode};
 use crate::superblock::UnionFs;
 use crate::vfs::{AsMounter, DirEmitter, FsInode, RealFile};
 use kernel::bindings;
@@ -167,9 +167,18 @@ impl Dedup {
 }
 
 fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<MergedDir> {
+    // One view of the stack for the whole build: a copy-up of the directory meanwhile adds
+    // an upper entry on top, which would shift every rank by one.
+    let mut stack: KVec<&RealEntry> = KVec::new();
+    for e in dir.entries() {
+        stack.push(e, GFP_KERNEL)?;
+    }
+    let has_upper = dir
+        .upper()
+        .is_some_and(|u| stack.first().is_some_and(|e| core::ptr::eq(*e, u)));
     let mut seen = Dedup::new();
     let mut xwhiteouts = KVec::new();
-    for (rank, e) in dir.entries().enumerate() {
+    for (rank, e) in stack.iter().copied().enumerate() {
         let layer = fs.layers.get(e.layer).ok_or(EIO)?;
         xwhiteouts.push(fs.opaque_value(m, layer, &e.dentry) == b'x', GFP_KERNEL)?;
         let file = RealFile::open_dir(m, fs.real_path(e)?)?;
@@ -205,34 +214,43 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
         // Only entries that may be whiteouts need a look at the real object.
         let xw = xwhiteouts.get(top.rank).copied().unwrap_or(false);
         if top.d_type == DT_CHR || top.d_type == DT_UNKNOWN || (xw && top.d_type == DT_REG) {
-            let e = dir.entry(top.rank).ok_or(EIO)?;
+            let e = stack.get(top.rank).ok_or(EIO)?;
             let layer = fs.layers.get(e.layer).ok_or(EIO)?;
-            if let Some(child) = layer.mnt.lookup(m, &e.dentry, name)? {
-                if let Some(inode) = child.inode() {
-                    if fs.is_whiteout(m, layer, &child, inode) {
-                        continue;
+            // One entry that cannot be looked up is listed as the layer has it, as overlayfs
+            // does, rather than failing the listing; only a fatal signal stops it.
+            match layer.mnt.lookup(m, &e.dentry, name) {
+                Ok(Some(child)) => {
+                    if let Some(inode) = child.inode() {
+                        if fs.is_whiteout(m, layer, &child, inode) {
+                            continue;
+                        }
                     }
                 }
+                Ok(None) => {}
+                Err(err) if err == EINTR => return Err(err),
+                Err(_) => {}
             }
         }
-        let mut layer = dir.entry(top.rank).map_or(0, |e| e.layer);
+        let mut layer = stack.get(top.rank).map_or(0, |e| e.layer);
         let mut ino = top.ino;
         let is_dir = u32::from(top.d_type) == DT_DIR;
         // As `stat` reports it: an upper directory merged with a lower one on the same
         // filesystem shows the lower one's number.
         if let Some((below_rank, below_ino, _)) = top.below.filter(|&(_, _, t)| {
-            is_dir && u32::from(t) == DT_DIR && fs.same_fs && top.rank == 0 && dir.upper().is_some()
+            is_dir && u32::from(t) == DT_DIR && fs.same_fs && top.rank == 0 && has_upper
         }) {
-            let e = dir.entry(0).ok_or(EIO)?;
+            let e = stack.first().ok_or(EIO)?;
             let upper_layer = fs.layers.get(e.layer).ok_or(EIO)?;
-            let opaque = match upper_layer.mnt.lookup(m, &e.dentry, name)? {
-                Some(child) if child.inode().is_some() => {
+            // As above, an entry that cannot be looked up keeps its own number.
+            let opaque = match upper_layer.mnt.lookup(m, &e.dentry, name) {
+                Ok(Some(child)) if child.inode().is_some() => {
                     fs.opaque_value(m, upper_layer, &child) == b'y'
                 }
+                Err(err) if err == EINTR => return Err(err),
                 _ => true,
             };
             if !opaque {
-                layer = dir.entry(below_rank).map_or(layer, |e| e.layer);
+                layer = stack.get(below_rank).map_or(layer, |e| e.layer);
                 ino = below_ino;
             }
         }
@@ -326,19 +344,37 @@ pub(crate) fn emptiness(
 ) -> Result<(usize, bool)> {
     let visible = build_merged(fs, m, dir)?.entries.len();
     let upper_used = match dir.upper() {
-        Some(u) => !real_names(m, fs.real_path(u)?)?.is_empty(),
+        Some(u) => has_real_entries(m, fs.real_path(u)?)?,
         None => false,
     };
     Ok((visible, upper_used))
 }
 
-/// The real entries of a real directory (for cleaning the work directory).
+/// Whether a real directory holds anything but "." and "..": reads up to its first entry.
+fn has_real_entries(m: &AsMounter<'_>, dir: crate::vfs::RealPath<'_>) -> Result<bool> {
+    let file = RealFile::open_dir(m, dir)?;
+    let mut found = false;
+    let mut pos = 0;
+    loop {
+        let next = file.read_dir(m, pos, &mut |name, _, _, _| {
+            found = name != b"." && name != b"..";
+            !found
+        })?;
+        if next == pos || found {
+            return Ok(found);
+        }
+        pos = next;
+    }
+}
+
+/// The real entries of a real directory (for removing a directory's whiteouts and the work
+/// directory's leftovers); the list may be long, so it may live in vmalloc'ed memory.
 pub(crate) fn real_names(
     m: &AsMounter<'_>,
     dir: crate::vfs::RealPath<'_>,
-) -> Result<KVec<KVec<u8>>> {
+) -> Result<KVVec<KVec<u8>>> {
     let file = RealFile::open_dir(m, dir)?;
-    let mut names = KVec::new();
+    let mut names = KVVec::new();
     let mut failed = false;
     let mut pos = 0;
     loop {

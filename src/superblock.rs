@@ -81,6 +81,8 @@ pub(crate) struct UnionFs {
     pub(crate) userxattr: bool,
     /// Whether all layers are on one filesystem (then real inode numbers are unique).
     pub(crate) same_fs: bool,
+    /// Where the filesystem's number starts in a directory's inode number (see `map_ino`).
+    pub(crate) dir_ino_shift: u32,
     /// The mounter's credentials, which every layer operation uses.
     pub(crate) creds: MounterCreds,
 }
@@ -214,6 +216,29 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
     })
 }
 
+/// Refuses a stack of case-folded and case-sensitive directories (as overlayfs does): one
+/// name could then mean different entries on different layers.
+fn check_casefold(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
+    let Some((first, _)) = all.first() else {
+        return Ok(());
+    };
+    let folded = first.path.dentry().is_casefolded();
+    for (l, kind) in all {
+        if l.path.dentry().is_casefolded() != folded {
+            return Err(fc.fail(
+                EINVAL,
+                fmt!(
+                    "{}: case-{}sensitive directory on '{}' is inconsistent",
+                    kind.option(),
+                    if folded { "" } else { "in" },
+                    show(&l.name)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Refuses layers that are the same directory or lie inside one another: a union over itself
 /// would loop, and writing the upper layer would change a lower one.
 fn check_overlap(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
@@ -300,8 +325,23 @@ impl FileSystem for UnionFs {
     }
 
     fn fill_super(fc: &FsContext, sb: &NewSuperBlock, cfg: &mut Config) -> Result<KBox<UnionFs>> {
+        // The superblock belongs to the context's namespace, and the mounter's credentials
+        // are the caller's: they must be of the same namespace (as overlayfs requires).
+        if !fc.is_callers_user_ns() {
+            return Err(fc.fail(
+                EINVAL,
+                fmt!("the mount context was made in another user namespace"),
+            ));
+        }
         if cfg.lowers.is_empty() {
             return Err(fc.fail(EINVAL, fmt!("missing 'lowerdir'")));
+        }
+        if cfg.userxattr && cfg.redirect_follows {
+            // overlayfs' rule: redirects need trusted xattrs.
+            return Err(fc.fail(
+                EINVAL,
+                fmt!("conflicting options: userxattr,redirect_dir=follow"),
+            ));
         }
         if cfg.upper.is_some() && cfg.work.is_none() {
             return Err(fc.fail(EINVAL, fmt!("missing 'workdir' (upperdir needs one)")));
@@ -327,6 +367,7 @@ impl FileSystem for UnionFs {
             all.push((l, LayerKind::Lower), GFP_KERNEL)?;
         }
         check_overlap(fc, &all)?;
+        check_casefold(fc, &all)?;
         let depth = all
             .iter()
             .map(|(l, _)| l.path.stack_depth())
@@ -390,6 +431,7 @@ impl FileSystem for UnionFs {
                 lowerdir_all: cfg.lowerdir_all.take(),
                 userxattr: cfg.userxattr,
                 same_fs: filesystems.len() == 1,
+                dir_ino_shift: crate::inode::dir_ino_shift(filesystems.len()),
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
             },
             GFP_KERNEL,

@@ -10,7 +10,9 @@
 
 use crate::copy_up::{copy_up, union_inode};
 use crate::superblock::UnionFs;
-use crate::vfs::{caller_is_sys_admin, Acl, Dentry, FsInode, PosixAcl, XattrOps};
+use crate::vfs::bindings::UNIONRS_ACL_TYPE_ACCESS;
+use crate::vfs::{caller_is_sys_admin, Acl, Dentry, FsInode, Iattr, PosixAcl, XattrOps};
+use kernel::bindings;
 use kernel::prelude::*;
 use kernel::str::CString;
 
@@ -78,7 +80,7 @@ pub(crate) fn is_posix_acl(name: &CStr) -> bool {
 
 /// The xattr name of ACL type `ty` (`ACL_TYPE_*`).
 fn acl_name(ty: i32) -> &'static CStr {
-    if ty == crate::vfs::bindings::UNIONRS_ACL_TYPE_ACCESS as i32 {
+    if ty == UNIONRS_ACL_TYPE_ACCESS as i32 {
         ACL_ACCESS
     } else {
         ACL_DEFAULT
@@ -189,6 +191,18 @@ pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>) -> Result
         {
             return Err(crate::vfs::errno::enodata());
         }
+    }
+    // The ACL is set with the mounter's capabilities, with which the real filesystem keeps
+    // the set-group-ID bit where the caller's would not (CVE-2016-7097): drop it first, for
+    // the caller, as overlayfs does.
+    let union = inode.inode();
+    if ty == UNIONRS_ACL_TYPE_ACCESS as i32
+        && union.mode() & bindings::S_ISGID != 0
+        && !union.caller_keeps_sgid()
+    {
+        let mut kill = Iattr::new();
+        kill.kill_sgid();
+        crate::inode::setattr(dentry, &mut kill)?;
     }
     copy_up(sb, dentry)?;
     let upper = inode.data()?.upper().ok_or(EIO)?;

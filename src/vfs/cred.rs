@@ -109,6 +109,20 @@ pub(crate) struct AsMounter<'a> {
     _creds: PhantomData<&'a MounterCreds>,
 }
 
+impl AsMounter<'_> {
+    /// Whether `uid` and `gid` both have a mapping in the mounter's user namespace (the
+    /// current one while the token lives): an object owned by an unmapped id cannot be
+    /// recreated faithfully by the mounter (overlayfs' check for CVE-2023-0386).
+    pub(crate) fn maps_ids(&self, uid: Kuid, gid: Kgid) -> bool {
+        // SAFETY: the current task's credentials are valid for the call and hold a reference
+        // to their user namespace; `from_kuid`/`from_kgid` only read it.
+        unsafe {
+            let ns = (*cb::unionrs_current_cred()).user_ns;
+            bindings::from_kuid(ns, uid) != u32::MAX && bindings::from_kgid(ns, gid) != u32::MAX
+        }
+    }
+}
+
 impl Drop for AsMounter<'_> {
     fn drop(&mut self) {
         // SAFETY: `old` came from `override_creds` on this task (type invariant).
@@ -138,6 +152,12 @@ pub(crate) fn caller_fs_ids() -> (Kuid, Kgid) {
         let c = cb::unionrs_current_cred();
         ((*c).fsuid, (*c).fsgid)
     }
+}
+
+/// Whether the calling task's user namespace is `ns`.
+pub(crate) fn caller_user_ns_is(ns: *const bindings::user_namespace) -> bool {
+    // SAFETY: the current task's credentials are valid for the call.
+    core::ptr::eq(unsafe { (*cb::unionrs_current_cred()).user_ns }, ns)
 }
 
 /// Whether the calling task has `CAP_SYS_ADMIN` in the initial user namespace (without an

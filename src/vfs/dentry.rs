@@ -51,6 +51,52 @@ impl Dentry {
         (!inode.is_null()).then(|| unsafe { Inode::from_raw(inode) })
     }
 
+    fn flags(&self) -> u32 {
+        // SAFETY: `self` is valid; a racy read of the flags, as `d_managed()` and friends do.
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_ptr()).d_flags) }
+    }
+
+    /// Whether the dentry's filesystem applies a name encoding (case-folding) to it.
+    fn sb_has_encoding(&self) -> bool {
+        // SAFETY: `self` is valid, and so is its superblock while it lives.
+        unsafe { cb::unionrs_sb_has_encoding((*self.as_ptr()).d_sb) }
+    }
+
+    /// Whether a layer cannot be rooted here, as overlayfs decides: an automount point or a
+    /// dentry managed in transit, or one whose filesystem hashes or compares names in its own
+    /// way other than by case-folding (lookups of the union would not match its names).
+    pub(crate) fn is_unusual_layer_root(&self) -> bool {
+        let flags = self.flags();
+        let special = bindings::dentry_flags_DCACHE_NEED_AUTOMOUNT
+            | bindings::dentry_flags_DCACHE_MANAGE_TRANSIT;
+        let own_names =
+            bindings::dentry_flags_DCACHE_OP_HASH | bindings::dentry_flags_DCACHE_OP_COMPARE;
+        flags & special != 0 || (!self.sb_has_encoding() && flags & own_names != 0)
+    }
+
+    /// Whether the dentry belongs to a stacking filesystem that hands out other real
+    /// dentries (overlayfs' `d_real`).
+    pub(crate) fn has_real_op(&self) -> bool {
+        self.flags() & bindings::dentry_flags_DCACHE_OP_REAL != 0
+    }
+
+    /// The magic number of the dentry's filesystem.
+    pub(crate) fn sb_magic(&self) -> u64 {
+        // SAFETY: `self` is valid, and so is its superblock while it lives; `s_magic` is set
+        // before the filesystem is mounted and never changes.
+        unsafe { (*(*self.as_ptr()).d_sb).s_magic as u64 }
+    }
+
+    /// Whether the dentry is a case-folded directory.
+    pub(crate) fn is_casefolded(&self) -> bool {
+        // SAFETY: `i_flags` of a live inode; a racy read, as `IS_CASEFOLDED` is.
+        self.sb_has_encoding()
+            && self.inode().is_some_and(|i| unsafe {
+                core::ptr::read_volatile(&raw const (*i.as_ptr()).i_flags) & bindings::S_CASEFOLD
+                    != 0
+            })
+    }
+
     /// Whether this is a positive dentry of a directory.
     pub(crate) fn is_dir(&self) -> bool {
         self.inode().is_some_and(Inode::is_dir)

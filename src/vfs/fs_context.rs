@@ -37,18 +37,25 @@ impl FsContext {
             Ok(m) => m,
             Err(_) => fallback,
         };
-        // SAFETY: `self` is valid and `text` is NUL-terminated; `logfc` copies it.
-        unsafe { cb::unionrs_fc_log(self.0.get(), level, text.as_char_ptr()) };
-        // `logfc` prints to the kernel log only when the context has no log of its own
-        // (`mount(2)`); an `fsopen()` user's messages go to the kernel log too, so that the
-        // log tells what happened to every mount.
         // SAFETY: `self` is valid.
-        if unsafe { cb::unionrs_fc_has_log(self.0.get()) } {
+        let has_log = unsafe { cb::unionrs_fc_has_log(self.0.get()) };
+        // Anyone may mount from a user namespace: such mounts get a rate-limited share of the
+        // kernel log, so that a loop of bad mounts cannot flood it. `logfc` prints to the
+        // kernel log itself (without a limit) when the context has no log (`mount(2)`).
+        let privileged = super::cred::caller_is_sys_admin();
+        if has_log || privileged {
+            // SAFETY: `self` is valid and `text` is NUL-terminated; `logfc` copies it.
+            unsafe { cb::unionrs_fc_log(self.0.get(), level, text.as_char_ptr()) };
+        }
+        // An `fsopen()` user's messages go to the kernel log too, so that the log tells what
+        // happened to every mount.
+        // SAFETY: no preconditions.
+        if (has_log || !privileged) && (privileged || unsafe { cb::unionrs_log_ratelimit() }) {
             let text = super::show(text);
             match level {
-                b'e' => pr_err!("unionrs: {}\n", text),
-                b'w' => pr_warn!("unionrs: {}\n", text),
-                _ => pr_info!("unionrs: {}\n", text),
+                b'e' => pr_err!("{}\n", text),
+                b'w' => pr_warn!("{}\n", text),
+                _ => pr_info!("{}\n", text),
             }
         }
     }
@@ -63,6 +70,13 @@ impl FsContext {
     /// Reports a warning to whoever mounts.
     pub(crate) fn warn(&self, args: fmt::Arguments<'_>) {
         self.log(b'w', args);
+    }
+
+    /// Whether the calling task is in the user namespace the context was created in (an
+    /// `fsopen()` descriptor can be handed to a task in another one).
+    pub(crate) fn is_callers_user_ns(&self) -> bool {
+        // SAFETY: `self` is valid; `user_ns` is set when the context is made.
+        super::cred::caller_user_ns_is(unsafe { cb::unionrs_fc_user_ns(self.0.get()) })
     }
 
     /// Whether this context reconfigures an existing mount (remount).

@@ -120,12 +120,26 @@ struct file_system_type unionrs_fs_type = {
 	.name		 = "unionrs",
 	.init_fs_context = unionrs_init_fs_context,
 	.parameters	 = unionrs_param_spec,
+	.fs_flags	 = FS_USERNS_MOUNT,
 	.kill_sb	 = unionrs_kill_sb,
 };
 
 void unionrs_fc_log(struct fs_context *fc, char level, const char *msg)
 {
 	logfc(fc->log.log, "unionrs", level, "%s", msg);
+}
+
+static DEFINE_RATELIMIT_STATE(unionrs_log_ratelimit_state, DEFAULT_RATELIMIT_INTERVAL,
+			      DEFAULT_RATELIMIT_BURST);
+
+bool unionrs_log_ratelimit(void)
+{
+	return __ratelimit(&unionrs_log_ratelimit_state);
+}
+
+bool unionrs_sb_has_encoding(const struct super_block *sb)
+{
+	return sb_has_encoding(sb);
 }
 
 bool unionrs_fc_has_log(struct fs_context *fc)
@@ -141,6 +155,11 @@ bool unionrs_fc_is_reconfigure(struct fs_context *fc)
 bool unionrs_fc_oldapi(struct fs_context *fc)
 {
 	return fc->oldapi;
+}
+
+struct user_namespace *unionrs_fc_user_ns(struct fs_context *fc)
+{
+	return fc->user_ns;
 }
 
 void unionrs_seq_show_option(struct seq_file *m, const char *name, const char *value)

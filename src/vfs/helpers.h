@@ -19,6 +19,7 @@
 #include <linux/namei.h>
 #include <linux/posix_acl.h>
 #include <linux/posix_acl_xattr.h>
+#include <linux/ratelimit.h>
 #include <linux/security.h>
 #include <linux/seq_file.h>
 #include <linux/splice.h>
@@ -98,8 +99,11 @@ void unionrs_rs_free_sb_info(void *info);
 /* Helpers (helpers.c): one static inline function, macro or opaque field each. */
 void unionrs_fc_log(struct fs_context *fc, char level, const char *msg);
 bool unionrs_fc_has_log(struct fs_context *fc);
+bool unionrs_log_ratelimit(void);
+bool unionrs_sb_has_encoding(const struct super_block *sb);
 bool unionrs_fc_is_reconfigure(struct fs_context *fc);
 bool unionrs_fc_oldapi(struct fs_context *fc);
+struct user_namespace *unionrs_fc_user_ns(struct fs_context *fc);
 void unionrs_seq_show_option(struct seq_file *m, const char *name, const char *value);
 const struct cred *unionrs_override_creds(const struct cred *cred);
 const struct cred *unionrs_revert_creds(const struct cred *old);

@@ -105,6 +105,22 @@ impl Inode {
         unsafe { core::ptr::read_volatile(&raw const (*self.as_ptr()).i_gid) }
     }
 
+    /// Whether the calling task may keep this inode's set-group-ID bit when it changes the
+    /// inode: it is in the inode's group, or has `CAP_FSETID` over it (the rule of
+    /// `posix_acl_update_mode`, here for the caller rather than the mounter).
+    pub(crate) fn caller_keeps_sgid(&self) -> bool {
+        // SAFETY: the inode is valid; both read the current task's credentials only, and
+        // `nop_mnt_idmap` is a static the kernel never frees.
+        unsafe {
+            bindings::in_group_p(self.gid()) != 0
+                || bindings::capable_wrt_inode_uidgid(
+                    &raw mut bindings::nop_mnt_idmap,
+                    self.as_ptr(),
+                    bindings::CAP_FSETID as c_int,
+                )
+        }
+    }
+
     /// Whether the inode's filesystem supports POSIX ACLs (it was mounted with them).
     pub(crate) fn has_posix_acls(&self) -> bool {
         // SAFETY: `i_sb` and its flags never change while the inode lives.

@@ -197,6 +197,12 @@ impl LayerMount {
         // SAFETY: the inode and the mount's idmap are valid for the call.
         to_result(unsafe { bindings::inode_permission(self.idmap(), inode.as_ptr(), mask) })
     }
+
+    /// Whether the mounter owns `inode`, a real inode of this layer, or may act as its owner.
+    pub(crate) fn owner_or_capable(&self, _m: &AsMounter<'_>, inode: &Inode) -> bool {
+        // SAFETY: the inode and the mount's idmap are valid for the call.
+        unsafe { bindings::inode_owner_or_capable(self.idmap(), inode.as_ptr()) }
+    }
 }
 
 impl Drop for LayerMount {

@@ -405,6 +405,11 @@ impl Iattr {
         self.0.ia_file = core::ptr::null_mut();
     }
 
+    /// Clears the set-group-ID bit (`notify_change` derives the new mode).
+    pub(crate) fn kill_sgid(&mut self) {
+        self.0.ia_valid |= bindings::ATTR_KILL_SGID;
+    }
+
     pub(crate) fn set_size(&mut self, size: i64) {
         self.0.ia_valid |= bindings::ATTR_SIZE;
         self.0.ia_size = size;

@@ -4,6 +4,7 @@
 //!   unionrs-guest-tests [--tier fast|full] [substring-filter ...]
 //!   unionrs-guest-tests --list [--tier fast|full]
 //!   unionrs-guest-tests --make-fixture NAME DIR
+//!   unionrs-guest-tests [--tier fast|full] --in-userns WHAT DIR   (rootless.rs' child)
 //!
 //! A run first prints the tests it is going to run, one `unionrs-test: plan <name>` line each,
 //! so that the host can tell a test that never reported (the guest died) from one that was not
@@ -19,6 +20,7 @@ mod fixture;
 mod module_load;
 mod mount_options;
 mod readonly;
+mod rootless;
 mod sys;
 mod tree;
 mod trees;
@@ -99,6 +101,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(mount_options::tests());
     tests.extend(readonly::tests());
     tests.extend(writable::tests());
+    tests.extend(rootless::tests());
     // Unloading the module must come last: it reloads it, but keep the rest independent of that.
     tests.extend(module_load::tests());
     tests
@@ -112,6 +115,7 @@ fn usage() -> ! {
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
     let (mut tier, mut list, mut filters) = (Tier::Fast, false, Vec::<String>::new());
+    let mut in_userns: Option<(String, PathBuf)> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--make-fixture" => {
@@ -133,11 +137,19 @@ fn main() {
                 }
             }
             "--list" => list = true,
+            // A rootless test's child (rootless.rs starts it in a user namespace).
+            "--in-userns" => {
+                let (Some(what), Some(dir)) = (args.next(), args.next()) else { usage() };
+                in_userns = Some((what, PathBuf::from(dir)));
+            }
             f if f.starts_with("--") => usage(),
             f => filters.push(f.to_string()),
         }
     }
     let _ = TIER.set(tier);
+    if let Some((what, dir)) = in_userns {
+        rootless::child(&what, &dir);
+    }
 
     let selected: Vec<Test> = all_tests()
         .into_iter()

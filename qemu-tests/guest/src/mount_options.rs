@@ -15,8 +15,10 @@ pub fn tests() -> Vec<Test> {
         Test::new("mount.valid_lower_only", valid_lower_only),
         Test::new("mount.valid_with_upper", valid_with_upper),
         Test::new("mount.escaped_colon_and_comma", escaped_colon_and_comma),
+        Test::new("mount.escaped_upper_and_work", escaped_upper_and_work),
         Test::new("mount.lowerdir_add", lowerdir_add),
         Test::new("mount.limit_500_layers", limit_500_layers),
+        Test::new("mount.dir_inos_past_255_filesystems", dir_inos_past_255_filesystems),
         Test::new("mount.fd_layers", fd_layers),
     ]
 }
@@ -91,6 +93,15 @@ fn bad_inputs() -> TestResult {
     let other = s.other_fs("otherfs").display().to_string();
     s.dir("otherfs/w");
     let mnt = s.path("mnt");
+    // An overlayfs mount, to offer its directories as an upper layer.
+    for d in ["ov_l", "ov_u", "ov_w", "ov"] {
+        s.dir(d);
+    }
+    let r = sys::mount("none", &s.path("ov"), "overlay", 0, &format!("lowerdir={t}/ov_l,upperdir={t}/ov_u,workdir={t}/ov_w"));
+    check!(r == 0, "mounting the overlayfs used as an upper: {}", errno_name(r));
+    s.track(&s.path("ov"));
+    s.dir("ov/u");
+    s.dir("ov/w");
     // Relative names (resolved from the cwd, as overlayfs allows) keep 501 layers within the
     // one page that mount(2) copies.
     let many: Vec<String> = (0..501)
@@ -115,6 +126,20 @@ fn bad_inputs() -> TestResult {
             errno: libc::EINVAL,
             overlay: Some(libc::EINVAL),
             msg: "missing 'lowerdir'",
+        },
+        BadCase {
+            what: "userxattr with redirect_dir=off (overlayfs reads off as follow)",
+            opts: format!("lowerdir={t}/l1,userxattr,redirect_dir=off"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "conflicting options: userxattr,redirect_dir=follow",
+        },
+        BadCase {
+            what: "upperdir on an overlayfs",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/ov/u,workdir={t}/ov/w"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "not supported as upperdir",
         },
         BadCase {
             what: "lower not found",
@@ -394,6 +419,17 @@ fn escaped_colon_and_comma() -> TestResult {
     mount_both(&mut s, &opts, &weird)
 }
 
+/// upperdir= and workdir= take the same escapes as lowerdir= (overlayfs unescapes them too).
+fn escaped_upper_and_work() -> TestResult {
+    let mut s = Scratch::new("escaped_upper");
+    let l1 = s.dir("l1");
+    let upper = s.dir("u:1,x");
+    s.dir("w\\2");
+    let r = s.root.display();
+    let opts = format!("lowerdir={},upperdir={r}/u\\:1\\,x,workdir={r}/w\\\\2", l1.display());
+    mount_both(&mut s, &opts, &upper)
+}
+
 fn lowerdir_add() -> TestResult {
     let mut s = Scratch::new("lowerdir_add");
     let l1 = s.dir("l1");
@@ -427,6 +463,42 @@ fn limit_500_layers() -> TestResult {
     let msgs = fc.messages();
     check!(rc == libc::EINVAL, "the 501st lowerdir+ gave {}, want EINVAL", errno_name(rc));
     check!(msgs.contains("too many lower directories"), "the 501st lowerdir+ logged {msgs:?}");
+    Ok(())
+}
+
+/// A union over more than 255 filesystems: each directory still gets an inode number of its
+/// own, though every layer's directory has the same number on its own filesystem.
+fn dir_inos_past_255_filesystems() -> TestResult {
+    const LAYERS: usize = 300;
+    let mut s = Scratch::new("many_fs");
+    let mut real = std::collections::BTreeSet::new();
+    for i in 0..LAYERS {
+        let l = s.dir(&i.to_string());
+        let r = sys::mount("many-fs", &l, "tmpfs", 0, "mode=0755");
+        check!(r == 0, "mounting tmpfs {i}: {}", errno_name(r));
+        s.track(&l);
+        fs::create_dir(l.join(format!("d{i}"))).map_err(|e| e.to_string())?;
+        real.insert(fs::metadata(l.join(format!("d{i}"))).map_err(|e| e.to_string())?.ino());
+    }
+    // The test means something only if the layers' own numbers collide.
+    check!(real.len() < LAYERS, "the {LAYERS} tmpfs directories have {} distinct inode numbers: no collision to resolve", real.len());
+    let mnt = s.dir("mnt");
+    let lowers: Vec<String> = (0..LAYERS).map(|i| i.to_string()).collect();
+    let old_cwd = std::env::current_dir().map_err(|e| e.to_string())?;
+    std::env::set_current_dir(&s.root).map_err(|e| e.to_string())?;
+    let r = sys::mount("none", &mnt, "unionrs", 0, &format!("lowerdir={}", lowers.join(":")));
+    std::env::set_current_dir(old_cwd).map_err(|e| e.to_string())?;
+    check!(r == 0, "mounting unionrs over {LAYERS} filesystems: {}", errno_name(r));
+    s.track(&mnt);
+    let mut seen = std::collections::BTreeMap::new();
+    let mut dups = vec![];
+    for i in 0..LAYERS {
+        let ino = fs::metadata(mnt.join(format!("d{i}"))).map_err(|e| e.to_string())?.ino();
+        if let Some(j) = seen.insert(ino, i) {
+            dups.push(format!("d{j} and d{i} both have inode number {ino:#x}"));
+        }
+    }
+    check!(dups.is_empty(), "{}", dups.join("\n"));
     Ok(())
 }
 

@@ -90,6 +90,7 @@ fn compare_opts(dir_inos: bool) -> Cmp<'static> {
         d_type: true,
         inos: if dir_inos { Inos::All } else { Inos::NonDirs },
         dino_not_worse: false,
+        links_not_worse: false,
         links: false,
         times: &|_| (false, true),
         xattr_skip: &[],
@@ -146,14 +147,20 @@ fn compare_trees(ours: &Path, reference: &Path, opts: &CompareOpts) -> Result<Co
         for w in [&a, &b] {
             diffs.extend(check_devs(w, false));
         }
-        diffs.extend(diff_groups((&a.label, &a), (&b.label, &b), "st_ino", |s| Some((s.st_dev, s.st_ino))));
+        diffs.extend(diff_groups((&a.label, &a), (&b.label, &b), "st_ino", |s| Some((s.st_dev, s.st_ino)), |_, _| false));
     } else {
         for w in [&a, &b] {
             diffs.extend(check_devs(w, true));
             diffs.extend(unique_in(w, "directory st_dev/st_ino", |s| (!non_dir(s)).then_some((s.st_dev, s.st_ino))));
         }
-        diffs.extend(diff_groups((&a.label, &a), (&b.label, &b), "st_dev/st_ino", |s| non_dir(s).then_some((s.st_dev, s.st_ino))));
-        diffs.extend(diff_groups((&a.label, &a), (&b.label, &b), "st_dev", |s| non_dir(s).then_some(s.st_dev)));
+        diffs.extend(diff_groups(
+            (&a.label, &a),
+            (&b.label, &b),
+            "st_dev/st_ino",
+            |s| non_dir(s).then_some((s.st_dev, s.st_ino)),
+            |_, _| false,
+        ));
+        diffs.extend(diff_groups((&a.label, &a), (&b.label, &b), "st_dev", |s| non_dir(s).then_some(s.st_dev), |_, _| false));
     }
     Ok(Compared { diffs, ours: a })
 }

@@ -359,6 +359,12 @@ pub struct Cmp<'a> {
     pub dino_not_worse: bool,
     /// Hard links (non-directories sharing st_dev/st_ino) form the same groups.
     pub links: bool,
+    /// With `links`: names that the first tree (the reference) shows as hard links (nlink of
+    /// 2 or more) under two inode numbers may share one on the second tree. overlayfs without
+    /// `index` numbers a copied-up file by its origin only where it can follow the origin
+    /// (not from a user namespace, which cannot decode file handles), so the names looked up
+    /// afresh get the upper inode's number; a tree may be more consistent than that.
+    pub links_not_worse: bool,
     /// For a path: whether to compare (atime, mtime).
     pub times: &'a dyn Fn(&[u8]) -> (bool, bool),
     pub xattr_skip: &'a [&'a str],
@@ -471,18 +477,25 @@ pub fn diff_trees(la: &str, a: &Walk, lb: &str, b: &Walk, cmp: &Cmp) -> Vec<Stri
         }
     }
     if cmp.links {
-        out.extend(diff_groups((la, a), (lb, b), "an inode", |s| (!is_fmt(s, libc::S_IFDIR)).then_some((s.st_dev, s.st_ino))));
+        let linked_in_a = |x: &[u8], y: &[u8]| {
+            let nlink = |rel: &[u8]| a.nodes.get(rel).map_or(0, |n| n.st.st_nlink);
+            cmp.links_not_worse && nlink(x) >= 2 && nlink(y) >= 2
+        };
+        let key = |s: &libc::stat| (!is_fmt(s, libc::S_IFDIR)).then_some((s.st_dev, s.st_ino));
+        out.extend(diff_groups((la, a), (lb, b), "an inode", key, linked_in_a));
     }
     out
 }
 
 /// Objects with the same `key` form groups (hard links share st_dev/st_ino, say); the groups
-/// must be the same in both walks. Objects for which `key` gives None are left out.
+/// must be the same in both walks, except that two paths may share a group only in `b` where
+/// `b_may_join` allows it. Objects for which `key` gives None are left out.
 pub fn diff_groups<K: Hash + Eq>(
     (la, a): (&str, &Walk),
     (lb, b): (&str, &Walk),
     what: &str,
     key: impl Fn(&libc::stat) -> Option<K>,
+    b_may_join: impl Fn(&[u8], &[u8]) -> bool,
 ) -> Vec<String> {
     fn group_ids<'w, K: Hash + Eq>(w: &'w Walk, key: &impl Fn(&libc::stat) -> Option<K>) -> HashMap<&'w [u8], usize> {
         let mut ids: HashMap<K, usize> = HashMap::new();
@@ -507,7 +520,7 @@ pub fn diff_groups<K: Hash + Eq>(
         let (want_x, first_b) = *b2a.entry(y).or_insert((x, rel));
         if want_y != y {
             out.push(format!("{} and {} share {what} on {la} but not on {lb}", show(rel), show(first_a)));
-        } else if want_x != x {
+        } else if want_x != x && !b_may_join(rel, first_b) {
             out.push(format!("{} and {} share {what} on {lb} but not on {la}", show(rel), show(first_b)));
         }
     }

@@ -36,11 +36,11 @@ pub fn tests() -> Vec<Test> {
 
 /// Upper-layer xattrs left out when the two upper directories are compared: file-handle values
 /// that depend on details we compare separately (inode numbers, hard-link grouping).
-const IGNORED_UPPER_XATTRS: &[&str] = &["trusted.overlay.origin", "trusted.overlay.impure"];
+const IGNORED_UPPER_XATTRS: &[&str] = &["trusted.overlay.origin", "trusted.overlay.impure", "user.overlay.origin", "user.overlay.impure"];
 
 /// Upper-layer xattrs compared for presence and size only: overlayfs stores a random
 /// per-instance uuid on the upper root (its default uuid=auto becomes uuid=on for a new upper).
-const RANDOM_UPPER_XATTRS: &[&str] = &["trusted.overlay.uuid"];
+const RANDOM_UPPER_XATTRS: &[&str] = &["trusted.overlay.uuid", "user.overlay.uuid"];
 
 /// The options of both unions besides the directories: the overlayfs features unionrs does
 /// not implement, off (uuid stays at its default, auto, on both).
@@ -191,10 +191,11 @@ fn test_label(fstype: &str) -> String {
     }
 }
 
-/// Mounts `fstype` over `lowers` (top first) with `upper` and `work` at `target`.
-fn mount_union(fstype: &str, target: &Path, lowers: &[PathBuf], upper: &Path, work: &Path, flags: libc::c_ulong) -> TestResult {
+/// Mounts `fstype` over `lowers` (top first) with `upper` and `work` at `target`, with the
+/// other options `more` (UNION_OPTS unless the test says otherwise).
+fn mount_union(fstype: &str, target: &Path, lowers: &[PathBuf], upper: &Path, work: &Path, flags: libc::c_ulong, more: &str) -> TestResult {
     let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
-    let opts = format!("lowerdir={},upperdir={},workdir={},{UNION_OPTS}", lower.join(":"), upper.display(), work.display());
+    let opts = format!("lowerdir={},upperdir={},workdir={},{more}", lower.join(":"), upper.display(), work.display());
     let r = sys::mount("none", target, fstype, flags, &opts);
     check!(r == 0, "mounting {fstype} at {} with {opts}: {}", target.display(), errno_name(r));
     Ok(())
@@ -220,6 +221,12 @@ const FIXTURE_HIDDEN: &[&str] = &["hidden", "hidden_dir", "hidden_dir/x", "opq/o
 
 /// The layers of the random tests: L0 (bottom) and L1 (top).
 fn build_layers(l0: &Path, l1: &Path) -> TestResult {
+    build_layers_in(l0, l1, "trusted")
+}
+
+/// The random tests' layers, with overlayfs' private xattrs in namespace `ns` ("trusted", or
+/// "user" for unions mounted with userxattr).
+pub fn build_layers_in(l0: &Path, l1: &Path, ns: &str) -> TestResult {
     let (b, t) = (Layer::at(l0), Layer::at(l1));
     b.file("d1/a", b"alpha from L0\n")?
         .file("d1/b", &pattern(7, 200 << 10))?
@@ -259,7 +266,8 @@ fn build_layers(l0: &Path, l1: &Path) -> TestResult {
         .dir("em")?
         .whiteout("hidden")?
         .whiteout("hidden_dir")?
-        .opaque("opq", "y")?
+        .dir("opq")?
+        .xattr("opq", &format!("{ns}.overlay.opaque"), "y")?
         .file("opq/new", b"in the opaque dir\n")?
         .file("l1file", b"only in L1\n")?
         .xattr("l1file", "user.a", b"1")?
@@ -294,6 +302,7 @@ fn upper_cmp() -> Cmp<'static> {
         d_type: false,
         inos: Inos::Ignore,
         dino_not_worse: false,
+        links_not_worse: false,
         links: false,
         times: &no_times,
         xattr_skip: IGNORED_UPPER_XATTRS,
@@ -303,7 +312,16 @@ fn upper_cmp() -> Cmp<'static> {
 
 /// The comparison of two union views; times only where `times` says so.
 fn view_cmp<'a>(times: &'a dyn Fn(&[u8]) -> (bool, bool)) -> Cmp<'a> {
-    Cmp { nlink: true, links: true, dino_not_worse: true, times, xattr_skip: &[], xattr_presence: &[], ..upper_cmp() }
+    Cmp {
+        nlink: true,
+        links: true,
+        dino_not_worse: true,
+        links_not_worse: true,
+        times,
+        xattr_skip: &[],
+        xattr_presence: &[],
+        ..upper_cmp()
+    }
 }
 
 /// The comparison of a layer before and after: everything, mtimes included.
@@ -842,6 +860,14 @@ impl Model {
             inos.extend(inos_of(root, rel));
             self.times.remove(rel);
             self.times.retain(|_, ino| !inos.contains(ino));
+            // The reference may show a file's hard links under other inode numbers (overlayfs
+            // numbers a copied-up file by its origin only where it can follow the origin; in a
+            // user namespace it cannot): a change through one name leaves the times of any
+            // linked file undetermined.
+            if sys::lstat(&bpath(root, rel)).is_ok_and(|st| st.st_nlink >= 2) {
+                let entries = &self.entries;
+                self.times.retain(|k, _| entries.get(k).is_some_and(|(t, _)| *t == libc::S_IFDIR));
+            }
         }
         match op {
             Op::Utimens { path, .. } if !ok => {
@@ -1175,6 +1201,8 @@ struct Env {
     lowers: Vec<PathBuf>,
     /// The reference (overlayfs) and the filesystem under test.
     mnt: [PathBuf; 2],
+    /// Both unions' options besides the directories.
+    opts: String,
 }
 
 fn build_env(s: &mut Scratch, fstype: &str) -> Result<Env, String> {
@@ -1197,7 +1225,7 @@ fn build_env_with(s: &mut Scratch, fstype: &str, layers: fn(&Path, &Path) -> Tes
     for m in &mnt {
         s.track(m);
     }
-    Ok(Env { fstype: fstype.to_string(), base, lowers: vec![l1, l0], mnt })
+    Ok(Env { fstype: fstype.to_string(), base, lowers: vec![l1, l0], mnt, opts: UNION_OPTS.to_string() })
 }
 
 /// One union of a random test; unmounted (held fds closed first) on drop.
@@ -1216,7 +1244,7 @@ impl Side {
         mkdirs(&upper)?;
         mkdirs(&work)?;
         // noatime: reads must not change times, which are compared.
-        mount_union(fstype, mnt, &env.lowers, &upper, &work, libc::MS_NOATIME)?;
+        mount_union(fstype, mnt, &env.lowers, &upper, &work, libc::MS_NOATIME, &env.opts)?;
         Ok(Side { label, mnt: mnt.to_path_buf(), upper, work, held: (0..HELD_SLOTS).map(|_| None).collect(), mounted: true })
     }
 
@@ -1486,9 +1514,39 @@ fn random_ops(seed: u64, nops: usize) -> TestResult {
     let fstype = fstype_under_test();
     let mut s = Scratch::new("wr_random");
     let env = build_env(&mut s, &fstype)?;
+    random_ops_in(&env, seed, nops)
+}
+
+/// The random test's layers `l0` and `l1` under `base`, with user.overlay.* markers, for
+/// unions mounted with userxattr.
+pub fn build_userxattr_layers(base: &Path) -> TestResult {
+    let (l0, l1) = (base.join("l0"), base.join("l1"));
+    mkdirs(&l0)?;
+    mkdirs(&l1)?;
+    build_layers_in(&l0, &l1, "user")?;
+    stamp_times(&l0, 1_100_000_000)?;
+    stamp_times(&l1, 1_200_000_000)
+}
+
+/// The random-operation differential in a user namespace (rootless.rs runs it there): layers
+/// `l0` and `l1` under `base` (which the caller owns), both unions mounted with userxattr.
+pub fn random_ops_userxattr(base: &Path) -> TestResult {
+    let fstype = fstype_under_test();
+    let mnt = [base.join("ma"), base.join("mb")];
+    for m in &mnt {
+        mkdirs(m)?;
+    }
+    let (seed, nops) = seed_and_ops();
+    let opts = crate::rootless::OPTS.to_string();
+    let env = Env { fstype, base: base.to_path_buf(), lowers: vec![base.join("l1"), base.join("l0")], mnt, opts };
+    random_ops_in(&env, seed, nops)
+}
+
+fn random_ops_in(env: &Env, seed: u64, nops: usize) -> TestResult {
+    let fstype = &env.fstype;
     let lowers_before: Vec<Walk> = env.lowers.iter().map(|l| walk(l)).collect();
-    progress(&format!("random_ops: seed {seed:#x}, {nops} operations, {} against overlayfs", test_label(&fstype)));
-    let mut runner = run_random(&env, seed, nops, "random_ops")?;
+    progress(&format!("random_ops: seed {seed:#x}, {nops} operations, {} against overlayfs ({})", test_label(fstype), env.opts));
+    let mut runner = run_random(env, seed, nops, "random_ops")?;
 
     runner.sides.iter_mut().for_each(Side::close_held);
     let mut diffs = check_workdirs(&runner.sides, "after the operations");
@@ -1529,8 +1587,8 @@ fn format_interop() -> TestResult {
     drop(runner);
 
     // Swapped: overlayfs over the tested filesystem's upper, and the other way round.
-    mount_union("overlay", &env.mnt[0], &env.lowers, &dirs[1].0, &dirs[1].1, libc::MS_NOATIME)?;
-    mount_union(&fstype, &env.mnt[1], &env.lowers, &dirs[0].0, &dirs[0].1, libc::MS_NOATIME)?;
+    mount_union("overlay", &env.mnt[0], &env.lowers, &dirs[1].0, &dirs[1].1, libc::MS_NOATIME, &env.opts)?;
+    mount_union(&fstype, &env.mnt[1], &env.lowers, &dirs[0].0, &dirs[0].1, libc::MS_NOATIME, &env.opts)?;
     let after = [walk(&env.mnt[0]), walk(&env.mnt[1])];
     let cmp = view_cmp(&times);
     let across_remount = Cmp { dino_not_worse: false, ..view_cmp(&times) };
@@ -1607,7 +1665,7 @@ fn enospc_copy_up() -> TestResult {
         mkdirs(&work)?;
         let mnt = s.dir(&format!("m{i}"));
         s.track(&mnt);
-        mount_union(&fs_type, &mnt, std::slice::from_ref(&low), &upper, &work, 0)?;
+        mount_union(&fs_type, &mnt, std::slice::from_ref(&low), &upper, &work, 0, UNION_OPTS)?;
         sides.push(Plain { label, mnt, upper, work });
     }
 
@@ -1796,7 +1854,7 @@ fn lower_untouched_basic() -> TestResult {
     for (i, (fs_type, label)) in both_fs(&fstype).into_iter().enumerate() {
         let (upper, work, mnt) = (s.dir(&format!("u{i}")), s.dir(&format!("w{i}")), s.dir(&format!("m{i}")));
         s.track(&mnt);
-        mount_union(&fs_type, &mnt, &lowers, &upper, &work, 0)?;
+        mount_union(&fs_type, &mnt, &lowers, &upper, &work, 0, UNION_OPTS)?;
         sides.push(Plain { label, mnt, upper, work });
     }
     // overlayfs first: if it fails an expectation, the expectation is wrong.
@@ -1866,9 +1924,17 @@ fn build_perm_layers(l0: &Path, l1: &Path) -> TestResult {
     }
     b.dir("perm/mydir")?;
     owned(&b, "perm/mydir", 0o755, OTHER_UID)?;
+    // The user's own file in a group the user is not in, set-group-ID: a change by the user
+    // must drop the bit (CVE-2016-7097 was an ACL change that kept it).
+    b.file("perm/sgid_mine", b"set-group-ID\n")?.chown("perm/sgid_mine", OTHER_UID, LAYER_GID)?.chmod("perm/sgid_mine", 0o2775)?;
     // Merged directories: the top layer's modes and owners win.
     t.file("perm/open/top", b"top layer\n")?.dir("perm/closed")?.dir("perm/open")?.dir("perm/setgid")?;
     owned(&t, "perm/open/top", 0o644, 0)?;
+    // A directory whose only entry is hidden by an xattr whiteout (the top layer's copy of
+    // the name carries overlay.whiteout in an "x"-opaque directory): empty to every user,
+    // though only an admin may read trusted.* xattrs.
+    b.file("perm/open/xw/victim", b"hidden\n")?;
+    t.opaque("perm/open/xw", "x")?.file("perm/open/xw/victim", b"")?.xattr("perm/open/xw/victim", "trusted.overlay.whiteout", b"")?;
     owned(&t, "perm/closed", 0o755, 0)?;
     owned(&t, "perm/open", 0o777, 0)?;
     owned(&t, "perm/setgid", 0o2777, 0)?;
@@ -1876,11 +1942,29 @@ fn build_perm_layers(l0: &Path, l1: &Path) -> TestResult {
     Ok(())
 }
 
+const ACL_ACCESS: &str = "system.posix_acl_access";
+
+/// A `system.posix_acl_access` value: rwx for the owner, r-x for user `uid`, the group and
+/// others (the kernel's xattr format: a version, then sorted tag/permission/id entries).
+fn acl_with_user(uid: u32) -> Vec<u8> {
+    const UNDEFINED_ID: u32 = u32::MAX;
+    let entries: [(u16, u16, u32); 5] =
+        [(0x01, 7, UNDEFINED_ID), (0x02, 5, uid), (0x04, 5, UNDEFINED_ID), (0x10, 7, UNDEFINED_ID), (0x20, 5, UNDEFINED_ID)];
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
 /// What the other user does, each with the outcome overlayfs gives (comments) for the reader;
 /// the test compares with overlayfs itself.
 fn perm_ops() -> Vec<Op> {
     let p = |s: &str| s.as_bytes().to_vec();
     let create = |s: &str| Op::Create { path: p(s), mode: 0o644, len: 5, fill: 3 };
+    let acl = acl_with_user(3000);
     vec![
         Op::Read { path: p("perm/ro") },                                                                // ok
         Op::Read { path: p("perm/private") },                                                           // EACCES
@@ -1903,6 +1987,7 @@ fn perm_ops() -> Vec<Op> {
         Op::SetXattr { path: p("perm/ro"), name: "user.a", value: p("v"), flags: 0 },                   // EACCES
         Op::SetXattr { path: p("perm/mine"), name: "user.a", value: p("v"), flags: 0 },                 // ok
         Op::SetXattr { path: p("perm/mine"), name: "trusted.a", value: p("v"), flags: 0 },              // EPERM
+        Op::SetXattr { path: p("perm/sgid_mine"), name: ACL_ACCESS, value: acl, flags: 0 },             // ok, sgid dropped
         create("perm/closed/new"),                                                                      // EACCES
         Op::Mkdir { path: p("perm/closed/d"), mode: 0o755 },                                            // EACCES
         Op::Symlink { target: p("x"), path: p("perm/closed/l") },                                       // EACCES
@@ -1915,6 +2000,7 @@ fn perm_ops() -> Vec<Op> {
         Op::Mkdir { path: p("perm/open/d"), mode: 0o700 },                                              // ok
         Op::Rename { from: p("perm/open/new"), to: p("perm/open/new2"), flags: 0 },                     // ok
         Op::Rmdir { path: p("perm/open/d") },                                                           // ok
+        Op::Readdir { path: p("perm/open/xw") },                                                        // ok, empty
         Op::Tmpfile { dir: p("perm/open"), to: p("perm/open/t"), len: 4, fill: 2 },                     // ok
         Op::Mknod { path: p("perm/open/fifo"), mode: libc::S_IFIFO | 0o644, dev: 0 },                   // ok
         Op::Mknod { path: p("perm/open/null"), mode: libc::S_IFCHR | 0o666, dev: libc::makedev(1, 3) }, // EPERM
