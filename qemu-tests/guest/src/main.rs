@@ -17,6 +17,7 @@
 //! scripts/build-fixture made with `--make-fixture`.
 
 mod fixture;
+mod fuzz;
 mod module_load;
 mod mount_options;
 mod readonly;
@@ -102,6 +103,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(readonly::tests());
     tests.extend(writable::tests());
     tests.extend(rootless::tests());
+    tests.extend(fuzz::tests());
     // Unloading the module must come last: it reloads it, but keep the rest independent of that.
     tests.extend(module_load::tests());
     tests
