@@ -60,7 +60,7 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let (_, pinode) = union_inode(parent)?;
     let (_, inode) = union_inode(dentry)?;
     let data = inode.data()?;
-    let _serialized = data.copy_up_lock.lock();
+    let _serialized = data.copy_up_lock.lock()?;
     if data.upper().is_some() {
         return Ok(());
     }

@@ -370,7 +370,7 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
     {
         // No copy-up of the object may slip in between looking at its upper copy and
         // removing it (an open for write races with unlink).
-        let _no_copy_up = data.copy_up_lock.lock();
+        let _no_copy_up = data.copy_up_lock.lock()?;
         fs.with_mounter(|m| -> Result {
             let mut upper: Option<ARef<Dentry>> = data.upper().map(|e| e.dentry.clone());
             if clear {

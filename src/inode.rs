@@ -6,6 +6,7 @@
 use crate::copy_up::{copy_up, union_inode};
 use crate::readdir::MergedDir;
 use crate::superblock::UnionFs;
+use crate::vfs::sync::InterruptibleLock;
 use crate::vfs::{
     Acl, Dentry, Fiemap, FsInode, Iattr, Idmap, Inode, InodeOps, Kstat, LinkTarget, PermInode,
     PosixAcl, RealPath, SymlinkOps,
@@ -33,12 +34,14 @@ pub(crate) struct RealEntry {
 pub(crate) struct UnionInode {
     upper: SetOnce<RealEntry>,
     lower: KVec<RealEntry>,
-    /// Serializes copy-ups of this object.
+    /// Serializes copy-ups of this object (held for a whole copy: its waiters can be
+    /// interrupted).
     #[pin]
-    pub(crate) copy_up_lock: Mutex<()>,
-    /// The merged listing of a merged directory, built on first open.
+    pub(crate) copy_up_lock: InterruptibleLock,
+    /// The merged listing of a merged directory, built on first open, and the generation of
+    /// the directory's entries it was built from (bumped by every change).
     #[pin]
-    pub(crate) dir_cache: Mutex<Option<Arc<MergedDir>>>,
+    dir_cache: Mutex<(u64, Option<Arc<MergedDir>>)>,
 }
 
 impl UnionInode {
@@ -52,8 +55,11 @@ impl UnionInode {
             pin_init!(Self {
                 upper,
                 lower: stack,
-                copy_up_lock <- new_mutex!(()),
-                dir_cache <- new_mutex!(None),
+                copy_up_lock <- InterruptibleLock::new(
+                    c"UnionInode::copy_up_lock",
+                    kernel::static_lock_class!()
+                ),
+                dir_cache <- new_mutex!((0, None)),
             }),
             GFP_KERNEL,
         )
@@ -95,7 +101,25 @@ impl UnionInode {
 
     /// Forgets the merged listing (after a change of the directory's entries).
     pub(crate) fn invalidate_listing(&self) {
-        *self.dir_cache.lock() = None;
+        let mut cache = self.dir_cache.lock();
+        cache.0 = cache.0.wrapping_add(1);
+        cache.1 = None;
+    }
+
+    /// The cached merged listing, or the generation to build a new one from. (The lock is
+    /// not held while a listing is built, which may take long.)
+    pub(crate) fn cached_listing(&self) -> Result<Arc<MergedDir>, u64> {
+        let cache = self.dir_cache.lock();
+        cache.1.clone().ok_or(cache.0)
+    }
+
+    /// Keeps `listing`, built from generation `generation`, unless the directory changed
+    /// since.
+    pub(crate) fn cache_listing(&self, generation: u64, listing: Arc<MergedDir>) {
+        let mut cache = self.dir_cache.lock();
+        if cache.0 == generation {
+            cache.1 = Some(listing);
+        }
     }
 }
 

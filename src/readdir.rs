@@ -277,13 +277,13 @@ pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
         let file = fs.with_mounter(|m| RealFile::open_dir(m, path))?;
         return Ok(DirState::Single(file));
     }
-    let mut cache = data.dir_cache.lock();
-    if let Some(m) = cache.as_ref() {
-        return Ok(DirState::Merged(m.clone()));
-    }
+    let generation = match data.cached_listing() {
+        Ok(merged) => return Ok(DirState::Merged(merged)),
+        Err(generation) => generation,
+    };
     let merged = fs.with_mounter(|m| build_merged(fs, m, data))?;
     let merged = Arc::new(merged, GFP_KERNEL)?;
-    *cache = Some(merged.clone());
+    data.cache_listing(generation, merged.clone());
     Ok(DirState::Merged(merged))
 }
 

@@ -272,6 +272,11 @@ bool unionrs_fatal_signal_pending(void)
 	return fatal_signal_pending(current);
 }
 
+int unionrs_mutex_lock_interruptible(struct mutex *lock)
+{
+	return mutex_lock_interruptible(lock);
+}
+
 int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name)
 {
 	return security_inode_copy_up_xattr(src, name);

@@ -126,6 +126,7 @@ void unionrs_init_sync_kiocb(struct kiocb *kiocb, struct file *file);
 void unionrs_posix_acl_release(struct posix_acl *acl);
 void unionrs_do_delayed_call(struct delayed_call *call);
 bool unionrs_fatal_signal_pending(void);
+int unionrs_mutex_lock_interruptible(struct mutex *lock);
 int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name);
 void unionrs_super_set_uuid(struct super_block *sb, const u8 *uuid);
 

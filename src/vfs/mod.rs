@@ -44,6 +44,7 @@ pub(crate) mod layer;
 pub(crate) mod path;
 pub(crate) mod real;
 pub(crate) mod super_block;
+pub(crate) mod sync;
 pub(crate) mod xattr_handler;
 
 pub(crate) use cred::{caller_fs_ids, caller_is_sys_admin, AsMounter, MounterCreds};

@@ -30,6 +30,7 @@ pub fn tests() -> Vec<Test> {
         Test::new("writable.format_interop", format_interop),
         Test::new("writable.permissions_as_other_user", permissions_as_other_user),
         Test::new("writable.enospc_copy_up", enospc_copy_up),
+        Test::new("writable.copy_up_wait_killable", copy_up_wait_killable),
         Test::new("writable.lower_untouched_basic", lower_untouched_basic),
     ]
 }
@@ -1645,6 +1646,106 @@ fn no_partial_copy(sd: &Plain, big: &[u8]) -> Vec<String> {
     }
     out.extend(check_work("workdir", &sd.work));
     out
+}
+
+/// The state letter (`R`, `S`, `D`, ...) and wait channel of process `pid`.
+fn task_state(pid: u32) -> Option<(char, String)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses.
+    let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+    let wchan = fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+    Some((state, wchan))
+}
+
+/// A task waiting for another's copy-up of the same file can be killed: the wait is
+/// interruptible (overlayfs' `mutex_lock_interruptible`), not a `D` state that lasts the whole
+/// copy (unkillable, and a hung-task report for a big enough file).
+fn copy_up_wait_killable() -> TestResult {
+    const SIZE: i64 = 512 << 20;
+    let mut s = Scratch::new("wr_killable");
+    let (low, up, mnt) = (s.dir("low"), s.dir("up"), s.dir("mnt"));
+    let (upper, work) = (up.join("u"), up.join("w"));
+    mkdirs(&upper)?;
+    mkdirs(&work)?;
+    // Written, not allocated: tmpfs reports fallocated pages as holes, which a copy skips.
+    let mut f = fs::File::create(low.join("big")).map_err(|e| e.to_string())?;
+    let chunk = vec![0xa5u8; 1 << 20];
+    for _ in 0..SIZE >> 20 {
+        std::io::Write::write_all(&mut f, &chunk).map_err(|e| e.to_string())?;
+    }
+    drop(f);
+    mount_union(&fstype_under_test(), &mnt, &[low], &upper, &work, 0, UNION_OPTS)?;
+    s.track(&mnt);
+    // Two shells ready to open the file for appending (which copies it up) as soon as they
+    // read a line: forking and starting one takes longer than some copies.
+    let open_for_append = || {
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("read go; exec 3>>{}", mnt.join("big").display()))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| e.to_string())
+    };
+    let go = |c: &mut std::process::Child| -> TestResult {
+        let stdin = c.stdin.as_mut().ok_or("no stdin")?;
+        std::io::Write::write_all(stdin, b"go\n").map_err(|e| e.to_string())
+    };
+    let (mut copier, mut waiter) = (open_for_append()?, open_for_append()?);
+    // Both are waiting for their line.
+    for c in [&copier, &waiter] {
+        let pid = c.id();
+        let mut tries = 0;
+        while !task_state(pid).is_some_and(|(state, _)| state == 'S') {
+            tries += 1;
+            check!(tries < 2000, "the shell {pid} did not get ready");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+    go(&mut copier)?;
+    let mut seen = String::new();
+    let mut released = false;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut outcome = Err("the first copy-up ended before a second opener was seen waiting for it: nothing was tested".to_string());
+    while std::time::Instant::now() < deadline {
+        if copier.try_wait().map_err(|e| e.to_string())?.is_some() {
+            break;
+        }
+        if !released {
+            // The second opener only once the first one's copy is under way (its temporary
+            // file is in the work directory), so that it is the one that waits.
+            if names_in(&work.join("work")).is_ok_and(|n| !n.is_empty()) {
+                go(&mut waiter)?;
+                released = true;
+            }
+            continue;
+        }
+        if let Some((state, wchan)) = task_state(waiter.id()) {
+            seen = format!("state {state}, waiting in {wchan:?}");
+            // Blocked in the module: the lock functions are scheduler code, which the wait
+            // channel skips, so it names the copy-up that waits for the lock (the other
+            // opener holds it) or our helper that takes it.
+            if wchan.contains("unionrs") || wchan.contains("copy_up") {
+                outcome = if state == 'S' {
+                    Ok(())
+                } else {
+                    Err(format!("the second opener waits for the copy-up in state {state}, not interruptibly"))
+                };
+                break;
+            }
+        }
+    }
+    let mut result = outcome;
+    let _ = waiter.kill();
+    let _ = waiter.wait();
+    // Killed while the copy still runs: its wait ended early.
+    if result.is_ok() && copier.try_wait().map_err(|e| e.to_string())?.is_some() {
+        result = Err("the copy-up ended before the killed waiter did: the kill did not cut its wait short".into());
+    }
+    let status = copier.wait().map_err(|e| e.to_string())?;
+    check!(status.success(), "the copy-up's opener failed: {status}");
+    let size = fs::metadata(mnt.join("big")).map_err(|e| e.to_string())?.len();
+    check!(size == SIZE as u64, "after the copy-up the file has {size} bytes, want {SIZE}");
+    result.map_err(|e| format!("{e} (last seen: {seen})"))
 }
 
 fn enospc_copy_up() -> TestResult {
