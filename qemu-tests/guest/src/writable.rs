@@ -1724,7 +1724,9 @@ fn copy_up_wait_killable() -> TestResult {
             // Blocked in the module: the lock functions are scheduler code, which the wait
             // channel skips, so it names the copy-up that waits for the lock (the other
             // opener holds it) or our helper that takes it.
-            if wchan.contains("unionrs") || wchan.contains("copy_up") {
+            // A waiter that is still running (spinning on the lock while its owner runs) has
+            // not settled into its wait yet: look again.
+            if (wchan.contains("unionrs") || wchan.contains("copy_up")) && state != 'R' {
                 outcome = if state == 'S' {
                     Ok(())
                 } else {
