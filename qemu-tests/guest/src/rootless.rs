@@ -12,7 +12,7 @@ use crate::trees::Layer;
 use crate::{check, progress, writable, Test, TestResult};
 use std::fs;
 use std::os::unix::fs::{lchown, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
@@ -163,6 +163,19 @@ fn create_in(p: &Path) -> Result<(), i32> {
     fs::write(p.join("new"), b"new\n").map_err(|e| e.raw_os_error().unwrap_or(0))
 }
 
+/// Mounts `fstype` (the `i`-th union of a test) over `base/lower`, with upper `base/u{i}` and
+/// work `base/w{i}`, at `base/m{i}`; returns the upper and the mount point.
+fn mount_over_lower(base: &Path, i: usize, fstype: &str) -> Result<(PathBuf, PathBuf), String> {
+    let (u, w, m) = (base.join(format!("u{i}")), base.join(format!("w{i}")), base.join(format!("m{i}")));
+    for d in [&u, &w, &m] {
+        fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
+    }
+    let opts = format!("lowerdir={},upperdir={},workdir={},{OPTS}", base.join("lower").display(), u.display(), w.display());
+    let r = sys::mount("none", &m, fstype, 0, &opts);
+    check!(r == 0, "mounting {fstype} in the user namespace with {opts}: {}", errno_name(r));
+    Ok((u, m))
+}
+
 fn unmapped_child(base: &Path) -> TestResult {
     check_namespace()?;
     let probes: [(&str, Probe); 4] = [
@@ -173,13 +186,7 @@ fn unmapped_child(base: &Path) -> TestResult {
     ];
     let mut results: Vec<Vec<Result<(), i32>>> = vec![];
     for (i, fstype) in ["overlay", "unionrs"].iter().enumerate() {
-        let (u, w, m) = (base.join(format!("u{i}")), base.join(format!("w{i}")), base.join(format!("m{i}")));
-        for d in [&u, &w, &m] {
-            fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
-        }
-        let opts = format!("lowerdir={},upperdir={},workdir={},{OPTS}", base.join("lower").display(), u.display(), w.display());
-        let r = sys::mount("none", &m, fstype, 0, &opts);
-        check!(r == 0, "mounting {fstype} in the user namespace with {opts}: {}", errno_name(r));
+        let (u, m) = mount_over_lower(base, i, fstype)?;
         results.push(probes.iter().map(|(name, (_, f))| f(&m.join(name))).collect());
         sys::umount(&m);
         if *fstype == "unionrs" {
@@ -306,13 +313,7 @@ fn xattrs_child(base: &Path) -> TestResult {
     let rc = |r: i32| if r == 0 { "ok".to_string() } else { errno_name(r) };
     let mut seen: Vec<Vec<(String, String)>> = vec![];
     for (i, fstype) in ["overlay", "unionrs"].iter().enumerate() {
-        let (u, w, m) = (base.join(format!("u{i}")), base.join(format!("w{i}")), base.join(format!("m{i}")));
-        for d in [&u, &w, &m] {
-            fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
-        }
-        let opts = format!("lowerdir={},upperdir={},workdir={},{OPTS}", base.join("lower").display(), u.display(), w.display());
-        let r = sys::mount("none", &m, fstype, 0, &opts);
-        check!(r == 0, "mounting {fstype} in the user namespace with {opts}: {}", errno_name(r));
+        let (_, m) = mount_over_lower(base, i, fstype)?;
         let (d, f) = (m.join("d"), m.join("f"));
         let listed = sys::llistxattr(&d).map(|names| names.into_iter().filter(|n| n.starts_with(b"user.")).collect::<Vec<_>>());
         seen.push(vec![
