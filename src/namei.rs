@@ -8,7 +8,7 @@
 
 use crate::inode::{RealEntry, UnionInode};
 use crate::superblock::{Layer, UnionFs};
-use crate::vfs::{AsMounter, Dentry, FsInode, Inode};
+use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
@@ -134,6 +134,9 @@ pub(crate) enum Xattr {
 /// `inode_operations::lookup` of a union directory.
 pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
     let fs = dir.sb().info();
+    if name.len() > fs.namelen {
+        return Err(errno::enametoolong());
+    }
     let data = dir.data()?;
     let stack = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;
     if stack.is_empty() {

@@ -6,7 +6,7 @@
 use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
 use crate::params::{self, Config, LayerSpec};
-use crate::vfs::fs_type::seq_show_option;
+use crate::vfs::fs_type::{namelen_of, seq_show_option};
 use crate::vfs::layer::{MNT_NOATIME, MNT_READONLY};
 use crate::vfs::super_block::NewSuperBlock;
 use crate::vfs::{
@@ -83,11 +83,38 @@ pub(crate) struct UnionFs {
     pub(crate) same_fs: bool,
     /// Where the filesystem's number starts in a directory's inode number (see `map_ino`).
     pub(crate) dir_ino_shift: u32,
+    /// The longest name any layer takes: lookup refuses longer ones with `ENAMETOOLONG` (a
+    /// layer would only say "not here"), and `statfs` reports it (overlayfs' rule).
+    pub(crate) namelen: usize,
     /// The mounter's credentials, which every layer operation uses.
     pub(crate) creds: MounterCreds,
 }
 
 impl UnionFs {
+    /// The longest name any layer takes, asked at mount (a failing `statfs` fails the mount,
+    /// as in overlayfs).
+    fn max_namelen(&self, fc: &FsContext) -> Result<usize> {
+        let mut max = 0;
+        for l in self.layers.iter() {
+            let path = RealPath {
+                mnt: &l.mnt,
+                dentry: l.spec.path.dentry(),
+            };
+            let n = self.with_mounter(|m| namelen_of(m, path)).map_err(|e| {
+                fc.fail(
+                    e,
+                    fmt!(
+                        "{}: statfs failed on '{}'",
+                        l.kind.option(),
+                        show(&l.spec.name)
+                    ),
+                )
+            })?;
+            max = max.max(usize::try_from(n).unwrap_or(0));
+        }
+        Ok(max)
+    }
+
     /// The layer whose root gives the union root its attributes.
     fn top(&self) -> Option<&Layer> {
         self.layers.first()
@@ -432,10 +459,12 @@ impl FileSystem for UnionFs {
                 userxattr: cfg.userxattr,
                 same_fs: filesystems.len() == 1,
                 dir_ino_shift: crate::inode::dir_ino_shift(filesystems.len()),
+                namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
             },
             GFP_KERNEL,
         )?;
+        info.namelen = info.max_namelen(fc)?;
 
         if info.has_upper() {
             // One union at a time may write an upper layer (overlayfs' "in use" mark, which
@@ -520,6 +549,7 @@ impl SuperOps for UnionFs {
         };
         fs.with_mounter(|m| buf.fill_from(m, path))?;
         buf.set_type(UNIONRS_SUPER_MAGIC);
+        buf.set_namelen(fs.namelen.try_into().unwrap_or(kernel::ffi::c_long::MAX));
         Ok(())
     }
 

@@ -109,6 +109,22 @@ impl Kstatfs<'_> {
     pub(crate) fn set_type(&mut self, magic: u64) {
         self.0.f_type = magic as c_long;
     }
+
+    /// Reports `len` as the longest name the filesystem takes.
+    pub(crate) fn set_namelen(&mut self, len: c_long) {
+        self.0.f_namelen = len;
+    }
+}
+
+/// The longest name the real filesystem at `path` takes (`statfs(2)`'s `f_namelen`), asked
+/// as the mounter.
+pub(crate) fn namelen_of(_m: &super::AsMounter<'_>, path: RealPath<'_>) -> Result<c_long> {
+    let raw = path.raw();
+    let mut buf = cb::kstatfs::default();
+    // SAFETY: `raw` borrows a live path; `buf` is a local `kstatfs` (the same C struct,
+    // opaque in `kernel::bindings`).
+    to_result(unsafe { bindings::vfs_statfs(&raw, core::ptr::from_mut(&mut buf).cast()) })?;
+    Ok(buf.f_namelen)
 }
 
 /// Writes `,name=value` (or `,name` for `None`) to a mount-option listing, escaping as the VFS

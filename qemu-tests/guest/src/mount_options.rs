@@ -376,6 +376,8 @@ fn mount_both(s: &mut Scratch, opts: &str, top: &Path) -> TestResult {
     let (ro_ours, ro_ovl) =
         (sys::statvfs_flags(&mnt).map_err(errno_name)? & libc::ST_RDONLY, sys::statvfs_flags(&ovl).map_err(errno_name)? & libc::ST_RDONLY);
     check!(ro_ours == ro_ovl, "read-only flag: unionrs {ro_ours}, overlayfs {ro_ovl}");
+    let (max_ours, max_ovl) = (sys::statvfs(&mnt).map_err(errno_name)?.f_namemax, sys::statvfs(&ovl).map_err(errno_name)?.f_namemax);
+    check!(max_ours == max_ovl, "statvfs f_namemax: unionrs {max_ours}, overlayfs {max_ovl}");
 
     let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
     let line = info.lines().find(|l| l.split(' ').nth(4) == Some(mnt.to_str().unwrap_or(""))).ok_or("union not in mountinfo")?;

@@ -239,12 +239,16 @@ pub fn statfs_type(p: &Path) -> Result<i64, i32> {
 }
 
 pub fn statvfs_flags(p: &Path) -> Result<u64, i32> {
+    statvfs(p).map(|s| s.f_flag as u64)
+}
+
+pub fn statvfs(p: &Path) -> Result<libc::statvfs, i32> {
     let c = cpath(p);
     // SAFETY: zeroed statvfs is a valid out parameter.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid string and out pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 {
-        Ok(s.f_flag as u64)
+        Ok(s)
     } else {
         Err(errno())
     }
