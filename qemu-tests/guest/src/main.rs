@@ -4,7 +4,7 @@
 //!   unionrs-guest-tests [--tier fast|full] [substring-filter ...]
 //!   unionrs-guest-tests --list [--tier fast|full]
 //!   unionrs-guest-tests --make-fixture NAME DIR
-//!   unionrs-guest-tests [--tier fast|full] --in-userns WHAT DIR   (rootless.rs' child)
+//!   unionrs-guest-tests [--tier fast|full] --in-userns WHAT DIR   (rootless.rs' and pjdfstest.rs' child)
 //!
 //! A run first prints the tests it is going to run, one `unionrs-test: plan <name>` line each,
 //! so that the host can tell a test that never reported (the guest died) from one that was not
@@ -20,6 +20,7 @@ mod fixture;
 mod fuzz;
 mod module_load;
 mod mount_options;
+mod pjdfstest;
 mod readonly;
 mod rootless;
 mod sys;
@@ -104,6 +105,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(writable::tests());
     tests.extend(rootless::tests());
     tests.extend(fuzz::tests());
+    tests.extend(pjdfstest::tests());
     // Unloading the module must come last: it reloads it, but keep the rest independent of that.
     tests.extend(module_load::tests());
     tests

@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Test> {
         Test::new("rootless.copy_up_unmapped_owner", copy_up_unmapped_owner),
         Test::new("rootless.mount_errors_rate_limited", mount_errors_rate_limited),
         Test::new("rootless.private_xattrs_and_capabilities", private_xattrs_and_capabilities),
+        Test::new("rootless.open_needs_mounter_rights", open_needs_mounter_rights),
     ]
 }
 
@@ -50,6 +51,14 @@ fn give_to_user(root: &Path, keep: &[&Path]) -> TestResult {
 
 /// Runs `what` (see [`child`]) as ROOTLESS_UID in new user and mount namespaces, on `dir`.
 fn run_rootless(what: &str, dir: &Path) -> TestResult {
+    let mut child = spawn_rootless(what, dir)?;
+    let status = child.wait().map_err(|e| e.to_string())?;
+    read_verdict(dir, status)
+}
+
+/// Starts `what` as [`run_rootless`] does, without waiting; the child's pid is that of the
+/// process in the namespaces (setpriv and unshare exec it in place).
+fn spawn_rootless(what: &str, dir: &Path) -> Result<std::process::Child, String> {
     // A copy the user can execute, wherever the host's share put the original.
     let exe = dir.join("unionrs-guest-tests");
     let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
@@ -59,15 +68,18 @@ fn run_rootless(what: &str, dir: &Path) -> TestResult {
     let _ = fs::remove_file(&verdict);
     let tier = if crate::tier() == crate::Tier::Full { "full" } else { "fast" };
     let uid = ROOTLESS_UID.to_string();
-    let status = Command::new("setpriv")
+    Command::new("setpriv")
         .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
         .args(["unshare", "--user", "--map-root-user", "--mount", "--"])
         .arg(&exe)
         .args(["--tier", tier, "--in-userns", what])
         .arg(dir)
-        .status()
-        .map_err(|e| format!("running setpriv/unshare: {e}"))?;
-    match fs::read_to_string(&verdict) {
+        .spawn()
+        .map_err(|e| format!("running setpriv/unshare: {e}"))
+}
+
+fn read_verdict(dir: &Path, status: std::process::ExitStatus) -> TestResult {
+    match fs::read_to_string(dir.join("verdict")) {
         Ok(v) if v == "ok" => Ok(()),
         Ok(v) => Err(v),
         Err(e) => Err(format!("the rootless child ({status}) left no verdict: {e}")),
@@ -81,6 +93,8 @@ pub fn child(what: &str, dir: &Path) -> ! {
         "unmapped" => unmapped_child(dir),
         "mount_errors" => mount_errors_child(dir),
         "xattrs" => xattrs_child(dir),
+        "pjdfstest" => crate::pjdfstest::child(dir),
+        "mounter_rights" => mounter_rights_child(dir),
         _ => Err(format!("unknown rootless test {what}")),
     };
     let text = match &outcome {
@@ -335,5 +349,84 @@ fn xattrs_child(base: &Path) -> TestResult {
         .map(|(a, b)| format!("{}: overlayfs {}, unionrs {}", a.0, a.1, b.1))
         .collect();
     check!(diffs.is_empty(), "{}", diffs.join("\n"));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// CVE-2020-16120: a caller with more rights than the mounter opens a lower file through the
+// union (root reaching an unprivileged user's mount through /proc/PID/root)
+
+/// Lower objects only root may read; the mounter (ROOTLESS_UID) may not.
+const ROOT_ONLY: [&str; 3] = ["secret", "secret_dir", "secret_dir/x"];
+
+fn open_needs_mounter_rights() -> TestResult {
+    let s = Scratch::new("rootless_mounter_rights");
+    let base = s.dir("fs");
+    Layer::at(&base.join("lower"))
+        .file("secret", b"root's secret\n")?
+        .chmod("secret", 0o600)?
+        .file("secret_dir/x", b"x\n")?
+        .chmod("secret_dir", 0o700)?
+        .file("mine", b"the user's\n")?;
+    let keep: Vec<PathBuf> = ROOT_ONLY.iter().map(|n| base.join("lower").join(n)).collect();
+    give_to_user(&base, &keep.iter().map(|p| p.as_path()).collect::<Vec<_>>())?;
+    let mut child = spawn_rootless("mounter_rights", &base)?;
+    let probed = probe_as_root(&base, child.id());
+    let _ = fs::write(base.join("done"), b"");
+    let status = child.wait().map_err(|e| e.to_string())?;
+    read_verdict(&base, status)?;
+    let results = probed?;
+    let show = |r: &Result<(), i32>| r.map_or_else(errno_name, |_| "ok".to_string());
+    let mut diffs = vec![];
+    for (k, what) in MOUNTER_PROBES.iter().enumerate() {
+        let (ov, un) = (&results[0][k], &results[1][k]);
+        if ov != un {
+            diffs.push(format!("{}: overlayfs {}, unionrs {}", what.0, show(ov), show(un)));
+        }
+    }
+    // The reference refuses root here: otherwise this test tests nothing.
+    check!(
+        results[0][0] == Err(libc::EACCES),
+        "overlayfs let root read the secret through the union ({}): the test expects EACCES",
+        show(&results[0][0])
+    );
+    check!(diffs.is_empty(), "{}", diffs.join("\n"));
+    check!(!base.join("u1/secret").exists(), "unionrs copied the secret up");
+    Ok(())
+}
+
+type RootProbe = (&'static str, fn(&Path) -> Result<(), i32>);
+
+/// What root tries in each union (its own rights would allow all of it).
+const MOUNTER_PROBES: [RootProbe; 4] = [
+    ("read secret", |m| fs::read(m.join("secret")).map(drop).map_err(|e| e.raw_os_error().unwrap_or(0))),
+    ("list secret_dir", |m| fs::read_dir(m.join("secret_dir")).map(drop).map_err(|e| e.raw_os_error().unwrap_or(0))),
+    ("read secret_dir/x", |m| fs::read(m.join("secret_dir/x")).map(drop).map_err(|e| e.raw_os_error().unwrap_or(0))),
+    ("read mine", |m| fs::read(m.join("mine")).map(drop).map_err(|e| e.raw_os_error().unwrap_or(0))),
+];
+
+/// Waits for the child's unions, then runs MOUNTER_PROBES in each as root, through the
+/// child's mount namespace.
+fn probe_as_root(base: &Path, pid: u32) -> Result<Vec<Vec<Result<(), i32>>>, String> {
+    let started = Instant::now();
+    while !base.join("ready").exists() {
+        check!(started.elapsed().as_secs() < 60, "the rootless child mounted nothing in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let inside = PathBuf::from(format!("/proc/{pid}/root")).join(base.strip_prefix("/").map_err(|e| e.to_string())?);
+    Ok((0..2).map(|i| MOUNTER_PROBES.iter().map(|(_, f)| f(&inside.join(format!("m{i}")))).collect()).collect())
+}
+
+fn mounter_rights_child(base: &Path) -> TestResult {
+    check_namespace()?;
+    for (i, fstype) in ["overlay", "unionrs"].iter().enumerate() {
+        mount_over_lower(base, i, fstype)?;
+    }
+    fs::write(base.join("ready"), b"").map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    while !base.join("done").exists() {
+        check!(started.elapsed().as_secs() < 120, "root did not finish its probes in 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     Ok(())
 }
