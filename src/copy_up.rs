@@ -73,14 +73,17 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let name = dentry.name_copy()?;
     let mnt = &fs.upper_layer()?.mnt;
     let copy = fs.with_mounter(|m| -> Result<_> {
-        // Moving the copy in changes the directory's times, but the union's view of the
-        // directory has not changed: put them back, as overlayfs does.
-        let parent_times = mnt.stat(m, &upper_parent.dentry)?;
-        let copy = fs.copy_to_upper(m, lower, &upper_parent.dentry, &name)?;
-        let mut times = Iattr::new();
-        times.set_times(parent_times.atime(), parent_times.mtime());
-        let _ = mnt.notify_change(m, &upper_parent.dentry, &mut times);
-        Ok(copy)
+        // A security module may ask for other credentials for the copy (its label).
+        m.with_copy_up_creds(dentry, || {
+            // Moving the copy in changes the directory's times, but the union's view of the
+            // directory has not changed: put them back, as overlayfs does.
+            let parent_times = mnt.stat(m, &upper_parent.dentry)?;
+            let copy = fs.copy_to_upper(m, lower, &upper_parent.dentry, &name)?;
+            let mut times = Iattr::new();
+            times.set_times(parent_times.atime(), parent_times.mtime());
+            let _ = mnt.notify_change(m, &upper_parent.dentry, &mut times);
+            Ok(copy)
+        })?
     })?;
     inode.refresh_from(copy.inode().ok_or(EIO)?);
     inode.publish_upper(copy.clone());

@@ -110,15 +110,22 @@ impl UnionFs {
         Ok(d)
     }
 
-    /// Runs `f` with the mounter credentials and the owner a new object in union directory
-    /// `dir` gets: the caller's fsuid, and the directory's group if it is set-group-ID (else
-    /// the caller's fsgid), so that the real object belongs to whom the union object would.
-    fn with_creator<R>(&self, dir: &Inode, f: impl FnOnce(&AsMounter<'_>) -> R) -> Result<R> {
+    /// Runs `f` with the mounter credentials and the owner new object `dentry` (of type and
+    /// mode `mode`) in union directory `dir` gets: the caller's fsuid, and the directory's
+    /// group if it is set-group-ID (else the caller's fsgid), so that the real object belongs
+    /// to whom the union object would.
+    fn with_creator<R>(
+        &self,
+        dir: &Inode,
+        dentry: &Dentry,
+        mode: u32,
+        f: impl FnOnce(&AsMounter<'_>) -> R,
+    ) -> Result<R> {
         let (uid, mut gid) = caller_fs_ids();
         if dir.mode() & bindings::S_ISGID != 0 {
             gid = dir.gid();
         }
-        self.creds.with_creator(uid, gid, f)
+        self.creds.with_creator(uid, gid, dentry, mode, f)
     }
 
     /// Makes `what` under a temporary name in the work directory and lets `finish` complete
@@ -438,7 +445,11 @@ impl DirOps for UnionFs {
         let fs = sb.info();
         let parent = dentry.parent();
         let up = upper_dir(sb, &parent, dir)?;
-        let real = fs.with_creator(dir.inode(), |m| {
+        let mode = match what {
+            NewObject::Node { mode, .. } => mode,
+            _ => bindings::S_IFLNK | 0o777,
+        };
+        let real = fs.with_creator(dir.inode(), dentry, mode, |m| {
             fs.create_upper(m, &up.dentry, dentry.name(), what)
         })??;
         instantiate_new(dir, dentry, real)
@@ -483,7 +494,7 @@ impl DirOps for UnionFs {
         let parent = dentry.parent();
         let up = upper_dir(sb, &parent, dir)?;
         let flags = file.flags() | bindings::O_LARGEFILE | bindings::O_NOATIME;
-        let real = fs.with_creator(dir.inode(), |m| {
+        let real = fs.with_creator(dir.inode(), dentry, bindings::S_IFREG | mode, |m| {
             RealFile::open_backing_tmpfile(m, file, fs.real_path(up)?, mode, flags)
         })??;
         let mut stack = KVec::new();

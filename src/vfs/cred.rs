@@ -11,10 +11,12 @@
 //! forward.)
 
 use super::bindings as cb;
+use super::Dentry;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 use kernel::bindings;
 use kernel::cred::Credential;
+use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 
@@ -60,23 +62,38 @@ impl MounterCreds {
     }
 
     /// Like [`Self::with_mounter`], but with `fsuid` and `fsgid` as the file system ids, so
-    /// that the objects `f` makes get that owner.
+    /// that the objects `f` makes for union dentry `dentry` (of type and mode `mode`) get that
+    /// owner; a security module may set the context they are created in from the caller's
+    /// (as overlayfs lets it).
     pub(crate) fn with_creator<R>(
         &self,
         fsuid: Kuid,
         fsgid: Kgid,
+        dentry: &Dentry,
+        mode: u32,
         f: impl FnOnce(&AsMounter<'_>) -> R,
     ) -> Result<R> {
         self.with_mounter(|m| {
             // SAFETY: no preconditions; a copy of the current (mounter's) credentials.
             let cred = NonNull::new(unsafe { bindings::prepare_creds() }).ok_or(ENOMEM)?;
+            // SAFETY: `prepare_creds` gave us a reference, which the `ARef` now owns.
+            let creator: ARef<Credential> = unsafe { ARef::from_raw(cred.cast()) };
             // SAFETY: the copy is ours alone; it is used only from the override below on.
             unsafe {
                 (*cred.as_ptr()).fsuid = fsuid;
                 (*cred.as_ptr()).fsgid = fsgid;
             }
-            // SAFETY: `prepare_creds` gave us a reference, which the `ARef` now owns.
-            let creator: ARef<Credential> = unsafe { ARef::from_raw(cred.cast()) };
+            // SAFETY: `dentry` is live; `m.old` is the caller's credentials (what the
+            // mounter's override replaced), `cred` our unshared copy, which the hook may
+            // change.
+            to_result(unsafe {
+                cb::unionrs_security_dentry_create_files_as(
+                    dentry.as_ptr(),
+                    mode as c_int,
+                    m.old,
+                    cred.as_ptr(),
+                )
+            })?;
             // SAFETY: `creator` outlives the override, which `revert` undoes at the end of
             // this closure, on this task, before `creator` is released.
             let old = unsafe { cb::unionrs_override_creds(creator.as_ptr()) };
@@ -110,6 +127,32 @@ pub(crate) struct AsMounter<'a> {
 }
 
 impl AsMounter<'_> {
+    /// Runs `f` with the credentials a security module asks for while union dentry `dentry`
+    /// is copied up (the label its copy must get), or as they are if it asks for none.
+    pub(crate) fn with_copy_up_creds<R>(
+        &self,
+        dentry: &Dentry,
+        f: impl FnOnce() -> R,
+    ) -> Result<R> {
+        let mut new: *mut bindings::cred = core::ptr::null_mut();
+        // SAFETY: `dentry` is live; the hook stores a new credential (or nothing) in `new`.
+        to_result(unsafe { cb::unionrs_security_inode_copy_up(dentry.as_ptr(), &mut new) })?;
+        let Some(new) = NonNull::new(new) else {
+            return Ok(f());
+        };
+        // SAFETY: the hook gave us its reference, which the `ARef` now owns.
+        let creds: ARef<Credential> = unsafe { ARef::from_raw(new.cast()) };
+        // SAFETY: `creds` outlives the override, which `revert` undoes before this function
+        // returns, on this task.
+        let old = unsafe { cb::unionrs_override_creds(creds.as_ptr()) };
+        // INVARIANT: `old` is what the override returned (the mounter's credentials).
+        let revert = Revert(old);
+        let r = f();
+        drop(revert);
+        drop(creds);
+        Ok(r)
+    }
+
     /// Whether `uid` and `gid` both have a mapping in the mounter's user namespace (the
     /// current one while the token lives): an object owned by an unmapped id cannot be
     /// recreated faithfully by the mounter (overlayfs' check for CVE-2023-0386).
@@ -135,7 +178,7 @@ impl Drop for AsMounter<'_> {
 /// # Invariants
 ///
 /// `.0` is what `override_creds` returned on this task; the value never leaves the frame of
-/// [`MounterCreds::with_creator`].
+/// [`MounterCreds::with_creator`] or [`AsMounter::with_copy_up_creds`].
 struct Revert(*const bindings::cred);
 
 impl Drop for Revert {

@@ -282,6 +282,17 @@ int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name)
 	return security_inode_copy_up_xattr(src, name);
 }
 
+int unionrs_security_inode_copy_up(struct dentry *src, struct cred **new)
+{
+	return security_inode_copy_up(src, new);
+}
+
+int unionrs_security_dentry_create_files_as(struct dentry *dentry, int mode,
+					    const struct cred *old, struct cred *new)
+{
+	return security_dentry_create_files_as(dentry, mode, &dentry->d_name, old, new);
+}
+
 void unionrs_super_set_uuid(struct super_block *sb, const u8 *uuid)
 {
 	super_set_uuid(sb, uuid, UUID_SIZE);

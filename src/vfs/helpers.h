@@ -128,6 +128,9 @@ void unionrs_do_delayed_call(struct delayed_call *call);
 bool unionrs_fatal_signal_pending(void);
 int unionrs_mutex_lock_interruptible(struct mutex *lock);
 int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name);
+int unionrs_security_inode_copy_up(struct dentry *src, struct cred **new);
+int unionrs_security_dentry_create_files_as(struct dentry *dentry, int mode,
+					    const struct cred *old, struct cred *new);
 void unionrs_super_set_uuid(struct super_block *sb, const u8 *uuid);
 
 #endif /* UNIONRS_HELPERS_H */
