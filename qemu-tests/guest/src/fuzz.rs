@@ -23,7 +23,7 @@ const FULL_ATTEMPTS: usize = 100_000;
 const DEFAULT_SEED: u64 = 0x6f70_7469_6f6e_7321;
 
 /// The errors a refused mount may give; anything else is a finding.
-const CLEAN_ERRORS: &[i32] =
+pub const CLEAN_ERRORS: &[i32] =
     &[libc::EINVAL, libc::ENOENT, libc::ENOTDIR, libc::ELOOP, libc::EBUSY, libc::EROFS, libc::ENAMETOOLONG, libc::EOPNOTSUPP];
 
 /// What a kernel report starts with (the host's log check looks for the same).
@@ -80,10 +80,10 @@ const KEYS: &[&str] = &[
 const WORDS: &[&str] = &["on", "off", "auto", "follow", "nofollow", "null", "strict", "volatile", "", "1", "0", "yes", "on,off"];
 
 /// Lowers the console's log level while alive (the log buffer keeps every record).
-struct QuietConsole(Option<String>);
+pub struct QuietConsole(Option<String>);
 
 impl QuietConsole {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let old = fs::read_to_string("/proc/sys/kernel/printk").ok();
         let _ = fs::write("/proc/sys/kernel/printk", "1");
         Self(old)
@@ -97,6 +97,11 @@ impl Drop for QuietConsole {
             let _ = fs::write("/proc/sys/kernel/printk", level);
         }
     }
+}
+
+/// The kernel reports among log lines (at most 20).
+pub fn kernel_reports(log: &str) -> Vec<String> {
+    log.lines().filter(|l| REPORTS.iter().any(|r| l.contains(r))).map(str::to_string).take(20).collect()
 }
 
 /// The directories an option may name: layers, files, missing and odd paths.
@@ -314,14 +319,13 @@ fn mount_options() -> TestResult {
             if (i + 1) % 500 == 0 {
                 // Read the log as we go: the buffer would not hold a whole run.
                 let log = kmsg.read_new();
-                reports.extend(log.lines().filter(|l| REPORTS.iter().any(|r| l.contains(r))).map(str::to_string).take(20));
+                reports.extend(kernel_reports(&log));
                 if (i + 1) % 10_000 == 0 {
                     progress(&format!("fuzz.mount_options: {} attempts, {} mounted", i + 1, t.mounted));
                 }
             }
         }
-        let log = kmsg.read_new();
-        reports.extend(log.lines().filter(|l| REPORTS.iter().any(|r| l.contains(r))).map(str::to_string).take(20));
+        reports.extend(kernel_reports(&kmsg.read_new()));
     }
     let errors: Vec<String> = t.errors.iter().map(|(e, n)| format!("{}: {n}", errno_name(*e))).collect();
     println!("unionrs-fuzz: mount_options: seed {seed:#x}, {attempts} attempts, {} mounted, refused: {}", t.mounted, errors.join(" "));

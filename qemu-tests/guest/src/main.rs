@@ -18,6 +18,7 @@
 
 mod fixture;
 mod fuzz;
+mod fuzz_layers;
 mod module_load;
 mod mount_options;
 mod pjdfstest;
@@ -105,6 +106,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(writable::tests());
     tests.extend(rootless::tests());
     tests.extend(fuzz::tests());
+    tests.extend(fuzz_layers::tests());
     tests.extend(pjdfstest::tests());
     // Unloading the module must come last: it reloads it, but keep the rest independent of that.
     tests.extend(module_load::tests());
