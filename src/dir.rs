@@ -15,8 +15,8 @@ use crate::namei::Xattr;
 use crate::readdir::DirState;
 use crate::superblock::UnionFs;
 use crate::vfs::{
-    caller_fs_ids, errno, AsMounter, Dentry, DirEmitter, DirOps, FsInode, Inode, NewObject,
-    RealFile, RealPath, Rename, RenameEnd, SuperBlock, UserFile,
+    errno, AsMounter, Dentry, DirEmitter, DirOps, FsInode, Idmap, Inode, NewObject, RealFile,
+    RealPath, Rename, RenameEnd, SuperBlock, UserFile,
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::bindings;
@@ -111,7 +111,8 @@ impl UnionFs {
     }
 
     /// Runs `f` with the mounter credentials and the owner new object `dentry` (of type and
-    /// mode `mode`) in union directory `dir` gets: the caller's fsuid, and the directory's
+    /// mode `mode`) in union directory `dir` gets, for a caller that came through a mount
+    /// with `idmap`: the caller's fsuid, and the directory's
     /// group if it is set-group-ID (else the caller's fsgid), so that the real object belongs
     /// to whom the union object would.
     fn with_creator<R>(
@@ -119,9 +120,11 @@ impl UnionFs {
         dir: &Inode,
         dentry: &Dentry,
         mode: u32,
+        idmap: Idmap,
         f: impl FnOnce(&AsMounter<'_>) -> R,
     ) -> Result<R> {
-        let (uid, mut gid) = caller_fs_ids();
+        // Through an idmapped mount of the union, the caller's ids as the union keeps them.
+        let (uid, mut gid) = idmap.caller_fs_ids(dir.user_ns())?;
         if dir.mode() & bindings::S_ISGID != 0 {
             gid = dir.gid();
         }
@@ -434,7 +437,7 @@ impl DirOps for UnionFs {
     }
 
     /// `create`, `mkdir`, `mknod`, `symlink`: the new object belongs to the caller.
-    fn create(dir: &FsInode<Self>, dentry: &Dentry, what: NewObject<'_>) -> Result {
+    fn create(dir: &FsInode<Self>, dentry: &Dentry, what: NewObject<'_>, idmap: Idmap) -> Result {
         // A 0/0 character device is a whiteout on the upper layer: not something to create.
         if let NewObject::Node { mode, rdev: 0 } = what {
             if mode & bindings::S_IFMT == bindings::S_IFCHR {
@@ -449,7 +452,7 @@ impl DirOps for UnionFs {
             NewObject::Node { mode, .. } => mode,
             _ => bindings::S_IFLNK | 0o777,
         };
-        let real = fs.with_creator(dir.inode(), dentry, mode, |m| {
+        let real = fs.with_creator(dir.inode(), dentry, mode, idmap, |m| {
             fs.create_upper(m, &up.dentry, dentry.name(), what)
         })??;
         instantiate_new(dir, dentry, real)
@@ -487,16 +490,22 @@ impl DirOps for UnionFs {
     }
 
     /// An unnamed file in the upper copy of `dir`, owned by the caller.
-    fn tmpfile(dir: &FsInode<Self>, file: &UserFile, mode: u32) -> Result<(ARef<Inode>, OpenFile)> {
+    fn tmpfile(
+        dir: &FsInode<Self>,
+        file: &UserFile,
+        mode: u32,
+        idmap: Idmap,
+    ) -> Result<(ARef<Inode>, OpenFile)> {
         let sb = dir.sb();
         let fs = sb.info();
         let dentry = file.dentry();
         let parent = dentry.parent();
         let up = upper_dir(sb, &parent, dir)?;
         let flags = file.flags() | bindings::O_LARGEFILE | bindings::O_NOATIME;
-        let real = fs.with_creator(dir.inode(), dentry, bindings::S_IFREG | mode, |m| {
-            RealFile::open_backing_tmpfile(m, file, fs.real_path(up)?, mode, flags)
-        })??;
+        let real =
+            fs.with_creator(dir.inode(), dentry, bindings::S_IFREG | mode, idmap, |m| {
+                RealFile::open_backing_tmpfile(m, file, fs.real_path(up)?, mode, flags)
+            })??;
         let mut stack = KVec::new();
         stack.push(
             RealEntry {

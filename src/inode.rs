@@ -322,8 +322,8 @@ impl InodeOps for UnionFs {
         crate::xattr::get_acl(inode, ty)
     }
 
-    fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>) -> Result {
-        crate::xattr::set_acl(dentry, ty, acl)
+    fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>, idmap: Idmap) -> Result {
+        crate::xattr::set_acl(dentry, ty, acl, idmap)
     }
 
     /// The real file's extents, from its own filesystem.

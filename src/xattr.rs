@@ -11,7 +11,7 @@
 use crate::copy_up::{copy_up, union_inode};
 use crate::superblock::UnionFs;
 use crate::vfs::bindings::UNIONRS_ACL_TYPE_ACCESS;
-use crate::vfs::{caller_is_sys_admin, Acl, Dentry, FsInode, Iattr, PosixAcl, XattrOps};
+use crate::vfs::{caller_is_sys_admin, Acl, Dentry, FsInode, Iattr, Idmap, PosixAcl, XattrOps};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::str::CString;
@@ -180,7 +180,7 @@ pub(crate) fn get_acl(inode: &FsInode<UnionFs>, ty: i32) -> Result<Option<Acl>> 
 
 /// `set_acl` of a union object: on its upper copy. As for xattrs, a lower object is not copied
 /// up to remove an ACL it does not have (`ENODATA`).
-pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>) -> Result {
+pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>, idmap: Idmap) -> Result {
     let (sb, inode) = union_inode(dentry)?;
     let fs = sb.info();
     if acl.is_none() && inode.data()?.upper().is_none() {
@@ -198,7 +198,7 @@ pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>) -> Result
     let union = inode.inode();
     if ty == UNIONRS_ACL_TYPE_ACCESS as i32
         && union.mode() & bindings::S_ISGID != 0
-        && !union.caller_keeps_sgid()
+        && !union.caller_keeps_sgid(idmap)
     {
         let mut kill = Iattr::new();
         kill.kill_sgid();

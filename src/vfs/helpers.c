@@ -120,7 +120,7 @@ struct file_system_type unionrs_fs_type = {
 	.name		 = "unionrs",
 	.init_fs_context = unionrs_init_fs_context,
 	.parameters	 = unionrs_param_spec,
-	.fs_flags	 = FS_USERNS_MOUNT,
+	.fs_flags	 = FS_USERNS_MOUNT | FS_ALLOW_IDMAP,
 	.kill_sb	 = unionrs_kill_sb,
 };
 

@@ -3,7 +3,7 @@
 //! Inodes.
 
 use super::bindings as cb;
-use super::cred::AsMounter;
+use super::cred::{AsMounter, Kgid, Kuid};
 use super::fs_type::FileSystem;
 use super::iops::AllOps;
 use super::real::InodeLock;
@@ -106,19 +106,22 @@ impl Inode {
     }
 
     /// Whether the calling task may keep this inode's set-group-ID bit when it changes the
-    /// inode: it is in the inode's group, or has `CAP_FSETID` over it (the rule of
-    /// `posix_acl_update_mode`, here for the caller rather than the mounter).
-    pub(crate) fn caller_keeps_sgid(&self) -> bool {
-        // SAFETY: the inode is valid; both read the current task's credentials only, and
-        // `nop_mnt_idmap` is a static the kernel never frees.
+    /// inode through a mount with `idmap`: it is in the inode's group as the mount shows it,
+    /// or has `CAP_FSETID` over it (the rule of `posix_acl_update_mode`, here for the caller
+    /// rather than the mounter).
+    pub(crate) fn caller_keeps_sgid(&self, idmap: Idmap) -> bool {
+        // SAFETY: the inode and the mount's idmap are valid for the call; both read the
+        // current task's credentials only.
         unsafe {
-            bindings::in_group_p(self.gid()) != 0
-                || bindings::capable_wrt_inode_uidgid(
-                    &raw mut bindings::nop_mnt_idmap,
-                    self.as_ptr(),
-                    bindings::CAP_FSETID as c_int,
-                )
+            let group = bindings::make_vfsgid(idmap.0, self.user_ns(), self.gid());
+            bindings::in_group_or_capable(idmap.0, self.as_ptr(), group)
         }
+    }
+
+    /// The user namespace of the inode's filesystem (the one its ids are in).
+    pub(crate) fn user_ns(&self) -> *mut bindings::user_namespace {
+        // SAFETY: `i_sb` and its `s_user_ns` never change while the inode lives.
+        unsafe { (*(*self.as_ptr()).i_sb).s_user_ns }
     }
 
     /// Whether the inode's filesystem supports POSIX ACLs (it was mounted with them).
@@ -182,9 +185,30 @@ impl Inode {
     }
 }
 
-/// The id mapping of the mount an operation came through.
+/// The id mapping of the mount an operation came through (the kernel's, or that of an
+/// idmapped mount of the union).
 #[derive(Clone, Copy)]
 pub(crate) struct Idmap(pub(super) *mut bindings::mnt_idmap);
+
+impl Idmap {
+    /// The caller's file system ids as the filesystem (user namespace `ns`) keeps them, for
+    /// an object the caller creates through this mount; `EOVERFLOW` if the mount maps them
+    /// to nothing there (the VFS refuses such callers before they get here).
+    pub(crate) fn caller_fs_ids(self, ns: *mut bindings::user_namespace) -> Result<(Kuid, Kgid)> {
+        let (uid, gid) = super::cred::caller_fs_ids();
+        // SAFETY: the idmap lives while the operation runs; `ns` is a filesystem's namespace.
+        let (uid, gid) = unsafe {
+            (
+                bindings::from_vfsuid(self.0, ns, bindings::vfsuid_t { val: uid.val }),
+                bindings::from_vfsgid(self.0, ns, bindings::vfsgid_t { val: gid.val }),
+            )
+        };
+        if uid.val == u32::MAX || gid.val == u32::MAX {
+            return Err(EOVERFLOW);
+        }
+        Ok((uid, gid))
+    }
+}
 
 /// Attributes returned by `stat`, as the filesystem fills them in.
 ///
@@ -210,6 +234,21 @@ impl Kstat<'_> {
 
     pub(crate) fn set_nlink(&mut self, nlink: u32) {
         self.0.nlink = nlink;
+    }
+
+    /// Shows the owner and group through `idmap` (as `generic_fillattr` does for an idmapped
+    /// mount); `ns` is the filesystem's user namespace.
+    pub(crate) fn map_owner(&mut self, idmap: Idmap, ns: *mut bindings::user_namespace) {
+        // SAFETY: the idmap lives while the operation runs; `ns` is a filesystem's namespace.
+        let (uid, gid) = unsafe {
+            (
+                bindings::make_vfsuid(idmap.0, ns, self.0.uid),
+                bindings::make_vfsgid(idmap.0, ns, self.0.gid),
+            )
+        };
+        // A vfsuid is handed to user space as a kuid (the kernel's `vfsuid_into_kuid`).
+        self.0.uid = bindings::kuid_t { val: uid.val };
+        self.0.gid = bindings::kgid_t { val: gid.val };
     }
 }
 

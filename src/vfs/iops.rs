@@ -31,7 +31,8 @@ pub(crate) trait InodeOps: FileSystem {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Fills `stat` for `inode` (`request_mask` and `flags` as `statx` passed them).
+    /// Fills `stat` for `inode` (`request_mask` and `flags` as `statx` passed them), with the
+    /// ids the filesystem keeps (the VFS glue shows them through an idmapped mount).
     fn getattr(
         _inode: &FsInode<Self>,
         _stat: &mut Kstat<'_>,
@@ -61,8 +62,9 @@ pub(crate) trait InodeOps: FileSystem {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Sets (`Some`) or removes POSIX ACL `ty` of `dentry`'s object.
-    fn set_acl(_dentry: &Dentry, _ty: i32, _acl: Option<PosixAcl>) -> Result {
+    /// Sets (`Some`) or removes POSIX ACL `ty` of `dentry`'s object, for a caller that came
+    /// through a mount with `idmap` (the VFS has turned the ACL's ids into the filesystem's).
+    fn set_acl(_dentry: &Dentry, _ty: i32, _acl: Option<PosixAcl>, _idmap: Idmap) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -84,8 +86,13 @@ pub(crate) trait DirOps: FileOps {
     }
 
     /// `create`, `mkdir`, `mknod` and `symlink`: makes `what` as `dentry` (negative, in `dir`)
-    /// and instantiates it.
-    fn create(_dir: &FsInode<Self>, _dentry: &Dentry, _what: NewObject<'_>) -> Result {
+    /// and instantiates it; the caller came through a mount with `idmap`.
+    fn create(
+        _dir: &FsInode<Self>,
+        _dentry: &Dentry,
+        _what: NewObject<'_>,
+        _idmap: Idmap,
+    ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -110,11 +117,12 @@ pub(crate) trait DirOps: FileOps {
     }
 
     /// Makes an unnamed regular file of mode `mode` in `dir` for `file` (being opened with
-    /// `O_TMPFILE`): its inode and the state of the open file.
+    /// `O_TMPFILE` through a mount with `idmap`): its inode and the state of the open file.
     fn tmpfile(
         _dir: &FsInode<Self>,
         _file: &UserFile,
         _mode: u32,
+        _idmap: Idmap,
     ) -> Result<(ARef<Inode>, Self::OpenFile)> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
@@ -347,7 +355,7 @@ impl<T: AllOps> Iops<T> {
     /// Called by the VFS only: `path` is a path to an object of `T` and `stat` the caller's
     /// `kstat`, both valid for the call.
     unsafe extern "C" fn getattr(
-        _idmap: *mut bindings::mnt_idmap,
+        idmap: *mut bindings::mnt_idmap,
         path: *const bindings::path,
         stat: *mut bindings::kstat,
         request_mask: u32,
@@ -361,7 +369,9 @@ impl<T: AllOps> Iops<T> {
                     &mut *stat,
                 )
             };
-            T::getattr(inode, &mut Kstat(stat), request_mask, flags)?;
+            let mut stat = Kstat(stat);
+            T::getattr(inode, &mut stat, request_mask, flags)?;
+            stat.map_owner(Idmap(idmap), inode.inode().user_ns());
             Ok(0)
         })
     }
@@ -382,6 +392,9 @@ impl<T: AllOps> Iops<T> {
             unsafe { to_result(bindings::setattr_prepare(idmap, dentry, attr))? };
             // SAFETY: as above; we work on a copy of the caller's request.
             let (d, mut copy) = unsafe { (Dentry::from_raw(dentry), Iattr(*attr)) };
+            // SAFETY: the dentry is positive (the function's contract).
+            let ns = unsafe { Inode::from_raw((*dentry).d_inode) }.user_ns();
+            copy.unmap_owner(Idmap(idmap), ns);
             T::setattr(d, &mut copy)?;
             Ok(0)
         })
@@ -412,7 +425,7 @@ impl<T: AllOps> Iops<T> {
     ///
     /// Called by the VFS only, as [`Self::dirop`] requires (`dentry` negative).
     unsafe extern "C" fn create(
-        _idmap: *mut bindings::mnt_idmap,
+        idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
         dentry: *mut bindings::dentry,
         mode: bindings::umode_t,
@@ -422,7 +435,7 @@ impl<T: AllOps> Iops<T> {
         // SAFETY: as the function's contract says.
         unsafe {
             Self::dirop(dir, dentry, |dir, d| {
-                T::create(dir, d, NewObject::Node { mode, rdev: 0 })
+                T::create(dir, d, NewObject::Node { mode, rdev: 0 }, Idmap(idmap))
             })
         }
     }
@@ -433,7 +446,7 @@ impl<T: AllOps> Iops<T> {
     ///
     /// Called by the VFS only, as [`Self::dirop`] requires (`dentry` negative).
     unsafe extern "C" fn mkdir(
-        _idmap: *mut bindings::mnt_idmap,
+        idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
         dentry: *mut bindings::dentry,
         mode: bindings::umode_t,
@@ -442,7 +455,7 @@ impl<T: AllOps> Iops<T> {
         // SAFETY: as the function's contract says.
         let r = unsafe {
             Self::dirop(dir, dentry, |dir, d| {
-                T::create(dir, d, NewObject::Node { mode, rdev: 0 })
+                T::create(dir, d, NewObject::Node { mode, rdev: 0 }, Idmap(idmap))
             })
         };
         if r < 0 {
@@ -459,7 +472,7 @@ impl<T: AllOps> Iops<T> {
     ///
     /// Called by the VFS only, as [`Self::dirop`] requires (`dentry` negative).
     unsafe extern "C" fn mknod(
-        _idmap: *mut bindings::mnt_idmap,
+        idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
         dentry: *mut bindings::dentry,
         mode: bindings::umode_t,
@@ -469,7 +482,7 @@ impl<T: AllOps> Iops<T> {
         // SAFETY: as the function's contract says.
         unsafe {
             Self::dirop(dir, dentry, |dir, d| {
-                T::create(dir, d, NewObject::Node { mode, rdev })
+                T::create(dir, d, NewObject::Node { mode, rdev }, Idmap(idmap))
             })
         }
     }
@@ -481,7 +494,7 @@ impl<T: AllOps> Iops<T> {
     /// Called by the VFS only, as [`Self::dirop`] requires (`dentry` negative); `target` is a
     /// NUL-terminated string valid for the call.
     unsafe extern "C" fn symlink(
-        _idmap: *mut bindings::mnt_idmap,
+        idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
         dentry: *mut bindings::dentry,
         target: *const c_char,
@@ -491,7 +504,7 @@ impl<T: AllOps> Iops<T> {
         // SAFETY: as the function's contract says.
         unsafe {
             Self::dirop(dir, dentry, |dir, d| {
-                T::create(dir, d, NewObject::Symlink(target))
+                T::create(dir, d, NewObject::Symlink(target), Idmap(idmap))
             })
         }
     }
@@ -562,7 +575,7 @@ impl<T: AllOps> Iops<T> {
     /// Called by the VFS only: `dir` is a directory inode of `T` and `file` a file being
     /// opened on a new negative dentry in it, both valid for the call.
     unsafe extern "C" fn tmpfile(
-        _idmap: *mut bindings::mnt_idmap,
+        idmap: *mut bindings::mnt_idmap,
         dir: *mut bindings::inode,
         file: *mut bindings::file,
         mode: bindings::umode_t,
@@ -571,7 +584,7 @@ impl<T: AllOps> Iops<T> {
         from_result(|| {
             // SAFETY: as the function's contract says.
             let (dir, user) = unsafe { (FsInode::<T>::from_raw(dir), UserFile::from_raw(file)) };
-            let (inode, of) = T::tmpfile(dir, user, mode)?;
+            let (inode, of) = T::tmpfile(dir, user, mode, Idmap(idmap))?;
             let of = KBox::new(of, GFP_KERNEL)?;
             // SAFETY: `private_data` of a file being opened is ours; `Fops` releases it.
             unsafe { (*file).private_data = of.into_foreign() };
@@ -730,7 +743,7 @@ impl<T: AllOps> Iops<T> {
     /// Called by the VFS only: `dentry` is a positive dentry of `T` whose inode the VFS has
     /// locked; `acl` is NULL or a valid ACL, both for the call.
     unsafe extern "C" fn set_acl(
-        _idmap: *mut bindings::mnt_idmap,
+        idmap: *mut bindings::mnt_idmap,
         dentry: *mut bindings::dentry,
         acl: *mut bindings::posix_acl,
         ty: c_int,
@@ -738,7 +751,12 @@ impl<T: AllOps> Iops<T> {
         from_result(|| {
             // SAFETY: as the function's contract says.
             let d = unsafe { Dentry::from_raw(dentry) };
-            T::set_acl(d, ty, (!acl.is_null()).then_some(PosixAcl(acl)))?;
+            T::set_acl(
+                d,
+                ty,
+                (!acl.is_null()).then_some(PosixAcl(acl)),
+                Idmap(idmap),
+            )?;
             Ok(0)
         })
     }

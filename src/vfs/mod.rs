@@ -47,7 +47,7 @@ pub(crate) mod super_block;
 pub(crate) mod sync;
 pub(crate) mod xattr_handler;
 
-pub(crate) use cred::{caller_fs_ids, caller_is_sys_admin, AsMounter, MounterCreds};
+pub(crate) use cred::{caller_is_sys_admin, AsMounter, MounterCreds};
 pub(crate) use dentry::Dentry;
 pub(crate) use file::{DirEmitter, RealFile, UserFile};
 pub(crate) use fops::FileOps;

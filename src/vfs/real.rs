@@ -10,6 +10,7 @@
 use super::bindings as cb;
 use super::cred::{AsMounter, Kgid, Kuid};
 use super::dentry::Dentry;
+use super::inode::Idmap;
 use super::layer::{qstr, LayerMount};
 use core::ptr::NonNull;
 use kernel::bindings;
@@ -418,6 +419,24 @@ impl Iattr {
     pub(crate) fn set_mode(&mut self, mode: u32) {
         self.0.ia_valid |= bindings::ATTR_MODE;
         self.0.ia_mode = mode as bindings::umode_t;
+    }
+
+    /// Turns a new owner or group that came through a mount with `idmap` into the ids the
+    /// filesystem (user namespace `ns`) keeps, so that the request can go on to a real
+    /// filesystem through its own mount (the VFS checked that they map).
+    pub(crate) fn unmap_owner(&mut self, idmap: Idmap, ns: *mut bindings::user_namespace) {
+        // SAFETY: the idmap lives while the operation runs; `ns` is a filesystem's namespace;
+        // the union fields are plain ids, read in the form `setattr_prepare` left them.
+        unsafe {
+            if self.0.ia_valid & bindings::ATTR_UID != 0 {
+                let uid = bindings::from_vfsuid(idmap.0, ns, self.0.__bindgen_anon_1.ia_vfsuid);
+                self.0.__bindgen_anon_1.ia_vfsuid = bindings::vfsuid_t { val: uid.val };
+            }
+            if self.0.ia_valid & bindings::ATTR_GID != 0 {
+                let gid = bindings::from_vfsgid(idmap.0, ns, self.0.__bindgen_anon_2.ia_vfsgid);
+                self.0.__bindgen_anon_2.ia_vfsgid = bindings::vfsgid_t { val: gid.val };
+            }
+        }
     }
 
     pub(crate) fn set_owner(&mut self, uid: Kuid, gid: Kgid) {

@@ -397,7 +397,12 @@ fn open_needs_mounter_rights() -> TestResult {
 
 type RootProbe = (&'static str, fn(&Path) -> Result<(), i32>);
 
-/// What root tries in each union (its own rights would allow all of it).
+/// What root tries in each union (its own rights would allow all of it). The permission
+/// check on the union inode asks the mounter about the real inode, which stops these; the
+/// check as the mounter when the real file is opened (`MAY_OPEN`, the fix of CVE-2020-16120
+/// in overlayfs) matters where a filesystem decides at open (FUSE, NFS) or after a copy-up,
+/// and cannot be told apart with the guest's filesystems: a mounter needs `CAP_DAC_OVERRIDE`
+/// over its work directory (mode 0) to mount at all, and with it may open any copy it made.
 const MOUNTER_PROBES: [RootProbe; 4] = [
     ("read secret", |m| fs::read(m.join("secret")).map(drop).map_err(|e| e.raw_os_error().unwrap_or(0))),
     ("list secret_dir", |m| fs::read_dir(m.join("secret_dir")).map(drop).map_err(|e| e.raw_os_error().unwrap_or(0))),

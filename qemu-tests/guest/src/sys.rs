@@ -349,3 +349,149 @@ pub fn llistxattr(p: &Path) -> Result<Vec<Vec<u8>>, i32> {
         buf.resize(len, 0);
     }
 }
+
+/// A user namespace with the given id maps, held by a child process that waits until this is
+/// dropped; `fd` refers to it (for `MOUNT_ATTR_IDMAP`).
+pub struct UserNs {
+    pub fd: i32,
+    pid: i32,
+    release: i32,
+}
+
+impl UserNs {
+    /// `map` is one "inside outside count" line, for both the uid and the gid map.
+    pub fn new(map: &str) -> Result<Self, String> {
+        let mut fds = [0; 2];
+        // SAFETY: `fds` has room for the two descriptors.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(format!("pipe2: {}", errno_name(errno())));
+        }
+        // SAFETY: the child makes only async-signal-safe syscalls and ends in _exit.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            // SAFETY: as above.
+            unsafe {
+                let mut byte = 0u8;
+                // Only the parent's end keeps the pipe open (or the read below never ends).
+                libc::close(fds[1]);
+                if libc::unshare(libc::CLONE_NEWUSER) == 0 {
+                    // Until the parent closes its end.
+                    libc::read(fds[0], (&raw mut byte).cast(), 1);
+                }
+                libc::_exit(0);
+            }
+        }
+        // SAFETY: the child has its own copy of the read end.
+        unsafe { libc::close(fds[0]) };
+        let mut ns = Self { fd: -1, pid, release: fds[1] };
+        if pid < 0 {
+            return Err(format!("fork: {}", errno_name(errno())));
+        }
+        let mine = std::fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
+        let start = std::time::Instant::now();
+        while std::fs::read_link(format!("/proc/{pid}/ns/user")).map_err(|e| e.to_string())? == mine {
+            if start.elapsed().as_secs() > 30 {
+                return Err("the child made no user namespace in 30 s".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        for f in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{pid}/{f}"), format!("{map}\n")).map_err(|e| format!("writing {f}: {e}"))?;
+        }
+        let p = cstr(&format!("/proc/{pid}/ns/user"));
+        // SAFETY: valid string.
+        ns.fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+        if ns.fd < 0 {
+            return Err(format!("opening the namespace: {}", errno_name(errno())));
+        }
+        Ok(ns)
+    }
+}
+
+impl Drop for UserNs {
+    fn drop(&mut self) {
+        // SAFETY: our descriptors and our child.
+        unsafe {
+            if self.fd >= 0 {
+                libc::close(self.fd);
+            }
+            libc::close(self.release);
+            if self.pid > 0 {
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Bind-mounts `src` at `dst` as an idmapped mount with the maps of `ns` (what util-linux's
+/// `mount --bind -o X-mount.idmap=` does): open_tree, mount_setattr, move_mount.
+pub fn idmapped_bind(src: &Path, dst: &Path, ns: &UserNs) -> Result<(), String> {
+    const OPEN_TREE_CLONE: libc::c_long = 1;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_long = 0x4;
+    let (s, d, empty) = (cpath(src), cpath(dst), cstr(""));
+    // SAFETY: valid strings; the flags are open_tree's.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, s.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_long) };
+    if fd < 0 {
+        return Err(format!("open_tree {}: {}", src.display(), errno_name(errno())));
+    }
+    let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: ns.fd as u64 };
+    // SAFETY: `fd` is the detached tree; `attr` is a valid mount_attr of the given size.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd,
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    let result = if r != 0 {
+        Err(format!("mount_setattr(MOUNT_ATTR_IDMAP) on {}: {}", src.display(), errno_name(errno())))
+    } else {
+        // SAFETY: valid descriptor and strings.
+        let r = unsafe { libc::syscall(libc::SYS_move_mount, fd, empty.as_ptr(), libc::AT_FDCWD, d.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) };
+        if r != 0 {
+            Err(format!("move_mount to {}: {}", dst.display(), errno_name(errno())))
+        } else {
+            Ok(())
+        }
+    };
+    // SAFETY: our descriptor.
+    unsafe { libc::close(fd as i32) };
+    result
+}
+
+/// Sets this thread's file system ids until dropped (then back to root's).
+pub struct FsIds;
+
+impl FsIds {
+    pub fn set(uid: u32, gid: u32) -> Self {
+        // SAFETY: plain syscalls on this thread's credentials (glibc's setfsuid is per thread).
+        unsafe {
+            libc::setfsgid(gid);
+            libc::setfsuid(uid);
+        }
+        FsIds
+    }
+}
+
+impl Drop for FsIds {
+    fn drop(&mut self) {
+        // SAFETY: as above; root's ids (the tests run as root) bring the capabilities back.
+        unsafe {
+            libc::setfsuid(0);
+            libc::setfsgid(0);
+        }
+    }
+}
