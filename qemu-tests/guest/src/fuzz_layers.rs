@@ -28,7 +28,7 @@ const DEFAULT_SEED: u64 = 0x6c61_7965_7273_2121;
 
 /// Rounds (one set of layers and one mount each) and operations per round, by tier.
 const FAST: (usize, usize) = (16, 150);
-const FULL: (usize, usize) = (300, 600);
+const FULL: (usize, usize) = (100, 400);
 
 /// The names entries get: few, so that the layers collide and merge; some odd.
 const NAMES: &[&[u8]] = &[
@@ -444,6 +444,7 @@ fn crafted_layers() -> TestResult {
         .unwrap_or(DEFAULT_SEED);
     let mut rng = XorShift::seeded(seed);
     let mut t = Tally::default();
+    let started = std::time::Instant::now();
     let mut kmsg = Kmsg::new();
     kmsg.read_new();
     let mut reports = vec![];
@@ -462,13 +463,14 @@ fn crafted_layers() -> TestResult {
     }
     let show = |m: &BTreeMap<i32, usize>| m.iter().map(|(e, n)| format!("{}: {n}", errno_name(*e))).collect::<Vec<_>>().join(", ");
     println!(
-        "unionrs-fuzz: crafted_layers: seed {seed:#x}, {} rounds, {} mounted (refused: {}), {} operations (errors: {}), {} layer changes under live mounts",
+        "unionrs-fuzz: crafted_layers: seed {seed:#x}, {} rounds, {} mounted (refused: {}), {} operations (errors: {}), {} layer changes under live mounts, {} s",
         t.rounds,
         t.mounted,
         show(&t.refused),
         t.ops,
         show(&t.op_errors),
-        t.layer_changes
+        t.layer_changes,
+        started.elapsed().as_secs()
     );
     check!(reports.is_empty(), "kernel reports during the run (seed {seed:#x}):\n{}", reports.join("\n"));
     check!(t.findings.is_empty(), "seed {seed:#x}:\n{}", t.findings.join("\n"));
