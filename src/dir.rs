@@ -112,9 +112,8 @@ impl UnionFs {
 
     /// Runs `f` with the mounter credentials and the owner new object `dentry` (of type and
     /// mode `mode`) in union directory `dir` gets, for a caller that came through a mount
-    /// with `idmap`: the caller's fsuid, and the directory's
-    /// group if it is set-group-ID (else the caller's fsgid), so that the real object belongs
-    /// to whom the union object would.
+    /// with `idmap`: the caller's fsuid, and the directory's group if it is set-group-ID (else
+    /// the caller's fsgid), so that the real object belongs to whom the union object would.
     fn with_creator<R>(
         &self,
         dir: &Inode,
