@@ -85,7 +85,7 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
             Ok(copy)
         })?
     })?;
-    inode.refresh_from(copy.inode().ok_or(EIO)?);
+    inode.refresh_from(copy.inode().ok_or(EIO)?, mnt.id_map());
     inode.publish_upper(copy.clone());
     data.set_upper(RealEntry {
         layer: 0,
@@ -233,7 +233,8 @@ impl UnionFs {
             }
             if crate::xattr::is_posix_acl(&name) {
                 if let Some(acl) = from.mnt.get_acl(m, from.dentry, &name)? {
-                    upper.set_acl(m, to, &name, Some(acl.as_passed()))?;
+                    // A copy: an idmapped upper layer's mount maps what it is given in place.
+                    upper.set_acl(m, to, &name, Some(acl.copy()?.as_passed()))?;
                 }
                 continue;
             }

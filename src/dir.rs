@@ -42,8 +42,8 @@ fn dir_changed(dir: &FsInode<UnionFs>) {
     if let Ok(data) = dir.data() {
         data.invalidate_listing();
         if let Some(u) = data.upper() {
-            if let Some(real) = u.dentry.inode() {
-                dir.refresh_from(real);
+            if let (Some(real), Ok(upper)) = (u.dentry.inode(), dir.sb().info().upper_layer()) {
+                dir.refresh_from(real, upper.mnt.id_map());
             }
         }
     }
@@ -469,7 +469,10 @@ impl DirOps for UnionFs {
         fs.with_mounter(|m| {
             fs.create_upper(m, &up.dentry, new.name(), NewObject::Link(&target.dentry))
         })?;
-        inode.refresh_from(target.dentry.inode().ok_or(EIO)?);
+        inode.refresh_from(
+            target.dentry.inode().ok_or(EIO)?,
+            fs.upper_layer()?.mnt.id_map(),
+        );
         new.instantiate(inode.inode().into());
         dir_changed(dir);
         Ok(())

@@ -186,11 +186,13 @@ impl UnionFs {
             .map(|e| e.dentry.clone());
         let key_d = first_lower.as_ref().unwrap_or(&real_d);
         let key_inode = key_d.inode().ok_or(ENOENT)?;
+        // The owner as the top object's layer mount shows it.
+        let idmap = self.layers.get(top.layer).ok_or(EIO)?.mnt.id_map();
         let data = UnionInode::new(stack, has_upper)?;
         if has_upper && first_lower.is_some() && !real.is_dir() && key_inode.nlink() > 1 {
-            return sb.new_unhashed_inode(ino, real, data);
+            return sb.new_unhashed_inode(ino, real, idmap, data);
         }
-        sb.get_inode(key_inode.as_ptr() as usize, ino, real, data)
+        sb.get_inode(key_inode.as_ptr() as usize, ino, real, idmap, data)
     }
 }
 
@@ -287,7 +289,7 @@ pub(crate) fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
     }
     let mnt = &fs.upper_layer()?.mnt;
     fs.with_mounter(|m| mnt.notify_change(m, &upper.dentry, attr))?;
-    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
+    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?, mnt.id_map());
     Ok(())
 }
 

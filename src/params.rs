@@ -233,18 +233,6 @@ fn check_dir(fc: &FsContext, what: &str, name: &CStr, path: Path) -> Result<Path
     if !path.dentry().is_dir() {
         return Err(fc.fail(ENOTDIR, fmt!("{what}: '{}' is not a directory", show(name))));
     }
-    // The union's inodes take their owners from the layers' inodes, unmapped: on an idmapped
-    // layer, permission checks and stat would see other ids than the layer shows. Refused
-    // until the mapping is done as overlayfs does it.
-    if path.mount_is_idmapped() {
-        return Err(fc.fail(
-            EINVAL,
-            fmt!(
-                "{what}: idmapped layers are not supported yet ('{}')",
-                show(name)
-            ),
-        ));
-    }
     if path.dentry().is_unusual_layer_root() {
         return Err(fc.fail(
             EINVAL,

@@ -525,7 +525,12 @@ impl FileSystem for UnionFs {
         let top = fs.top().ok_or(EINVAL)?;
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
         let ino = fs.map_ino(0, real.ino(), true);
-        sb.new_unhashed_inode(ino, real, UnionInode::new(stack, fs.has_upper())?)
+        sb.new_unhashed_inode(
+            ino,
+            real,
+            top.mnt.id_map(),
+            UnionInode::new(stack, fs.has_upper())?,
+        )
     }
 
     fn creds(sb: &SuperBlock<Self>) -> &MounterCreds {

@@ -114,7 +114,7 @@ impl XattrOps for UnionFs {
         let upper = inode.data()?.upper().ok_or(EIO)?;
         let mnt = &fs.upper_layer()?.mnt;
         fs.with_mounter(|m| mnt.set_xattr(m, &upper.dentry, real_name, value, flags))?;
-        inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
+        inode.refresh_from(upper.dentry.inode().ok_or(EIO)?, mnt.id_map());
         Ok(())
     }
 }
@@ -164,7 +164,7 @@ pub(crate) fn get_inode_acl(inode: &FsInode<UnionFs>, ty: i32) -> Result<Option<
     if !real_inode.has_posix_acls() {
         return Ok(None);
     }
-    fs.with_mounter(|m| real_inode.permission_acl(m, ty))
+    fs.with_mounter(|m| real.mnt.permission_acl(m, real_inode, ty))
 }
 
 /// The ACL as `getfacl` sees it: the real object's, through its layer; none ("no ACL", as
@@ -208,6 +208,6 @@ pub(crate) fn set_acl(dentry: &Dentry, ty: i32, acl: Option<PosixAcl>, idmap: Id
     let upper = inode.data()?.upper().ok_or(EIO)?;
     let mnt = &fs.upper_layer()?.mnt;
     fs.with_mounter(|m| mnt.set_acl(m, &upper.dentry, acl_name(ty), acl))?;
-    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?);
+    inode.refresh_from(upper.dentry.inode().ok_or(EIO)?, mnt.id_map());
     Ok(())
 }

@@ -315,7 +315,8 @@ impl<T: AllOps> Fops<T> {
         // SAFETY: as the function's contract says; the open file pins its inode.
         let inode = unsafe { FsInode::<T>::from_raw((*(*iocb).ki_filp).f_inode) };
         if let Some((real, _)) = inode.real_top() {
-            inode.refresh_from(real);
+            // A write changes no owner: ours stays as the layer's mount shows it.
+            inode.refresh_keep_owner(real);
         }
     }
 

@@ -71,6 +71,8 @@ enum unionrs_kernel_constants {
 	UNIONRS_FMODE_OPENED = (__force unsigned int)FMODE_OPENED,
 	UNIONRS_ACL_TYPE_ACCESS = ACL_TYPE_ACCESS,
 	UNIONRS_ACL_TYPE_DEFAULT = ACL_TYPE_DEFAULT,
+	UNIONRS_ACL_USER = ACL_USER,
+	UNIONRS_ACL_GROUP = ACL_GROUP,
 	UNIONRS_SPLICE_F_MOVE = SPLICE_F_MOVE,
 	UNIONRS_RENAME_NOREPLACE = RENAME_NOREPLACE,
 	UNIONRS_RENAME_EXCHANGE = RENAME_EXCHANGE,
@@ -128,6 +130,7 @@ void unionrs_do_delayed_call(struct delayed_call *call);
 bool unionrs_fatal_signal_pending(void);
 int unionrs_mutex_lock_interruptible(struct mutex *lock);
 int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name);
+struct posix_acl_entry *unionrs_posix_acl_entries(struct posix_acl *acl, unsigned int *count);
 int unionrs_security_inode_copy_up(struct dentry *src, struct cred **new);
 int unionrs_security_dentry_create_files_as(struct dentry *dentry, int mode,
 					    const struct cred *old, struct cred *new);

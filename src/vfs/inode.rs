@@ -185,6 +185,26 @@ impl Inode {
     }
 }
 
+/// Sets the owner and group of union inode `ours` to those of real inode `theirs` as the
+/// layer's mount (`idmap`) shows them (overlayfs' `ovl_copyattr`): an idmapped layer's objects
+/// belong to the mapped ids in the union.
+///
+/// # Safety
+///
+/// Both inodes must be live, and `ours` not changed by others meanwhile (new, or `i_lock`
+/// held).
+unsafe fn show_owner(ours: *mut bindings::inode, theirs: *mut bindings::inode, idmap: Idmap) {
+    // SAFETY: as the caller promises; the idmap lives while its mount does.
+    unsafe {
+        let ns = (*(*theirs).i_sb).s_user_ns;
+        let uid = bindings::make_vfsuid(idmap.0, ns, (*theirs).i_uid);
+        let gid = bindings::make_vfsgid(idmap.0, ns, (*theirs).i_gid);
+        // A vfsuid stands for the kuid it equals (the kernel's `vfsuid_into_kuid`).
+        (*ours).i_uid = bindings::kuid_t { val: uid.val };
+        (*ours).i_gid = bindings::kgid_t { val: gid.val };
+    }
+}
+
 /// The id mapping of the mount an operation came through (the kernel's, or that of an
 /// idmapped mount of the union).
 #[derive(Clone, Copy)]
@@ -420,7 +440,7 @@ impl<T: FileSystem> FsInode<T> {
 
     /// Takes over the attributes of the real inode after it changed: owner, mode, times,
     /// size, and the inode flags of `T::INODE_FLAGS` (our own other flags stay).
-    pub(crate) fn refresh_from(&self, real: &Inode) {
+    pub(crate) fn refresh_from(&self, real: &Inode, idmap: Idmap) {
         let (ours, theirs) = (self.inode.get(), real.as_ptr());
         // SAFETY: both inodes are live. The attributes are copied under our `i_lock`, which
         // serializes the writers (readers take no lock and see each field whole); the real
@@ -430,9 +450,27 @@ impl<T: FileSystem> FsInode<T> {
             bindings::spin_lock(&raw mut (*ours).i_lock);
             let keep = (*ours).i_flags & !T::INODE_FLAGS;
             cb::fsstack_copy_attr_all(ours, theirs);
+            show_owner(ours, theirs, idmap);
             (*ours).i_flags = keep | ((*theirs).i_flags & T::INODE_FLAGS);
             bindings::spin_unlock(&raw mut (*ours).i_lock);
             cb::fsstack_copy_inode_size(ours, theirs);
+        }
+    }
+
+    /// Like [`Self::refresh_from`], for a change that leaves the owner as it is (a write).
+    pub(crate) fn refresh_keep_owner(&self, real: &Inode) {
+        let ours = self.inode.get();
+        // SAFETY: our inode is live; its owner is read and put back under its `i_lock`.
+        unsafe {
+            bindings::spin_lock(&raw mut (*ours).i_lock);
+            let (uid, gid) = ((*ours).i_uid, (*ours).i_gid);
+            let keep = (*ours).i_flags & !T::INODE_FLAGS;
+            cb::fsstack_copy_attr_all(ours, real.as_ptr());
+            (*ours).i_uid = uid;
+            (*ours).i_gid = gid;
+            (*ours).i_flags = keep | ((*real.as_ptr()).i_flags & T::INODE_FLAGS);
+            bindings::spin_unlock(&raw mut (*ours).i_lock);
+            cb::fsstack_copy_inode_size(ours, real.as_ptr());
         }
     }
 
@@ -513,7 +551,7 @@ impl<T: FileSystem> FsInode<T> {
     /// # Safety
     ///
     /// The inode must be new (`I_NEW` or fresh from `new_inode`) and not yet visible.
-    unsafe fn setup(&self, data: Pin<KBox<T::InodeData>>, ino: u64, real: &Inode)
+    unsafe fn setup(&self, data: Pin<KBox<T::InodeData>>, ino: u64, real: &Inode, idmap: Idmap)
     where
         T: AllOps,
     {
@@ -537,6 +575,7 @@ impl<T: FileSystem> FsInode<T> {
             *self.data.get() = Some(data);
             (*raw).i_ino = ino;
             cb::fsstack_copy_attr_all(raw, real.as_ptr());
+            show_owner(raw, real.as_ptr(), idmap);
             cb::fsstack_copy_inode_size(raw, real.as_ptr());
             (*raw).i_flags = (*real.as_ptr()).i_flags & T::INODE_FLAGS;
             let dont_cache = cb::UNIONRS_ACL_DONT_CACHE as isize as *mut bindings::posix_acl;
@@ -579,6 +618,7 @@ impl<T: AllOps> SuperBlock<T> {
         key: usize,
         ino: u64,
         real: &Inode,
+        idmap: Idmap,
         data: Pin<KBox<T::InodeData>>,
     ) -> Result<ARef<Inode>> {
         let mut k = key;
@@ -600,7 +640,7 @@ impl<T: AllOps> SuperBlock<T> {
         if unsafe { cb::unionrs_inode_is_new(inode.as_ptr()) } {
             // SAFETY: it is our inode, still `I_NEW`, so we are its only user.
             unsafe {
-                FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino, real);
+                FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino, real, idmap);
                 bindings::unlock_new_inode(inode.as_ptr());
             }
         }
@@ -626,12 +666,13 @@ impl<T: AllOps> SuperBlock<T> {
         &self,
         ino: u64,
         real: &Inode,
+        idmap: Idmap,
         data: Pin<KBox<T::InodeData>>,
     ) -> Result<ARef<Inode>> {
         // SAFETY: the superblock is valid.
         let inode = NonNull::new(unsafe { bindings::new_inode(self.as_ptr()) }).ok_or(ENOMEM)?;
         // SAFETY: `new_inode` gave us a referenced, unpublished inode of ours.
-        unsafe { FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino, real) };
+        unsafe { FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino, real, idmap) };
         // SAFETY: we own the reference from `new_inode`.
         Ok(unsafe { ARef::from_raw(inode.cast()) })
     }

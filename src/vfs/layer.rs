@@ -7,7 +7,7 @@
 use super::bindings as cb;
 use super::cred::AsMounter;
 use super::dentry::Dentry;
-use super::inode::Inode;
+use super::inode::{Idmap, Inode};
 use super::path::Path;
 use super::real::PosixAcl;
 use core::ptr::NonNull;
@@ -55,6 +55,44 @@ impl LayerMount {
     pub(crate) fn idmap(&self) -> *mut bindings::mnt_idmap {
         // SAFETY: the mount is valid.
         unsafe { cb::unionrs_mnt_idmap(self.as_ptr()) }
+    }
+
+    /// The id mapping of the mount, for the union inodes of its objects.
+    pub(crate) fn id_map(&self) -> Idmap {
+        Idmap(self.idmap())
+    }
+
+    /// `acl`, an ACL of real inode `real` of this layer, with its ids as the mount shows them
+    /// (overlayfs' `ovl_idmap_posix_acl`): a copy with the entries mapped on an idmapped
+    /// mount, the ACL itself on another.
+    fn show_acl(&self, acl: Acl, real: &Inode) -> Result<Acl> {
+        let idmap = self.idmap();
+        if core::ptr::eq(idmap, &raw mut bindings::nop_mnt_idmap) {
+            return Ok(acl);
+        }
+        // The real ACL may be its filesystem's cached one: map a copy.
+        let copy = acl.copy()?;
+        drop(acl);
+        let ns = real.user_ns();
+        let mut count = 0;
+        // SAFETY: the copy is ours alone until we return it; its `count` entries are valid.
+        unsafe {
+            let entries = cb::unionrs_posix_acl_entries(copy.0.as_ptr(), &mut count);
+            for i in 0..count as usize {
+                let e = &mut *entries.add(i);
+                let tag = i32::from(e.e_tag);
+                if tag == cb::UNIONRS_ACL_USER as i32 {
+                    let uid = e.__bindgen_anon_1.e_uid.as_mut();
+                    let id = bindings::make_vfsuid(idmap, ns, *uid);
+                    *uid = bindings::kuid_t { val: id.val };
+                } else if tag == cb::UNIONRS_ACL_GROUP as i32 {
+                    let gid = e.__bindgen_anon_1.e_gid.as_mut();
+                    let id = bindings::make_vfsgid(idmap, ns, *gid);
+                    *gid = bindings::kgid_t { val: id.val };
+                }
+            }
+        }
+        Ok(copy)
     }
 
     /// The superblock of the layer's filesystem (for same-filesystem checks).
@@ -185,9 +223,26 @@ impl LayerMount {
         // SAFETY: mount and dentry are live; `name` is NUL-terminated.
         let acl = unsafe { cb::vfs_get_acl(self.idmap(), d.as_ptr(), name.as_char_ptr()) };
         match from_err_ptr(acl) {
-            Ok(p) => Ok(NonNull::new(p).map(Acl)),
+            Ok(p) => match (NonNull::new(p).map(Acl), d.inode()) {
+                (Some(acl), Some(real)) => Ok(Some(self.show_acl(acl, real)?)),
+                (acl, _) => Ok(acl),
+            },
             Err(e) if e == super::errno::enodata() => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The ACL `ty` that permission checks of `real`, a real inode of this layer, use, with
+    /// its ids as the mount shows them.
+    pub(crate) fn permission_acl(
+        &self,
+        m: &AsMounter<'_>,
+        real: &Inode,
+        ty: i32,
+    ) -> Result<Option<Acl>> {
+        match real.permission_acl(m, ty)? {
+            Some(acl) => Ok(Some(self.show_acl(acl, real)?)),
+            None => Ok(None),
         }
     }
 
@@ -302,6 +357,15 @@ impl RealStat {
 pub(crate) struct Acl(NonNull<bindings::posix_acl>);
 
 impl Acl {
+    /// A private copy, for a call that may change the ACL it is given (`vfs_set_acl` maps
+    /// the entries in place on an idmapped mount; this one may be a filesystem's cached ACL).
+    pub(crate) fn copy(&self) -> Result<Acl> {
+        // SAFETY: the ACL is valid (type invariant); the copy comes with a reference for us.
+        let copy = unsafe { cb::posix_acl_clone(self.0.as_ptr(), bindings::GFP_KERNEL) };
+        // INVARIANT: a new ACL whose only reference is ours.
+        NonNull::new(copy).map(Acl).ok_or(ENOMEM)
+    }
+
     /// Borrows the ACL as the VFS passes ACLs in.
     pub(crate) fn as_passed(&self) -> PosixAcl {
         PosixAcl(self.0.as_ptr())

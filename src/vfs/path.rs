@@ -85,19 +85,6 @@ impl Path {
         unsafe { bindings::__mnt_is_readonly(self.inner.mnt) }
     }
 
-    /// Whether the mount of this path is idmapped (its files show other owners than their
-    /// filesystem stores).
-    pub(crate) fn mount_is_idmapped(&self) -> bool {
-        // SAFETY: the mount is valid while we hold our reference; `nop_mnt_idmap` is a
-        // static the kernel never frees.
-        unsafe {
-            !core::ptr::eq(
-                cb::unionrs_mnt_idmap(self.inner.mnt),
-                &raw mut bindings::nop_mnt_idmap,
-            )
-        }
-    }
-
     /// The stacking depth of the filesystem (0 for a disk filesystem).
     pub(crate) fn stack_depth(&self) -> i32 {
         // SAFETY: a referenced dentry's superblock is valid, and `s_stack_depth` is fixed

@@ -1,4 +1,9 @@
-//! Idmapped mounts of a union (`FS_ALLOW_IDMAP`; overlayfs refuses them). The reference is an
+//! Idmapped mounts and unions, both ways.
+//!
+//! A union on idmapped layers (overlayfs maps them): unionrs and overlayfs over the same
+//! idmapped lower and upper mounts must show the same owners and ACLs and write the same ids.
+//!
+//! An idmapped mount of a union (`FS_ALLOW_IDMAP`; overlayfs refuses it). The reference is an
 //! idmapped mount of a plain tmpfs holding the same tree, with the same map: through both,
 //! owners must read the same, and what is created, chowned, copied up or given an ACL must
 //! get the same ids on disk (the union's upper layer, the tmpfs).
@@ -12,12 +17,15 @@ use std::os::unix::fs::{chown, symlink, MetadataExt, OpenOptionsExt, Permissions
 use std::path::Path;
 
 pub fn tests() -> Vec<Test> {
-    vec![Test::new("idmapped.union_mount", union_mount)]
+    vec![Test::new("idmapped.union_mount", union_mount), Test::new("idmapped.layers_like_overlayfs", layers_like_overlayfs)]
 }
 
 /// The mounts show the filesystem's ids 0..65536 as SHIFT.. (util-linux: `b:0:100000:65536`).
 const SHIFT: u32 = 100_000;
 const MAP: &str = "0 100000 65536";
+/// The same for the layers, but root stays root: the mounter (root) must be able to create
+/// copies and whiteouts on an idmapped upper layer, which needs its own ids mapped.
+const MAP_KEEP_ROOT: &str = "0 0 1\n1 100001 65535";
 
 /// The tree both filesystems start with: owners of several ids, a shared and a
 /// set-group-ID directory.
@@ -170,5 +178,89 @@ fn union_mount() -> TestResult {
             diffs.push(format!("owner of {name} on disk: tmpfs {w:?}, unionrs' upper layer {g:?}"));
         }
     }
+    crate::util::verdict(diffs)
+}
+
+/// What root (and a caller the maps cover) sees and does through union `m`, whose upper
+/// directory is `upper` (read without any map).
+fn through_idmapped_layers(m: &Path, upper: &Path) -> Vec<(String, Outcome)> {
+    let mut seen: Vec<(String, Outcome)> = vec![];
+    let mut note = |what: &str, o: Outcome| seen.push((what.to_string(), o));
+    let xattr = |p: &Path| sys::lgetxattr(p, b"system.posix_acl_access").map(|v| format!("{v:02x?}")).map_err(errno_name);
+    for name in ["", "f0", "f5", "f1000", "d5", "sgid", "acl"] {
+        note(&format!("owner of /{name}"), owner(&m.join(name)));
+    }
+    note("ACL of acl", xattr(&m.join("acl")));
+    note("chmod f5 (copy-up)", rc(fs::set_permissions(m.join("f5"), fs::Permissions::from_mode(0o600))));
+    note("chown f1000 to 100007:100008", rc(std::os::unix::fs::lchown(m.join("f1000"), Some(SHIFT + 7), Some(SHIFT + 8))));
+    note("touch acl (copy-up of an ACL)", rc(fs::OpenOptions::new().append(true).open(m.join("acl")).map(drop)));
+    note("set an ACL naming user 100009 on f0", {
+        let r = sys::lsetxattr(&m.join("f0"), "system.posix_acl_access", &acl_with_user(SHIFT + 9));
+        if r == 0 {
+            Ok("ok".into())
+        } else {
+            Err(errno_name(r))
+        }
+    });
+    note("create d5/root as root", rc(fs::write(m.join("d5/root"), b"x\n")));
+    note("unlink gone (a whiteout)", rc(fs::remove_file(m.join("gone"))));
+    note("gone after unlink", owner(&m.join("gone")));
+    {
+        let _ids = FsIds::set(SHIFT + 5, SHIFT + 6);
+        note("create d5/file as 100005:100006", rc(fs::write(m.join("d5/file"), b"x\n")));
+        note("mkdir sgid/dir as 100005:100006", rc(fs::create_dir(m.join("sgid/dir"))));
+    }
+    for name in ["f5", "f1000", "f0", "acl", "d5/file", "d5/root", "sgid/dir", "gone"] {
+        note(&format!("owner of {name}"), owner(&m.join(name)));
+        note(&format!("owner of {name} in the upper directory"), owner(&upper.join(name)));
+    }
+    note("ACL of f0", xattr(&m.join("f0")));
+    note("ACL of f0 in the upper directory", xattr(&upper.join("f0")));
+    note("ACL of acl in the upper directory", xattr(&upper.join("acl")));
+    seen
+}
+
+fn layers_like_overlayfs() -> TestResult {
+    let mut s = Scratch::new("idmapped_layers");
+    let (lower, upper_base, lower_mapped, upper_mapped) =
+        (s.dir("lower"), s.dir("upper_base"), s.dir("lower_mapped"), s.dir("upper_mapped"));
+    build(&lower)?;
+    fs::write(lower.join("gone"), b"to be removed\n").map_err(|e| e.to_string())?;
+    let r = sys::lsetxattr(&lower.join("acl"), "system.posix_acl_access", &acl_with_user(9));
+    check!(r == 0, "setting an ACL on the lower layer: {}", errno_name(r));
+    for d in ["u0", "w0", "u1", "w1"] {
+        fs::create_dir(upper_base.join(d)).map_err(|e| e.to_string())?;
+    }
+    let ns = UserNs::new(MAP_KEEP_ROOT)?;
+    sys::idmapped_bind(&lower, &lower_mapped, &ns)?;
+    s.track(&lower_mapped);
+    sys::idmapped_bind(&upper_base, &upper_mapped, &ns)?;
+    s.track(&upper_mapped);
+    let mut seen = vec![];
+    for (i, fstype) in ["overlay", "unionrs"].iter().enumerate() {
+        let m = s.dir(&format!("m{i}"));
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off,xino=off",
+            lower_mapped.display(),
+            upper_mapped.join(format!("u{i}")).display(),
+            upper_mapped.join(format!("w{i}")).display()
+        );
+        let r = sys::mount("none", &m, fstype, 0, &opts);
+        check!(r == 0, "mounting {fstype} with {opts}: {}", errno_name(r));
+        s.track(&m);
+        seen.push(through_idmapped_layers(&m, &upper_base.join(format!("u{i}"))));
+        sys::umount(&m);
+    }
+    let f5 = seen[0].iter().find(|(w, _)| w == "owner of /f5").map(|(_, o)| o.clone());
+    check!(
+        f5 == Some(Ok(format!("{}:{}", SHIFT + 5, SHIFT + 5))),
+        "overlayfs shows f5 as {f5:?}, not shifted by {SHIFT}: the test's premise is wrong"
+    );
+    let diffs: Vec<String> = seen[0]
+        .iter()
+        .zip(&seen[1])
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, b)| format!("{}: overlayfs {:?}, unionrs {:?}", a.0, a.1, b.1))
+        .collect();
     crate::util::verdict(diffs)
 }

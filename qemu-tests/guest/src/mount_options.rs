@@ -5,7 +5,6 @@ use crate::fixture::Scratch;
 use crate::sys::{self, errno_name, FsContext, Kmsg};
 use crate::{check, Test, TestResult};
 use std::fs;
-use std::os::fd::FromRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -21,7 +20,6 @@ pub fn tests() -> Vec<Test> {
         Test::new("mount.limit_500_layers", limit_500_layers),
         Test::new("mount.dir_inos_past_255_filesystems", dir_inos_past_255_filesystems),
         Test::new("mount.fd_layers", fd_layers),
-        Test::new("mount.idmapped_layer_refused", idmapped_layer_refused),
     ]
 }
 
@@ -503,101 +501,6 @@ fn dir_inos_past_255_filesystems() -> TestResult {
         }
     }
     check!(dups.is_empty(), "{}", dups.join("\n"));
-    Ok(())
-}
-
-/// An idmapped mount of `dir` at `target`, mapping ids 0.. of the layer to 1000.. (through
-/// the user namespace of a helper process, which is killed afterwards).
-fn idmapped_mount(dir: &Path, target: &Path) -> Result<(), String> {
-    let mut helper = std::process::Command::new("unshare").args(["--user", "sleep", "60"]).spawn().map_err(|e| format!("unshare: {e}"))?;
-    let pid = helper.id();
-    let result = (|| {
-        let own = fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
-        let ns = format!("/proc/{pid}/ns/user");
-        let mut tries = 0;
-        while fs::read_link(&ns).map_err(|e| e.to_string())? == own {
-            tries += 1;
-            check!(tries < 500, "the helper did not enter a new user namespace");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        for map in ["uid_map", "gid_map"] {
-            fs::write(format!("/proc/{pid}/{map}"), "0 1000 1000").map_err(|e| format!("writing {map}: {e}"))?;
-        }
-        let userns = fs::File::open(&ns).map_err(|e| e.to_string())?;
-        let c = sys::cpath(dir);
-        // SAFETY: a valid path; open_tree returns an fd or -1.
-        let tree =
-            unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) }
-                as i32;
-        check!(tree >= 0, "open_tree: {}", errno_name(sys::errno()));
-        // SAFETY: we own the new fd.
-        let tree = unsafe { std::os::fd::OwnedFd::from_raw_fd(tree) };
-        let attr = libc::mount_attr {
-            attr_set: libc::MOUNT_ATTR_IDMAP,
-            attr_clr: 0,
-            propagation: 0,
-            userns_fd: std::os::fd::AsRawFd::as_raw_fd(&userns) as u64,
-        };
-        let empty = sys::cstr("");
-        // SAFETY: valid fd, string and attribute struct of the size passed.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_mount_setattr,
-                std::os::fd::AsRawFd::as_raw_fd(&tree),
-                empty.as_ptr(),
-                libc::AT_EMPTY_PATH,
-                &attr,
-                std::mem::size_of::<libc::mount_attr>(),
-            )
-        };
-        check!(r == 0, "mount_setattr(MOUNT_ATTR_IDMAP): {}", errno_name(sys::errno()));
-        let t = sys::cpath(target);
-        // SAFETY: valid fds and strings.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                std::os::fd::AsRawFd::as_raw_fd(&tree),
-                empty.as_ptr(),
-                libc::AT_FDCWD,
-                t.as_ptr(),
-                libc::MOVE_MOUNT_F_EMPTY_PATH,
-            )
-        };
-        check!(r == 0, "move_mount: {}", errno_name(sys::errno()));
-        Ok(())
-    })();
-    let _ = helper.kill();
-    let _ = helper.wait();
-    result
-}
-
-/// A lower layer on an idmapped mount: unionrs would show the unmapped owners, so it refuses
-/// the layer until it maps them (overlayfs mounts it).
-fn idmapped_layer_refused() -> TestResult {
-    let mut s = Scratch::new("idmapped_layer");
-    let real = s.dir("real");
-    s.file("real/f", "x");
-    let mapped = s.dir("mapped");
-    idmapped_mount(&real, &mapped)?;
-    s.track(&mapped);
-    let st = fs::metadata(mapped.join("f")).map_err(|e| e.to_string())?;
-    check!(st.uid() == 1000, "the idmapped mount shows owner {} for a file of root, want 1000", st.uid());
-    let mnt = s.dir("mnt");
-    // overlayfs wants two lower layers without an upper one.
-    let opts = format!("lowerdir={}:{}", mapped.display(), s.dir("plain").display());
-    let mut kmsg = Kmsg::new();
-    kmsg.read_new();
-    let r = sys::mount("none", &mnt, "unionrs", 0, &opts);
-    if r == 0 {
-        sys::umount(&mnt);
-    }
-    let logged = kmsg.read_new();
-    check!(r == libc::EINVAL, "unionrs over an idmapped layer gave {}, want EINVAL", errno_name(r));
-    check!(logged.contains("idmapped layers are not supported"), "the kernel log lacks the reason: {:?}", logged.trim());
-    // The layer itself is fine: overlayfs mounts it.
-    let r = sys::mount("none", &mnt, "overlay", 0, &opts);
-    check!(r == 0, "overlayfs over the idmapped layer: {}", errno_name(r));
-    sys::umount(&mnt);
     Ok(())
 }
 
