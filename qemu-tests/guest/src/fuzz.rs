@@ -99,6 +99,14 @@ impl Drop for QuietConsole {
     }
 }
 
+/// UNIONRS_SEED (decimal or 0x-hex), else `default`.
+pub fn seed_or(default: u64) -> u64 {
+    std::env::var("UNIONRS_SEED")
+        .ok()
+        .and_then(|s| s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok()))
+        .unwrap_or(default)
+}
+
 /// The kernel reports among log lines (at most 20).
 pub fn kernel_reports(log: &str) -> Vec<String> {
     log.lines().filter(|l| REPORTS.iter().any(|r| l.contains(r))).map(str::to_string).take(20).collect()
@@ -294,10 +302,7 @@ fn mount_options() -> TestResult {
         crate::Tier::Fast => FAST_ATTEMPTS,
         crate::Tier::Full => FULL_ATTEMPTS,
     };
-    let seed = std::env::var("UNIONRS_SEED")
-        .ok()
-        .and_then(|s| s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok()))
-        .unwrap_or(DEFAULT_SEED);
+    let seed = seed_or(DEFAULT_SEED);
     let mut s = Scratch::new("fuzz_options");
     let names = Names::new(&mut s);
     let mnt = s.dir("mnt");

@@ -7,7 +7,7 @@
 //! run.
 
 use crate::fixture::Scratch;
-use crate::fuzz::{kernel_reports, QuietConsole, CLEAN_ERRORS};
+use crate::fuzz::{kernel_reports, seed_or, QuietConsole, CLEAN_ERRORS};
 use crate::sys::{self, errno_name, Kmsg};
 use crate::util::XorShift;
 use crate::{check, progress, Test, TestResult};
@@ -438,10 +438,7 @@ fn crafted_layers() -> TestResult {
         crate::Tier::Fast => FAST,
         crate::Tier::Full => FULL,
     };
-    let seed = std::env::var("UNIONRS_SEED")
-        .ok()
-        .and_then(|s| s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok()))
-        .unwrap_or(DEFAULT_SEED);
+    let seed = seed_or(DEFAULT_SEED);
     let mut rng = XorShift::seeded(seed);
     let mut t = Tally::default();
     let started = std::time::Instant::now();

@@ -123,14 +123,7 @@ pub fn child(base: &Path) -> TestResult {
 
 /// Mounts `fstype` (the `i`-th union) over base/lower with its own upper and work directories.
 fn mount_one(base: &Path, i: usize, fstype: &str, opts: &str) -> Result<PathBuf, String> {
-    let (u, w, m) = (base.join(format!("u{i}")), base.join(format!("w{i}")), base.join(format!("m{i}")));
-    for d in [&u, &w, &m] {
-        fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
-    }
-    let opts = format!("lowerdir={},upperdir={},workdir={},{opts}", base.join("lower").display(), u.display(), w.display());
-    let r = sys::mount("none", &m, fstype, 0, &opts);
-    check!(r == 0, "mounting {fstype} with {opts}: {}", errno_name(r));
-    Ok(m)
+    rootless::mount_over_lower_with(base, i, fstype, opts).map(|(_, m)| m)
 }
 
 fn run_both(base: &Path, opts: &str, track: &mut dyn FnMut(&Path)) -> Result<Vec<Results>, String> {
@@ -259,13 +252,8 @@ fn compare(results: &[Results]) -> TestResult {
 fn run_mapped(what: &str, dir: &Path) -> TestResult {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
-    let exe = dir.join("unionrs-guest-tests");
-    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    fs::copy(&me, &exe).map_err(|e| format!("copying {} to {}: {e}", me.display(), exe.display()))?;
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let (exe, tier) = rootless::prepare_child(dir)?;
     let verdict = dir.join("verdict");
-    let _ = fs::remove_file(&verdict);
-    let tier = if crate::tier() == crate::Tier::Full { "full" } else { "fast" };
     let args: Vec<CString> =
         [exe.as_os_str().as_bytes(), b"--tier", tier.as_bytes(), b"--in-userns", what.as_bytes(), dir.as_os_str().as_bytes()]
             .iter()
@@ -303,7 +291,7 @@ fn run_mapped(what: &str, dir: &Path) -> TestResult {
         unsafe { libc::close(write_end) };
         return Err(format!("fork: {}", errno_name(sys::errno())));
     }
-    let mapped = write_maps(pid as u32);
+    let mapped = sys::write_id_maps(pid, &format!("0 {RANGE_START} {RANGE}"));
     if mapped.is_ok() {
         // SAFETY: one byte from a local, to our pipe.
         unsafe { libc::write(write_end, [1u8].as_ptr().cast(), 1) };
@@ -320,24 +308,4 @@ fn run_mapped(what: &str, dir: &Path) -> TestResult {
         Ok(v) => Err(v),
         Err(e) => Err(format!("the user-namespace child (wait status {status:#x}) left no verdict: {e}")),
     }
-}
-
-/// Waits until `pid` is in its own user namespace, then writes its id maps.
-fn write_maps(pid: u32) -> TestResult {
-    let mine = fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
-    let started = Instant::now();
-    loop {
-        match fs::read_link(format!("/proc/{pid}/ns/user")) {
-            Ok(ns) if ns != mine => break,
-            Ok(_) => {}
-            Err(e) => return Err(format!("the child {pid} went away before its maps were written: {e}")),
-        }
-        check!(started.elapsed() < Duration::from_secs(30), "the child {pid} made no user namespace in 30 s");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let map = format!("0 {RANGE_START} {RANGE}\n");
-    for f in ["uid_map", "gid_map"] {
-        fs::write(format!("/proc/{pid}/{f}"), &map).map_err(|e| format!("writing /proc/{pid}/{f}: {e}"))?;
-    }
-    Ok(())
 }

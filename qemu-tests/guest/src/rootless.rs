@@ -59,14 +59,7 @@ fn run_rootless(what: &str, dir: &Path) -> TestResult {
 /// Starts `what` as [`run_rootless`] does, without waiting; the child's pid is that of the
 /// process in the namespaces (setpriv and unshare exec it in place).
 fn spawn_rootless(what: &str, dir: &Path) -> Result<std::process::Child, String> {
-    // A copy the user can execute, wherever the host's share put the original.
-    let exe = dir.join("unionrs-guest-tests");
-    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    fs::copy(&me, &exe).map_err(|e| format!("copying {} to {}: {e}", me.display(), exe.display()))?;
-    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
-    let verdict = dir.join("verdict");
-    let _ = fs::remove_file(&verdict);
-    let tier = if crate::tier() == crate::Tier::Full { "full" } else { "fast" };
+    let (exe, tier) = prepare_child(dir)?;
     let uid = ROOTLESS_UID.to_string();
     Command::new("setpriv")
         .args(["--reuid", &uid, "--regid", &uid, "--clear-groups", "--"])
@@ -76,6 +69,18 @@ fn spawn_rootless(what: &str, dir: &Path) -> Result<std::process::Child, String>
         .arg(dir)
         .spawn()
         .map_err(|e| format!("running setpriv/unshare: {e}"))
+}
+
+/// Prepares `dir` for a child: a copy of this binary that any user can execute (wherever the
+/// host's share put the original) and no verdict of an earlier child; returns the copy and
+/// the tier to pass on.
+pub fn prepare_child(dir: &Path) -> Result<(PathBuf, &'static str), String> {
+    let exe = dir.join("unionrs-guest-tests");
+    let me = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    fs::copy(&me, &exe).map_err(|e| format!("copying {} to {}: {e}", me.display(), exe.display()))?;
+    fs::set_permissions(&exe, fs::Permissions::from_mode(0o755)).map_err(|e| e.to_string())?;
+    let _ = fs::remove_file(dir.join("verdict"));
+    Ok((exe, if crate::tier() == crate::Tier::Full { "full" } else { "fast" }))
 }
 
 fn read_verdict(dir: &Path, status: std::process::ExitStatus) -> TestResult {
@@ -178,15 +183,20 @@ fn create_in(p: &Path) -> Result<(), i32> {
 }
 
 /// Mounts `fstype` (the `i`-th union of a test) over `base/lower`, with upper `base/u{i}` and
-/// work `base/w{i}`, at `base/m{i}`; returns the upper and the mount point.
+/// work `base/w{i}`, at `base/m{i}`, with OPTS; returns the upper and the mount point.
 fn mount_over_lower(base: &Path, i: usize, fstype: &str) -> Result<(PathBuf, PathBuf), String> {
+    mount_over_lower_with(base, i, fstype, OPTS)
+}
+
+/// [`mount_over_lower`] with other options.
+pub fn mount_over_lower_with(base: &Path, i: usize, fstype: &str, opts: &str) -> Result<(PathBuf, PathBuf), String> {
     let (u, w, m) = (base.join(format!("u{i}")), base.join(format!("w{i}")), base.join(format!("m{i}")));
     for d in [&u, &w, &m] {
         fs::create_dir_all(d).map_err(|e| format!("mkdir {}: {e}", d.display()))?;
     }
-    let opts = format!("lowerdir={},upperdir={},workdir={},{OPTS}", base.join("lower").display(), u.display(), w.display());
+    let opts = format!("lowerdir={},upperdir={},workdir={},{opts}", base.join("lower").display(), u.display(), w.display());
     let r = sys::mount("none", &m, fstype, 0, &opts);
-    check!(r == 0, "mounting {fstype} in the user namespace with {opts}: {}", errno_name(r));
+    check!(r == 0, "mounting {fstype} with {opts}: {}", errno_name(r));
     Ok((u, m))
 }
 

@@ -387,17 +387,7 @@ impl UserNs {
         if pid < 0 {
             return Err(format!("fork: {}", errno_name(errno())));
         }
-        let mine = std::fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
-        let start = std::time::Instant::now();
-        while std::fs::read_link(format!("/proc/{pid}/ns/user")).map_err(|e| e.to_string())? == mine {
-            if start.elapsed().as_secs() > 30 {
-                return Err("the child made no user namespace in 30 s".into());
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        for f in ["uid_map", "gid_map"] {
-            std::fs::write(format!("/proc/{pid}/{f}"), format!("{map}\n")).map_err(|e| format!("writing {f}: {e}"))?;
-        }
+        write_id_maps(pid, map)?;
         let p = cstr(&format!("/proc/{pid}/ns/user"));
         // SAFETY: valid string.
         ns.fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
@@ -421,6 +411,28 @@ impl Drop for UserNs {
             }
         }
     }
+}
+
+/// Waits until process `pid` is in a user namespace of its own, then writes `map` (lines of
+/// "inside outside count") as its uid and gid maps, as newuidmap would.
+pub fn write_id_maps(pid: i32, map: &str) -> Result<(), String> {
+    let mine = std::fs::read_link("/proc/self/ns/user").map_err(|e| e.to_string())?;
+    let start = std::time::Instant::now();
+    loop {
+        match std::fs::read_link(format!("/proc/{pid}/ns/user")) {
+            Ok(ns) if ns != mine => break,
+            Ok(_) => {}
+            Err(e) => return Err(format!("process {pid} went away before its maps were written: {e}")),
+        }
+        if start.elapsed().as_secs() > 30 {
+            return Err(format!("process {pid} made no user namespace in 30 s"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for f in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{pid}/{f}"), format!("{map}\n")).map_err(|e| format!("writing /proc/{pid}/{f}: {e}"))?;
+    }
+    Ok(())
 }
 
 /// `struct mount_attr` of mount_setattr(2).
