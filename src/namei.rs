@@ -7,7 +7,7 @@
 //! directories merge until one is opaque.
 
 use crate::inode::{RealEntry, UnionInode};
-use crate::superblock::{Layer, UnionFs};
+use crate::superblock::{Layer, LayerKind, UnionFs};
 use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode};
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
@@ -88,6 +88,19 @@ impl UnionFs {
                 break;
             }
             let is_dir = inode.is_dir();
+            if is_dir && self.is_trap(inode) {
+                let which = if layer.kind == LayerKind::Upper {
+                    "upper"
+                } else {
+                    "lower"
+                };
+                crate::vfs::warn_ratelimited(fmt!(
+                    "unionrs: failed lookup in {} ('{}'): overlapping layers",
+                    which,
+                    kernel::str::BStr::from_bytes(name)
+                ));
+                return Err(errno::eloop());
+            }
             // A non-directory is only visible on top; below a directory it is hidden.
             if !is_dir && !stack.is_empty() {
                 break;

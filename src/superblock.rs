@@ -88,6 +88,9 @@ pub(crate) struct UnionFs {
     pub(crate) namelen: usize,
     /// The mounter's credentials, which every layer operation uses.
     pub(crate) creds: MounterCreds,
+    /// The inodes of the layer roots and of the work directory (addresses, sorted): see
+    /// [`UnionFs::is_trap`].
+    traps: KVec<usize>,
 }
 
 impl UnionFs {
@@ -113,6 +116,13 @@ impl UnionFs {
             max = max.max(usize::try_from(n).unwrap_or(0));
         }
         Ok(max)
+    }
+
+    /// Whether `inode`, a directory met by a lookup below the union's root, is a layer's
+    /// root or the work directory: a layer was moved into another after the mount (the mount
+    /// refuses overlapping layers), and following it would loop (overlayfs' traps).
+    pub(crate) fn is_trap(&self, inode: &Inode) -> bool {
+        self.traps.binary_search(&(inode.as_ptr() as usize)).is_ok()
     }
 
     /// The layer whose root gives the union root its attributes.
@@ -241,6 +251,20 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
         }
         Ok(work)
     })
+}
+
+/// The inodes [`UnionFs::is_trap`] looks for: every layer root and the work directory. The
+/// union holds references to all of them, so their addresses stay theirs while it is mounted.
+fn layer_traps(fs: &UnionFs) -> Result<KVec<usize>> {
+    let mut traps = KVec::with_capacity(fs.layers.len() + 1, GFP_KERNEL)?;
+    let roots = fs.layers.iter().map(|l| l.spec.path.dentry());
+    for d in Iterator::chain(roots, fs.work_dir.as_deref()) {
+        if let Some(inode) = d.inode() {
+            traps.push(inode.as_ptr() as usize, GFP_KERNEL)?;
+        }
+    }
+    traps.sort_unstable();
+    Ok(traps)
 }
 
 /// Refuses a stack of case-folded and case-sensitive directories (as overlayfs does): one
@@ -461,6 +485,7 @@ impl FileSystem for UnionFs {
                 dir_ino_shift: crate::inode::dir_ino_shift(filesystems.len()),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
+                traps: KVec::new(),
             },
             GFP_KERNEL,
         )?;
@@ -500,6 +525,7 @@ impl FileSystem for UnionFs {
             }
         }
 
+        info.traps = layer_traps(&info)?;
         sb.set_params(UNIONRS_SUPER_MAGIC, i64::MAX, 1, depth);
         if info.work.is_none() {
             sb.set_readonly();

@@ -108,6 +108,15 @@ pub(crate) fn show(s: &kernel::prelude::CStr) -> &kernel::str::BStr {
     kernel::str::BStr::from_bytes(s.to_bytes())
 }
 
+/// Logs a warning that any user can cause, under the module's rate limit (the kernel's
+/// default: 10 per 5 seconds).
+pub(crate) fn warn_ratelimited(args: core::fmt::Arguments<'_>) {
+    // SAFETY: no preconditions.
+    if unsafe { bindings::unionrs_log_ratelimit() } {
+        kernel::pr_warn!("{}\n", args);
+    }
+}
+
 /// Whether the current task has been killed (and should stop a long operation).
 pub(crate) fn fatal_signal_pending() -> bool {
     // SAFETY: no preconditions; reads the current task's signal state.

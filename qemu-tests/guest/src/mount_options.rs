@@ -18,6 +18,7 @@ pub fn tests() -> Vec<Test> {
         Test::new("mount.escaped_upper_and_work", escaped_upper_and_work),
         Test::new("mount.lowerdir_add", lowerdir_add),
         Test::new("mount.limit_500_layers", limit_500_layers),
+        Test::new("mount.layers_moved_into_each_other", layers_moved_into_each_other),
         Test::new("mount.dir_inos_past_255_filesystems", dir_inos_past_255_filesystems),
         Test::new("mount.fd_layers", fd_layers),
     ]
@@ -501,6 +502,50 @@ fn dir_inos_past_255_filesystems() -> TestResult {
         }
     }
     check!(dups.is_empty(), "{}", dups.join("\n"));
+    Ok(())
+}
+
+/// Layer roots moved below another layer while the union is mounted (the mount refuses
+/// overlapping layers, but nothing stops a later `mv`): a lookup that meets one fails with
+/// ELOOP instead of looping, as overlayfs' traps make it.
+fn layers_moved_into_each_other() -> TestResult {
+    let s = Scratch::new("moved_layers");
+    let errno_of = |r: std::io::Result<fs::Metadata>| r.map(|_| "ok".to_string()).map_err(|e| errno_name(e.raw_os_error().unwrap_or(0)));
+    let mut seen = vec![];
+    for fstype in ["overlay", "unionrs"] {
+        let base = s.dir(fstype);
+        for d in ["lower/ldir", "upper/sub", "work", "m"] {
+            fs::create_dir_all(base.join(d)).map_err(|e| e.to_string())?;
+        }
+        let m = base.join("m");
+        let opts = format!(
+            "lowerdir={},upperdir={},workdir={},index=off,redirect_dir=off,metacopy=off,xino=off",
+            base.join("lower").display(),
+            base.join("upper").display(),
+            base.join("work").display()
+        );
+        let r = sys::mount("none", &m, fstype, 0, &opts);
+        check!(r == 0, "mounting {fstype} with {opts}: {}", errno_name(r));
+        let moved = [("lower", "sub/lower_moved"), ("work/work", "sub/work_moved")];
+        let mut outcome = vec![];
+        for (from, to) in moved {
+            let r = fs::rename(base.join(from), base.join("upper").join(to));
+            outcome.push((format!("mv {from} upper/{to}"), r.map(|_| "ok".to_string()).map_err(|e| e.to_string())));
+            outcome.push((format!("stat {to} through the union"), errno_of(fs::symlink_metadata(m.join(to)))));
+        }
+        let r = sys::umount(&m);
+        check!(r == 0, "unmounting {fstype}: {}", errno_name(r));
+        seen.push(outcome);
+    }
+    let premise = &seen[0][1].1;
+    check!(*premise == Err(errno_name(libc::ELOOP)), "overlayfs gave {premise:?} for a moved lower root, the test expects ELOOP");
+    let diffs: Vec<String> = seen[0]
+        .iter()
+        .zip(&seen[1])
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, b)| format!("{}: overlayfs {:?}, unionrs {:?}", a.0, a.1, b.1))
+        .collect();
+    check!(diffs.is_empty(), "{}", diffs.join("\n"));
     Ok(())
 }
 
