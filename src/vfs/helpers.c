@@ -282,12 +282,6 @@ int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name)
 	return security_inode_copy_up_xattr(src, name);
 }
 
-struct posix_acl_entry *unionrs_posix_acl_entries(struct posix_acl *acl, unsigned int *count)
-{
-	*count = acl->a_count;
-	return acl->a_entries;
-}
-
 int unionrs_security_inode_copy_up(struct dentry *src, struct cred **new)
 {
 	return security_inode_copy_up(src, new);

@@ -79,6 +79,12 @@ enum unionrs_kernel_constants {
 	UNIONRS_RENAME_WHITEOUT = RENAME_WHITEOUT,
 };
 
+/* Where the entries of a POSIX ACL are (the type is opaque to Rust). */
+enum unionrs_posix_acl_layout {
+	UNIONRS_POSIX_ACL_COUNT_OFFSET = offsetof(struct posix_acl, a_count),
+	UNIONRS_POSIX_ACL_ENTRIES_OFFSET = offsetof(struct posix_acl, a_entries),
+};
+
 /* A pointer constant, as its (negative) integer value. */
 enum unionrs_kernel_pointers {
 	UNIONRS_ACL_DONT_CACHE = (long)ACL_DONT_CACHE,
@@ -130,7 +136,6 @@ void unionrs_do_delayed_call(struct delayed_call *call);
 bool unionrs_fatal_signal_pending(void);
 int unionrs_mutex_lock_interruptible(struct mutex *lock);
 int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name);
-struct posix_acl_entry *unionrs_posix_acl_entries(struct posix_acl *acl, unsigned int *count);
 int unionrs_security_inode_copy_up(struct dentry *src, struct cred **new);
 int unionrs_security_dentry_create_files_as(struct dentry *dentry, int mode,
 					    const struct cred *old, struct cred *new);

@@ -74,10 +74,16 @@ impl LayerMount {
         let copy = acl.copy()?;
         drop(acl);
         let ns = real.user_ns();
-        let mut count = 0;
-        // SAFETY: the copy is ours alone until we return it; its `count` entries are valid.
+        let base = copy.0.as_ptr().cast::<u8>();
+        // SAFETY: the copy is ours alone until we return it; the offsets are those of its
+        // `a_count` and `a_entries` fields (from the C compiler), and it has `a_count` entries.
         unsafe {
-            let entries = cb::unionrs_posix_acl_entries(copy.0.as_ptr(), &mut count);
+            let count = *base
+                .add(cb::UNIONRS_POSIX_ACL_COUNT_OFFSET as usize)
+                .cast::<c_uint>();
+            let entries = base
+                .add(cb::UNIONRS_POSIX_ACL_ENTRIES_OFFSET as usize)
+                .cast::<cb::posix_acl_entry>();
             for i in 0..count as usize {
                 let e = &mut *entries.add(i);
                 let tag = i32::from(e.e_tag);
