@@ -256,11 +256,5 @@ fn layers_like_overlayfs() -> TestResult {
         f5 == Some(Ok(format!("{}:{}", SHIFT + 5, SHIFT + 5))),
         "overlayfs shows f5 as {f5:?}, not shifted by {SHIFT}: the test's premise is wrong"
     );
-    let diffs: Vec<String> = seen[0]
-        .iter()
-        .zip(&seen[1])
-        .filter(|(a, b)| a.1 != b.1)
-        .map(|(a, b)| format!("{}: overlayfs {:?}, unionrs {:?}", a.0, a.1, b.1))
-        .collect();
-    crate::util::verdict(diffs)
+    crate::util::same_steps(&seen[0], &seen[1])
 }

@@ -352,14 +352,7 @@ fn xattrs_child(base: &Path) -> TestResult {
         ]);
         sys::umount(&m);
     }
-    let diffs: Vec<String> = seen[0]
-        .iter()
-        .zip(&seen[1])
-        .filter(|(a, b)| a.1 != b.1)
-        .map(|(a, b)| format!("{}: overlayfs {}, unionrs {}", a.0, a.1, b.1))
-        .collect();
-    check!(diffs.is_empty(), "{}", diffs.join("\n"));
-    Ok(())
+    crate::util::same_steps(&seen[0], &seen[1])
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -58,6 +58,21 @@ pub fn verdict(diffs: Vec<String>) -> TestResult {
     Err(first_lines(&diffs))
 }
 
+/// The verdict of a side-by-side run: `ours` must have seen at each step (a description and
+/// an outcome) what `reference` (overlayfs) saw.
+pub fn same_steps<T: PartialEq + std::fmt::Debug>(reference: &[(String, T)], ours: &[(String, T)]) -> TestResult {
+    let mut diffs: Vec<String> = reference
+        .iter()
+        .zip(ours)
+        .filter(|(a, b)| a.1 != b.1)
+        .map(|(a, b)| format!("{}: overlayfs {:?}, unionrs {:?}", a.0, a.1, b.1))
+        .collect();
+    if reference.len() != ours.len() {
+        diffs.push(format!("overlayfs took {} steps, unionrs {}", reference.len(), ours.len()));
+    }
+    verdict(diffs)
+}
+
 /// The first MAX_REPORTED differences, one per line, and how many more there are.
 pub fn first_lines(diffs: &[String]) -> String {
     let mut msg = diffs.iter().take(MAX_REPORTED).cloned().collect::<Vec<_>>().join("\n");
