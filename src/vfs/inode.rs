@@ -438,39 +438,36 @@ impl<T: FileSystem> FsInode<T> {
         }
     }
 
-    /// Takes over the attributes of the real inode after it changed: owner, mode, times,
-    /// size, and the inode flags of `T::INODE_FLAGS` (our own other flags stay).
+    /// Takes over the attributes of the real inode after it changed: owner (as the layer's
+    /// mount `idmap` shows it), mode, times, size, and the inode flags of `T::INODE_FLAGS`
+    /// (our own other flags stay).
     pub(crate) fn refresh_from(&self, real: &Inode, idmap: Idmap) {
-        let (ours, theirs) = (self.inode.get(), real.as_ptr());
-        // SAFETY: both inodes are live. The attributes are copied under our `i_lock`, which
-        // serializes the writers (readers take no lock and see each field whole); the real
-        // flags stand in `i_flags` for the few instructions until the mask is applied. The
-        // size is written with `i_size_write` semantics.
-        unsafe {
-            bindings::spin_lock(&raw mut (*ours).i_lock);
-            let keep = (*ours).i_flags & !T::INODE_FLAGS;
-            cb::fsstack_copy_attr_all(ours, theirs);
-            show_owner(ours, theirs, idmap);
-            (*ours).i_flags = keep | ((*theirs).i_flags & T::INODE_FLAGS);
-            bindings::spin_unlock(&raw mut (*ours).i_lock);
-            cb::fsstack_copy_inode_size(ours, theirs);
-        }
+        self.refresh(real, Some(idmap));
     }
 
     /// Like [`Self::refresh_from`], for a change that leaves the owner as it is (a write).
     pub(crate) fn refresh_keep_owner(&self, real: &Inode) {
-        let ours = self.inode.get();
-        // SAFETY: our inode is live; its owner is read and put back under its `i_lock`.
+        self.refresh(real, None);
+    }
+
+    fn refresh(&self, real: &Inode, owner: Option<Idmap>) {
+        let (ours, theirs) = (self.inode.get(), real.as_ptr());
+        // SAFETY: both inodes are live. The attributes are copied under our `i_lock`, which
+        // serializes the writers (readers take no lock and see each field whole); the real
+        // flags and owner stand in ours for the few instructions until they are set right.
+        // The size is written with `i_size_write` semantics.
         unsafe {
             bindings::spin_lock(&raw mut (*ours).i_lock);
-            let (uid, gid) = ((*ours).i_uid, (*ours).i_gid);
             let keep = (*ours).i_flags & !T::INODE_FLAGS;
-            cb::fsstack_copy_attr_all(ours, real.as_ptr());
-            (*ours).i_uid = uid;
-            (*ours).i_gid = gid;
-            (*ours).i_flags = keep | ((*real.as_ptr()).i_flags & T::INODE_FLAGS);
+            let (uid, gid) = ((*ours).i_uid, (*ours).i_gid);
+            cb::fsstack_copy_attr_all(ours, theirs);
+            match owner {
+                Some(idmap) => show_owner(ours, theirs, idmap),
+                None => ((*ours).i_uid, (*ours).i_gid) = (uid, gid),
+            }
+            (*ours).i_flags = keep | ((*theirs).i_flags & T::INODE_FLAGS);
             bindings::spin_unlock(&raw mut (*ours).i_lock);
-            cb::fsstack_copy_inode_size(ours, real.as_ptr());
+            cb::fsstack_copy_inode_size(ours, theirs);
         }
     }
 
