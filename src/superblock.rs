@@ -268,9 +268,12 @@ fn layer_traps(fs: &UnionFs) -> Result<KVec<usize>> {
 }
 
 /// Refuses a stack of case-folded and case-sensitive directories (as overlayfs does): one
-/// name could then mean different entries on different layers.
+/// name could then mean different entries on different layers. A stack of case-folded
+/// directories only is refused too: overlayfs unions them with case-insensitive lookups and
+/// listings, which unionrs does not have yet (its lookups would be exact-case and one
+/// directory could appear under two names).
 fn check_casefold(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
-    let Some((first, _)) = all.first() else {
+    let Some((first, first_kind)) = all.first() else {
         return Ok(());
     };
     let folded = first.path.dentry().is_casefolded();
@@ -286,6 +289,16 @@ fn check_casefold(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
                 ),
             ));
         }
+    }
+    if folded {
+        return Err(fc.fail(
+            EINVAL,
+            fmt!(
+                "{}: case-folded directory on '{}': case-insensitive unions are not supported yet",
+                first_kind.option(),
+                show(&first.name)
+            ),
+        ));
     }
     Ok(())
 }
