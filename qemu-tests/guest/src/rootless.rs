@@ -23,6 +23,7 @@ pub fn tests() -> Vec<Test> {
         Test::new("rootless.mount_errors_rate_limited", mount_errors_rate_limited),
         Test::new("rootless.private_xattrs_and_capabilities", private_xattrs_and_capabilities),
         Test::new("rootless.open_needs_mounter_rights", open_needs_mounter_rights),
+        Test::new("rootless.listing_with_unsearchable_lower", listing_with_unsearchable_lower),
     ]
 }
 
@@ -100,6 +101,7 @@ pub fn child(what: &str, dir: &Path) -> ! {
         "xattrs" => xattrs_child(dir),
         "pjdfstest" => crate::pjdfstest::child(dir),
         "mounter_rights" => mounter_rights_child(dir),
+        "listing" => listing_child(dir),
         _ => Err(format!("unknown rootless test {what}")),
     };
     let text = match &outcome {
@@ -437,4 +439,46 @@ fn mounter_rights_child(base: &Path) -> TestResult {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Finding 12: one entry that cannot be looked up does not fail a merged listing
+
+/// A lower directory the mounter may read but not search (root's, mode 0444): listing it works,
+/// looking up its character device (a possible whiteout) fails with EACCES. overlayfs lists
+/// the entry as the layer has it; so must unionrs, rather than failing the whole listing.
+fn listing_with_unsearchable_lower() -> TestResult {
+    let s = Scratch::new("rootless_listing");
+    let base = s.dir("fs");
+    Layer::at(&base.join("l1")).node("d/null", libc::S_IFCHR | 0o666, libc::makedev(1, 3))?.file("d/f", b"f\n")?;
+    Layer::at(&base.join("l2")).file("d/g", b"g\n")?;
+    let keep = base.join("l1/d");
+    give_to_user(&base, &[keep.as_path()])?;
+    fs::set_permissions(&keep, fs::Permissions::from_mode(0o444)).map_err(|e| e.to_string())?;
+    run_rootless("listing", &base)
+}
+
+fn listing_child(base: &Path) -> TestResult {
+    check_namespace()?;
+    let mut seen = vec![];
+    for (i, fstype) in ["overlay", "unionrs"].iter().enumerate() {
+        let m = base.join(format!("m{i}"));
+        fs::create_dir_all(&m).map_err(|e| e.to_string())?;
+        let opts = format!("lowerdir={}:{},{OPTS}", base.join("l1").display(), base.join("l2").display());
+        let r = sys::mount("none", &m, fstype, 0, &opts);
+        check!(r == 0, "mounting {fstype} with {opts}: {}", errno_name(r));
+        let names = crate::tree::names_in(&m.join("d"))
+            .map(|n| n.iter().map(|n| String::from_utf8_lossy(n).into_owned()).collect::<Vec<_>>().join(" "));
+        seen.push(("list d".to_string(), names.map_err(errno_name)));
+        sys::umount(&m);
+    }
+    // The premise: the look-up really fails for the mounter, and overlayfs lists anyway.
+    let lookup = fs::symlink_metadata(base.join("l1/d/null")).map_err(|e| e.raw_os_error().unwrap_or(0));
+    check!(
+        lookup.as_ref().err() == Some(&libc::EACCES),
+        "looking up l1/d/null as the mounter gave {:?}, the test expects EACCES",
+        lookup.map(|_| ())
+    );
+    check!(seen[0].1 == Ok("f g null".to_string()), "overlayfs listed {:?}, the test expects f g null", seen[0].1);
+    crate::util::same_steps(&seen[0..1], &seen[1..2])
 }
