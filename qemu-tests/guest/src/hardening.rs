@@ -295,33 +295,35 @@ fn listing_during_copy_up() -> TestResult {
 /// next doubling).
 const MANY_WHITEOUTS: usize = 140_000;
 
+/// Only unionrs runs at this size: making the whiteouts, listing them and removing them takes
+/// about 7 minutes per union under TCG, and overlayfs keeps such a list in separately
+/// allocated entries (it removes the directory too, but leaves its emptied copy in the work
+/// directory for the next mount to clean).
 fn rmdir_many_whiteouts() -> TestResult {
     let s = Scratch::new("rmdir_whiteouts");
-    let mut seen = vec![];
-    for fstype in ["overlay", "unionrs"] {
-        let base = s.dir(fstype);
-        Layer::new(base.join("lower"))?.file("d/a", b"a\n")?;
-        let u = Layer::new(base.join("upper"))?;
-        u.whiteout("d/a")?;
-        progress(&format!("{fstype}: making {MANY_WHITEOUTS} whiteouts"));
-        for w in 0..MANY_WHITEOUTS {
-            let p = u.path(format!("d/w{w}"));
-            let r = sys::mknod(&p, libc::S_IFCHR, libc::makedev(0, 0));
-            check!(r == 0, "mknod {}: {}", p.display(), errno_name(r));
-        }
-        let m = mount_union(&base, fstype, &["lower"], true)?;
-        let mut steps = vec![];
-        steps.push(("list d".to_string(), names_in(&m.join("d")).map(|n| n.len()).map_err(errno_name)));
-        steps.push(("rmdir d".to_string(), fs::remove_dir(m.join("d")).map(|_| 0).map_err(|e| errno_name(crate::util::errno_of(&e)))));
-        steps.push(("list /".to_string(), names_in(&m).map(|n| n.len()).map_err(errno_name)));
-        let r = sys::umount(&m);
-        check!(r == 0, "unmounting {fstype}: {}", errno_name(r));
-        let st = sys::lstat(&base.join("upper/d")).map_err(errno_name)?;
-        steps.push(("upper/d is a whiteout".to_string(), Ok(usize::from(st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0))));
-        let left = names_in(&base.join("work/work")).map(|n| n.len()).map_err(errno_name);
-        steps.push(("entries left in the work directory".to_string(), left));
-        seen.push(steps);
+    let base = s.dir("unionrs");
+    Layer::new(base.join("lower"))?.file("d/a", b"a\n")?;
+    let u = Layer::new(base.join("upper"))?;
+    u.whiteout("d/a")?;
+    progress(&format!("making {MANY_WHITEOUTS} whiteouts"));
+    for w in 0..MANY_WHITEOUTS {
+        let p = u.path(format!("d/w{w}"));
+        let r = sys::mknod(&p, libc::S_IFCHR, libc::makedev(0, 0));
+        check!(r == 0, "mknod {}: {}", p.display(), errno_name(r));
     }
-    check!(seen[0][1].1 == Ok(0), "overlayfs: rmdir d gave {:?}, the test expects success", seen[0][1].1);
-    same_steps(&seen[0], &seen[1])
+    let m = mount_union(&base, "unionrs", &["lower"], true)?;
+    progress("listing and removing the directory");
+    let listed = names_in(&m.join("d")).map_err(errno_name);
+    let removed = fs::remove_dir(m.join("d")).map_err(|e| errno_name(crate::util::errno_of(&e)));
+    let gone = fs::symlink_metadata(m.join("d")).map_err(|e| errno_name(crate::util::errno_of(&e)));
+    let r = sys::umount(&m);
+    check!(r == 0, "unmounting: {}", errno_name(r));
+    check!(listed.as_ref().map(|n| n.len()) == Ok(0), "listing d: {:?} entries, want none (all whiteouts)", listed.map(|n| n.len()));
+    check!(removed.is_ok(), "rmdir d: {}", removed.unwrap_err());
+    check!(gone.as_ref().err() == Some(&errno_name(libc::ENOENT)), "d after rmdir: {:?}, want ENOENT", gone.map(|_| ()));
+    let st = sys::lstat(&base.join("upper/d")).map_err(errno_name)?;
+    check!(st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0, "upper/d is not a whiteout: mode {:o}", st.st_mode);
+    let left = names_in(&base.join("work/work")).map_err(errno_name)?;
+    check!(left.is_empty(), "{} entries left in the work directory", left.len());
+    Ok(())
 }
