@@ -15,6 +15,8 @@
     unsafe_op_in_unsafe_fn,
     unreachable_pub,
     clippy::all,
+    clippy::ptr_as_ptr,
+    clippy::ref_as_ptr,
     clippy::undocumented_unsafe_blocks
 )]
 mod generated {

@@ -11,6 +11,7 @@
 
 #include <linux/backing-file.h>
 #include <linux/cred.h>
+#include <linux/exportfs.h>
 #include <linux/fs.h>
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>

@@ -252,6 +252,11 @@ impl Kstat<'_> {
         self.0.dev = unsafe { (*sb.as_ptr()).s_dev };
     }
 
+    /// Reports the object as being on device `dev` (its `st_dev`).
+    pub(crate) fn set_dev(&mut self, dev: u32) {
+        self.0.dev = dev;
+    }
+
     pub(crate) fn set_nlink(&mut self, nlink: u32) {
         self.0.nlink = nlink;
     }

@@ -107,6 +107,40 @@ impl LayerMount {
         unsafe { (*self.as_ptr()).mnt_sb }
     }
 
+    /// The uuid of the layer's filesystem (all zeroes if it has none).
+    pub(crate) fn fs_uuid(&self) -> [u8; 16] {
+        // SAFETY: the superblock lives while we own the mount; its uuid is set when it is
+        // made and not changed while it is mounted.
+        unsafe { (*self.sb_ptr()).s_uuid.b }
+    }
+
+    /// Whether the layer's filesystem can decode file handles, and how it encodes them, as
+    /// overlayfs asks (`ovl_can_decode_fh`). Only a task with `CAP_DAC_READ_SEARCH` in the
+    /// initial namespace may open by handle, so for any other mounter the answer is "no".
+    pub(crate) fn fh_support(&self) -> FhSupport {
+        // SAFETY: no preconditions; looks at the current task's credentials.
+        if !unsafe { bindings::capable(bindings::CAP_DAC_READ_SEARCH as i32) } {
+            return FhSupport::None;
+        }
+        // SAFETY: the superblock lives while we own the mount; `s_export_op` is set before
+        // the filesystem is mounted and never changes.
+        let ops = unsafe { (*self.sb_ptr()).s_export_op }.cast::<cb::export_operations>();
+        // SAFETY: a non-null `s_export_op` points at the filesystem's static table (the
+        // kernel's bindings declare the type opaque; ours has its fields).
+        let Some(ops) = (unsafe { ops.as_ref() }) else {
+            return FhSupport::None;
+        };
+        if ops.fh_to_dentry.is_none() {
+            return FhSupport::None;
+        }
+        let ino32: unsafe extern "C" fn(_, _, _, _) -> _ = cb::generic_encode_ino32_fh;
+        if ops.encode_fh.map(|f| f as usize) == Some(ino32 as usize) {
+            FhSupport::Ino32
+        } else {
+            FhSupport::Other
+        }
+    }
+
     /// Looks up `name` in directory `dir` of this layer, with the mounter's permission checks.
     /// Returns the child, which may be negative; `None` when the name cannot exist there
     /// (`ENOENT`, `ENAMETOOLONG`).
@@ -318,6 +352,18 @@ impl RealPath<'_> {
     }
 }
 
+/// What a layer's filesystem does with file handles (see [`LayerMount::fh_support`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FhSupport {
+    /// It cannot decode them (or the mounter may not).
+    None,
+    /// It encodes 32-bit inode numbers (`generic_encode_ino32_fh`): its inode numbers fit in
+    /// 32 bits.
+    Ino32,
+    /// It has its own encoding, with inode numbers of any size.
+    Other,
+}
+
 /// Attributes of a real object, as `stat` reports them.
 pub(crate) struct RealStat(pub(super) bindings::kstat);
 
@@ -336,6 +382,10 @@ impl RealStat {
 
     pub(crate) fn ino(&self) -> u64 {
         self.0.ino
+    }
+
+    pub(crate) fn nlink(&self) -> u32 {
+        self.0.nlink
     }
 
     pub(crate) fn uid(&self) -> super::cred::Kuid {

@@ -55,10 +55,10 @@ pub(crate) use fs_context::{FsContext, Param, ParamValue};
 pub(crate) use fs_type::{FileSystem, Kstatfs, Registration, SuperOps};
 pub(crate) use inode::{FsInode, Idmap, Inode, Kstat, PermInode};
 pub(crate) use iops::{DirOps, Fiemap, InodeOps, LinkTarget, SymlinkOps};
-pub(crate) use layer::{Acl, LayerMount, RealPath, RealStat};
+pub(crate) use layer::{Acl, FhSupport, LayerMount, RealPath, RealStat};
 pub(crate) use path::Path;
 pub(crate) use real::{Iattr, NewObject, PosixAcl, Rename, RenameEnd};
-pub(crate) use super_block::SuperBlock;
+pub(crate) use super_block::{AnonDev, SuperBlock};
 pub(crate) use xattr_handler::XattrOps;
 
 /// Error codes that `kernel::error::code` does not define.

@@ -93,3 +93,33 @@ impl<T: FileSystem> SuperBlock<T> {
         unsafe { <KBox<T::Info> as ForeignOwnable>::borrow((*self.raw()).s_fs_info) }
     }
 }
+
+/// An anonymous device number (`get_anon_bdev`): the `st_dev` the union reports for objects
+/// of one of its layers' filesystems when their inode numbers cannot be made unique on the
+/// union's own device (overlayfs' `pseudo_dev`).
+///
+/// # Invariants
+///
+/// `.0` came from `get_anon_bdev` and is freed only by `drop`.
+pub(crate) struct AnonDev(bindings::dev_t);
+
+impl AnonDev {
+    pub(crate) fn new() -> Result<Self> {
+        let mut dev: bindings::dev_t = 0;
+        // SAFETY: `dev` is a valid place for the number.
+        kernel::error::to_result(unsafe { bindings::get_anon_bdev(&mut dev) })?;
+        // INVARIANT: the number is ours until drop.
+        Ok(Self(dev))
+    }
+
+    pub(crate) fn dev(&self) -> u32 {
+        self.0
+    }
+}
+
+impl Drop for AnonDev {
+    fn drop(&mut self) {
+        // SAFETY: the number came from `get_anon_bdev` and is freed once (type invariant).
+        unsafe { bindings::free_anon_bdev(self.0) };
+    }
+}
