@@ -11,6 +11,7 @@ use crate::vfs::{
     Acl, Dentry, Fiemap, FsInode, Iattr, Idmap, Inode, InodeOps, Kstat, LinkTarget, PermInode,
     PosixAcl, RealPath, SymlinkOps,
 };
+use core::sync::atomic::Ordering;
 use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -42,11 +43,18 @@ pub(crate) struct UnionInode {
     /// the directory's entries it was built from (bumped by every change).
     #[pin]
     dir_cache: Mutex<(u64, Option<Arc<MergedDir>>)>,
+    /// The inode is known by its first lower object (overlayfs' `OVL_CONST_INO`): its number
+    /// is that object's, and `stat` keeps showing it after a copy-up.
+    lower_numbered: bool,
 }
 
 impl UnionInode {
     /// `stack` is top first; an entry on layer 0 of a union with an upper layer is the upper.
-    pub(crate) fn new(mut stack: KVec<RealEntry>, has_upper: bool) -> Result<Pin<KBox<Self>>> {
+    pub(crate) fn new(
+        mut stack: KVec<RealEntry>,
+        has_upper: bool,
+        lower_numbered: bool,
+    ) -> Result<Pin<KBox<Self>>> {
         let upper = SetOnce::new();
         if has_upper && stack.first().is_some_and(|e| e.layer == 0) {
             upper.populate(stack.remove(0).map_err(|_| EIO)?);
@@ -60,6 +68,7 @@ impl UnionInode {
                     kernel::static_lock_class!()
                 ),
                 dir_cache <- new_mutex!((0, None)),
+                lower_numbered,
             }),
             GFP_KERNEL,
         )
@@ -81,6 +90,11 @@ impl UnionInode {
     /// The real objects on lower layers, top first.
     pub(crate) fn lower(&self) -> &[RealEntry] {
         &self.lower
+    }
+
+    /// The first lower object whose number the inode shows (see `lower_numbered`).
+    fn numbered_by(&self) -> Option<&RealEntry> {
+        self.lower.first().filter(|_| self.lower_numbered)
     }
 
     /// Records the upper object made by a copy-up (caller holds `copy_up_lock`).
@@ -123,22 +137,25 @@ impl UnionInode {
     }
 }
 
-/// Where the filesystem's number starts in the inode number of a directory of a union over
-/// `filesystems` filesystems: bit 56 (what unionrs has always used) unless more than 255
-/// filesystems need more bits.
-pub(crate) fn dir_ino_shift(filesystems: usize) -> u32 {
-    let bits = usize::BITS - filesystems.leading_zeros();
-    (u64::BITS - bits).min(56)
+/// `real_ino` of filesystem `fsid` with the filesystem's number in the top `bits` bits, as
+/// overlayfs' `xino` lays numbers out: the number starts one bit above `64 - bits`, and the bit
+/// at `64 - bits` is left for numbers the union makes up. `None` if `real_ino` does not fit
+/// below them (or `bits` is 0).
+pub(crate) fn xino_number(real_ino: u64, fsid: usize, bits: u32) -> Option<u64> {
+    let shift = 64u32.checked_sub(bits).filter(|&s| s < 64)?;
+    if real_ino >> shift != 0 {
+        return None;
+    }
+    Some(real_ino | (fsid as u64).checked_shl(shift + 1).unwrap_or(0))
 }
 
-/// The inode number of a directory that is inode `real_ino` of the union's `fs_index`-th
-/// filesystem: the filesystem's number + 1 above `shift`. A real number that does not fit
-/// below `shift` is used as it is (unique at least among that filesystem's).
-pub(crate) fn dir_ino(fs_index: usize, real_ino: u64, shift: u32) -> u64 {
-    if real_ino >> shift != 0 {
-        return real_ino;
+/// A number made up for a directory (`n` from the union's counter): with `xino`, in the range
+/// real numbers never take (the bit at `64 - bits` set, no filesystem number).
+pub(crate) fn made_up_number(n: u64, bits: u32) -> u64 {
+    match 64u32.checked_sub(bits).filter(|&s| s < 64) {
+        Some(shift) => (n & (u64::MAX >> bits)) | (1 << shift),
+        None => n,
     }
-    ((fs_index as u64 + 1) << shift) | real_ino
 }
 
 impl UnionFs {
@@ -151,19 +168,50 @@ impl UnionFs {
         })
     }
 
-    /// The inode number the union shows for a real object on layer `layer`.
-    ///
-    /// With all layers on one filesystem, real inode numbers are unique and are used as they
-    /// are (as overlayfs does). Otherwise directories, which all show the union's `st_dev`,
-    /// get the number of the filesystem they come from in the top bits, which keeps them
-    /// unique and stable across lookups and remounts; non-directories keep their real
-    /// `st_dev` and `st_ino`.
-    pub(crate) fn map_ino(&self, layer: usize, real_ino: u64, is_dir: bool) -> u64 {
-        if self.same_fs || !is_dir {
+    /// The filesystem number (`fsid`) of layer `layer`.
+    pub(crate) fn fsid_of(&self, layer: usize) -> usize {
+        self.layers.get(layer).map_or(0, |l| l.fsid)
+    }
+
+    /// Whether every object shows the union's own `st_dev` (all layers on one filesystem, or
+    /// `xino` in effect).
+    pub(crate) fn same_dev(&self) -> bool {
+        self.same_fs || self.xino_bits > 0
+    }
+
+    /// The inode number of a new union inode known by real inode `real_ino` of layer `layer`
+    /// (overlayfs' `ovl_map_ino`): the real number with all layers on one filesystem (real
+    /// numbers are unique then), with the filesystem's number in the high bits with `xino`;
+    /// otherwise a non-directory keeps its real number (its `st_dev` tells the filesystems
+    /// apart) and a directory, which shows the union's `st_dev`, gets a made-up one that is
+    /// unique while the union is mounted.
+    pub(crate) fn inode_number(&self, layer: usize, real_ino: u64, is_dir: bool) -> u64 {
+        if self.same_fs {
             return real_ino;
         }
-        let fs_index = self.layers.get(layer).map_or(0, |l| l.fs_index);
-        dir_ino(fs_index, real_ino, self.dir_ino_shift)
+        if let Some(n) = xino_number(real_ino, self.fsid_of(layer), self.xino_bits) {
+            return n;
+        }
+        if !is_dir {
+            return real_ino;
+        }
+        let mut n = self
+            .last_ino
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_add(1);
+        if n == 0 {
+            n = self
+                .last_ino
+                .fetch_add(1, Ordering::Relaxed)
+                .wrapping_add(1);
+        }
+        made_up_number(n, self.xino_bits)
+    }
+
+    /// The `d_ino` of an entry read from layer `layer` (overlayfs' `ovl_remap_lower_ino`): with
+    /// `xino`, the real number with the filesystem's in the high bits; else the real number.
+    pub(crate) fn entry_number(&self, layer: usize, real_ino: u64) -> u64 {
+        xino_number(real_ino, self.fsid_of(layer), self.xino_bits).unwrap_or(real_ino)
     }
 
     /// Finds or makes the union inode for `stack`, so that every path to the same object
@@ -178,18 +226,29 @@ impl UnionFs {
         let top = stack.first().ok_or(EIO)?;
         let real_d = top.dentry.clone();
         let real = real_d.inode().ok_or(ENOENT)?;
-        let ino = self.map_ino(top.layer, real.ino(), real.is_dir());
         let has_upper = self.has_upper();
         let first_lower = stack
             .iter()
             .find(|e| !(has_upper && e.layer == 0))
-            .map(|e| e.dentry.clone());
-        let key_d = first_lower.as_ref().unwrap_or(&real_d);
+            .map(|e| (e.dentry.clone(), e.layer));
+        let (key_d, key_layer) = first_lower
+            .as_ref()
+            .map_or((&real_d, top.layer), |(d, l)| (d, *l));
         let key_inode = key_d.inode().ok_or(ENOENT)?;
+        let broken_link =
+            has_upper && first_lower.is_some() && !real.is_dir() && key_inode.nlink() > 1;
+        // Numbered as it is known: by its first lower object, or (a lower hard link that a
+        // copy-up will break, an upper-only object) by its top one.
+        let ino = if broken_link {
+            self.inode_number(top.layer, real.ino(), false)
+        } else {
+            self.inode_number(key_layer, key_inode.ino(), real.is_dir())
+        };
         // The owner as the top object's layer mount shows it.
         let idmap = self.layers.get(top.layer).ok_or(EIO)?.mnt.id_map();
-        let data = UnionInode::new(stack, has_upper)?;
-        if has_upper && first_lower.is_some() && !real.is_dir() && key_inode.nlink() > 1 {
+        let lower_numbered = first_lower.is_some() && !broken_link;
+        let data = UnionInode::new(stack, has_upper, lower_numbered)?;
+        if broken_link {
             return sb.new_unhashed_inode(ino, real, idmap, data);
         }
         sb.get_inode(key_inode.as_ptr() as usize, ino, real, idmap, data)
@@ -232,9 +291,16 @@ pub(crate) fn permission_targets(data: &UnionInode) -> crate::vfs::fs_type::Perm
     (upper, lower)
 }
 
-/// The real object's attributes, with the union's device and inode numbers, and one link for
-/// a merged directory (counting subdirectories across layers is not worth it; `find` accepts
-/// 1, as with overlayfs).
+/// The real object's attributes, with the device and inode numbers overlayfs gives (its
+/// `ovl_getattr` and `ovl_map_dev_ino`), and one link for a merged directory (counting
+/// subdirectories across layers is not worth it; `find` accepts 1, as with overlayfs).
+///
+/// The number is the real object's, or, for an object known by a lower one and copied up
+/// while mounted (every merged directory among them), the lower one's (only a directory, or a
+/// file that is not a hard link there: the copy broke the link). It shows the union's device
+/// when all layers are on one filesystem, or with the filesystem's number in its high bits
+/// (`xino`); otherwise a directory shows its union inode's number and a non-directory the
+/// pseudo-device of its filesystem.
 fn getattr(
     inode: &FsInode<UnionFs>,
     stat: &mut Kstat<'_>,
@@ -248,23 +314,43 @@ fn getattr(
         real.mnt
             .getattr_nosec(m, real.dentry, stat, request_mask, flags)?;
         let is_dir = inode.inode().is_dir();
-        if fs.same_fs || is_dir {
-            stat.set_dev_of(inode.sb());
-        }
         let top = data.top()?;
-        let mut ino = fs.map_ino(top.layer, stat.ino(), is_dir);
-        // A merged directory on one filesystem shows its first lower directory's number (as
-        // overlayfs does), which stays the same when the directory is copied up. Copied-up
-        // non-directories show the copy's number: keeping the original's would need the
-        // `overlay.origin` xattr to survive a remount, which unionrs does not write yet.
-        if let (true, Some(_), Some(origin)) =
-            (is_dir && fs.same_fs, data.upper(), data.lower().first())
-        {
-            let path = fs.real_path(origin)?;
-            let lst = path.mnt.stat(m, path.dentry)?;
-            ino = fs.map_ino(origin.layer, lst.ino(), is_dir);
+        let mut fsid = 0;
+        let mut ino = stat.ino();
+        if !is_dir || fs.same_dev() {
+            if data.upper().is_none() {
+                fsid = fs.fsid_of(top.layer);
+            } else if let Some(origin) = data.numbered_by() {
+                let path = fs.real_path(origin)?;
+                let lst = path.mnt.stat(m, path.dentry)?;
+                if is_dir || lst.nlink() == 1 {
+                    fsid = fs.fsid_of(origin.layer);
+                    ino = lst.ino();
+                }
+            }
         }
-        stat.set_ino(ino);
+        if fs.same_fs {
+            stat.set_dev_of(inode.sb());
+            stat.set_ino(ino);
+        } else if let Some(n) = xino_number(ino, fsid, fs.xino_bits) {
+            stat.set_dev_of(inode.sb());
+            stat.set_ino(n);
+        } else {
+            if fs.xino == crate::params::Xino::On {
+                crate::vfs::warn_ratelimited(fmt!(
+                    "unionrs: inode number too big (ino={}, xinobits={})",
+                    ino,
+                    fs.xino_bits
+                ));
+            }
+            if is_dir {
+                stat.set_dev_of(inode.sb());
+                stat.set_ino(inode.inode().ino());
+            } else {
+                stat.set_dev(fs.pseudo_devs.get(fsid).map_or(0, |d| d.dev()));
+                stat.set_ino(ino);
+            }
+        }
         if is_dir && data.is_merged() {
             stat.set_nlink(1);
         }
@@ -350,31 +436,44 @@ impl SymlinkOps for UnionFs {
 mod tests {
     use super::*;
 
+    /// overlayfs' layout with 2 bits (an upper and one other filesystem): the filesystem
+    /// number at bit 63, bit 62 for made-up numbers.
     #[test]
-    fn dir_ino_shift_keeps_bit_56_up_to_255_filesystems() {
-        assert_eq!(dir_ino_shift(1), 56);
-        assert_eq!(dir_ino_shift(2), 56);
-        assert_eq!(dir_ino_shift(255), 56);
-        assert_eq!(dir_ino_shift(256), 55);
-        assert_eq!(dir_ino_shift(501), 55);
+    fn xino_two_bits() {
+        assert_eq!(xino_number(5, 0, 2), Some(5));
+        assert_eq!(xino_number(5, 1, 2), Some((1 << 63) | 5));
+        assert_eq!(xino_number(1 << 62, 1, 2), None);
+        assert_eq!(made_up_number(7, 2), (1 << 62) | 7);
     }
 
-    /// Inode 2 of every filesystem of a 501-filesystem union (an upper and 500 lowers, each
-    /// on its own) gets a number of its own.
+    /// 32-bit inode numbers: the filesystem's number from bit 33 on.
     #[test]
-    fn dir_inos_distinct_for_501_filesystems() {
-        let shift = dir_ino_shift(501);
+    fn xino_ino32() {
+        assert_eq!(
+            xino_number(u64::from(u32::MAX), 3, 32),
+            Some((3 << 33) | 0xffff_ffff)
+        );
+        assert_eq!(xino_number(1 << 32, 3, 32), None);
+        assert_eq!(made_up_number(9, 32), (1 << 32) | 9);
+    }
+
+    /// Without xino nothing is mapped, and made-up numbers are the counter's.
+    #[test]
+    fn xino_off() {
+        assert_eq!(xino_number(5, 1, 0), None);
+        assert_eq!(made_up_number(9, 0), 9);
+    }
+
+    /// The most filesystems a union may have (an upper and 500 lowers) get distinct numbers
+    /// for the same real number.
+    #[test]
+    fn xino_distinct_for_501_filesystems() {
+        let bits = usize::BITS - 500usize.leading_zeros() + 1;
         let mut seen = KVec::new();
-        for fs_index in 0..501 {
-            let ino = dir_ino(fs_index, 2, shift);
-            assert!(!seen.contains(&ino));
+        for fsid in 0..501 {
+            let ino = xino_number(2, fsid, bits);
+            assert!(ino.is_some() && !seen.contains(&ino));
             assert!(seen.push(ino, GFP_KERNEL).is_ok());
         }
-    }
-
-    #[test]
-    fn dir_ino_too_big_is_kept() {
-        assert_eq!(dir_ino(3, 1 << 60, 56), 1 << 60);
-        assert_eq!(dir_ino(0, 5, 56), (1 << 56) | 5);
     }
 }

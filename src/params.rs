@@ -90,6 +90,30 @@ pub(crate) struct Config {
     /// as "follow"), which cannot go with `userxattr`.
     pub(crate) redirect_follows: bool,
     pub(crate) uuid: Uuid,
+    pub(crate) xino: Xino,
+}
+
+/// `xino=`: whether inode numbers of several filesystems are made unique on the union's own
+/// device by putting the filesystem's number in their high bits (overlayfs' default, `off`,
+/// is ours too).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub(crate) enum Xino {
+    #[default]
+    Off,
+    /// When the layers allow it; else off, with a warning.
+    Auto,
+    /// Always (with a warning for each number too big for it).
+    On,
+}
+
+impl Xino {
+    pub(crate) fn name(self) -> &'static CStr {
+        match self {
+            Self::Off => c"off",
+            Self::Auto => c"auto",
+            Self::On => c"on",
+        }
+    }
 }
 
 /// Why a `lowerdir=` string is malformed.
@@ -391,7 +415,14 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             cfg.redirect_follows = param.number != cb::UNIONRS_REDIRECT_DIR_NOFOLLOW;
             Ok(())
         }
-        opt::XINO => feature_off_only(fc, "xino", param.number == cb::UNIONRS_XINO_ON),
+        opt::XINO => {
+            cfg.xino = match param.number {
+                cb::UNIONRS_XINO_ON => Xino::On,
+                cb::UNIONRS_XINO_AUTO => Xino::Auto,
+                _ => Xino::Off,
+            };
+            Ok(())
+        }
         opt::UUID => {
             cfg.uuid = Uuid::from_param(param.number);
             Ok(())

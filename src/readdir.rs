@@ -28,6 +28,9 @@ struct Entry {
 pub(crate) struct MergedDir {
     names: KVVec<u8>,
     entries: KVVec<Entry>,
+    /// The numbers of "." and ".." as the top layer lists them (shown when the objects of
+    /// the union are not all on its own device, as overlayfs does then).
+    dots: [u64; 2],
 }
 
 impl MergedDir {
@@ -177,6 +180,7 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
         .upper()
         .is_some_and(|u| stack.first().is_some_and(|e| core::ptr::eq(*e, u)));
     let mut seen = Dedup::new();
+    let mut dots = [0u64; 2];
     let mut xwhiteouts = KVec::new();
     for (rank, e) in stack.iter().copied().enumerate() {
         let layer = fs.layers.get(e.layer).ok_or(EIO)?;
@@ -185,6 +189,9 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
         let failed = core::cell::Cell::new(None);
         let mut take = |name: &[u8], _off: i64, ino: u64, d_type: u32| -> bool {
             if name == b"." || name == b".." {
+                if rank == 0 {
+                    dots[name.len() - 1] = ino;
+                }
                 return true;
             }
             if let Err(err) = seen.add(name, rank, ino, d_type as u8) {
@@ -234,10 +241,10 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
         let mut layer = stack.get(top.rank).map_or(0, |e| e.layer);
         let mut ino = top.ino;
         let is_dir = u32::from(top.d_type) == DT_DIR;
-        // As `stat` reports it: an upper directory merged with a lower one on the same
-        // filesystem shows the lower one's number.
+        // As `stat` reports it: an upper directory merged with a lower one shows the lower
+        // one's number, when all objects show the union's device.
         if let Some((below_rank, below_ino, _)) = top.below.filter(|&(_, _, t)| {
-            is_dir && u32::from(t) == DT_DIR && fs.same_fs && top.rank == 0 && has_upper
+            is_dir && u32::from(t) == DT_DIR && fs.same_dev() && top.rank == 0 && has_upper
         }) {
             let e = stack.first().ok_or(EIO)?;
             let upper_layer = fs.layers.get(e.layer).ok_or(EIO)?;
@@ -254,7 +261,7 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
                 ino = below_ino;
             }
         }
-        let ino = fs.map_ino(layer, ino, is_dir);
+        let ino = fs.entry_number(layer, ino);
         entries.push(
             Entry {
                 off: top.off,
@@ -265,7 +272,11 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
             GFP_KERNEL,
         )?;
     }
-    Ok(MergedDir { names, entries })
+    Ok(MergedDir {
+        names,
+        entries,
+        dots,
+    })
 }
 
 /// `file_operations::open` of a union directory.
@@ -295,18 +306,20 @@ pub(crate) fn iterate(
     out: &mut DirEmitter<'_>,
 ) -> Result {
     let self_ino = inode.ino();
+    let fs = inode.sb().info();
+    // With every object on the union's device, "." and ".." are the numbers `stat` shows;
+    // otherwise every number is the layer's own, as overlayfs lists them then.
+    let same_dev = fs.same_dev();
     match dir {
         DirState::Single(file) => {
-            // "." and ".." as the union sees them; everything else as the layer has it.
-            let fs = inode.sb().info();
             let layer = inode.data()?.top()?.layer;
             let pos = out.pos();
             let next = fs.with_mounter(|m| {
                 file.read_dir(m, pos, &mut |name, off, ino, d_type| {
                     let ino = match name {
-                        b"." => self_ino,
-                        b".." => parent_ino,
-                        _ => fs.map_ino(layer, ino, d_type == DT_DIR),
+                        b"." if same_dev => self_ino,
+                        b".." if same_dev => parent_ino,
+                        _ => fs.entry_number(layer, ino),
                     };
                     out.emit_at(name, off, ino, d_type)
                 })
@@ -314,11 +327,16 @@ pub(crate) fn iterate(
             out.set_pos(next);
         }
         DirState::Merged(m) => {
+            let (dot, dotdot) = if same_dev {
+                (self_ino, parent_ino)
+            } else {
+                (m.dots[0], m.dots[1])
+            };
             let mut pos = out.pos().max(0) as usize;
             while pos < m.entries.len() + 2 {
                 let ok = match pos {
-                    0 => out.emit(b".", self_ino, DT_DIR),
-                    1 => out.emit(b"..", parent_ino, DT_DIR),
+                    0 => out.emit(b".", dot, DT_DIR),
+                    1 => out.emit(b"..", dotdot, DT_DIR),
                     _ => match m.entries.get(pos - 2) {
                         Some(e) => out.emit(m.name(e), e.ino, u32::from(e.d_type)),
                         None => break,

@@ -5,14 +5,15 @@
 
 use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
-use crate::params::{self, Config, LayerSpec};
+use crate::params::{self, Config, LayerSpec, Xino};
 use crate::vfs::fs_type::{namelen_of, seq_show_option};
 use crate::vfs::layer::{MNT_NOATIME, MNT_READONLY};
 use crate::vfs::super_block::NewSuperBlock;
 use crate::vfs::{
-    errno, show, AsMounter, Dentry, FileSystem, FsContext, Inode, Kstatfs, LayerMount,
-    MounterCreds, NewObject, Param, RealPath, SuperBlock, SuperOps,
+    errno, show, AnonDev, AsMounter, Dentry, FhSupport, FileSystem, FsContext, Inode, Kstatfs,
+    LayerMount, MounterCreds, NewObject, Param, RealPath, SuperBlock, SuperOps,
 };
+use core::sync::atomic::AtomicU64;
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::seq_file::SeqFile;
@@ -64,8 +65,10 @@ pub(crate) struct Layer {
     pub(crate) kind: LayerKind,
     /// Our private clone of the layer's mount (read-only and noatime for lower layers).
     pub(crate) mnt: LayerMount,
-    /// Which of the distinct filesystems under the union this layer is on (0 = the first).
-    pub(crate) fs_index: usize,
+    /// Which of the distinct filesystems under the union this layer is on, numbered as
+    /// overlayfs does: 0 is the upper layer's (even in a union without one), then the lower
+    /// layers' other filesystems in their order.
+    pub(crate) fsid: usize,
 }
 
 /// The filesystem: per-superblock state of a mounted union.
@@ -81,8 +84,17 @@ pub(crate) struct UnionFs {
     pub(crate) userxattr: bool,
     /// Whether all layers are on one filesystem (then real inode numbers are unique).
     pub(crate) same_fs: bool,
-    /// Where the filesystem's number starts in a directory's inode number (see `map_ino`).
-    pub(crate) dir_ino_shift: u32,
+    /// `xino=` as it stands after the mount's checks (`auto` may have fallen back to `off`).
+    pub(crate) xino: Xino,
+    /// How many high bits of an inode number hold the filesystem's number (0: none); see
+    /// `crate::inode` for how numbers are made.
+    pub(crate) xino_bits: u32,
+    /// The `st_dev` of objects of each filesystem (by `fsid`) whose numbers cannot be made
+    /// unique on the union's device.
+    pub(crate) pseudo_devs: KVec<AnonDev>,
+    /// The last number given to a directory that has no unique one (non-persistent, as in
+    /// overlayfs).
+    pub(crate) last_ino: AtomicU64,
     /// The longest name any layer takes: lookup refuses longer ones with `ENAMETOOLONG` (a
     /// layer would only say "not here"), and `statfs` reports it (overlayfs' rule).
     pub(crate) namelen: usize,
@@ -208,7 +220,8 @@ const WORK_NAME: &[u8] = b"work";
 
 /// Sets up `<workdir>/work` at mount: whatever an earlier mount left there (an interrupted
 /// copy-up, a crash) is removed first, so that it starts empty.
-fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
+/// Returns it, and whether the upper filesystem takes xattrs.
+fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
     let upper = fs.upper_layer()?;
     let mnt = &upper.mnt;
     let base = fs.work.as_ref().ok_or(EINVAL)?.path.dentry();
@@ -241,16 +254,102 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<ARef<Dentry>> {
         // Opaque dirs and xattr copies need xattrs on the upper filesystem; overlayfs goes on
         // without them (and fails the operations that need them), and so do we.
         let probe = fs.xattr_name(Xattr::Opaque);
-        match mnt.set_xattr(m, &work, probe, Some(b"y"), 0) {
+        let xattrs = match mnt.set_xattr(m, &work, probe, Some(b"y"), 0) {
             Ok(()) => {
                 let _ = mnt.set_xattr(m, &work, probe, None, 0);
+                true
             }
-            Err(_) => fc.warn(fmt!(
-                "upper fs does not support xattrs: opaque directories cannot be made"
-            )),
-        }
-        Ok(work)
+            Err(_) => {
+                fc.warn(fmt!(
+                    "upper fs does not support xattrs: opaque directories cannot be made"
+                ));
+                false
+            }
+        };
+        Ok((work, xattrs))
     })
+}
+
+/// Decides `xino` as overlayfs does (its `xino_mode`): with all layers on one filesystem the
+/// real numbers are unique and nothing is needed; with `off`, nothing is done; otherwise the
+/// filesystem's number goes in the high bits: above bit 32 when every layer's filesystem
+/// encodes 32-bit inode numbers in its file handles (so its numbers fit), else in just enough
+/// bits for the filesystems plus one (for numbers the union makes up). `auto` falls back to
+/// `off` when the upper layer takes no xattrs or a lower layer's filesystem cannot decode file
+/// handles (which an unprivileged mounter never may). Returns the mode and the bits.
+///
+/// `auto` also falls back, in a union with an upper layer, when a lower filesystem (other than
+/// the upper one's) has a null uuid or the same as an earlier one (overlayfs'
+/// `ovl_lower_uuid_ok`; `uuid=off` makes every uuid null): file handles of such layers could
+/// not be told apart.
+fn choose_xino(
+    fs: &UnionFs,
+    fc: &FsContext,
+    requested: Xino,
+    upper_xattrs: bool,
+    uuid_mode: params::Uuid,
+) -> (Xino, u32) {
+    let mut xino = requested;
+    let mut all_ino32 = true;
+    if fs.has_upper() && xino == Xino::Auto {
+        let mut seen: KVec<[u8; 16]> = KVec::new();
+        let mut next_fsid = 1;
+        for l in fs.layers.iter().filter(|l| l.kind == LayerKind::Lower) {
+            if l.fsid != next_fsid {
+                continue;
+            }
+            next_fsid += 1;
+            let uuid = match uuid_mode {
+                params::Uuid::Off => [0; 16],
+                _ => l.mnt.fs_uuid(),
+            };
+            let null = uuid == [0; 16];
+            if null || seen.contains(&uuid) {
+                let which = if null { "null" } else { "conflicting" };
+                fc.warn(fmt!(
+                    "{} uuid in non-single lower fs '{}', falling back to xino=off,index=off,nfs_export=off.",
+                    which,
+                    show(&l.spec.name)
+                ));
+                xino = Xino::Off;
+                break;
+            }
+            if seen.push(uuid, GFP_KERNEL).is_err() {
+                xino = Xino::Off;
+                break;
+            }
+        }
+    }
+    if fs.has_upper() && !upper_xattrs && xino == Xino::Auto {
+        fc.warn(fmt!(
+            "upper fs does not support xattr, falling back to xino=off."
+        ));
+        xino = Xino::Off;
+    }
+    for l in fs.layers.iter() {
+        let fh = l.mnt.fh_support();
+        if l.kind == LayerKind::Lower
+            && xino == Xino::Auto
+            && fs.has_upper()
+            && fh == FhSupport::None
+        {
+            fc.warn(fmt!(
+                "fs on '{}' does not support file handles, falling back to xino=off.",
+                show(&l.spec.name)
+            ));
+            xino = Xino::Off;
+        }
+        all_ino32 &= fh == FhSupport::Ino32;
+    }
+    if fs.same_fs || xino == Xino::Off {
+        return (xino, 0);
+    }
+    if all_ino32 {
+        return (xino, 32);
+    }
+    // ilog2(filesystems - 1) + 2: the number of the last filesystem, and the bit above it.
+    let last = fs.pseudo_devs.len().saturating_sub(1).max(1);
+    (xino, usize::BITS - last.leading_zeros() + 1)
 }
 
 /// The inodes [`UnionFs::is_trap`] looks for: every layer root and the work directory. The
@@ -444,7 +543,9 @@ impl FileSystem for UnionFs {
         }
 
         let mut layers: KVec<Layer> = KVec::with_capacity(cfg.lowers.len() + 1, GFP_KERNEL)?;
+        // By fsid: slot 0 is the upper layer's filesystem, null without one.
         let mut filesystems: KVec<*const kernel::bindings::super_block> = KVec::new();
+        filesystems.push(core::ptr::null(), GFP_KERNEL)?;
         let upper = cfg.upper.take();
         let specs = upper.into_iter().map(|s| (s, LayerKind::Upper));
         let lowers = core::mem::take(&mut cfg.lowers)
@@ -466,14 +567,21 @@ impl FileSystem for UnionFs {
                     ),
                 )
             })?;
-            let fs_index = match filesystems
-                .iter()
-                .position(|&sb| core::ptr::eq(sb, mnt.sb_ptr()))
-            {
-                Some(i) => i,
-                None => {
-                    filesystems.push(mnt.sb_ptr(), GFP_KERNEL)?;
-                    filesystems.len() - 1
+            let fsid = if kind == LayerKind::Upper {
+                if let Some(slot) = filesystems.first_mut() {
+                    *slot = mnt.sb_ptr();
+                }
+                0
+            } else {
+                match filesystems
+                    .iter()
+                    .position(|&sb| core::ptr::eq(sb, mnt.sb_ptr()))
+                {
+                    Some(i) => i,
+                    None => {
+                        filesystems.push(mnt.sb_ptr(), GFP_KERNEL)?;
+                        filesystems.len() - 1
+                    }
                 }
             };
             layers.push(
@@ -481,11 +589,16 @@ impl FileSystem for UnionFs {
                     spec,
                     kind,
                     mnt,
-                    fs_index,
+                    fsid,
                 },
                 GFP_KERNEL,
             )?;
         }
+        let mut pseudo_devs = KVec::with_capacity(filesystems.len(), GFP_KERNEL)?;
+        for _ in filesystems.iter() {
+            pseudo_devs.push(AnonDev::new()?, GFP_KERNEL)?;
+        }
+        let has_upper = layers.first().is_some_and(|l| l.kind == LayerKind::Upper);
         let mut info = KBox::new(
             UnionFs {
                 layers,
@@ -494,8 +607,11 @@ impl FileSystem for UnionFs {
                 in_use: KVec::new(),
                 lowerdir_all: cfg.lowerdir_all.take(),
                 userxattr: cfg.userxattr,
-                same_fs: filesystems.len() == 1,
-                dir_ino_shift: crate::inode::dir_ino_shift(filesystems.len()),
+                same_fs: filesystems.len() - usize::from(!has_upper) == 1,
+                xino: cfg.xino,
+                xino_bits: 0,
+                pseudo_devs,
+                last_ino: AtomicU64::new(1),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
                 traps: KVec::new(),
@@ -504,6 +620,7 @@ impl FileSystem for UnionFs {
         )?;
         info.namelen = info.max_namelen(fc)?;
 
+        let mut upper_xattrs = true;
         if info.has_upper() {
             // One union at a time may write an upper layer (overlayfs' "in use" mark, which
             // both honour).
@@ -532,12 +649,15 @@ impl FileSystem for UnionFs {
                 }
                 info.in_use.push(i, GFP_KERNEL)?;
             }
-            info.work_dir = Some(make_work_dir(&info, fc)?);
+            let (work, xattrs) = make_work_dir(&info, fc)?;
+            info.work_dir = Some(work);
+            upper_xattrs = xattrs;
             if let Some(uuid) = upper_uuid(&info, cfg.uuid) {
                 sb.set_uuid(&uuid);
             }
         }
 
+        (info.xino, info.xino_bits) = choose_xino(&info, fc, cfg.xino, upper_xattrs, cfg.uuid);
         info.traps = layer_traps(&info)?;
         sb.set_params(UNIONRS_SUPER_MAGIC, i64::MAX, 1, depth);
         if info.work.is_none() {
@@ -563,12 +683,13 @@ impl FileSystem for UnionFs {
         }
         let top = fs.top().ok_or(EINVAL)?;
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
-        let ino = fs.map_ino(0, real.ino(), true);
+        // Known by its top root, never by a lower one (overlayfs' rule for the root).
+        let ino = fs.inode_number(0, real.ino(), true);
         sb.new_unhashed_inode(
             ino,
             real,
             top.mnt.id_map(),
-            UnionInode::new(stack, fs.has_upper())?,
+            UnionInode::new(stack, fs.has_upper(), false)?,
         )
     }
 
@@ -612,6 +733,9 @@ impl SuperOps for UnionFs {
         }
         if let Some(w) = &fs.work {
             seq_show_option(m, c"workdir", Some(&w.name));
+        }
+        if fs.xino != Xino::Off && !fs.same_fs {
+            seq_show_option(m, c"xino", Some(fs.xino.name()));
         }
         if fs.userxattr {
             seq_show_option(m, c"userxattr", None);
