@@ -20,6 +20,7 @@ mod fixture;
 mod fuzz;
 mod fuzz_layers;
 mod hardening;
+mod identity;
 mod idmapped;
 mod module_load;
 mod mount_options;
@@ -107,6 +108,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(readonly::tests());
     tests.extend(writable::tests());
     tests.extend(rootless::tests());
+    tests.extend(identity::tests());
     tests.extend(idmapped::tests());
     tests.extend(hardening::tests());
     tests.extend(fuzz::tests());

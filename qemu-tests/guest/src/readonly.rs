@@ -47,8 +47,17 @@ fn name_set(p: &Path) -> Result<BTreeSet<Vec<u8>>, i32> {
 
 /// Mounts `fstype` ("unionrs" or "overlay") over `layers` (top first) at `target`.
 fn mount_layers(fstype: &str, target: &Path, layers: &[&Path]) -> Result<(), String> {
+    mount_layers_with(fstype, target, layers, "")
+}
+
+/// [`mount_layers`] with more options (`extra`, comma-separated, may be empty).
+fn mount_layers_with(fstype: &str, target: &Path, layers: &[&Path], extra: &str) -> Result<(), String> {
     let dirs: Vec<String> = layers.iter().map(|l| l.display().to_string()).collect();
-    let opts = format!("lowerdir={}", dirs.join(":"));
+    let mut opts = format!("lowerdir={}", dirs.join(":"));
+    if !extra.is_empty() {
+        opts.push(',');
+        opts.push_str(extra);
+    }
     let rc = sys::mount("none", target, fstype, 0, &opts);
     check!(rc == 0, "mounting {fstype} at {} with {opts}: {}", target.display(), errno_name(rc));
     Ok(())
@@ -123,8 +132,9 @@ fn check_devs(w: &Walk, dirs_only: bool) -> Vec<String> {
 }
 
 struct CompareOpts {
-    /// All layers on one filesystem: every object shows the union's st_dev, and directories
-    /// keep their real (persistent) inode numbers, as readdir reports them on overlayfs too.
+    /// All layers on one filesystem (or xino): every object shows the union's st_dev, and
+    /// directories keep their real (persistent) inode numbers, as readdir reports them on
+    /// overlayfs too.
     same_fs: bool,
 }
 
@@ -136,10 +146,11 @@ struct Compared {
 /// Walks the unionrs tree at `ours` and the overlayfs tree at `reference` and lists every
 /// difference, plus what is inconsistent within either tree.
 fn compare_trees(ours: &Path, reference: &Path, opts: &CompareOpts) -> Result<Compared, String> {
-    let a = walk("unionrs", ours, &walk_opts(true));
+    // With layers on several filesystems (without xino) directories' d_ino are real numbers
+    // but their st_ino made up, on both unions.
+    let a = walk("unionrs", ours, &walk_opts(opts.same_fs));
     crate::progress("walked the unionrs tree");
-    // overlayfs' ".." d_ino is the top layer's parent, not always the union parent's st_ino;
-    // with layers on several filesystems its directory d_ino are real numbers but st_ino not.
+    // overlayfs' ".." d_ino is the top layer's parent, not always the union parent's st_ino.
     let b = walk("overlayfs (the reference)", reference, &WalkOpts { dotdot: false, ..walk_opts(opts.same_fs) });
     let mut diffs = diff_trees(&a.label, &a, &b.label, &b, &compare_opts(opts.same_fs));
     let non_dir = |s: &libc::stat| !tree::is_fmt(s, libc::S_IFDIR);
@@ -761,8 +772,19 @@ fn multi_fs() -> TestResult {
         }
     }
 
-    // Directory inode numbers are the union's own here: they must stay the same when the
-    // union's inodes are evicted and looked up again, and across a remount.
+    // With xino=auto the filesystem's number goes in the high bits of every inode number
+    // (3 bits here, for 3 filesystems), on both unions: compared again, and the numbers must
+    // stay the same when the union's inodes are evicted and looked up again, and across a
+    // remount. (Without xino, as above, directories get numbers made up per mount, as in
+    // overlayfs.)
+    for t in [&u, &o] {
+        let rc = sys::umount(t);
+        check!(rc == 0, "umount {}: {}", t.display(), errno_name(rc));
+    }
+    mount_layers_with("unionrs", &u, &paths, "xino=auto")?;
+    mount_layers_with("overlay", &o, &paths, "xino=auto")?;
+    let c = compare_trees(&u, &o, &CompareOpts { same_fs: true })?;
+    diffs.extend(c.diffs);
     let before: Vec<(&Vec<u8>, u64)> = c.ours.nodes.iter().map(|(rel, n)| (rel, n.st.st_ino)).collect();
     let recheck = |when: &str, diffs: &mut Vec<String>| {
         for (rel, ino) in &before {
@@ -777,7 +799,7 @@ fn multi_fs() -> TestResult {
     recheck("after dropping caches", &mut diffs);
     let rc = sys::umount(&u);
     check!(rc == 0, "umount unionrs: {}", errno_name(rc));
-    mount_layers("unionrs", &u, &paths)?;
+    mount_layers_with("unionrs", &u, &paths, "xino=auto")?;
     recheck("after a remount", &mut diffs);
     verdict(diffs)
 }
