@@ -239,18 +239,17 @@ impl UnionFs {
             has_upper && first_lower.is_some() && !real.is_dir() && key_inode.nlink() > 1;
         // Numbered as it is known: by its first lower object, or (a lower hard link that a
         // copy-up will break, an upper-only object) by its top one.
-        let ino = if broken_link {
-            self.inode_number(top.layer, real.ino(), false)
-        } else {
-            self.inode_number(key_layer, key_inode.ino(), real.is_dir())
-        };
         // The owner as the top object's layer mount shows it.
         let idmap = self.layers.get(top.layer).ok_or(EIO)?.mnt.id_map();
         let lower_numbered = first_lower.is_some() && !broken_link;
+        let (top_layer, is_dir) = (top.layer, real.is_dir());
         let data = UnionInode::new(stack, has_upper, lower_numbered)?;
         if broken_link {
+            let ino = self.inode_number(top_layer, real.ino(), false);
             return sb.new_unhashed_inode(ino, real, idmap, data);
         }
+        // Only a new inode takes a number (a made-up one is used up then).
+        let ino = || self.inode_number(key_layer, key_inode.ino(), is_dir);
         sb.get_inode(key_inode.as_ptr() as usize, ino, real, idmap, data)
     }
 }

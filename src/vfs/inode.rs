@@ -614,11 +614,12 @@ impl<T: FileSystem> FsInode<T> {
 
 impl<T: AllOps> SuperBlock<T> {
     /// Finds our inode for `key` (hashed: the same key gives the same inode while it lives),
-    /// or makes one with `data`, inode number `ino` and the attributes and type of `real`.
+    /// or makes one with `data`, inode number `ino()` (asked only then) and the attributes
+    /// and type of `real`.
     pub(crate) fn get_inode(
         &self,
         key: usize,
-        ino: u64,
+        ino: impl FnOnce() -> u64,
         real: &Inode,
         idmap: Idmap,
         data: Pin<KBox<T::InodeData>>,
@@ -642,7 +643,7 @@ impl<T: AllOps> SuperBlock<T> {
         if unsafe { cb::unionrs_inode_is_new(inode.as_ptr()) } {
             // SAFETY: it is our inode, still `I_NEW`, so we are its only user.
             unsafe {
-                FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino, real, idmap);
+                FsInode::<T>::from_raw(inode.as_ptr()).setup(data, ino(), real, idmap);
                 bindings::unlock_new_inode(inode.as_ptr());
             }
         }
