@@ -5,6 +5,7 @@ use crate::fixture::Scratch;
 use crate::sys::{self, errno_name, FsContext, Kmsg};
 use crate::{check, Test, TestResult};
 use std::fs;
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -547,24 +548,14 @@ fn fd_layers() -> TestResult {
     let s = Scratch::new("fd_layers");
     let l1 = s.dir("l1");
     let file = s.file("file", "x");
-    let open = |p: &Path| {
-        let c = sys::cpath(p);
-        // SAFETY: valid string.
-        unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) }
-    };
-    let (dfd, ffd) = (open(&l1), open(&file));
-    check!(dfd >= 0 && ffd >= 0, "open failed");
+    let open = |p: &Path| fs::File::open(p).map_err(|e| format!("open {}: {e}", p.display()));
+    let (dir, file) = (open(&l1)?, open(&file)?);
     let fc = FsContext::open("unionrs").map_err(errno_name)?;
-    let rc = fc.config(sys::FSCONFIG_SET_FD, Some("lowerdir+"), None, ffd);
+    let rc = fc.set_fd("lowerdir+", file.as_fd());
     check!(rc == libc::ENOTDIR, "a file fd as lowerdir+ gave {}, want ENOTDIR", errno_name(rc));
-    let rc = fc.config(sys::FSCONFIG_SET_FD, Some("lowerdir+"), None, dfd);
+    let rc = fc.set_fd("lowerdir+", dir.as_fd());
     check!(rc == 0, "a directory fd as lowerdir+ gave {}", errno_name(rc));
     let rc = fc.create();
     check!(rc == 0, "create with an fd layer gave {} ({})", errno_name(rc), fc.messages());
-    // SAFETY: we opened these fds.
-    unsafe {
-        libc::close(dfd);
-        libc::close(ffd);
-    }
     Ok(())
 }

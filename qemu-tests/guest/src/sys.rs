@@ -2,6 +2,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -57,98 +58,59 @@ pub fn errno_name(e: i32) -> String {
     format!("{e} {name}")
 }
 
+/// The errno of a failed rustix call, as the tests compare them.
+fn rc(r: rustix::io::Result<()>) -> i32 {
+    r.map_or_else(|e| e.raw_os_error(), |()| 0)
+}
+
 /// mount(2); returns 0 or the errno.
 pub fn mount(source: &str, target: &Path, fstype: &str, flags: libc::c_ulong, data: &str) -> i32 {
-    let (s, t, f, d) = (cstr(source), cpath(target), cstr(fstype), cstr(data));
-    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
-    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), flags, d.as_ptr().cast()) };
-    if r == 0 {
-        0
-    } else {
-        errno()
-    }
+    let data = cstr(data);
+    let flags = rustix::mount::MountFlags::from_bits_retain(flags as _);
+    rc(rustix::mount::mount(source, target, fstype, flags, data.as_c_str()))
 }
 
 pub fn umount(target: &Path) -> i32 {
-    let t = cpath(target);
-    // SAFETY: valid string.
-    if unsafe { libc::umount2(t.as_ptr(), 0) } == 0 {
-        0
-    } else {
-        errno()
-    }
+    rc(rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()))
 }
 
 /// A mount context from fsopen(2), for the new mount API and its error messages.
 pub struct FsContext {
-    fd: i32,
+    fd: OwnedFd,
 }
-
-pub const FSCONFIG_SET_FLAG: u32 = 0;
-pub const FSCONFIG_SET_STRING: u32 = 1;
-pub const FSCONFIG_SET_FD: u32 = 5;
-pub const FSCONFIG_CMD_CREATE: u32 = 6;
 
 impl FsContext {
     pub fn open(fstype: &str) -> Result<Self, i32> {
-        let f = cstr(fstype);
-        // SAFETY: valid string; fsopen returns an fd or -1.
-        let fd = unsafe { libc::syscall(libc::SYS_fsopen, f.as_ptr(), libc::FSOPEN_CLOEXEC) } as i32;
-        if fd < 0 {
-            Err(errno())
-        } else {
-            Ok(Self { fd })
-        }
+        let fd = rustix::mount::fsopen(fstype, rustix::mount::FsOpenFlags::FSOPEN_CLOEXEC).map_err(|e| e.raw_os_error())?;
+        Ok(Self { fd })
     }
 
-    /// fsconfig(2); returns 0 or the errno.
-    pub fn config(&self, cmd: u32, key: Option<&str>, value: Option<&str>, aux: i32) -> i32 {
-        let k = key.map(cstr);
-        let v = value.map(cstr);
-        let kp = k.as_ref().map_or(std::ptr::null(), |k| k.as_ptr());
-        let vp = v.as_ref().map_or(std::ptr::null(), |v| v.as_ptr());
-        // SAFETY: pointers are NULL or valid strings.
-        let r = unsafe { libc::syscall(libc::SYS_fsconfig, self.fd, cmd, kp, vp, aux) };
-        if r == 0 {
-            0
-        } else {
-            errno()
-        }
-    }
-
-    /// Sets `key` (=`value`) as `mount -o key=value` would.
+    /// Sets `key` (=`value`) as `mount -o key=value` would; returns 0 or the errno.
     pub fn set(&self, key: &str, value: Option<&str>) -> i32 {
         match value {
-            Some(v) => self.config(FSCONFIG_SET_STRING, Some(key), Some(v), 0),
-            None => self.config(FSCONFIG_SET_FLAG, Some(key), None, 0),
+            Some(v) => rc(rustix::mount::fsconfig_set_string(&self.fd, key, v)),
+            None => rc(rustix::mount::fsconfig_set_flag(&self.fd, key)),
         }
+    }
+
+    /// Passes descriptor `fd` as `key` (FSCONFIG_SET_FD); returns 0 or the errno.
+    pub fn set_fd(&self, key: &str, fd: BorrowedFd<'_>) -> i32 {
+        rc(rustix::mount::fsconfig_set_fd(&self.fd, key, fd))
     }
 
     pub fn create(&self) -> i32 {
-        self.config(FSCONFIG_CMD_CREATE, None, None, 0)
+        rc(rustix::mount::fsconfig_create(&self.fd))
     }
 
     /// Drains the messages the filesystem logged to this context.
     pub fn messages(&self) -> String {
         let mut out = String::new();
         let mut buf = [0u8; 1024];
-        loop {
-            // SAFETY: buf is valid for its length.
-            let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
-            if n <= 0 {
-                break;
-            }
-            out.push_str(&String::from_utf8_lossy(&buf[..n as usize]));
+        while let Ok(n @ 1..) = rustix::io::read(&self.fd, &mut buf) {
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
             out.push('\n');
         }
         out
-    }
-}
-
-impl Drop for FsContext {
-    fn drop(&mut self) {
-        // SAFETY: we own the fd.
-        unsafe { libc::close(self.fd) };
     }
 }
 
@@ -299,55 +261,37 @@ pub fn set_times(p: &Path, atime: (i64, i64), mtime: (i64, i64)) -> i32 {
 
 /// lsetxattr(2); returns 0 or the errno.
 pub fn lsetxattr(p: &Path, name: &str, value: &[u8]) -> i32 {
-    let (c, n) = (cpath(p), cstr(name));
-    // SAFETY: valid strings; value is valid for its length.
-    let r = unsafe { libc::lsetxattr(c.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
-    if r == 0 {
-        0
-    } else {
-        errno()
+    rc(rustix::fs::lsetxattr(p, name, value, rustix::fs::XattrFlags::empty()))
+}
+
+/// Calls `get` with a growing buffer until the value fits (ERANGE: it grew meanwhile).
+fn sized(mut get: impl FnMut(&mut Vec<u8>) -> rustix::io::Result<usize>) -> Result<Vec<u8>, i32> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match get(&mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(e) if e == rustix::io::Errno::RANGE && buf.len() <= 1 << 20 => {
+                let len = buf.len() * 4;
+                buf.resize(len, 0);
+            }
+            Err(e) => return Err(e.raw_os_error()),
+        }
     }
 }
 
 /// lgetxattr(2): the whole value of xattr `name`.
 pub fn lgetxattr(p: &Path, name: &[u8]) -> Result<Vec<u8>, i32> {
-    let c = cpath(p);
-    let n = CString::new(name).map_err(|_| libc::EINVAL)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: valid strings; buf is valid for its length.
-        let r = unsafe { libc::lgetxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if r >= 0 {
-            buf.truncate(r as usize);
-            return Ok(buf);
-        }
-        let e = errno();
-        if e != libc::ERANGE || buf.len() > 1 << 20 {
-            return Err(e);
-        }
-        let len = buf.len() * 4;
-        buf.resize(len, 0);
-    }
+    let name = CString::new(name).map_err(|_| libc::EINVAL)?;
+    sized(|buf| rustix::fs::lgetxattr(p, name.as_c_str(), buf.as_mut_slice()))
 }
 
 /// llistxattr(2): the xattr names of the object itself, in the order the filesystem gave them.
 pub fn llistxattr(p: &Path) -> Result<Vec<Vec<u8>>, i32> {
-    let c = cpath(p);
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: valid string; buf is valid for its length.
-        let r = unsafe { libc::llistxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        if r >= 0 {
-            buf.truncate(r as usize);
-            return Ok(buf.split(|b| *b == 0).filter(|n| !n.is_empty()).map(<[u8]>::to_vec).collect());
-        }
-        let e = errno();
-        if e != libc::ERANGE || buf.len() > 1 << 20 {
-            return Err(e);
-        }
-        let len = buf.len() * 4;
-        buf.resize(len, 0);
-    }
+    let list = sized(|buf| rustix::fs::llistxattr(p, buf.as_mut_slice()))?;
+    Ok(list.split(|b| *b == 0).filter(|n| !n.is_empty()).map(<[u8]>::to_vec).collect())
 }
 
 /// A user namespace with the given id maps, held by a child process that waits until this is
@@ -445,43 +389,31 @@ struct MountAttr {
 }
 
 /// Bind-mounts `src` at `dst` as an idmapped mount with the maps of `ns` (what util-linux's
-/// `mount --bind -o X-mount.idmap=` does): open_tree, mount_setattr, move_mount.
+/// `mount --bind -o X-mount.idmap=` does): open_tree, mount_setattr, move_mount. rustix has
+/// no mount_setattr: that one is a raw system call.
 pub fn idmapped_bind(src: &Path, dst: &Path, ns: &UserNs) -> Result<(), String> {
-    const OPEN_TREE_CLONE: libc::c_long = 1;
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
     const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_long = 0x4;
-    let (s, d, empty) = (cpath(src), cpath(dst), cstr(""));
-    // SAFETY: valid strings; the flags are open_tree's.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, s.as_ptr(), OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_long) };
-    if fd < 0 {
-        return Err(format!("open_tree {}: {}", src.display(), errno_name(errno())));
-    }
+    let tree = open_tree(rustix::fs::CWD, src, OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC)
+        .map_err(|e| format!("open_tree {}: {}", src.display(), errno_name(e.raw_os_error())))?;
     let attr = MountAttr { attr_set: MOUNT_ATTR_IDMAP, attr_clr: 0, propagation: 0, userns_fd: ns.fd as u64 };
-    // SAFETY: `fd` is the detached tree; `attr` is a valid mount_attr of the given size.
+    let empty = cstr("");
+    // SAFETY: `tree` is the detached tree; `attr` is a valid mount_attr of the given size.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            fd,
+            tree.as_raw_fd(),
             empty.as_ptr(),
             libc::AT_EMPTY_PATH,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
-    let result = if r != 0 {
-        Err(format!("mount_setattr(MOUNT_ATTR_IDMAP) on {}: {}", src.display(), errno_name(errno())))
-    } else {
-        // SAFETY: valid descriptor and strings.
-        let r = unsafe { libc::syscall(libc::SYS_move_mount, fd, empty.as_ptr(), libc::AT_FDCWD, d.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) };
-        if r != 0 {
-            Err(format!("move_mount to {}: {}", dst.display(), errno_name(errno())))
-        } else {
-            Ok(())
-        }
-    };
-    // SAFETY: our descriptor.
-    unsafe { libc::close(fd as i32) };
-    result
+    if r != 0 {
+        return Err(format!("mount_setattr(MOUNT_ATTR_IDMAP) on {}: {}", src.display(), errno_name(errno())));
+    }
+    move_mount(&tree, "", rustix::fs::CWD, dst, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+        .map_err(|e| format!("move_mount to {}: {}", dst.display(), errno_name(e.raw_os_error())))
 }
 
 /// Sets this thread's file system ids until dropped (then back to root's).

@@ -630,10 +630,9 @@ fn apply(op: &Op, root: &Path, held: &mut [Option<OwnedFd>]) -> Outcome {
             done(unsafe { libc::rmdir(cp.as_ptr()) })
         }
         Op::Rename { from, to, flags } => {
-            let (a, b) = (c(from), c(to));
-            // SAFETY: valid strings; renameat2 takes (int, char *, int, char *, unsigned int).
-            let r = unsafe { libc::syscall(libc::SYS_renameat2, libc::AT_FDCWD, a.as_ptr(), libc::AT_FDCWD, b.as_ptr(), *flags) };
-            done(r as libc::c_int)
+            let cwd = rustix::fs::CWD;
+            let flags = rustix::fs::RenameFlags::from_bits_retain(*flags as _);
+            rustix::fs::renameat_with(cwd, &p(from), cwd, &p(to), flags).map(|()| Vec::new()).map_err(|e| e.raw_os_error())
         }
         Op::Tmpfile { dir, to, len, fill } => {
             let fd = open(&p(dir), libc::O_TMPFILE | libc::O_WRONLY, 0o640)?;
