@@ -171,12 +171,6 @@ impl Dentry {
         // SAFETY: `d_instantiate` takes over our inode reference.
         unsafe { bindings::d_instantiate(self.as_ptr(), ARef::into_raw(inode).as_ptr().cast()) }
     }
-
-    /// The inode number of the parent, as readdir reports it for "..".
-    pub(crate) fn parent_ino(&self) -> u64 {
-        // SAFETY: the dentry is live; `d_parent_ino` reads its parent under RCU.
-        unsafe { bindings::d_parent_ino(self.as_ptr()) as u64 }
-    }
 }
 
 // SAFETY: `lockref_get` (what `dget` does) and `dput` are the dentry refcount operations.

@@ -319,6 +319,58 @@ impl UserFile {
     }
 }
 
+/// One of our directories while it is being read (`iterate_shared`).
+///
+/// # Invariants
+///
+/// `file` is the directory of the current `iterate_shared` call, during which the VFS holds
+/// its inode lock (shared).
+pub(crate) struct IteratedDir<'a> {
+    file: &'a UserFile,
+}
+
+impl<'a> IteratedDir<'a> {
+    /// # Safety
+    ///
+    /// `file` must be the directory of the current `iterate_shared` call, for `'a`.
+    pub(crate) unsafe fn new(file: &'a UserFile) -> Self {
+        // INVARIANT: as the caller promises.
+        Self { file }
+    }
+
+    /// Our dentry of the directory.
+    pub(crate) fn dentry(&self) -> &Dentry {
+        self.file.dentry()
+    }
+
+    /// Looks `name` up in the directory, through the union, as a path walk through the
+    /// directory's mount would (overlayfs' listings do this to number some entries). The
+    /// child if it is positive.
+    pub(crate) fn lookup(
+        &self,
+        _m: &AsMounter<'_>,
+        name: &[u8],
+    ) -> Result<Option<kernel::sync::aref::ARef<Dentry>>> {
+        let mut q = super::layer::qstr(name)?;
+        // SAFETY: the file pins its mount and dentry; the directory's inode lock is held (the
+        // type's invariant), as `lookup_one` requires; `q` points to `name`, which outlives
+        // the call.
+        let d = unsafe {
+            let path = &(*self.file.as_ptr()).__bindgen_anon_1.f_path;
+            cb::lookup_one(cb::unionrs_mnt_idmap(path.mnt), &mut q, path.dentry)
+        };
+        let d = match from_err_ptr(d) {
+            Ok(d) => NonNull::new(d).ok_or(ENOENT)?,
+            Err(e) if e == ENOENT => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // SAFETY: a referenced dentry, which the `ARef` now owns.
+        let d: kernel::sync::aref::ARef<Dentry> =
+            unsafe { kernel::sync::aref::ARef::from_raw(d.cast()) };
+        Ok(d.inode().is_some().then_some(d))
+    }
+}
+
 /// The caller's side of a `getdents`: where we emit the union directory's entries.
 ///
 /// # Invariants

@@ -8,7 +8,7 @@
 //! callback goes through [`Fops::forward`].
 
 use super::bindings as cb;
-use super::file::{DirEmitter, RealFile, UserFile};
+use super::file::{DirEmitter, IteratedDir, RealFile, UserFile};
 use super::fs_type::FileSystem;
 use super::inode::FsInode;
 use super::iops::{AllOps, DirOps};
@@ -462,7 +462,9 @@ impl<T: AllOps> Fops<T> {
                     UserFile::from_raw(file),
                 )
             };
-            T::iterate(inode, state, user.dentry().parent_ino(), &mut out)?;
+            // SAFETY: `user` is the directory being read by this call.
+            let dir = unsafe { IteratedDir::new(user) };
+            T::iterate(inode, state, &dir, &mut out)?;
             Ok(0)
         })
     }

@@ -401,10 +401,6 @@ impl<T: FileSystem> FsInode<T> {
         unsafe { SuperBlock::from_raw((*self.inode.get()).i_sb) }
     }
 
-    pub(crate) fn ino(&self) -> u64 {
-        self.inode().ino()
-    }
-
     /// The real inode the union inode shows (the upper one once there is one, else the top
     /// lower one), and its layer number (the upper layer is 0).
     pub(super) fn real_top(&self) -> Option<(&Inode, usize)> {

@@ -6,7 +6,7 @@
 //! entry in the C table, as for the kernel's own Rust abstractions.
 
 use super::dentry::Dentry;
-use super::file::{DirEmitter, UserFile};
+use super::file::{DirEmitter, IteratedDir, UserFile};
 use super::fops::{FileOps, Fops};
 use super::fs_type::{FileSystem, SuperOps};
 use super::inode::{FsInode, Idmap, Inode, Kstat, PermInode};
@@ -132,12 +132,11 @@ pub(crate) trait DirOps: FileOps {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Emits the entries of an open directory from the emitter's position on; `parent_ino` is
-    /// the inode number for "..".
+    /// Emits the entries of an open directory (`file`) from the emitter's position on.
     fn iterate(
         _dir: &FsInode<Self>,
         _state: &Self::DirState,
-        _parent_ino: u64,
+        _file: &IteratedDir<'_>,
         _out: &mut DirEmitter<'_>,
     ) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)

@@ -31,6 +31,45 @@ unsafe impl Send for LayerMount {}
 // SAFETY: `&LayerMount` only hands out the pointer for calls that do their own locking.
 unsafe impl Sync for LayerMount {}
 
+/// A real filesystem's file handle (its `fid`): its type and its 32-bit words.
+pub(crate) struct RealFh {
+    pub(crate) fh_type: u8,
+    pub(crate) words: KVec<u32>,
+}
+
+/// The longest file handle the kernel hands out (`MAX_HANDLE_SZ`), in 32-bit words.
+pub(crate) const MAX_HANDLE_WORDS: usize = 128 / 4;
+
+impl Inode {
+    /// A file handle for this inode as its filesystem encodes it, not connectable (it finds
+    /// the object, not a path to it): what overlayfs stores in `overlay.origin`.
+    pub(crate) fn encode_fh(&self) -> Result<RealFh> {
+        let mut words = KVec::from_elem(0u32, MAX_HANDLE_WORDS, GFP_KERNEL)?;
+        let mut len = MAX_HANDLE_WORDS as i32;
+        // SAFETY: the inode is live; `words` holds `len` words; no parent, no flags.
+        let fh_type = unsafe {
+            cb::exportfs_encode_inode_fh(
+                self.as_ptr(),
+                words.as_mut_ptr().cast(),
+                &mut len,
+                core::ptr::null_mut(),
+                0,
+            )
+        };
+        let used = usize::try_from(len).map_err(|_| EIO)?;
+        // `FILEID_INVALID` (255) or an error: this inode has no handle.
+        let fh_type = u8::try_from(fh_type)
+            .ok()
+            .filter(|&t| t != 255)
+            .ok_or(EIO)?;
+        if used > MAX_HANDLE_WORDS {
+            return Err(EIO);
+        }
+        words.truncate(used);
+        Ok(RealFh { fh_type, words })
+    }
+}
+
 /// `MNT_*` flags of a layer mount.
 pub(crate) const MNT_READONLY: u32 = bindings::mount_flags_MNT_READONLY;
 pub(crate) const MNT_NOATIME: u32 = bindings::mount_flags_MNT_NOATIME;
@@ -139,6 +178,30 @@ impl LayerMount {
         } else {
             FhSupport::Other
         }
+    }
+
+    /// Finds the object that file handle `fh` (encoded by [`Inode::encode_fh`] on this layer's
+    /// filesystem) stands for: a dentry that may be disconnected (not reachable from the
+    /// layer's root), so only fit for looking at the object. `ESTALE` if there is none.
+    pub(crate) fn decode_fh(&self, _m: &AsMounter<'_>, fh: &RealFh) -> Result<ARef<Dentry>> {
+        let mut words = KVec::with_capacity(fh.words.len(), GFP_KERNEL)?;
+        words.extend_from_slice(&fh.words, GFP_KERNEL)?;
+        let len = i32::try_from(words.len()).map_err(|_| EINVAL)?;
+        // SAFETY: the mount is live; `words` is a 32-bit aligned buffer of `len` words that
+        // outlives the call; no acceptance callback, so no context.
+        let d = unsafe {
+            cb::exportfs_decode_fh(
+                self.as_ptr(),
+                words.as_mut_ptr().cast(),
+                len,
+                i32::from(fh.fh_type),
+                None,
+                core::ptr::null_mut(),
+            )
+        };
+        let d = NonNull::new(from_err_ptr(d)?).ok_or_else(super::errno::estale)?;
+        // SAFETY: a referenced dentry, which the `ARef` now owns.
+        Ok(unsafe { ARef::from_raw(d.cast()) })
     }
 
     /// Looks up `name` in directory `dir` of this layer, with the mounter's permission checks.

@@ -49,7 +49,7 @@ pub(crate) mod xattr_handler;
 
 pub(crate) use cred::{caller_is_sys_admin, AsMounter, MounterCreds};
 pub(crate) use dentry::Dentry;
-pub(crate) use file::{DirEmitter, RealFile, UserFile};
+pub(crate) use file::{DirEmitter, IteratedDir, RealFile, UserFile};
 pub(crate) use fops::FileOps;
 pub(crate) use fs_context::{FsContext, Param, ParamValue};
 pub(crate) use fs_type::{FileSystem, Kstatfs, Registration, SuperOps};
