@@ -73,6 +73,8 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let name = dentry.name_copy()?;
     let mnt = &fs.upper_layer()?.mnt;
     let copy = fs.with_mounter(|m| -> Result<_> {
+        // The parent may now hold a copy, whose listed number must be looked up.
+        fs.set_impure(m, pinode.data()?)?;
         // A security module may ask for other credentials for the copy (its label).
         m.with_copy_up_creds(dentry, || {
             // Moving the copy in changes the directory's times, but the union's view of the
@@ -132,6 +134,11 @@ impl UnionFs {
                 self.copy_data(m, lpath, RealPath { mnt, dentry: temp }, st.size())?;
             }
             self.copy_xattrs(m, lpath, temp)?;
+            // Which lower object this is a copy of, so that it keeps that one's number (not
+            // for a hard link, whose copy-up breaks the link).
+            if mode & bindings::S_IFMT == bindings::S_IFDIR || st.nlink() == 1 {
+                self.set_origin(m, temp, lower)?;
+            }
             self.copy_attrs(m, temp, &st)?;
             // Never over anything, not even a whiteout: a whiteout there means the object
             // was removed meanwhile.

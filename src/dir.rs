@@ -15,8 +15,8 @@ use crate::namei::Xattr;
 use crate::readdir::DirState;
 use crate::superblock::UnionFs;
 use crate::vfs::{
-    errno, AsMounter, Dentry, DirEmitter, DirOps, FsInode, Idmap, Inode, NewObject, RealFile,
-    RealPath, Rename, RenameEnd, SuperBlock, UserFile,
+    errno, AsMounter, Dentry, DirEmitter, DirOps, FsInode, Idmap, Inode, IteratedDir, NewObject,
+    RealFile, RealPath, Rename, RenameEnd, SuperBlock, UserFile,
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::bindings;
@@ -259,8 +259,9 @@ impl UnionFs {
     ) -> Result {
         let mnt = &self.upper_layer()?.mnt;
         if d.is_dir() && depth > 0 {
-            let names = crate::readdir::real_names(m, RealPath { mnt, dentry: d })?;
-            for n in names.iter() {
+            let dir = RealFile::open_dir(m, RealPath { mnt, dentry: d })?;
+            let names = crate::readdir::real_entries(m, &dir)?;
+            for (n, _) in names.iter() {
                 if let Some(child) = mnt.lookup(m, d, n)? {
                     if child.inode().is_some() {
                         self.remove_tree(m, d, &child, depth - 1)?;
@@ -467,6 +468,10 @@ impl DirOps for UnionFs {
         let up = upper_dir(sb, &parent, dir)?;
         let target = inode.data()?.upper().ok_or(EIO)?;
         fs.with_mounter(|m| {
+            // A name of a copy in a new directory: its number there must be looked up.
+            if inode.data()?.has_origin() {
+                fs.set_impure(m, dir.data()?)?;
+            }
             fs.create_upper(m, &up.dentry, new.name(), NewObject::Link(&target.dentry))
         })?;
         inode.refresh_from(
@@ -526,10 +531,10 @@ impl DirOps for UnionFs {
     fn iterate(
         dir: &FsInode<Self>,
         state: &DirState,
-        parent_ino: u64,
+        file: &IteratedDir<'_>,
         out: &mut DirEmitter<'_>,
     ) -> Result {
-        crate::readdir::iterate(dir, state, parent_ino, out)
+        crate::readdir::iterate(dir, state, file, out)
     }
 
     /// `fsync` of a directory: its upper copy, if it has one (lower ones never change).
@@ -610,6 +615,17 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     let old_upper = old_inode.data()?.upper().ok_or(EIO)?;
     let mnt = &fs.upper_layer()?.mnt;
     fs.with_mounter(|m| -> Result {
+        // A copy moving to another directory: its number there must be looked up.
+        if !core::ptr::eq(old_parent.as_ptr(), new_parent.as_ptr()) {
+            if old_inode.data()?.has_origin() {
+                fs.set_impure(m, new_dir.data()?)?;
+            }
+            if let (false, Some(n)) = (overwrite, new_inode) {
+                if n.data()?.has_origin() {
+                    fs.set_impure(m, old_dir.data()?)?;
+                }
+            }
+        }
         let mut new_upper: Option<ARef<Dentry>> = match new_inode {
             Some(n) => n.data()?.upper().map(|e| e.dentry.clone()),
             None => None,

@@ -8,10 +8,10 @@ use crate::readdir::MergedDir;
 use crate::superblock::UnionFs;
 use crate::vfs::sync::InterruptibleLock;
 use crate::vfs::{
-    Acl, Dentry, Fiemap, FsInode, Iattr, Idmap, Inode, InodeOps, Kstat, LinkTarget, PermInode,
-    PosixAcl, RealPath, SymlinkOps,
+    Acl, AsMounter, Dentry, Fiemap, FsInode, Iattr, Idmap, Inode, InodeOps, Kstat, LinkTarget,
+    PermInode, PosixAcl, RealPath, SymlinkOps,
 };
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicBool, Ordering};
 use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -46,6 +46,9 @@ pub(crate) struct UnionInode {
     /// The inode is known by its first lower object (overlayfs' `OVL_CONST_INO`): its number
     /// is that object's, and `stat` keeps showing it after a copy-up.
     lower_numbered: bool,
+    /// The upper directory is marked "impure" (`overlay.impure`): it may hold entries copied
+    /// up or moved in, whose listed numbers must be looked up.
+    impure: AtomicBool,
 }
 
 impl UnionInode {
@@ -69,6 +72,7 @@ impl UnionInode {
                 ),
                 dir_cache <- new_mutex!((0, None)),
                 lower_numbered,
+                impure: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )
@@ -95,6 +99,27 @@ impl UnionInode {
     /// The first lower object whose number the inode shows (see `lower_numbered`).
     fn numbered_by(&self) -> Option<&RealEntry> {
         self.lower.first().filter(|_| self.lower_numbered)
+    }
+
+    /// Whether the object is on the upper layer and known by a lower one (overlayfs'
+    /// `OVL_TYPE_ORIGIN`): it shows that one's number.
+    pub(crate) fn has_origin(&self) -> bool {
+        self.upper.as_ref().is_some() && self.numbered_by().is_some()
+    }
+
+    /// Whether the directory is marked "impure".
+    pub(crate) fn is_impure(&self) -> bool {
+        self.impure.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the directory is marked "impure".
+    pub(crate) fn set_impure(&self) {
+        self.impure.store(true, Ordering::Relaxed);
+    }
+
+    /// Notes that the directory is not marked "impure" any more.
+    pub(crate) fn clear_impure(&self) {
+        self.impure.store(false, Ordering::Relaxed);
     }
 
     /// Records the upper object made by a copy-up (caller holds `copy_up_lock`).
@@ -244,6 +269,10 @@ impl UnionFs {
         let lower_numbered = first_lower.is_some() && !broken_link;
         let (top_layer, is_dir) = (top.layer, real.is_dir());
         let data = UnionInode::new(stack, has_upper, lower_numbered)?;
+        if is_dir && data.upper().is_some() && self.with_mounter(|m| self.is_impure_dir(m, &real_d))
+        {
+            data.set_impure();
+        }
         if broken_link {
             let ino = self.inode_number(top_layer, real.ino(), false);
             return sb.new_unhashed_inode(ino, real, idmap, data);
@@ -312,49 +341,77 @@ fn getattr(
     fs.with_mounter(|m| {
         real.mnt
             .getattr_nosec(m, real.dentry, stat, request_mask, flags)?;
-        let is_dir = inode.inode().is_dir();
-        let top = data.top()?;
-        let mut fsid = 0;
-        let mut ino = stat.ino();
-        if !is_dir || fs.same_dev() {
-            if data.upper().is_none() {
-                fsid = fs.fsid_of(top.layer);
-            } else if let Some(origin) = data.numbered_by() {
-                let path = fs.real_path(origin)?;
-                let lst = path.mnt.stat(m, path.dentry)?;
-                if is_dir || lst.nlink() == 1 {
-                    fsid = fs.fsid_of(origin.layer);
-                    ino = lst.ino();
-                }
-            }
+        let (dev, ino) = shown_number(fs, m, inode, stat.ino())?;
+        match dev {
+            ShownDev::Union => stat.set_dev_of(inode.sb()),
+            ShownDev::Pseudo(fsid) => stat.set_dev(fs.pseudo_devs.get(fsid).map_or(0, |d| d.dev())),
         }
-        if fs.same_fs {
-            stat.set_dev_of(inode.sb());
-            stat.set_ino(ino);
-        } else if let Some(n) = xino_number(ino, fsid, fs.xino_bits) {
-            stat.set_dev_of(inode.sb());
-            stat.set_ino(n);
-        } else {
-            if fs.xino == crate::params::Xino::On {
-                crate::vfs::warn_ratelimited(fmt!(
-                    "unionrs: inode number too big (ino={}, xinobits={})",
-                    ino,
-                    fs.xino_bits
-                ));
-            }
-            if is_dir {
-                stat.set_dev_of(inode.sb());
-                stat.set_ino(inode.inode().ino());
-            } else {
-                stat.set_dev(fs.pseudo_devs.get(fsid).map_or(0, |d| d.dev()));
-                stat.set_ino(ino);
-            }
-        }
-        if is_dir && data.is_merged() {
+        stat.set_ino(ino);
+        if inode.inode().is_dir() && data.is_merged() {
             stat.set_nlink(1);
         }
         Ok(())
     })
+}
+
+/// Which device `stat` shows an object on.
+enum ShownDev {
+    /// The union's own.
+    Union,
+    /// The pseudo-device of the filesystem with this `fsid`.
+    Pseudo(usize),
+}
+
+/// The device and inode number `stat` shows for `inode`, whose top real object has number
+/// `real_ino` (see [`getattr`]).
+fn shown_number(
+    fs: &UnionFs,
+    m: &AsMounter<'_>,
+    inode: &FsInode<UnionFs>,
+    real_ino: u64,
+) -> Result<(ShownDev, u64)> {
+    let data = inode.data()?;
+    let is_dir = inode.inode().is_dir();
+    let top = data.top()?;
+    let mut fsid = 0;
+    let mut ino = real_ino;
+    if !is_dir || fs.same_dev() {
+        if data.upper().is_none() {
+            fsid = fs.fsid_of(top.layer);
+        } else if let Some(origin) = data.numbered_by() {
+            let path = fs.real_path(origin)?;
+            let lst = path.mnt.stat(m, path.dentry)?;
+            if is_dir || lst.nlink() == 1 {
+                fsid = fs.fsid_of(origin.layer);
+                ino = lst.ino();
+            }
+        }
+    }
+    if fs.same_fs {
+        return Ok((ShownDev::Union, ino));
+    }
+    if let Some(n) = xino_number(ino, fsid, fs.xino_bits) {
+        return Ok((ShownDev::Union, n));
+    }
+    if fs.xino == crate::params::Xino::On {
+        crate::vfs::warn_ratelimited(fmt!(
+            "unionrs: inode number too big (ino={}, xinobits={})",
+            ino,
+            fs.xino_bits
+        ));
+    }
+    if is_dir {
+        Ok((ShownDev::Union, inode.inode().ino()))
+    } else {
+        Ok((ShownDev::Pseudo(fsid), ino))
+    }
+}
+
+/// The inode number `stat` shows for `inode` (listings number some entries so).
+pub(crate) fn st_ino(fs: &UnionFs, m: &AsMounter<'_>, inode: &FsInode<UnionFs>) -> Result<u64> {
+    let real = real_path(inode)?;
+    let st = real.mnt.stat(m, real.dentry)?;
+    Ok(shown_number(fs, m, inode, st.ino())?.1)
 }
 
 /// A change of attributes, on the upper copy (data included for a size change, as for any

@@ -7,10 +7,91 @@
 //! directories merge until one is opaque.
 
 use crate::inode::{RealEntry, UnionInode};
+use crate::params::Uuid;
 use crate::superblock::{Layer, LayerKind, UnionFs};
+use crate::vfs::layer::{FhSupport, RealFh};
 use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode};
+use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
+
+/// overlayfs' file handle (`struct ovl_fb`), as `overlay.origin` holds it: a header (version,
+/// magic, length, flags, the real handle's type, the uuid of the real filesystem), then the
+/// real filesystem's handle.
+pub(crate) struct UnionFh {
+    flags: u8,
+    uuid: [u8; 16],
+    real: RealFh,
+}
+
+const FH_HEADER: usize = 21;
+const FH_VERSION: u8 = 0;
+const FH_MAGIC: u8 = 0xfb;
+const FH_FLAG_BIG_ENDIAN: u8 = 1 << 0;
+const FH_FLAG_ANY_ENDIAN: u8 = 1 << 1;
+const FH_FLAG_PATH_UPPER: u8 = 1 << 2;
+const FH_FLAG_ALL: u8 = FH_FLAG_BIG_ENDIAN | FH_FLAG_ANY_ENDIAN | FH_FLAG_PATH_UPPER;
+/// The real handle's words are stored as this CPU orders bytes, and the flags say which.
+const FH_FLAG_CPU_ENDIAN: u8 = if cfg!(target_endian = "big") {
+    FH_FLAG_BIG_ENDIAN
+} else {
+    0
+};
+
+impl UnionFh {
+    /// The stored form.
+    pub(crate) fn to_bytes(&self) -> Result<KVec<u8>> {
+        let len = FH_HEADER + self.real.words.len() * 4;
+        let mut b = KVec::with_capacity(len, GFP_KERNEL)?;
+        let header = [
+            FH_VERSION,
+            FH_MAGIC,
+            u8::try_from(len).map_err(|_| EIO)?,
+            self.flags,
+            self.real.fh_type,
+        ];
+        b.extend_from_slice(&header, GFP_KERNEL)?;
+        b.extend_from_slice(&self.uuid, GFP_KERNEL)?;
+        for w in self.real.words.iter() {
+            b.extend_from_slice(&w.to_ne_bytes(), GFP_KERNEL)?;
+        }
+        Ok(b)
+    }
+
+    /// Reads a stored handle (overlayfs' `ovl_check_fb_len`): `EINVAL` if it is malformed,
+    /// `None` if it is of a later version, has flags we do not know or is in the other byte
+    /// order ("origin unknown", as overlayfs takes it).
+    pub(crate) fn parse(b: &[u8]) -> Result<Option<Self>> {
+        let (Some(&[version, magic, len, flags, fh_type]), Some(uuid)) =
+            (b.get(..5), b.get(5..FH_HEADER))
+        else {
+            return Err(EINVAL);
+        };
+        let len = usize::from(len);
+        if b.len() < len || len < FH_HEADER || magic != FH_MAGIC {
+            return Err(EINVAL);
+        }
+        if version > FH_VERSION || flags & !FH_FLAG_ALL != 0 {
+            return Ok(None);
+        }
+        if flags & FH_FLAG_ANY_ENDIAN == 0 && flags & FH_FLAG_BIG_ENDIAN != FH_FLAG_CPU_ENDIAN {
+            return Ok(None);
+        }
+        let fid = b.get(FH_HEADER..len).ok_or(EINVAL)?;
+        let mut words = KVec::with_capacity(fid.len() / 4, GFP_KERNEL)?;
+        for w in fid.chunks_exact(4) {
+            words.push(
+                u32::from_ne_bytes(w.try_into().map_err(|_| EINVAL)?),
+                GFP_KERNEL,
+            )?;
+        }
+        Ok(Some(Self {
+            flags,
+            uuid: uuid.try_into().map_err(|_| EINVAL)?,
+            real: RealFh { fh_type, words },
+        }))
+    }
+}
 
 impl UnionFs {
     /// The name of one of our private xattrs ("trusted.overlay.X" or "user.overlay.X").
@@ -24,6 +105,8 @@ impl UnionFs {
             (true, Xattr::Uuid) => c"user.overlay.uuid",
             (false, Xattr::Impure) => c"trusted.overlay.impure",
             (true, Xattr::Impure) => c"user.overlay.impure",
+            (false, Xattr::Origin) => c"trusted.overlay.origin",
+            (true, Xattr::Origin) => c"user.overlay.origin",
         }
     }
 
@@ -67,7 +150,18 @@ impl UnionFs {
         parent: &UnionInode,
         name: &[u8],
     ) -> Result<KVec<RealEntry>> {
-        self.lookup_in(m, parent.entries(), name)
+        let mut stack = self.lookup_in(m, parent.entries(), name)?;
+        let Some(upper) = stack.first().filter(|e| e.layer == 0 && self.has_upper()) else {
+            return Ok(stack);
+        };
+        if upper.dentry.is_dir() {
+            if let Some(lower) = stack.get(1) {
+                self.fix_dir_origin(m, parent, &upper.dentry, lower)?;
+            }
+        } else if let Some(origin) = self.origin_of(m, &upper.dentry)? {
+            stack.push(origin, GFP_KERNEL)?;
+        }
+        Ok(stack)
     }
 
     /// Looks `name` up below the given real directories (top first).
@@ -122,6 +216,224 @@ impl UnionFs {
     }
 }
 
+/// Hex of up to 64 bytes of `b`, for messages about bad xattr values.
+struct Hex<'a>(&'a [u8]);
+
+impl kernel::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut kernel::fmt::Formatter<'_>) -> kernel::fmt::Result {
+        for byte in self.0.iter().take(64) {
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl UnionFs {
+    /// The uuid a file handle of layer `layer`'s filesystem carries: the filesystem's, or
+    /// none with `uuid=off`.
+    fn handle_uuid(&self, layer: &Layer) -> [u8; 16] {
+        match self.uuid {
+            Uuid::Off => [0; 16],
+            _ => layer.mnt.fs_uuid(),
+        }
+    }
+
+    /// The value of `overlay.origin` for a copy of `lower` (overlayfs' `ovl_get_origin_fh`):
+    /// its file handle, or an empty value when its filesystem cannot decode handles (or the
+    /// mounter may not open by handle), which still tells a copy from an object made on the
+    /// upper layer.
+    pub(crate) fn origin_value(&self, lower: &RealEntry) -> Result<KVec<u8>> {
+        let layer = self.layers.get(lower.layer).ok_or(EIO)?;
+        if layer.mnt.fh_support() == FhSupport::None {
+            return Ok(KVec::new());
+        }
+        let real = lower.dentry.inode().ok_or(EIO)?.encode_fh()?;
+        UnionFh {
+            flags: FH_FLAG_CPU_ENDIAN,
+            uuid: self.handle_uuid(layer),
+            real,
+        }
+        .to_bytes()
+    }
+
+    /// Sets private xattr `which` of upper object `d` (overlayfs' `ovl_check_setxattr`): if
+    /// the upper filesystem does not take xattrs, says so once and from then on sets none.
+    /// Returns whether the xattr was set.
+    pub(crate) fn set_private_xattr(
+        &self,
+        m: &AsMounter<'_>,
+        d: &Dentry,
+        which: Xattr,
+        value: &[u8],
+    ) -> Result<bool> {
+        if self.noxattr.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let mnt = &self.upper_layer()?.mnt;
+        match mnt.set_xattr(m, d, self.xattr_name(which), Some(value), 0) {
+            Ok(()) => Ok(true),
+            Err(e) if e == errno::eopnotsupp() => {
+                if !self.noxattr.swap(true, Ordering::Relaxed) {
+                    pr_warn!(
+                        "unionrs: cannot set {} xattr on upper\n",
+                        self.xattr_name(which).to_str().unwrap_or("overlay")
+                    );
+                }
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records on upper object `upper` that it is a copy of `lower` (`overlay.origin`). A
+    /// filesystem that takes no `user.*` xattr on a symlink or special file refuses with
+    /// `EPERM`: the copy then just has no origin, as with overlayfs.
+    pub(crate) fn set_origin(
+        &self,
+        m: &AsMounter<'_>,
+        upper: &Dentry,
+        lower: &RealEntry,
+    ) -> Result {
+        let value = self.origin_value(lower)?;
+        match self.set_private_xattr(m, upper, Xattr::Origin, &value) {
+            Err(e) if e == EPERM => Ok(()),
+            r => r.map(|_| ()),
+        }
+    }
+
+    /// Marks union directory `dir` "impure" (`overlay.impure` on its upper copy): it may hold
+    /// copied-up or moved entries, whose numbers a listing must look up (overlayfs'
+    /// `ovl_set_impure`).
+    pub(crate) fn set_impure(&self, m: &AsMounter<'_>, dir: &UnionInode) -> Result {
+        if dir.is_impure() {
+            return Ok(());
+        }
+        let upper = dir.upper().ok_or(EIO)?;
+        if self.set_private_xattr(m, &upper.dentry, Xattr::Impure, b"y")? {
+            dir.set_impure();
+        }
+        Ok(())
+    }
+
+    /// Whether upper directory `d` is marked "impure".
+    pub(crate) fn is_impure_dir(&self, m: &AsMounter<'_>, d: &Dentry) -> bool {
+        let mut v = [0u8; 1];
+        let Ok(upper) = self.upper_layer() else {
+            return false;
+        };
+        matches!(
+            upper.mnt.getxattr(m, d, self.xattr_name(Xattr::Impure), &mut v),
+            Ok(1) if v[0] == b'y'
+        )
+    }
+
+    /// The lower object that upper non-directory `upper` was copied from, found by its
+    /// `overlay.origin` (overlayfs' `ovl_check_origin`). `None` when it has none, or one that
+    /// is unknown, malformed (with a warning), stale, of a filesystem whose handles cannot be
+    /// told apart, or of another type of file (with a warning): as overlayfs, such an object
+    /// just has no origin. The dentry found may be disconnected: it serves to number the
+    /// object, never to reach it by path.
+    fn origin_of(&self, m: &AsMounter<'_>, upper: &Dentry) -> Result<Option<RealEntry>> {
+        let mnt = &self.upper_layer()?.mnt;
+        let name = self.xattr_name(Xattr::Origin);
+        let mut value = match mnt.getxattr(m, upper, name, &mut []) {
+            Ok(0) => return Ok(None),
+            Ok(n) => KVec::from_elem(0u8, n, GFP_KERNEL)?,
+            Err(e) if e == errno::enodata() || e == errno::eopnotsupp() => return Ok(None),
+            Err(e) => {
+                crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get origin ({:?})", e));
+                return Ok(None);
+            }
+        };
+        let n = match mnt.getxattr(m, upper, name, &mut value) {
+            Ok(n) => n,
+            Err(e) => {
+                crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get origin ({:?})", e));
+                return Ok(None);
+            }
+        };
+        let value = value.get(..n).ok_or(EIO)?;
+        let fh = match UnionFh::parse(value) {
+            Ok(Some(fh)) => fh,
+            Ok(None) => return Ok(None),
+            Err(_) => {
+                crate::vfs::warn_ratelimited(fmt!("unionrs: invalid origin ({})", Hex(value)));
+                return Ok(None);
+            }
+        };
+        let Some(origin) = self.decode_lower_fh(m, &fh)? else {
+            return Ok(None);
+        };
+        let (upper_mode, origin_mode) = (
+            upper.inode().map_or(0, |i| i.mode()),
+            origin.dentry.inode().map_or(0, |i| i.mode()),
+        );
+        let fmt_mask = kernel::bindings::S_IFMT;
+        if upper_mode & fmt_mask != origin_mode & fmt_mask {
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: invalid origin ({}, ftype={:x}, origin ftype={:x}).",
+                kernel::str::BStr::from_bytes(upper.name()),
+                upper_mode & fmt_mask,
+                origin_mode & fmt_mask
+            ));
+            return Ok(None);
+        }
+        Ok(Some(origin))
+    }
+
+    /// Finds the lower object of file handle `fh` (overlayfs' `ovl_check_origin_fh`): on the
+    /// first lower layer whose filesystem it names and can decode it.
+    fn decode_lower_fh(&self, m: &AsMounter<'_>, fh: &UnionFh) -> Result<Option<RealEntry>> {
+        for (i, layer) in self.layers.iter().enumerate() {
+            if layer.kind != LayerKind::Lower
+                || (layer.fsid != 0 && self.bad_uuid.get(layer.fsid).copied().unwrap_or(true))
+                || layer.mnt.fh_support() == FhSupport::None
+                || fh.uuid != self.handle_uuid(layer)
+            {
+                continue;
+            }
+            match layer.mnt.decode_fh(m, &fh.real) {
+                Ok(d) => {
+                    let weird = d.is_unusual_layer_root() || d.is_whiteout() || d.inode().is_none();
+                    if !weird {
+                        return Ok(Some(RealEntry {
+                            layer: i,
+                            dentry: d,
+                        }));
+                    }
+                }
+                Err(e) if e == errno::estale() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Gives upper directory `upper`, merged with lower directory `lower`, an
+    /// `overlay.origin` if it has none, and marks its parent `parent` impure: what overlayfs
+    /// does on lookup (`ovl_fix_origin`), so that the directory keeps its number.
+    fn fix_dir_origin(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &UnionInode,
+        upper: &Dentry,
+        lower: &RealEntry,
+    ) -> Result {
+        if self.noxattr.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let mnt = &self.upper_layer()?.mnt;
+        if mnt
+            .getxattr(m, upper, self.xattr_name(Xattr::Origin), &mut [])
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.set_origin(m, upper, lower)?;
+        self.set_impure(m, parent)
+    }
+}
+
 impl UnionFs {
     /// Whether `name` is visible in the lower layers of directory `parent` (then removing it
     /// from the union needs a whiteout on the upper layer).
@@ -142,6 +454,7 @@ pub(crate) enum Xattr {
     Whiteout,
     Uuid,
     Impure,
+    Origin,
 }
 
 /// `inode_operations::lookup` of a union directory.

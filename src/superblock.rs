@@ -13,7 +13,7 @@ use crate::vfs::{
     errno, show, AnonDev, AsMounter, Dentry, FhSupport, FileSystem, FsContext, Inode, Kstatfs,
     LayerMount, MounterCreds, NewObject, Param, RealPath, SuperBlock, SuperOps,
 };
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::seq_file::SeqFile;
@@ -92,6 +92,13 @@ pub(crate) struct UnionFs {
     /// The `st_dev` of objects of each filesystem (by `fsid`) whose numbers cannot be made
     /// unique on the union's device.
     pub(crate) pseudo_devs: KVec<AnonDev>,
+    /// For each filesystem (by `fsid`): whether its uuid does not tell its file handles from
+    /// another lower filesystem's (overlayfs' `bad_uuid`): origins are not looked for there.
+    pub(crate) bad_uuid: KVec<bool>,
+    /// `uuid=`, which decides what uuid a stored file handle carries.
+    pub(crate) uuid: params::Uuid,
+    /// The upper layer took no xattr (at mount, or since): private xattrs are not written.
+    pub(crate) noxattr: AtomicBool,
     /// The last number given to a directory that has no unique one (non-persistent, as in
     /// overlayfs).
     pub(crate) last_ino: AtomicU64,
@@ -270,6 +277,51 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
     })
 }
 
+/// Which lower filesystems (by `fsid`) have a uuid that cannot tell their file handles apart
+/// (overlayfs' `ovl_lower_uuid_ok`, met in layer order): in a union with an upper layer, a
+/// null uuid (every uuid is null with `uuid=off`) while offline changes of the layers are
+/// allowed (`xino=on` forbids them), or the uuid of an earlier lower filesystem (then both
+/// are bad). A filesystem found bad never has its handles decoded.
+fn bad_uuids(fs: &UnionFs, xino: Xino) -> Result<KVec<bool>> {
+    let mut bad = KVec::from_elem(false, fs.pseudo_devs.len(), GFP_KERNEL)?;
+    let mut is_lower = KVec::from_elem(false, fs.pseudo_devs.len(), GFP_KERNEL)?;
+    let uuid_of = |l: &Layer| match fs.uuid {
+        params::Uuid::Off => [0u8; 16],
+        _ => l.mnt.fs_uuid(),
+    };
+    let offline_changes = xino != Xino::On;
+    for (i, l) in fs.layers.iter().enumerate() {
+        if l.kind != LayerKind::Lower {
+            continue;
+        }
+        // Only a filesystem met for the first time is checked (the upper one never is).
+        let new_fs = l.fsid != 0 && !fs.layers.iter().take(i).any(|e| e.fsid == l.fsid);
+        if new_fs && fs.has_upper() {
+            let uuid = uuid_of(l);
+            if offline_changes && uuid == [0; 16] {
+                if let Some(b) = bad.get_mut(l.fsid) {
+                    *b = true;
+                }
+            } else {
+                for e in fs.layers.iter().take(i) {
+                    let lower = is_lower.get(e.fsid).copied().unwrap_or(false);
+                    if e.kind == LayerKind::Lower && lower && uuid_of(e) == uuid {
+                        for f in [e.fsid, l.fsid] {
+                            if let Some(b) = bad.get_mut(f) {
+                                *b = true;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(x) = is_lower.get_mut(l.fsid) {
+            *x = true;
+        }
+    }
+    Ok(bad)
+}
+
 /// Decides `xino` as overlayfs does (its `xino_mode`): with all layers on one filesystem the
 /// real numbers are unique and nothing is needed; with `off`, nothing is done; otherwise the
 /// filesystem's number goes in the high bits: above bit 32 when every layer's filesystem
@@ -291,34 +343,20 @@ fn choose_xino(
 ) -> (Xino, u32) {
     let mut xino = requested;
     let mut all_ino32 = true;
-    if fs.has_upper() && xino == Xino::Auto {
-        let mut seen: KVec<[u8; 16]> = KVec::new();
-        let mut next_fsid = 1;
-        for l in fs.layers.iter().filter(|l| l.kind == LayerKind::Lower) {
-            if l.fsid != next_fsid {
-                continue;
-            }
-            next_fsid += 1;
-            let uuid = match uuid_mode {
-                params::Uuid::Off => [0; 16],
-                _ => l.mnt.fs_uuid(),
-            };
-            let null = uuid == [0; 16];
-            if null || seen.contains(&uuid) {
-                let which = if null { "null" } else { "conflicting" };
-                fc.warn(fmt!(
-                    "{} uuid in non-single lower fs '{}', falling back to xino=off,index=off,nfs_export=off.",
-                    which,
-                    show(&l.spec.name)
-                ));
-                xino = Xino::Off;
-                break;
-            }
-            if seen.push(uuid, GFP_KERNEL).is_err() {
-                xino = Xino::Off;
-                break;
-            }
-        }
+    // The first lower filesystem found with a bad uuid turns `auto` off (with a warning).
+    let first_bad = fs
+        .layers
+        .iter()
+        .filter(|l| l.kind == LayerKind::Lower && l.fsid != 0)
+        .find(|l| fs.bad_uuid.get(l.fsid).copied().unwrap_or(false));
+    if let (Some(l), Xino::Auto) = (first_bad, xino) {
+        let null = uuid_mode == params::Uuid::Off || l.mnt.fs_uuid() == [0; 16];
+        fc.warn(fmt!(
+            "{} uuid in non-single lower fs '{}', falling back to xino=off,index=off,nfs_export=off.",
+            if null { "null" } else { "conflicting" },
+            show(&l.spec.name)
+        ));
+        xino = Xino::Off;
     }
     if fs.has_upper() && !upper_xattrs && xino == Xino::Auto {
         fc.warn(fmt!(
@@ -611,6 +649,9 @@ impl FileSystem for UnionFs {
                 xino: cfg.xino,
                 xino_bits: 0,
                 pseudo_devs,
+                bad_uuid: KVec::new(),
+                uuid: cfg.uuid,
+                noxattr: AtomicBool::new(false),
                 last_ino: AtomicU64::new(1),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
@@ -657,6 +698,8 @@ impl FileSystem for UnionFs {
             }
         }
 
+        info.noxattr.store(!upper_xattrs, Ordering::Relaxed);
+        info.bad_uuid = bad_uuids(&info, cfg.xino)?;
         (info.xino, info.xino_bits) = choose_xino(&info, fc, cfg.xino, upper_xattrs, cfg.uuid);
         info.traps = layer_traps(&info)?;
         sb.set_params(UNIONRS_SUPER_MAGIC, i64::MAX, 1, depth);
@@ -685,12 +728,11 @@ impl FileSystem for UnionFs {
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
         // Known by its top root, never by a lower one (overlayfs' rule for the root).
         let ino = fs.inode_number(0, real.ino(), true);
-        sb.new_unhashed_inode(
-            ino,
-            real,
-            top.mnt.id_map(),
-            UnionInode::new(stack, fs.has_upper(), false)?,
-        )
+        let data = UnionInode::new(stack, fs.has_upper(), false)?;
+        if fs.has_upper() && fs.with_mounter(|m| fs.is_impure_dir(m, top.spec.path.dentry())) {
+            data.set_impure();
+        }
+        sb.new_unhashed_inode(ino, real, top.mnt.id_map(), data)
     }
 
     fn creds(sb: &SuperBlock<Self>) -> &MounterCreds {
