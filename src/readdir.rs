@@ -8,28 +8,38 @@
 //! whiteouts and the names they hide. Positions in it are plain indexes, so they stay stable
 //! across `getdents64` calls, `telldir`/`seekdir` and `rewinddir`.
 
-use crate::inode::{RealEntry, UnionInode};
+use crate::inode::{st_ino, RealEntry, UnionInode};
 use crate::superblock::UnionFs;
-use crate::vfs::{AsMounter, DirEmitter, FsInode, RealFile};
+use crate::vfs::{AsMounter, DirEmitter, FsInode, IteratedDir, RealFile, SuperBlock};
+use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, SetOnce};
 
 /// One entry of a merged listing; the name is `names[off..off + len]`.
 struct Entry {
     off: usize,
     len: usize,
-    ino: u64,
+    /// The number the top layer that has the name lists.
+    raw_ino: u64,
+    /// The number listed is found by looking the name up through the union (see
+    /// [`listed_number`]), on first need.
+    look_up: bool,
+    /// The number so found (`NOT_YET` before; `GONE` if the name has gone meanwhile, which
+    /// hides it, as overlayfs does).
+    found_ino: AtomicU64,
     d_type: u8,
 }
+
+const NOT_YET: u64 = 0;
+const GONE: u64 = u64::MAX;
 
 /// The merged listing of a directory.
 /// Large directories need more than kmalloc can give: these vectors fall back to vmalloc.
 pub(crate) struct MergedDir {
     names: KVVec<u8>,
     entries: KVVec<Entry>,
-    /// The numbers of "." and ".." as the top layer lists them (shown when the objects of
-    /// the union are not all on its own device, as overlayfs does then).
+    /// The numbers of "." and ".." as the top layer lists them.
     dots: [u64; 2],
 }
 
@@ -42,9 +52,19 @@ impl MergedDir {
 /// An open union directory.
 pub(crate) enum DirState {
     /// A directory of one layer: read through.
-    Single(RealFile),
+    Single(SingleDir),
     /// A merged directory: read from the shared listing.
     Merged(Arc<MergedDir>),
+}
+
+/// An open directory of one layer.
+pub(crate) struct SingleDir {
+    file: RealFile,
+    /// The directory was on the upper layer when it was opened.
+    is_upper: bool,
+    /// For an impure directory: the entries whose listed number is not the layer's, by name
+    /// (sorted), found on first need.
+    renumbered: SetOnce<KVec<(KVec<u8>, u64)>>,
 }
 
 const DT_DIR: u32 = bindings::DT_DIR;
@@ -61,8 +81,6 @@ struct RawEntry {
     rank: usize,
     ino: u64,
     d_type: u8,
-    /// The same name's entry in the next lower layer that has it: rank, inode number, d_type.
-    below: Option<(usize, u64, u8)>,
 }
 
 /// Every layer's names, deduplicated while they are read, top layer first: the first entry of a
@@ -140,12 +158,8 @@ impl Dedup {
             self.grow()?;
         }
         let (slot, found) = self.find(name);
-        if let Some(i) = found {
-            // A lower entry of a name already listed: hidden, but the first one below the
-            // winner decides a merged directory's inode number.
-            if let Some(top) = self.raw.get_mut(i) {
-                top.below.get_or_insert((rank, ino, d_type));
-            }
+        if found.is_some() {
+            // A lower entry of a name already listed: hidden.
             return Ok(());
         }
         let index = u32::try_from(self.raw.len() + 1).map_err(|_| EOVERFLOW)?;
@@ -158,7 +172,6 @@ impl Dedup {
                 rank,
                 ino,
                 d_type,
-                below: None,
             },
             GFP_KERNEL,
         )?;
@@ -238,35 +251,17 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
                 Err(_) => {}
             }
         }
-        let mut layer = stack.get(top.rank).map_or(0, |e| e.layer);
-        let mut ino = top.ino;
-        let is_dir = u32::from(top.d_type) == DT_DIR;
-        // As `stat` reports it: an upper directory merged with a lower one shows the lower
-        // one's number, when all objects show the union's device.
-        if let Some((below_rank, below_ino, _)) = top.below.filter(|&(_, _, t)| {
-            is_dir && u32::from(t) == DT_DIR && fs.same_dev() && top.rank == 0 && has_upper
-        }) {
-            let e = stack.first().ok_or(EIO)?;
-            let upper_layer = fs.layers.get(e.layer).ok_or(EIO)?;
-            // As above, an entry that cannot be looked up keeps its own number.
-            let opaque = match upper_layer.mnt.lookup(m, &e.dentry, name) {
-                Ok(Some(child)) if child.inode().is_some() => {
-                    fs.opaque_value(m, upper_layer, &child) == b'y'
-                }
-                Err(err) if err == EINTR => return Err(err),
-                _ => true,
-            };
-            if !opaque {
-                layer = stack.get(below_rank).map_or(layer, |e| e.layer);
-                ino = below_ino;
-            }
-        }
-        let ino = fs.entry_number(layer, ino);
+        // overlayfs' `ovl_calc_d_ino`: with `xino` every number, in an impure upper
+        // directory the upper entries' numbers are what a lookup finds; else the layer's.
+        let from_upper = has_upper && top.rank == 0;
+        let look_up = fs.same_dev() && (fs.xino_bits > 0 || (from_upper && dir.is_impure()));
         entries.push(
             Entry {
                 off: top.off,
                 len: top.len,
-                ino,
+                raw_ino: top.ino,
+                look_up,
+                found_ino: AtomicU64::new(NOT_YET),
                 d_type: top.d_type,
             },
             GFP_KERNEL,
@@ -284,9 +279,14 @@ pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
     let fs = inode.sb().info();
     let data = inode.data()?;
     if !data.is_merged() {
-        let path = fs.real_path(data.top()?)?;
+        let top = data.top()?;
+        let path = fs.real_path(top)?;
         let file = fs.with_mounter(|m| RealFile::open_dir(m, path))?;
-        return Ok(DirState::Single(file));
+        return Ok(DirState::Single(SingleDir {
+            file,
+            is_upper: data.upper().is_some(),
+            renumbered: SetOnce::new(),
+        }));
     }
     let generation = match data.cached_listing() {
         Ok(merged) => return Ok(DirState::Merged(merged)),
@@ -298,47 +298,119 @@ pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
     Ok(DirState::Merged(merged))
 }
 
-/// `file_operations::iterate_shared` of a union directory.
+/// The number a listing shows for union object `inode`, which the layer lists as `raw`
+/// (overlayfs' `ovl_cache_update`): an object known by a lower one shows the number `stat`
+/// shows; with `xino`, a lower object the layer's number with its filesystem's in the high bits;
+/// anything else the layer's number.
+fn listed_number(
+    fs: &UnionFs,
+    m: &AsMounter<'_>,
+    inode: &FsInode<UnionFs>,
+    raw: u64,
+) -> Result<u64> {
+    let data = inode.data()?;
+    if data.has_origin() {
+        return st_ino(fs, m, inode);
+    }
+    if fs.xino_bits > 0 && data.upper().is_none() {
+        return Ok(fs.entry_number(data.top()?.layer, raw));
+    }
+    Ok(raw)
+}
+
+/// The listed number of entry `name` of the directory being read: `None` if the name is gone.
+fn looked_up_number(
+    fs: &UnionFs,
+    m: &AsMounter<'_>,
+    dir: &IteratedDir<'_>,
+    name: &[u8],
+    raw: u64,
+) -> Result<Option<u64>> {
+    let Some(child) = dir.lookup(m, name)? else {
+        return Ok(None);
+    };
+    let inode = SuperBlock::<UnionFs>::inode_of(&child).ok_or(EIO)?;
+    listed_number(fs, m, inode, raw).map(Some)
+}
+
+/// `file_operations::iterate_shared` of a union directory, with the numbers overlayfs lists.
+///
+/// Without `xino`, with the layers on several filesystems, every number is the layer's. Else,
+/// in a merged directory, "." and ".." (and, with `xino` or in an impure upper directory, every
+/// entry) are numbered by [`listed_number`]; a directory of one layer is read through,
+/// with ".." numbered as `stat` numbers a merged parent, an impure upper directory's entries
+/// as [`listed_number`] says, and with `xino` the rest with the layer's filesystem in the high
+/// bits.
 pub(crate) fn iterate(
     inode: &FsInode<UnionFs>,
     dir: &DirState,
-    parent_ino: u64,
+    file: &IteratedDir<'_>,
     out: &mut DirEmitter<'_>,
 ) -> Result {
-    let self_ino = inode.ino();
     let fs = inode.sb().info();
-    // With every object on the union's device, "." and ".." are the numbers `stat` shows;
-    // otherwise every number is the layer's own, as overlayfs lists them then.
-    let same_dev = fs.same_dev();
+    let data = inode.data()?;
+    let parent_dentry = file.dentry().parent();
+    let parent = SuperBlock::<UnionFs>::inode_of(&parent_dentry).ok_or(EIO)?;
     match dir {
-        DirState::Single(file) => {
-            let layer = inode.data()?.top()?.layer;
+        DirState::Single(single) => {
+            let layer = data.top()?.layer;
+            let impure = single.is_upper && data.is_impure();
+            let parent_merged = parent.data()?.is_merged();
+            let translate = fs.xino_bits > 0 || (fs.same_fs && (impure || parent_merged));
+            let (parent_ino, renumbered) = if translate {
+                fs.with_mounter(|m| -> Result<_> {
+                    let parent_ino = match parent_merged {
+                        true => Some(st_ino(fs, m, parent)?),
+                        false => None,
+                    };
+                    let renumbered = match impure {
+                        true => Some(single.renumbered(fs, m, data, file)?),
+                        false => None,
+                    };
+                    Ok((parent_ino, renumbered))
+                })?
+            } else {
+                (None, None)
+            };
             let pos = out.pos();
             let next = fs.with_mounter(|m| {
-                file.read_dir(m, pos, &mut |name, off, ino, d_type| {
-                    let ino = match name {
-                        b"." if same_dev => self_ino,
-                        b".." if same_dev => parent_ino,
-                        _ => fs.entry_number(layer, ino),
+                single.file.read_dir(m, pos, &mut |name, off, ino, d_type| {
+                    let ino = match (name, parent_ino, renumbered) {
+                        (_, _, _) if !translate => ino,
+                        (b"..", Some(p), _) => p,
+                        (_, _, Some(r)) => r
+                            .binary_search_by(|(n, _)| n.as_slice().cmp(name))
+                            .ok()
+                            .and_then(|i| r.get(i))
+                            .map_or(ino, |(_, n)| *n),
+                        _ if fs.xino_bits > 0 => fs.entry_number(layer, ino),
+                        _ => ino,
                     };
                     out.emit_at(name, off, ino, d_type)
                 })
             })?;
             out.set_pos(next);
         }
-        DirState::Merged(m) => {
-            let (dot, dotdot) = if same_dev {
-                (self_ino, parent_ino)
-            } else {
-                (m.dots[0], m.dots[1])
+        DirState::Merged(list) => {
+            let [dot, dotdot] = match fs.same_dev() {
+                true => fs.with_mounter(|m| -> Result<_> {
+                    Ok([
+                        listed_number(fs, m, inode, list.dots[0])?,
+                        listed_number(fs, m, parent, list.dots[1])?,
+                    ])
+                })?,
+                false => list.dots,
             };
             let mut pos = out.pos().max(0) as usize;
-            while pos < m.entries.len() + 2 {
+            while pos < list.entries.len() + 2 {
                 let ok = match pos {
                     0 => out.emit(b".", dot, DT_DIR),
                     1 => out.emit(b"..", dotdot, DT_DIR),
-                    _ => match m.entries.get(pos - 2) {
-                        Some(e) => out.emit(m.name(e), e.ino, u32::from(e.d_type)),
+                    _ => match list.entries.get(pos - 2) {
+                        Some(e) => match list.shown_number(fs, file, e)? {
+                            Some(ino) => out.emit(list.name(e), ino, u32::from(e.d_type)),
+                            None => true,
+                        },
                         None => break,
                     },
                 };
@@ -351,6 +423,92 @@ pub(crate) fn iterate(
         }
     }
     Ok(())
+}
+
+impl MergedDir {
+    /// The number entry `e` is listed with, `None` if it is gone.
+    fn shown_number(&self, fs: &UnionFs, dir: &IteratedDir<'_>, e: &Entry) -> Result<Option<u64>> {
+        if !e.look_up {
+            return Ok(Some(e.raw_ino));
+        }
+        match e.found_ino.load(Ordering::Relaxed) {
+            NOT_YET => {}
+            GONE => return Ok(None),
+            n => return Ok(Some(n)),
+        }
+        let found = fs.with_mounter(|m| looked_up_number(fs, m, dir, self.name(e), e.raw_ino))?;
+        e.found_ino.store(found.unwrap_or(GONE), Ordering::Relaxed);
+        Ok(found)
+    }
+}
+
+impl SingleDir {
+    /// The entries of impure upper directory `data` whose listed number is not the layer's,
+    /// found once per open (overlayfs keeps them per directory). If there is none, the
+    /// directory is not impure any more: the mark goes (as overlayfs removes it).
+    fn renumbered(
+        &self,
+        fs: &UnionFs,
+        m: &AsMounter<'_>,
+        data: &UnionInode,
+        dir: &IteratedDir<'_>,
+    ) -> Result<&[(KVec<u8>, u64)]> {
+        if let Some(r) = self.renumbered.as_ref() {
+            return Ok(r);
+        }
+        let mut found: KVec<(KVec<u8>, u64)> = KVec::new();
+        for (name, raw) in real_entries(m, &self.file)?.iter() {
+            if let Some(n) = looked_up_number(fs, m, dir, name, *raw)? {
+                if n != *raw {
+                    let mut copy = KVec::new();
+                    copy.extend_from_slice(name, GFP_KERNEL)?;
+                    found.push((copy, n), GFP_KERNEL)?;
+                }
+            }
+        }
+        if found.is_empty() {
+            if let Some(upper) = data.upper() {
+                let mnt = &fs.upper_layer()?.mnt;
+                let impure = fs.xattr_name(crate::namei::Xattr::Impure);
+                let _ = mnt.set_xattr(m, &upper.dentry, impure, None, 0);
+            }
+            data.clear_impure();
+        }
+        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        self.renumbered.populate(found);
+        Ok(self.renumbered.as_ref().map_or(&[], |r| r.as_slice()))
+    }
+}
+
+/// Every entry of an open real directory but "." and "..", with its number (the list may
+/// be long: it may live in vmalloc'ed memory).
+pub(crate) fn real_entries(m: &AsMounter<'_>, file: &RealFile) -> Result<KVVec<(KVec<u8>, u64)>> {
+    let mut entries = KVVec::new();
+    let mut failed = false;
+    let mut pos = 0;
+    loop {
+        let next = file.read_dir(m, pos, &mut |name, _, ino, _| {
+            if name == b"." || name == b".." {
+                return true;
+            }
+            let mut n = KVec::new();
+            if n.extend_from_slice(name, GFP_KERNEL).is_err()
+                || entries.push((n, ino), GFP_KERNEL).is_err()
+            {
+                failed = true;
+                return false;
+            }
+            true
+        })?;
+        if next == pos || failed {
+            break;
+        }
+        pos = next;
+    }
+    if failed {
+        return Err(ENOMEM);
+    }
+    Ok(entries)
 }
 
 /// How many entries a directory shows (for rmdir's emptiness check), and whether its upper
@@ -383,40 +541,6 @@ fn has_real_entries(m: &AsMounter<'_>, dir: crate::vfs::RealPath<'_>) -> Result<
         }
         pos = next;
     }
-}
-
-/// The real entries of a real directory (for removing a directory's whiteouts and the work
-/// directory's leftovers); the list may be long, so it may live in vmalloc'ed memory.
-pub(crate) fn real_names(
-    m: &AsMounter<'_>,
-    dir: crate::vfs::RealPath<'_>,
-) -> Result<KVVec<KVec<u8>>> {
-    let file = RealFile::open_dir(m, dir)?;
-    let mut names = KVVec::new();
-    let mut failed = false;
-    let mut pos = 0;
-    loop {
-        let next = file.read_dir(m, pos, &mut |name, _, _, _| {
-            if name == b"." || name == b".." {
-                return true;
-            }
-            let mut n = KVec::new();
-            if n.extend_from_slice(name, GFP_KERNEL).is_err() || names.push(n, GFP_KERNEL).is_err()
-            {
-                failed = true;
-                return false;
-            }
-            true
-        })?;
-        if next == pos || failed {
-            break;
-        }
-        pos = next;
-    }
-    if failed {
-        return Err(ENOMEM);
-    }
-    Ok(names)
 }
 
 #[kunit_tests(unionrs_readdir)]
@@ -469,15 +593,9 @@ mod tests {
         }
         d.raw.len() == n
             && d.raw.iter().zip(expected.iter()).all(|(r, &(i, rank))| {
-                let below = match rank {
-                    0 if i % 3 == 0 => Some((1, (n + i) as u64, DT_DIR as u8)),
-                    0 | 1 => Some((2, (2 * n + i) as u64, DT_REG)),
-                    _ => None,
-                };
                 Dedup::name_of(&d.names, r) == name(i, &mut [0u8; 24])
                     && r.rank == rank
                     && r.ino == (rank * n + i) as u64
-                    && r.below == below
             })
     }
 
