@@ -1,12 +1,16 @@
 //! Object identity against overlayfs: `st_dev`, `st_ino` and readdir's `d_ino` of every object
 //! of a union, with the layers on one filesystem and on several, with `xino=off|auto|on`.
 //!
-//! Each configuration is mounted by overlayfs, walked and unmounted, then mounted by unionrs
-//! over the same layer directories and walked the same way, so that the real inode numbers
-//! are the same and the numbers the unions show can be compared as they are. Only device
-//! numbers differ between two mounts (the union's own and the anonymous ones each mount
-//! takes): they are compared by what they are ("the union's", "the layer filesystem's", "the
-//! first other one", ...).
+//! Each configuration is mounted by overlayfs over a fresh copy of its upper layer, walked,
+//! two lower files copied up and walked again, remounted (the copies must keep their numbers:
+//! `overlay.origin`), and mounted by unionrs (format interop); then the same with the roles
+//! swapped, over another fresh copy. The lower layers are the same objects for both, so their
+//! numbers can be compared as they are; an upper object's number is shown as "the upper
+//! object's own" when it is that (each run has its own copy of the upper layer). Device
+//! numbers are compared by what they are ("the union's", "the layer filesystem's", "the first
+//! other one", ...), since each mount takes its own. The private xattrs the unions leave on
+//! the upper layer (`overlay.origin` with its lower file handle, `overlay.impure`) must be
+//! byte for byte the same.
 
 use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
@@ -64,9 +68,33 @@ impl Devs {
     }
 }
 
+/// The number of `upper/rel`, if the upper layer `upper` has that object.
+fn upper_ino(upper: Option<&Path>, rel: &str) -> Option<u64> {
+    let u = upper?;
+    let p = if rel.is_empty() { u.to_path_buf() } else { u.join(rel) };
+    sys::lstat(&p).ok().map(|st| st.st_ino)
+}
+
+/// `ino` as the union shows it for `rel`: "upper's own" if it is the number of the upper
+/// layer's object at `rel` (which differs between two copies of the upper layer), else hex.
+fn number(ino: u64, upper: Option<&Path>, rel: Option<&str>) -> String {
+    match rel.and_then(|r| upper_ino(upper, r)) {
+        Some(u) if u == ino => "upper's own".to_string(),
+        _ => format!("{ino:#x}"),
+    }
+}
+
+/// `rel`'s parent directory ("" for a top-level name, `None` for the root).
+fn parent_of(rel: &str) -> Option<&str> {
+    if rel.is_empty() {
+        return None;
+    }
+    Some(rel.rsplit_once('/').map_or("", |(p, _)| p))
+}
+
 /// What a walk of union `m` sees: for each path, `st_dev` (named), `st_ino`, and for a
 /// directory every entry's `d_ino` (named entries, "." and ".." included).
-fn walk(m: &Path, devs: &mut Devs, paths: &[&str]) -> Vec<(String, String)> {
+fn walk(m: &Path, upper: Option<&Path>, devs: &mut Devs, paths: &[&str]) -> Vec<(String, String)> {
     let mut seen = vec![];
     for rel in paths {
         let p = if rel.is_empty() { m.to_path_buf() } else { m.join(rel) };
@@ -74,14 +102,22 @@ fn walk(m: &Path, devs: &mut Devs, paths: &[&str]) -> Vec<(String, String)> {
         match sys::lstat(&p) {
             Ok(st) => {
                 seen.push((format!("{what} st_dev"), devs.name(st.st_dev)));
-                seen.push((format!("{what} st_ino"), format!("{:#x}", st.st_ino)));
+                seen.push((format!("{what} st_ino"), number(st.st_ino, upper, Some(rel))));
+                seen.push((format!("{what} st_nlink"), st.st_nlink.to_string()));
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                     let entries = DirStream::open(&p).and_then(|mut d| d.read_all());
                     match entries {
                         Ok(mut es) => {
                             es.sort_by(|a, b| a.name.cmp(&b.name));
                             for e in es {
-                                seen.push((format!("{what} d_ino of {}", show(&e.name)), format!("{:#x}", e.ino)));
+                                let name = String::from_utf8_lossy(&e.name).to_string();
+                                let child = match name.as_str() {
+                                    "." => Some(rel.to_string()),
+                                    ".." => parent_of(rel).map(str::to_string),
+                                    n if rel.is_empty() => Some(n.to_string()),
+                                    n => Some(format!("{rel}/{n}")),
+                                };
+                                seen.push((format!("{what} d_ino of {}", show(&e.name)), number(e.ino, upper, child.as_deref())));
                             }
                         }
                         Err(e) => seen.push((format!("{what} listing"), errno_name(e))),
@@ -89,6 +125,22 @@ fn walk(m: &Path, devs: &mut Devs, paths: &[&str]) -> Vec<(String, String)> {
                 }
             }
             Err(e) => seen.push((format!("{what} lstat"), errno_name(e))),
+        }
+    }
+    seen
+}
+
+/// The private xattrs of the upper layer's objects at `paths`, in hex.
+fn private_xattrs(upper: &Path, paths: &[&str]) -> Vec<(String, String)> {
+    let mut seen = vec![];
+    for rel in paths {
+        let p = if rel.is_empty() { upper.to_path_buf() } else { upper.join(rel) };
+        for x in ["origin", "impure"] {
+            let v = match sys::lgetxattr(&p, format!("trusted.overlay.{x}").as_bytes()) {
+                Ok(v) => v.iter().map(|b| format!("{b:02x}")).collect(),
+                Err(e) => errno_name(e),
+            };
+            seen.push((format!("upper {} overlay.{x}", show(rel.as_bytes())), v));
         }
     }
     seen
@@ -105,29 +157,48 @@ struct Config {
     real: Vec<(u64, &'static str)>,
 }
 
-/// Mounts `fstype` for `c` at `m`, walks it (then copies two lower files up and stats them
-/// again, with an upper layer), unmounts.
-fn run_config(c: &Config, fstype: &str, m: &Path) -> Result<Vec<(String, String)>, String> {
+/// Mounts `fstype` for `c` at `m` and walks it; with an upper layer, copies two lower files
+/// and a hard link up and looks again, remounts and walks again, then lets `other` mount the
+/// layers and walk them. Unmounts.
+fn run_config(c: &Config, fstype: &str, other: &str, m: &Path) -> Result<Vec<(String, String)>, String> {
     let mut opts = format!("lowerdir={},index=off,redirect_dir=off,metacopy=off,{}", c.lower.display(), c.opts);
+    let upper = c.upper.as_ref().map(|(u, _)| u.as_path());
     if let Some((u, w)) = &c.upper {
         opts.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
     }
-    let r = sys::mount("none", m, fstype, 0, &opts);
-    check!(r == 0, "{}: mounting {fstype} with {opts}: {}", c.name, errno_name(r));
-    let root = sys::lstat(m).map_err(errno_name)?;
-    let mut devs = Devs { union: root.st_dev, real: c.real.clone(), others: vec![] };
-    let mut seen = walk(m, &mut devs, &PATHS);
-    if c.upper.is_some() {
-        // Copied up while mounted: the copies keep the lower objects' numbers (not the hard
-        // link: its copy-up breaks the link).
-        for rel in ["top", "d/f1", "h1"] {
-            let r = fs::OpenOptions::new().append(true).open(m.join(rel));
-            seen.push((format!("copy up {rel}"), r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
-        }
-        seen.extend(walk(m, &mut devs, &["top", "d/f1", "h1", "h2"]).into_iter().filter(|(w, _)| !w.contains("d_ino")));
+    let mount = |fstype: &str| -> Result<Devs, String> {
+        let r = sys::mount("none", m, fstype, 0, &opts);
+        check!(r == 0, "{}: mounting {fstype} with {opts}: {}", c.name, errno_name(r));
+        let root = sys::lstat(m).map_err(errno_name)?;
+        Ok(Devs { union: root.st_dev, real: c.real.clone(), others: vec![] })
+    };
+    let umount = |fstype: &str| -> TestResult {
+        let r = sys::umount(m);
+        check!(r == 0, "{}: unmounting {fstype}: {}", c.name, errno_name(r));
+        Ok(())
+    };
+    let mut devs = mount(fstype)?;
+    let mut seen = walk(m, upper, &mut devs, &PATHS);
+    let Some(upper) = upper else {
+        umount(fstype)?;
+        return Ok(seen.into_iter().map(|(w, v)| (format!("{}: {w}", c.name), v)).collect());
+    };
+    // Copied up while mounted: the copies keep the lower objects' numbers (not the hard
+    // link: its copy-up breaks the link).
+    for rel in ["top", "d/f1", "h1"] {
+        let r = fs::OpenOptions::new().append(true).open(m.join(rel));
+        seen.push((format!("copy up {rel}"), r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
     }
-    let r = sys::umount(m);
-    check!(r == 0, "{}: unmounting {fstype}: {}", c.name, errno_name(r));
+    let copied = ["", "d", "top", "d/f1", "h1", "h2"];
+    seen.extend(walk(m, Some(upper), &mut devs, &copied).into_iter().map(|(w, v)| (format!("after copy-up: {w}"), v)));
+    umount(fstype)?;
+    seen.extend(private_xattrs(upper, &["", "d", "d/sub", "top", "d/f1", "h1", "upper_only"]));
+    let mut devs = mount(fstype)?;
+    seen.extend(walk(m, Some(upper), &mut devs, &PATHS).into_iter().map(|(w, v)| (format!("remounted: {w}"), v)));
+    umount(fstype)?;
+    let mut devs = mount(other)?;
+    seen.extend(walk(m, Some(upper), &mut devs, &PATHS).into_iter().map(|(w, v)| (format!("mounted by the other: {w}"), v)));
+    umount(other)?;
     Ok(seen.into_iter().map(|(w, v)| (format!("{}: {w}", c.name), v)).collect())
 }
 
@@ -233,13 +304,13 @@ fn st_dev_st_ino_d_ino() -> TestResult {
                 copy_tree(u, p)?;
             }
         }
-        for (i, fstype) in ["overlay", "unionrs"].iter().enumerate() {
+        for (i, (fstype, other)) in [("overlay", "unionrs"), ("unionrs", "overlay")].into_iter().enumerate() {
             if let (Some((u, w)), Some(p)) = (&c.upper, &pristine) {
                 copy_tree(p, u)?;
                 let _ = fs::remove_dir_all(w);
                 fs::create_dir(w).map_err(|e| e.to_string())?;
             }
-            seen[i].extend(run_config(c, fstype, &m)?);
+            seen[i].extend(run_config(c, fstype, other, &m)?);
         }
     }
     // The reference must make numbers the way this test expects, else it tests nothing: on
@@ -250,6 +321,11 @@ fn st_dev_st_ino_d_ino() -> TestResult {
         find("one tmpfs: /top st_ino") == format!("{lower_top:#x}"),
         "overlayfs: /top on one tmpfs shows {}, the test expects {lower_top:#x}",
         find("one tmpfs: /top st_ino")
+    );
+    check!(
+        find("one tmpfs: remounted: /top st_ino") == format!("{lower_top:#x}"),
+        "overlayfs: the copy of /top on one tmpfs shows {} after a remount, the test expects {lower_top:#x}",
+        find("one tmpfs: remounted: /top st_ino")
     );
     let ext4_top = sys::lstat(&e1.join("lower/top")).map_err(errno_name)?.st_ino;
     let want = format!("{:#x}", ext4_top | (1 << 33));
