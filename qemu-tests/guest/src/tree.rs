@@ -2,7 +2,7 @@
 //! how two of them differ: shared by the read-only and the writable differentials.
 
 use crate::sys::{self, errno_name};
-use crate::util::{bpath, bytes_diff, join_rel, parent_rel, show};
+use crate::util::{bpath, bytes_diff, join_rel, show};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::CStr;
 use std::hash::Hash;
@@ -193,6 +193,8 @@ pub struct Node {
     pub xattrs: Xattrs,
     /// Directories: getxattr of each of the walk's probes.
     pub private: Vec<Result<Vec<u8>, i32>>,
+    /// Directories: readdir's d_ino of "." and "..".
+    pub dots: [u64; 2],
 }
 
 impl Node {
@@ -215,11 +217,12 @@ impl Node {
             private: if is_fmt(&st, libc::S_IFDIR) { probes.iter().map(|n| sys::lgetxattr(p, n.as_bytes())).collect() } else { vec![] },
             xattrs,
             st,
+            dots: [0; 2],
         }
     }
 
     fn stat_only(d_type: u8, d_ino: u64, st: libc::stat) -> Node {
-        Node { d_type, d_ino, st, content: None, link: None, xattrs: Ok(vec![]), private: vec![] }
+        Node { d_type, d_ino, st, content: None, link: None, xattrs: Ok(vec![]), private: vec![], dots: [0; 2] }
     }
 
     pub fn is_dir(&self) -> bool {
@@ -235,10 +238,10 @@ pub struct WalkOpts<'a> {
     pub shallow: &'a [&'a [u8]],
     /// Xattrs read with getxattr on every directory (listxattr may hide them).
     pub probes: &'a [&'a str],
-    /// readdir's d_ino of a directory (an entry, or ".") must be its st_ino.
+    /// readdir's d_ino of a directory (an entry, or ".") must be its st_ino. Not "..":
+    /// overlayfs lists the top layer's parent there, which is not the union parent's st_ino
+    /// when the parent's top layer is another one (unionrs lists the same).
     pub dir_dino: bool,
-    /// ".." too, against the parent (not at the root, whose ".." is outside).
-    pub dotdot: bool,
 }
 
 /// A whole tree, keyed by path relative to its root.
@@ -280,7 +283,7 @@ pub fn walk(label: &str, root: &Path, opts: &WalkOpts) -> Walk {
             }
         };
         let ino_of = |w: &Walk, rel: &[u8]| w.nodes.get(rel).map(|n| n.st.st_ino);
-        let (dir_ino, parent_ino) = (ino_of(&w, &dir), ino_of(&w, parent_rel(&dir)));
+        let dir_ino = ino_of(&w, &dir);
         let mut seen: HashSet<Vec<u8>> = HashSet::with_capacity(entries.len());
         for e in entries {
             let name = String::from_utf8_lossy(&e.name).to_string();
@@ -289,13 +292,14 @@ pub fn walk(label: &str, root: &Path, opts: &WalkOpts) -> Walk {
                 continue;
             }
             if e.name == b"." || e.name == b".." {
-                let (want, check) =
-                    if e.name == b"." { (dir_ino, opts.dir_dino) } else { (parent_ino, opts.dotdot && opts.dir_dino && !dir.is_empty()) };
-                if check && Some(e.ino) != want {
-                    w.problems.push(format!("{label} {}: readdir d_ino of {name:?} is {}, lstat st_ino {want:?}", show(&dir), e.ino));
+                if e.name == b"." && opts.dir_dino && Some(e.ino) != dir_ino {
+                    w.problems.push(format!("{label} {}: readdir d_ino of \".\" is {}, lstat st_ino {dir_ino:?}", show(&dir), e.ino));
                 }
                 if e.d_type != libc::DT_DIR {
                     w.problems.push(format!("{label} {}: d_type of {name:?} is {}", show(&dir), e.d_type));
+                }
+                if let Some(n) = w.nodes.get_mut(&dir) {
+                    n.dots[e.name.len() - 1] = e.ino;
                 }
                 continue;
             }
@@ -424,6 +428,9 @@ fn diff_nodes(rel: &[u8], a: (&str, &Node), b: (&str, &Node), cmp: &Cmp, out: &m
     if cmp.inos == Inos::All || (cmp.inos == Inos::NonDirs && !na.is_dir()) {
         field("st_ino", x.st_ino.to_string(), y.st_ino.to_string());
         field("d_ino", na.d_ino.to_string(), nb.d_ino.to_string());
+        if na.is_dir() {
+            field("d_ino of \".\" and \"..\"", format!("{:?}", na.dots), format!("{:?}", nb.dots));
+        }
     }
     if cmp.dino_not_worse && !na.is_dir() && na.d_ino == x.st_ino && nb.d_ino != y.st_ino {
         field("readdir d_ino == st_ino", "true".to_string(), "false".to_string());
