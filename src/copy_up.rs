@@ -9,7 +9,8 @@
 //! removed at the next mount. Copy-ups of one object are serialized by its `copy_up_lock`.
 
 use crate::dir::Expect;
-use crate::inode::RealEntry;
+use crate::index::NlinkBase;
+use crate::inode::{RealEntry, UnionInode};
 use crate::superblock::UnionFs;
 use crate::vfs::bindings::UNIONRS_RENAME_NOREPLACE as RENAME_NOREPLACE;
 use crate::vfs::real::lsm_copies_xattr;
@@ -30,22 +31,41 @@ pub(crate) fn union_inode(d: &Dentry) -> Result<(&SuperBlock<UnionFs>, &FsInode<
     Ok((inode.sb(), inode))
 }
 
-/// Whether the object of union dentry `d` is on the upper layer already.
-fn has_upper(d: &Dentry) -> Result<bool> {
-    Ok(union_inode(d)?.1.data()?.upper().is_some())
+/// Whether union dentry `d`'s name is on the upper layer already: its object is there, and
+/// for an indexed object (whose names reach the upper layer one by one) the upper copy of
+/// the parent holds this name as that object.
+pub(crate) fn has_upper_alias(d: &Dentry) -> Result<bool> {
+    let (sb, inode) = union_inode(d)?;
+    let data = inode.data()?;
+    let Some(upper) = data.upper() else {
+        return Ok(false);
+    };
+    if !data.is_indexed() {
+        return Ok(true);
+    }
+    let parent = d.parent();
+    let Some(upper_parent) = union_inode(&parent)?.1.data()?.upper() else {
+        return Ok(false);
+    };
+    let fs = sb.info();
+    let name = d.name_copy()?;
+    let found =
+        fs.with_mounter(|m| fs.upper_layer()?.mnt.lookup(m, &upper_parent.dentry, &name))?;
+    Ok(found.and_then(|c| c.inode().map(|i| i.as_ptr()))
+        == upper.dentry.inode().map(|i| i.as_ptr()))
 }
 
-/// Copies `dentry`'s object up, with its parents, if it is not on the upper layer yet.
+/// Copies `dentry`'s object up, with its parents, if its name is not on the upper layer yet.
 pub(crate) fn copy_up(sb: &SuperBlock<UnionFs>, dentry: &Dentry) -> Result {
     if !sb.info().has_upper() {
         return Err(EROFS);
     }
     // Top-down without recursion: each round copies the highest ancestor still missing.
-    while !has_upper(dentry)? {
+    while !has_upper_alias(dentry)? {
         let mut d: ARef<Dentry> = dentry.into();
         loop {
             let p = d.parent();
-            if core::ptr::eq(p.as_ptr(), d.as_ptr()) || has_upper(&p)? {
+            if core::ptr::eq(p.as_ptr(), d.as_ptr()) || has_upper_alias(&p)? {
                 break;
             }
             d = p;
@@ -61,7 +81,7 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let (_, inode) = union_inode(dentry)?;
     let data = inode.data()?;
     let _serialized = data.copy_up_lock.lock()?;
-    if data.upper().is_some() {
+    if has_upper_alias(dentry)? {
         return Ok(());
     }
     if dentry.is_unhashed() {
@@ -72,30 +92,69 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
     let lower = data.lower().first().ok_or(EIO)?;
     let name = dentry.name_copy()?;
     let mnt = &fs.upper_layer()?.mnt;
-    let copy = fs.with_mounter(|m| -> Result<_> {
-        // The parent may now hold a copy, whose listed number must be looked up.
-        fs.set_impure(m, pinode.data()?)?;
-        // A security module may ask for other credentials for the copy (its label).
-        m.with_copy_up_creds(dentry, || {
-            // Moving the copy in changes the directory's times, but the union's view of the
-            // directory has not changed: put them back, as overlayfs does.
-            let parent_times = mnt.stat(m, &upper_parent.dentry)?;
-            let copy = fs.copy_to_upper(m, lower, &upper_parent.dentry, &name)?;
-            let mut times = Iattr::new();
-            times.set_times(parent_times.atime(), parent_times.mtime());
-            let _ = mnt.notify_change(m, &upper_parent.dentry, &mut times);
-            Ok(copy)
-        })?
-    })?;
-    inode.refresh_from(copy.inode().ok_or(EIO)?, mnt.id_map());
-    inode.publish_upper(copy.clone());
-    data.set_upper(RealEntry {
-        layer: 0,
-        dentry: copy,
-    });
+    if data.upper().is_none() {
+        let to_index = fs.needs_index(data);
+        let copy = fs.with_mounter(|m| -> Result<_> {
+            // The parent may now hold a copy, whose listed number must be looked up (an
+            // indexed copy gets there by its link-up).
+            if !to_index {
+                fs.set_impure(m, pinode.data()?)?;
+            }
+            // A security module may ask for other credentials for the copy (its label).
+            m.with_copy_up_creds(dentry, || {
+                if to_index {
+                    let index_dir = fs.index_dir().ok_or(EIO)?;
+                    return fs.copy_to_upper(m, lower, index_dir, &fs.index_name(lower)?, true);
+                }
+                // Moving the copy in changes the directory's times, but the union's view of
+                // the directory has not changed: put them back, as overlayfs does.
+                let parent_times = mnt.stat(m, &upper_parent.dentry)?;
+                let copy = fs.copy_to_upper(m, lower, &upper_parent.dentry, &name, false)?;
+                let mut times = Iattr::new();
+                times.set_times(parent_times.atime(), parent_times.mtime());
+                let _ = mnt.notify_change(m, &upper_parent.dentry, &mut times);
+                Ok(copy)
+            })?
+        })?;
+        inode.refresh_from(copy.inode().ok_or(EIO)?, mnt.id_map());
+        inode.publish_upper(copy.clone());
+        data.set_upper(RealEntry {
+            layer: 0,
+            dentry: copy,
+        });
+        if to_index {
+            data.set_indexed();
+            fs.with_mounter(|m| fs.set_nlink_xattr(m, data, NlinkBase::Upper))?;
+        }
+    }
+    if data.is_indexed() {
+        fs.with_mounter(|m| link_up(fs, m, data, pinode.data()?, &upper_parent.dentry, &name))?;
+    }
     // The object's inode number in the parent's listing is the copy's now.
     pinode.data()?.invalidate_listing();
     Ok(())
+}
+
+/// Links one more name, `name` in `upper_parent`, to the upper object of indexed `data`
+/// (overlayfs' `ovl_link_up`), keeping its recorded link count right before and after.
+fn link_up(
+    fs: &UnionFs,
+    m: &AsMounter<'_>,
+    data: &UnionInode,
+    parent: &UnionInode,
+    upper_parent: &Dentry,
+    name: &[u8],
+) -> Result {
+    let mnt = &fs.upper_layer()?.mnt;
+    let upper = data.upper().ok_or(EIO)?;
+    fs.set_impure(m, parent)?;
+    fs.set_nlink_xattr(m, data, NlinkBase::Lower)?;
+    let parent_times = mnt.stat(m, upper_parent)?;
+    fs.create_real(m, upper_parent, name, NewObject::Link(&upper.dentry))?;
+    let mut times = Iattr::new();
+    times.set_times(parent_times.atime(), parent_times.mtime());
+    let _ = mnt.notify_change(m, upper_parent, &mut times);
+    fs.set_nlink_xattr(m, data, NlinkBase::Upper)
 }
 
 impl UnionFs {
@@ -107,6 +166,7 @@ impl UnionFs {
         lower: &RealEntry,
         upper_parent: &Dentry,
         name: &[u8],
+        to_index: bool,
     ) -> Result<ARef<Dentry>> {
         let lpath = self.real_path(lower)?;
         let st = lpath.mnt.stat(m, lpath.dentry)?;
@@ -136,7 +196,7 @@ impl UnionFs {
             self.copy_xattrs(m, lpath, temp)?;
             // Which lower object this is a copy of, so that it keeps that one's number (not
             // for a hard link, whose copy-up breaks the link).
-            if mode & bindings::S_IFMT == bindings::S_IFDIR || st.nlink() == 1 {
+            if mode & bindings::S_IFMT == bindings::S_IFDIR || st.nlink() == 1 || to_index {
                 self.set_origin(m, temp, lower)?;
             }
             self.copy_attrs(m, temp, &st)?;

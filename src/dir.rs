@@ -8,8 +8,9 @@
 //! is opaque. Whenever the result must appear in one step (replacing a whiteout, hiding a
 //! directory), the new object is made in the work directory and renamed into place.
 
-use crate::copy_up::{copy_up, union_inode};
+use crate::copy_up::{copy_up, has_upper_alias, union_inode};
 use crate::file::OpenFile;
+use crate::index::NlinkBase;
 use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
 use crate::readdir::DirState;
@@ -329,6 +330,33 @@ fn can_move(inode: &FsInode<UnionFs>) -> Result<bool> {
     Ok(!inode.inode().is_dir() || inode.data()?.lower().is_empty())
 }
 
+/// Before a name of a non-directory is removed, replaced or linked to (overlayfs'
+/// `ovl_nlink_start`): a name of a lower hard link is linked up to the index first, and the
+/// object's link count is recorded relative to its upper inode, whose count the change moves
+/// along with the union's.
+fn nlink_start(sb: &SuperBlock<UnionFs>, dentry: &Dentry, data: &UnionInode) -> Result {
+    let fs = sb.info();
+    if fs.needs_index(data) && !has_upper_alias(dentry)? {
+        copy_up(sb, dentry)?;
+    }
+    if data.is_indexed() {
+        fs.with_mounter(|m| fs.set_nlink_xattr(m, data, NlinkBase::Upper))?;
+    }
+    Ok(())
+}
+
+/// After a name of indexed `data` was added (`more`) or removed: the union's count follows,
+/// and once no name is left the index entry goes (overlayfs' `ovl_nlink_end`).
+fn nlink_end(fs: &UnionFs, data: &UnionInode, more: bool) {
+    if !data.is_indexed() {
+        return;
+    }
+    data.change_union_nlink(more);
+    if data.union_nlink() == 0 {
+        fs.with_mounter(|m| fs.cleanup_index(m, data));
+    }
+}
+
 /// Whether union dentry `d` is negative with a whiteout on the upper layer at its name.
 fn is_upper_whiteout(
     fs: &UnionFs,
@@ -377,6 +405,9 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
     })?;
     let parent = dentry.parent();
     let up = upper_dir(sb, &parent, dir)?;
+    if !is_dir {
+        nlink_start(sb, dentry, data)?;
+    }
     {
         // No copy-up of the object may slip in between looking at its upper copy and
         // removing it (an open for write races with unlink).
@@ -400,6 +431,7 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
         inode.inode().clear_nlink();
     } else {
         inode.inode().drop_nlink();
+        nlink_end(fs, data, false);
     }
     // The dentry's stack is stale now: the next lookup of the name starts afresh.
     dentry.drop_from_cache();
@@ -464,6 +496,7 @@ impl DirOps for UnionFs {
         let fs = sb.info();
         let (_, inode) = union_inode(old)?;
         copy_up(sb, old)?;
+        nlink_start(sb, old, inode.data()?)?;
         let parent = new.parent();
         let up = upper_dir(sb, &parent, dir)?;
         let target = inode.data()?.upper().ok_or(EIO)?;
@@ -478,6 +511,7 @@ impl DirOps for UnionFs {
             target.dentry.inode().ok_or(EIO)?,
             fs.upper_layer()?.mnt.id_map(),
         );
+        nlink_end(fs, inode.data()?, true);
         new.instantiate(inode.inode().into());
         dir_changed(dir);
         Ok(())
@@ -611,6 +645,14 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     if !overwrite {
         copy_up(sb, new)?;
     }
+    // A name of an indexed object that is replaced: as for unlink.
+    let replaced_indexed = match (overwrite, new_inode) {
+        (true, Some(n)) if !n.inode().is_dir() => {
+            nlink_start(sb, new, n.data()?)?;
+            Some(n.data()?)
+        }
+        _ => None,
+    };
     let old_up_dir = old_dir.data()?.upper().ok_or(EIO)?;
     let old_upper = old_inode.data()?.upper().ok_or(EIO)?;
     let mnt = &fs.upper_layer()?.mnt;
@@ -681,6 +723,9 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
         } else {
             n.inode().drop_nlink();
         }
+    }
+    if let Some(data) = replaced_indexed {
+        nlink_end(fs, data, false);
     }
     dir_changed(old_dir);
     dir_changed(new_dir);

@@ -11,7 +11,7 @@ use crate::vfs::{
     Acl, AsMounter, Dentry, Fiemap, FsInode, Iattr, Idmap, Inode, InodeOps, Kstat, LinkTarget,
     PermInode, PosixAcl, RealPath, SymlinkOps,
 };
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -49,6 +49,11 @@ pub(crate) struct UnionInode {
     /// The upper directory is marked "impure" (`overlay.impure`): it may hold entries copied
     /// up or moved in, whose listed numbers must be looked up.
     impure: AtomicBool,
+    /// The upper object is the object's index entry (overlayfs' `OVL_INDEX`): the names of a
+    /// lower hard link are linked to it one by one.
+    indexed: AtomicBool,
+    /// The union's link count of an indexed object (its names the union shows).
+    union_nlink: AtomicU32,
 }
 
 impl UnionInode {
@@ -73,6 +78,8 @@ impl UnionInode {
                 dir_cache <- new_mutex!((0, None)),
                 lower_numbered,
                 impure: AtomicBool::new(false),
+                indexed: AtomicBool::new(false),
+                union_nlink: AtomicU32::new(0),
             }),
             GFP_KERNEL,
         )
@@ -115,6 +122,38 @@ impl UnionInode {
     /// Notes that the directory is marked "impure".
     pub(crate) fn set_impure(&self) {
         self.impure.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the upper object is the object's index entry.
+    pub(crate) fn is_indexed(&self) -> bool {
+        self.indexed.load(Ordering::Relaxed)
+    }
+
+    /// Notes that the upper object is the object's index entry.
+    pub(crate) fn set_indexed(&self) {
+        self.indexed.store(true, Ordering::Relaxed);
+    }
+
+    /// The union's link count (of an indexed object).
+    pub(crate) fn union_nlink(&self) -> u32 {
+        self.union_nlink.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_union_nlink(&self, n: u32) {
+        self.union_nlink.store(n, Ordering::Relaxed);
+    }
+
+    /// One name more (`true`) or less (`false`) of the object.
+    pub(crate) fn change_union_nlink(&self, more: bool) {
+        let _ = self
+            .union_nlink
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(if more {
+                    n.saturating_add(1)
+                } else {
+                    n.saturating_sub(1)
+                })
+            });
     }
 
     /// Notes that the directory is not marked "impure" any more.
@@ -242,16 +281,29 @@ impl UnionFs {
     /// Finds or makes the union inode for `stack`, so that every path to the same object
     /// gives the same inode: hashed by the first lower object when there is one (it stays
     /// the same across a copy-up), else by the upper object. As in overlayfs, a lower hard
-    /// link in a writable union gets an inode of its own: a copy-up breaks the link.
+    /// link in a writable union without the index gets an inode of its own: a copy-up breaks
+    /// the link.
     pub(crate) fn get_inode(
         &self,
         sb: &crate::vfs::SuperBlock<UnionFs>,
         stack: KVec<RealEntry>,
     ) -> Result<ARef<Inode>> {
+        self.get_inode_of(sb, stack, false)
+    }
+
+    /// [`Self::get_inode`] for a stack that lookup found, `indexed` if its upper object is an
+    /// index entry: all names of a lower hard link then share the inode.
+    pub(crate) fn get_inode_of(
+        &self,
+        sb: &crate::vfs::SuperBlock<UnionFs>,
+        stack: KVec<RealEntry>,
+        indexed: bool,
+    ) -> Result<ARef<Inode>> {
         let top = stack.first().ok_or(EIO)?;
         let real_d = top.dentry.clone();
         let real = real_d.inode().ok_or(ENOENT)?;
         let has_upper = self.has_upper();
+        let top_is_upper = has_upper && top.layer == 0;
         let first_lower = stack
             .iter()
             .find(|e| !(has_upper && e.layer == 0))
@@ -260,15 +312,32 @@ impl UnionFs {
             .as_ref()
             .map_or((&real_d, top.layer), |(d, l)| (d, *l));
         let key_inode = key_d.inode().ok_or(ENOENT)?;
-        let broken_link =
-            has_upper && first_lower.is_some() && !real.is_dir() && key_inode.nlink() > 1;
+        // A lower hard link whose copy-up breaks (or broke) the link (overlayfs'
+        // `ovl_hash_bylower`).
+        let broken_link = has_upper
+            && first_lower.is_some()
+            && !real.is_dir()
+            && key_inode.nlink() > 1
+            && !indexed
+            && (top_is_upper || !self.index);
         // Numbered as it is known: by its first lower object, or (a lower hard link that a
         // copy-up will break, an upper-only object) by its top one.
         // The owner as the top object's layer mount shows it.
         let idmap = self.layers.get(top.layer).ok_or(EIO)?.mnt.id_map();
         let lower_numbered = first_lower.is_some() && !broken_link;
         let (top_layer, is_dir) = (top.layer, real.is_dir());
+        // The union's link count: the stored one of an object both upper and lower.
+        let nlink = match (&first_lower, top_is_upper && !is_dir && self.index) {
+            (Some((lower, _)), true) => {
+                self.with_mounter(|m| self.stored_nlink(m, lower, &real_d, real.nlink()))
+            }
+            _ => real.nlink(),
+        };
         let data = UnionInode::new(stack, has_upper, lower_numbered)?;
+        data.set_union_nlink(nlink);
+        if indexed {
+            data.set_indexed();
+        }
         if is_dir && data.upper().is_some() && self.with_mounter(|m| self.is_impure_dir(m, &real_d))
         {
             data.set_impure();
@@ -349,6 +418,9 @@ fn getattr(
         stat.set_ino(ino);
         if inode.inode().is_dir() && data.is_merged() {
             stat.set_nlink(1);
+        } else if data.is_indexed() {
+            // The names the union shows, not the real inode's (which counts the index's).
+            stat.set_nlink(data.union_nlink());
         }
         Ok(())
     })
@@ -381,7 +453,7 @@ fn shown_number(
         } else if let Some(origin) = data.numbered_by() {
             let path = fs.real_path(origin)?;
             let lst = path.mnt.stat(m, path.dentry)?;
-            if is_dir || lst.nlink() == 1 {
+            if is_dir || lst.nlink() == 1 || data.is_indexed() {
                 fsid = fs.fsid_of(origin.layer);
                 ino = lst.ino();
             }

@@ -107,6 +107,10 @@ impl UnionFs {
             (true, Xattr::Impure) => c"user.overlay.impure",
             (false, Xattr::Origin) => c"trusted.overlay.origin",
             (true, Xattr::Origin) => c"user.overlay.origin",
+            (false, Xattr::Nlink) => c"trusted.overlay.nlink",
+            (true, Xattr::Nlink) => c"user.overlay.nlink",
+            (false, Xattr::Upper) => c"trusted.overlay.upper",
+            (true, Xattr::Upper) => c"user.overlay.upper",
         }
     }
 
@@ -143,25 +147,60 @@ impl UnionFs {
                 .is_ok()
     }
 
-    /// Looks `name` up below the real directories `parent` and returns the new stack.
+    /// Looks `name` up below the real directories `parent`: the new stack, and whether it
+    /// is an indexed object (its upper object is its index entry).
+    ///
+    /// An upper non-directory is followed to its origin, a merged directory gets one if it
+    /// has none; with the index on, a non-directory with an origin (or only on lower layers)
+    /// is looked for in the index: a name not linked up yet gets the index entry as its
+    /// upper object, so that all names of a lower hard link show one object.
     pub(crate) fn lookup_stack(
         &self,
         m: &AsMounter<'_>,
         parent: &UnionInode,
         name: &[u8],
-    ) -> Result<KVec<RealEntry>> {
+    ) -> Result<(KVec<RealEntry>, bool)> {
         let mut stack = self.lookup_in(m, parent.entries(), name)?;
-        let Some(upper) = stack.first().filter(|e| e.layer == 0 && self.has_upper()) else {
-            return Ok(stack);
+        let top_is_upper = stack
+            .first()
+            .is_some_and(|e| e.layer == 0 && self.has_upper());
+        let Some(top) = stack.first() else {
+            return Ok((stack, false));
         };
-        if upper.dentry.is_dir() {
-            if let Some(lower) = stack.get(1) {
-                self.fix_dir_origin(m, parent, &upper.dentry, lower)?;
+        if top.dentry.is_dir() {
+            if let (true, Some(lower)) = (top_is_upper, stack.get(1)) {
+                self.fix_dir_origin(m, parent, &top.dentry, lower)?;
             }
-        } else if let Some(origin) = self.origin_of(m, &upper.dentry)? {
-            stack.push(origin, GFP_KERNEL)?;
+            return Ok((stack, false));
         }
-        Ok(stack)
+        if top_is_upper {
+            if let Some(origin) = self.origin_of(m, &top.dentry)? {
+                stack.push(origin, GFP_KERNEL)?;
+            }
+        }
+        let (upper, origin) = match top_is_upper {
+            true => (stack.first().map(|e| &e.dentry), stack.get(1)),
+            false => (None, stack.first()),
+        };
+        let Some(origin) = origin else {
+            return Ok((stack, false));
+        };
+        let Some(index) = self.lookup_index(m, upper.map(|d| &**d), origin)? else {
+            return Ok((stack, false));
+        };
+        if !top_is_upper {
+            stack.reserve(1, GFP_KERNEL)?;
+            stack
+                .insert_within_capacity(
+                    0,
+                    RealEntry {
+                        layer: 0,
+                        dentry: index,
+                    },
+                )
+                .map_err(|_| ENOMEM)?;
+        }
+        Ok((stack, true))
     }
 
     /// Looks `name` up below the given real directories (top first).
@@ -256,6 +295,58 @@ impl UnionFs {
         .to_bytes()
     }
 
+    /// The stored file handle of upper object `d` (overlayfs' `ovl_encode_real_fh` with
+    /// `is_upper`): what the index directory's `overlay.upper` holds for the upper root.
+    pub(crate) fn handle_of(&self, d: &Dentry, is_upper: bool) -> Result<KVec<u8>> {
+        let layer = self.upper_layer()?;
+        let real = d.inode().ok_or(EIO)?.encode_fh()?;
+        let path_flag = if is_upper { FH_FLAG_PATH_UPPER } else { 0 };
+        UnionFh {
+            flags: FH_FLAG_CPU_ENDIAN | path_flag,
+            uuid: self.handle_uuid(layer),
+            real,
+        }
+        .to_bytes()
+    }
+
+    /// The file handle that private xattr `which` of upper object `d` holds (overlayfs'
+    /// `ovl_get_fh`): `None` if there is none, it is empty ("origin unknown"), of a kind this
+    /// code does not know, or malformed (with a warning).
+    pub(crate) fn stored_fh(
+        &self,
+        m: &AsMounter<'_>,
+        d: &Dentry,
+        which: Xattr,
+    ) -> Result<Option<KVec<u8>>> {
+        let mnt = &self.upper_layer()?.mnt;
+        let name = self.xattr_name(which);
+        let mut value = match mnt.getxattr(m, d, name, &mut []) {
+            Ok(0) => return Ok(None),
+            Ok(n) => KVec::from_elem(0u8, n, GFP_KERNEL)?,
+            Err(e) if e == errno::enodata() || e == errno::eopnotsupp() => return Ok(None),
+            Err(e) => {
+                crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get origin ({:?})", e));
+                return Ok(None);
+            }
+        };
+        let n = match mnt.getxattr(m, d, name, &mut value) {
+            Ok(n) => n,
+            Err(e) => {
+                crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get origin ({:?})", e));
+                return Ok(None);
+            }
+        };
+        value.truncate(n);
+        match UnionFh::parse(&value) {
+            Ok(Some(_)) => Ok(Some(value)),
+            Ok(None) => Ok(None),
+            Err(_) => {
+                crate::vfs::warn_ratelimited(fmt!("unionrs: invalid origin ({})", Hex(&value)));
+                Ok(None)
+            }
+        }
+    }
+
     /// Sets private xattr `which` of upper object `d` (overlayfs' `ovl_check_setxattr`): if
     /// the upper filesystem does not take xattrs, says so once and from then on sets none.
     /// Returns whether the xattr was set.
@@ -334,34 +425,25 @@ impl UnionFs {
     /// just has no origin. The dentry found may be disconnected: it serves to number the
     /// object, never to reach it by path.
     fn origin_of(&self, m: &AsMounter<'_>, upper: &Dentry) -> Result<Option<RealEntry>> {
-        let mnt = &self.upper_layer()?.mnt;
-        let name = self.xattr_name(Xattr::Origin);
-        let mut value = match mnt.getxattr(m, upper, name, &mut []) {
-            Ok(0) => return Ok(None),
-            Ok(n) => KVec::from_elem(0u8, n, GFP_KERNEL)?,
-            Err(e) if e == errno::enodata() || e == errno::eopnotsupp() => return Ok(None),
-            Err(e) => {
-                crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get origin ({:?})", e));
-                return Ok(None);
-            }
+        let Some(value) = self.stored_fh(m, upper, Xattr::Origin)? else {
+            return Ok(None);
         };
-        let n = match mnt.getxattr(m, upper, name, &mut value) {
-            Ok(n) => n,
-            Err(e) => {
-                crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get origin ({:?})", e));
-                return Ok(None);
-            }
+        let Some(fh) = UnionFh::parse(&value)? else {
+            return Ok(None);
         };
-        let value = value.get(..n).ok_or(EIO)?;
-        let fh = match UnionFh::parse(value) {
-            Ok(Some(fh)) => fh,
-            Ok(None) => return Ok(None),
-            Err(_) => {
-                crate::vfs::warn_ratelimited(fmt!("unionrs: invalid origin ({})", Hex(value)));
-                return Ok(None);
-            }
-        };
-        let Some(origin) = self.decode_lower_fh(m, &fh)? else {
+        self.decode_origin_of(m, &fh, upper)
+    }
+
+    /// The lower object of file handle `fh`, recorded as the origin of upper object `upper`:
+    /// `None` if it cannot be found, or is of another type of file than `upper` (with a
+    /// warning).
+    pub(crate) fn decode_origin_of(
+        &self,
+        m: &AsMounter<'_>,
+        fh: &UnionFh,
+        upper: &Dentry,
+    ) -> Result<Option<RealEntry>> {
+        let Some(origin) = self.decode_lower_fh(m, fh)? else {
             return Ok(None);
         };
         let (upper_mode, origin_mode) = (
@@ -369,7 +451,7 @@ impl UnionFs {
             origin.dentry.inode().map_or(0, |i| i.mode()),
         );
         let fmt_mask = kernel::bindings::S_IFMT;
-        if upper_mode & fmt_mask != origin_mode & fmt_mask {
+        if !upper.is_whiteout() && upper_mode & fmt_mask != origin_mode & fmt_mask {
             crate::vfs::warn_ratelimited(fmt!(
                 "unionrs: invalid origin ({}, ftype={:x}, origin ftype={:x}).",
                 kernel::str::BStr::from_bytes(upper.name()),
@@ -455,6 +537,8 @@ pub(crate) enum Xattr {
     Uuid,
     Impure,
     Origin,
+    Nlink,
+    Upper,
 }
 
 /// `inode_operations::lookup` of a union directory.
@@ -464,9 +548,9 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
         return Err(errno::enametoolong());
     }
     let data = dir.data()?;
-    let stack = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;
+    let (stack, indexed) = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;
     if stack.is_empty() {
         return Ok(None);
     }
-    Ok(Some(fs.get_inode(dir.sb(), stack)?))
+    Ok(Some(fs.get_inode_of(dir.sb(), stack, indexed)?))
 }

@@ -91,6 +91,8 @@ pub(crate) struct Config {
     pub(crate) redirect_follows: bool,
     pub(crate) uuid: Uuid,
     pub(crate) xino: Xino,
+    /// `index=on`: the inodes index (see `crate::index`).
+    pub(crate) index: bool,
 }
 
 /// `xino=`: whether inode numbers of several filesystems are made unique on the union's own
@@ -402,7 +404,10 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             cfg.userxattr = true;
             Ok(())
         }
-        opt::INDEX => feature_off_only(fc, "index", param.number != 0),
+        opt::INDEX => {
+            cfg.index = param.number != 0;
+            Ok(())
+        }
         opt::METACOPY => feature_off_only(fc, "metacopy", param.number != 0),
         opt::NFS_EXPORT => feature_off_only(fc, "nfs_export", param.number != 0),
         opt::REDIRECT_DIR => {

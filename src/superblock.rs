@@ -99,6 +99,8 @@ pub(crate) struct UnionFs {
     pub(crate) uuid: params::Uuid,
     /// The upper layer took no xattr (at mount, or since): private xattrs are not written.
     pub(crate) noxattr: AtomicBool,
+    /// `index=on` as it stands after the mount's checks.
+    pub(crate) index: bool,
     /// The last number given to a directory that has no unique one (non-persistent, as in
     /// overlayfs).
     pub(crate) last_ino: AtomicU64,
@@ -277,6 +279,47 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
     })
 }
 
+/// Whether the index can be on (overlayfs' checks at mount, in its order): it needs an upper
+/// layer, xattrs on it, and file handles that the mounter may decode on the upper and every
+/// lower filesystem; otherwise it falls back to off with overlayfs' warning. (A lower
+/// filesystem whose uuid cannot tell its handles apart turns it off later.)
+fn choose_index(fs: &UnionFs, fc: &FsContext, requested: bool, upper_xattrs: bool) -> bool {
+    if !requested {
+        return false;
+    }
+    if !fs.has_upper() {
+        fc.warn(fmt!(
+            "option \"index=on\" is useless in a non-upper mount, ignore"
+        ));
+        return false;
+    }
+    if !upper_xattrs {
+        fc.warn(fmt!(
+            "failed to set xattr on upper, falling back to index=off."
+        ));
+        return false;
+    }
+    if fs
+        .upper_layer()
+        .map_or(true, |u| u.mnt.fh_support() == FhSupport::None)
+    {
+        fc.warn(fmt!(
+            "upper fs does not support file handles, falling back to index=off."
+        ));
+        return false;
+    }
+    for l in fs.layers.iter().filter(|l| l.kind == LayerKind::Lower) {
+        if l.mnt.fh_support() == FhSupport::None {
+            fc.warn(fmt!(
+                "fs on '{}' does not support file handles, falling back to index=off,nfs_export=off.",
+                show(&l.spec.name)
+            ));
+            return false;
+        }
+    }
+    true
+}
+
 /// Which lower filesystems (by `fsid`) have a uuid that cannot tell their file handles apart
 /// (overlayfs' `ovl_lower_uuid_ok`, met in layer order): in a union with an upper layer, a
 /// null uuid (every uuid is null with `uuid=off`) while offline changes of the layers are
@@ -289,7 +332,7 @@ fn bad_uuids(fs: &UnionFs, xino: Xino) -> Result<KVec<bool>> {
         params::Uuid::Off => [0u8; 16],
         _ => l.mnt.fs_uuid(),
     };
-    let offline_changes = xino != Xino::On;
+    let offline_changes = xino != Xino::On && !fs.index;
     for (i, l) in fs.layers.iter().enumerate() {
         if l.kind != LayerKind::Lower {
             continue;
@@ -349,14 +392,17 @@ fn choose_xino(
         .iter()
         .filter(|l| l.kind == LayerKind::Lower && l.fsid != 0)
         .find(|l| fs.bad_uuid.get(l.fsid).copied().unwrap_or(false));
-    if let (Some(l), Xino::Auto) = (first_bad, xino) {
+    if let Some(l) = first_bad.filter(|_| xino == Xino::Auto || fs.index) {
         let null = uuid_mode == params::Uuid::Off || l.mnt.fs_uuid() == [0; 16];
+        if xino == Xino::Auto {
+            xino = Xino::Off;
+        }
         fc.warn(fmt!(
-            "{} uuid in non-single lower fs '{}', falling back to xino=off,index=off,nfs_export=off.",
+            "{} uuid in non-single lower fs '{}', falling back to xino={},index=off,nfs_export=off.",
             if null { "null" } else { "conflicting" },
-            show(&l.spec.name)
+            show(&l.spec.name),
+            xino.name().to_str().unwrap_or("off")
         ));
-        xino = Xino::Off;
     }
     if fs.has_upper() && !upper_xattrs && xino == Xino::Auto {
         fc.warn(fmt!(
@@ -652,6 +698,7 @@ impl FileSystem for UnionFs {
                 bad_uuid: KVec::new(),
                 uuid: cfg.uuid,
                 noxattr: AtomicBool::new(false),
+                index: false,
                 last_ino: AtomicU64::new(1),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
@@ -699,8 +746,16 @@ impl FileSystem for UnionFs {
         }
 
         info.noxattr.store(!upper_xattrs, Ordering::Relaxed);
+        info.index = choose_index(&info, fc, cfg.index, upper_xattrs);
         info.bad_uuid = bad_uuids(&info, cfg.xino)?;
         (info.xino, info.xino_bits) = choose_xino(&info, fc, cfg.xino, upper_xattrs, cfg.uuid);
+        if info.index && info.bad_uuid.iter().any(|&b| b) {
+            info.index = false;
+        }
+        if info.index {
+            // The index directory is the work directory from now on (overlayfs' layout).
+            info.work_dir = Some(crate::index::setup(&info, fc)?);
+        }
         info.traps = layer_traps(&info)?;
         sb.set_params(UNIONRS_SUPER_MAGIC, i64::MAX, 1, depth);
         if info.work.is_none() {
@@ -778,6 +833,9 @@ impl SuperOps for UnionFs {
         }
         if fs.xino != Xino::Off && !fs.same_fs {
             seq_show_option(m, c"xino", Some(fs.xino.name()));
+        }
+        if fs.index {
+            seq_show_option(m, c"index", Some(c"on"));
         }
         if fs.userxattr {
             seq_show_option(m, c"userxattr", None);

@@ -6,6 +6,7 @@
 mod copy_up;
 mod dir;
 mod file;
+mod index;
 mod inode;
 mod namei;
 mod params;

@@ -288,6 +288,26 @@ pub fn lgetxattr(p: &Path, name: &[u8]) -> Result<Vec<u8>, i32> {
     sized(|buf| rustix::fs::lgetxattr(p, name.as_c_str(), buf.as_mut_slice()))
 }
 
+/// name_to_handle_at(2) of `p` (not following a final symlink): the handle's type and bytes.
+/// A raw call: rustix has no file-handle calls.
+pub fn file_handle(p: &Path) -> Result<(i32, Vec<u8>), i32> {
+    const MAX: usize = 128;
+    // `struct file_handle`: handle_bytes, handle_type, then the handle (4-byte aligned).
+    let mut buf = vec![0u32; 2 + MAX / 4];
+    buf[0] = MAX as u32;
+    let mut mount_id: libc::c_int = 0;
+    let path = cpath(p);
+    // SAFETY: `buf` is an aligned `struct file_handle` with room for MAX bytes of handle;
+    // `path` is NUL-terminated; `mount_id` is ours.
+    let r = unsafe { libc::name_to_handle_at(libc::AT_FDCWD, path.as_ptr(), buf.as_mut_ptr().cast(), &mut mount_id, 0) };
+    if r != 0 {
+        return Err(errno());
+    }
+    let len = (buf[0] as usize).min(MAX);
+    let bytes: Vec<u8> = buf[2..].iter().flat_map(|w| w.to_ne_bytes()).take(len).collect();
+    Ok((buf[1] as i32, bytes))
+}
+
 /// llistxattr(2): the xattr names of the object itself, in the order the filesystem gave them.
 pub fn llistxattr(p: &Path) -> Result<Vec<Vec<u8>>, i32> {
     let list = sized(|buf| rustix::fs::llistxattr(p, buf.as_mut_slice()))?;
