@@ -484,8 +484,16 @@ impl DirOps for UnionFs {
             NewObject::Node { mode, .. } => mode,
             _ => bindings::S_IFLNK | 0o777,
         };
+        let merged_parent = dir.data()?.is_merged();
         let real = fs.with_creator(dir.inode(), dentry, mode, idmap, |m| {
-            fs.create_upper(m, &up.dentry, dentry.name(), what)
+            let real = fs.create_upper(m, &up.dentry, dentry.name(), what)?;
+            // When the layers may not change offline, a directory made in a merged one is
+            // made opaque at once, as overlayfs does (only to save lookups below it, so a
+            // failure does not matter).
+            if merged_parent && real.is_dir() && !fs.allow_offline_changes() {
+                let _ = fs.set_private_xattr(m, &real, Xattr::Opaque, b"y");
+            }
+            Ok::<_, Error>(real)
         })??;
         instantiate_new(dir, dentry, real)
     }

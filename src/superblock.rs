@@ -151,6 +151,13 @@ impl UnionFs {
         self.layers.first()
     }
 
+    /// Whether the layers may be changed while the union is not mounted (overlayfs'
+    /// `ovl_allow_offline_changes`): not with the index or `xino=on`, whose records would go
+    /// stale (metacopy and redirect_dir, which also forbid it, are not implemented).
+    pub(crate) fn allow_offline_changes(&self) -> bool {
+        !self.index && self.xino != Xino::On
+    }
+
     pub(crate) fn has_upper(&self) -> bool {
         self.layers
             .first()
@@ -325,14 +332,14 @@ fn choose_index(fs: &UnionFs, fc: &FsContext, requested: bool, upper_xattrs: boo
 /// null uuid (every uuid is null with `uuid=off`) while offline changes of the layers are
 /// allowed (`xino=on` forbids them), or the uuid of an earlier lower filesystem (then both
 /// are bad). A filesystem found bad never has its handles decoded.
-fn bad_uuids(fs: &UnionFs, xino: Xino) -> Result<KVec<bool>> {
+fn bad_uuids(fs: &UnionFs) -> Result<KVec<bool>> {
     let mut bad = KVec::from_elem(false, fs.pseudo_devs.len(), GFP_KERNEL)?;
     let mut is_lower = KVec::from_elem(false, fs.pseudo_devs.len(), GFP_KERNEL)?;
     let uuid_of = |l: &Layer| match fs.uuid {
         params::Uuid::Off => [0u8; 16],
         _ => l.mnt.fs_uuid(),
     };
-    let offline_changes = xino != Xino::On && !fs.index;
+    let offline_changes = fs.allow_offline_changes();
     for (i, l) in fs.layers.iter().enumerate() {
         if l.kind != LayerKind::Lower {
             continue;
@@ -747,7 +754,7 @@ impl FileSystem for UnionFs {
 
         info.noxattr.store(!upper_xattrs, Ordering::Relaxed);
         info.index = choose_index(&info, fc, cfg.index, upper_xattrs);
-        info.bad_uuid = bad_uuids(&info, cfg.xino)?;
+        info.bad_uuid = bad_uuids(&info)?;
         (info.xino, info.xino_bits) = choose_xino(&info, fc, cfg.xino, upper_xattrs, cfg.uuid);
         if info.index && info.bad_uuid.iter().any(|&b| b) {
             info.index = false;

@@ -28,6 +28,8 @@ pub fn tests() -> Vec<Test> {
         Test::new("writable.random_ops_differential", random_ops_differential),
         Test::full_only("writable.random_ops_more_seeds", random_ops_more_seeds),
         Test::new("writable.format_interop", format_interop),
+        Test::new("writable.random_ops_index_xino", random_ops_index_xino),
+        Test::new("writable.format_interop_index", format_interop_index),
         Test::new("writable.permissions_as_other_user", permissions_as_other_user),
         Test::new("writable.enospc_copy_up", enospc_copy_up),
         Test::new("writable.copy_up_wait_killable", copy_up_wait_killable),
@@ -1382,6 +1384,18 @@ fn check_workdirs(sides: &[Side; 2], when: &str) -> Vec<String> {
         out.push(format!("{when}: workdir entries: {} {}, {} {}", sides[0].label, t(&tops[0]), sides[1].label, t(&tops[1])));
     }
     out.extend(sides.iter().filter_map(|s| check_work(&s.label, &s.work)).map(|p| format!("{when}: {p}")));
+    // With index=on: the same index entries (named by the lower inodes' file handles), apart
+    // from temporaries (overlayfs keeps its shared whiteout there).
+    let entries: Vec<Result<Vec<Vec<u8>>, i32>> = sides
+        .iter()
+        .map(|s| names_in(&s.work.join("index")).map(|n| n.into_iter().filter(|n| n.first() != Some(&b'#')).collect()))
+        .collect();
+    if entries[0] != entries[1] {
+        let t = |r: &Result<Vec<Vec<u8>>, i32>| {
+            r.as_ref().map_or_else(|e| format!("error {}", errno_name(*e)), |n| format!("[{}]", show_names(n)))
+        };
+        out.push(format!("{when}: index entries: {} {}, {} {}", sides[0].label, t(&entries[0]), sides[1].label, t(&entries[1])));
+    }
     out
 }
 
@@ -1510,6 +1524,20 @@ fn random_ops_more_seeds() -> TestResult {
     seeds.into_iter().try_for_each(|seed| random_ops(seed, nops))
 }
 
+/// The options of the unions with the inodes index (and xino, which it goes with).
+const INDEX_OPTS: &str = "index=on,redirect_dir=off,metacopy=off,xino=on";
+
+/// The differential with `index=on,xino=on`: lower hard links are copied up through the
+/// index, names linked up, counted and removed; the index directories must agree.
+fn random_ops_index_xino() -> TestResult {
+    let fstype = fstype_under_test();
+    let (seed, nops) = seed_and_ops();
+    let mut s = Scratch::new("wr_random_index");
+    let mut env = build_env(&mut s, &fstype)?;
+    env.opts = INDEX_OPTS.to_string();
+    random_ops_in(&env, seed ^ 0x1de5, nops)
+}
+
 fn random_ops(seed: u64, nops: usize) -> TestResult {
     let fstype = fstype_under_test();
     let mut s = Scratch::new("wr_random");
@@ -1567,11 +1595,22 @@ fn random_ops_in(env: &Env, seed: u64, nops: usize) -> TestResult {
 // 2. Each filesystem mounts the upper layer the other one wrote
 
 fn format_interop() -> TestResult {
+    format_interop_with(UNION_OPTS, "wr_interop")
+}
+
+/// The same with `index=on`: each mounts the other's upper and work directories, index
+/// included.
+fn format_interop_index() -> TestResult {
+    format_interop_with(INDEX_OPTS, "wr_interop_index")
+}
+
+fn format_interop_with(opts: &str, scratch: &str) -> TestResult {
     let fstype = fstype_under_test();
     let (seed, nops) = seed_and_ops();
     let (seed, nops) = (seed ^ 0x9e37_79b9_7f4a_7c15, nops.min(300));
-    let mut s = Scratch::new("wr_interop");
-    let env = build_env(&mut s, &fstype)?;
+    let mut s = Scratch::new(scratch);
+    let mut env = build_env(&mut s, &fstype)?;
+    env.opts = opts.to_string();
     progress(&format!("interop: seed {seed:#x}, {nops} operations first"));
     let runner = run_random(&env, seed, nops, "interop")?;
 
