@@ -274,7 +274,7 @@ impl UnionFs {
                     uinode.ino(),
                     uinode.nlink()
                 ));
-                data.set_union_nlink(uinode.nlink() - 1);
+                data.set_union_nlink(uinode.nlink().saturating_sub(1));
                 return self.set_nlink_xattr(m, data, NlinkBase::Upper);
             }
             let name = self.index_name(lower)?;

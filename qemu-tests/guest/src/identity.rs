@@ -41,8 +41,14 @@ fn build(lower: &Path, upper: Option<&Path>) -> TestResult {
         .hardlink("h1", "h2")?
         .symlink("link", "top")?;
     if let Some(u) = upper {
-        Layer::new(u.to_path_buf())?.file("d/upper_file", b"u\n")?.file("upper_only", b"u\n")?.dir("upper_dir")?;
+        build_upper(u)?;
     }
+    Ok(())
+}
+
+/// The upper layer's side of [`build`].
+fn build_upper(u: &Path) -> TestResult {
+    Layer::new(u.to_path_buf())?.file("d/upper_file", b"u\n")?.file("upper_only", b"u\n")?.dir("upper_dir")?;
     Ok(())
 }
 
@@ -216,18 +222,24 @@ fn dev_of(p: &Path) -> Result<u64, String> {
     sys::lstat(p).map(|st| st.st_dev).map_err(|e| format!("lstat {}: {}", p.display(), errno_name(e)))
 }
 
+/// A loop-mounted filesystem of type `fstype` at `dir`, `size` bytes, made by `mkfs` (command
+/// and flags; the image is appended).
+fn loop_fs_at(s: &mut Scratch, dir: &str, size: u64, mkfs: &[&str], fstype: &str) -> Result<PathBuf, String> {
+    let img = s.path(&format!("{dir}.img"));
+    fs::File::create(&img).and_then(|f| f.set_len(size)).map_err(|e| e.to_string())?;
+    let out = Command::new(mkfs[0]).args(&mkfs[1..]).arg(&img).output().map_err(|e| e.to_string())?;
+    check!(out.status.success(), "{}: {}", mkfs[0], String::from_utf8_lossy(&out.stderr));
+    let mnt = s.dir(dir);
+    let out = Command::new("mount").args(["-t", fstype, "-o", "loop"]).arg(&img).arg(&mnt).output().map_err(|e| e.to_string())?;
+    check!(out.status.success(), "mounting {fstype}: {}", String::from_utf8_lossy(&out.stderr));
+    s.track(&mnt);
+    Ok(mnt)
+}
+
 /// A loop-mounted ext4 filesystem at `dir` (its inode numbers fit 32 bits, and its file
 /// handles say so).
 fn ext4_at(s: &mut Scratch, dir: &str) -> Result<PathBuf, String> {
-    let img = s.path(&format!("{dir}.img"));
-    fs::File::create(&img).and_then(|f| f.set_len(32 << 20)).map_err(|e| e.to_string())?;
-    let out = Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&img).output().map_err(|e| e.to_string())?;
-    check!(out.status.success(), "mkfs.ext4: {}", String::from_utf8_lossy(&out.stderr));
-    let mnt = s.dir(dir);
-    let out = Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&mnt).output().map_err(|e| e.to_string())?;
-    check!(out.status.success(), "mounting ext4: {}", String::from_utf8_lossy(&out.stderr));
-    s.track(&mnt);
-    Ok(mnt)
+    loop_fs_at(s, dir, 32 << 20, &["mkfs.ext4", "-q", "-F"], "ext4")
 }
 
 fn st_dev_st_ino_d_ino() -> TestResult {
@@ -294,6 +306,49 @@ fn st_dev_st_ino_d_ino() -> TestResult {
         upper: Some((t2.join("upper"), t2.join("work"))),
         opts: "xino=auto",
         real: vec![(dev_of(&e1)?, "ext4 e1"), (dev_of(&t2)?, "tmpfs t2")],
+    });
+    // The index, on one filesystem and with xino over two.
+    configs.push(Config {
+        name: "one tmpfs, index=on",
+        lower: one.join("lower"),
+        upper: Some((one.join("upper"), one.join("work"))),
+        opts: "xino=off,index=on",
+        real: vec![(dev_of(&one)?, "tmpfs one")],
+    });
+    configs.push(Config {
+        name: "two tmpfs, index=on,xino=on",
+        lower: t1.join("lower"),
+        upper: Some((t2.join("upper"), t2.join("work"))),
+        opts: "index=on,xino=on",
+        real: real_t.clone(),
+    });
+    // Three filesystem types: xfs and ext4 lower layers, a btrfs upper layer (64-bit inode
+    // numbers and handles that do not say they fit 32 bits).
+    let x1 = loop_fs_at(&mut s, "x1", 320 << 20, &["mkfs.xfs", "-q", "-f"], "xfs")?;
+    let b1 = loop_fs_at(&mut s, "b1", 256 << 20, &["mkfs.btrfs", "-q", "-f"], "btrfs")?;
+    build(&x1.join("lower"), None)?;
+    build_upper(&b1.join("upper"))?;
+    fs::create_dir(b1.join("work")).map_err(|e| e.to_string())?;
+    let three = PathBuf::from(format!("{}:{}", x1.join("lower").display(), e1.join("lower").display()));
+    let real_3 = vec![(dev_of(&x1)?, "xfs x1"), (dev_of(&e1)?, "ext4 e1"), (dev_of(&b1)?, "btrfs b1")];
+    for (name, opts) in [
+        ("xfs+ext4 lower, btrfs upper", "xino=off"),
+        ("xfs+ext4 lower, btrfs upper, xino=auto", "xino=auto"),
+        ("xfs+ext4 lower, btrfs upper, index=on", "xino=off,index=on"),
+    ] {
+        configs.push(Config { name, lower: three.clone(), upper: Some((b1.join("upper"), b1.join("work"))), opts, real: real_3.clone() });
+    }
+    // A btrfs subvolume as the lower layer, the same filesystem's top volume as the upper
+    // (one filesystem, but the subvolume has a device number of its own).
+    let out = Command::new("btrfs").args(["-q", "subvolume", "create"]).arg(b1.join("sub")).output().map_err(|e| e.to_string())?;
+    check!(out.status.success(), "btrfs subvolume create: {}", String::from_utf8_lossy(&out.stderr));
+    build(&b1.join("sub/lower"), None)?;
+    configs.push(Config {
+        name: "btrfs subvolume lower, btrfs upper",
+        lower: b1.join("sub/lower"),
+        upper: Some((b1.join("upper"), b1.join("work"))),
+        opts: "xino=off",
+        real: vec![(dev_of(&b1)?, "btrfs b1"), (dev_of(&b1.join("sub"))?, "btrfs b1 subvolume")],
     });
 
     let mut seen = [vec![], vec![]];
