@@ -54,6 +54,8 @@ pub(crate) struct UnionInode {
     indexed: AtomicBool,
     /// The union's link count of an indexed object (its names the union shows).
     union_nlink: AtomicU32,
+    /// This is the union's root.
+    root: AtomicBool,
 }
 
 impl UnionInode {
@@ -80,6 +82,7 @@ impl UnionInode {
                 impure: AtomicBool::new(false),
                 indexed: AtomicBool::new(false),
                 union_nlink: AtomicU32::new(0),
+                root: AtomicBool::new(false),
             }),
             GFP_KERNEL,
         )
@@ -122,6 +125,16 @@ impl UnionInode {
     /// Notes that the directory is marked "impure".
     pub(crate) fn set_impure(&self) {
         self.impure.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this is the union's root.
+    pub(crate) fn is_root(&self) -> bool {
+        self.root.load(Ordering::Relaxed)
+    }
+
+    /// Notes that this is the union's root (before anyone else sees it).
+    pub(crate) fn set_root(&self) {
+        self.root.store(true, Ordering::Relaxed);
     }
 
     /// Whether the upper object is the object's index entry.

@@ -10,8 +10,8 @@ use crate::vfs::fs_type::{namelen_of, seq_show_option};
 use crate::vfs::layer::{MNT_NOATIME, MNT_READONLY};
 use crate::vfs::super_block::NewSuperBlock;
 use crate::vfs::{
-    errno, show, AnonDev, AsMounter, Dentry, FhSupport, FileSystem, FsContext, Inode, Kstatfs,
-    LayerMount, MounterCreds, NewObject, Param, RealPath, SuperBlock, SuperOps,
+    errno, show, AnonDev, AsMounter, Dentry, FhSupport, FileSystem, FsContext, FsInode, Inode,
+    Kstatfs, LayerMount, MounterCreds, NewObject, Param, RealPath, SuperBlock, SuperOps,
 };
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::bindings;
@@ -791,6 +791,7 @@ impl FileSystem for UnionFs {
         // Known by its top root, never by a lower one (overlayfs' rule for the root).
         let ino = fs.inode_number(0, real.ino(), true);
         let data = UnionInode::new(stack, fs.has_upper(), false)?;
+        data.set_root();
         if fs.has_upper() && fs.with_mounter(|m| fs.is_impure_dir(m, top.spec.path.dentry())) {
             data.set_impure();
         }
@@ -808,6 +809,18 @@ impl FileSystem for UnionFs {
 
 #[vtable]
 impl SuperOps for UnionFs {
+    /// As overlayfs: when every layer's filesystem can decode file handles (and the mounter
+    /// may), union objects have handles too.
+    fn encodes_fids(info: &Self) -> bool {
+        info.layers
+            .iter()
+            .all(|l| l.mnt.fh_support() != FhSupport::None)
+    }
+
+    fn encode_fh(inode: &FsInode<Self>) -> Result<(u8, KVec<u8>)> {
+        inode.sb().info().encode_union_fh(inode)
+    }
+
     /// What the top layer's filesystem reports, with the union's type.
     fn statfs(sb: &SuperBlock<Self>, buf: &mut Kstatfs<'_>) -> Result {
         let fs = sb.info();

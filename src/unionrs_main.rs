@@ -5,6 +5,7 @@
 
 mod copy_up;
 mod dir;
+mod export;
 mod file;
 mod index;
 mod inode;

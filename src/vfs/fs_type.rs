@@ -91,6 +91,18 @@ pub(crate) trait SuperOps: FileSystem {
     fn show_options(_m: &SeqFile, _sb: &SuperBlock<Self>) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// Whether a mounted filesystem with private data `info` gives its inodes file handles
+    /// ([`Self::encode_fh`]), for fanotify and `name_to_handle_at(AT_HANDLE_FID)`; they are
+    /// not decoded.
+    fn encodes_fids(_info: &Self::Info) -> bool {
+        false
+    }
+
+    /// The file handle of `inode`: its type and its bytes (a multiple of 4).
+    fn encode_fh(_inode: &FsInode<Self>) -> Result<(u8, KVec<u8>)> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// What `statfs(2)` reports, being filled.
@@ -166,6 +178,51 @@ impl<T: AllOps> Adapter<T> {
         // SAFETY: all-zero is a valid `super_operations` (every other member is `None`).
         ..unsafe { core::mem::zeroed() }
     };
+
+    /// The `export_operations` of `T`: handles encoded, never decoded.
+    const FID_EXPORT_OPS: cb::export_operations = cb::export_operations {
+        encode_fh: Some(Self::encode_fh),
+        // SAFETY: all-zero is a valid `export_operations` (every other member is `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// `export_operations::encode_fh`: the handle of `inode` into `fh` (room for `*max_len`
+    /// words), or `FILEID_INVALID` with `*max_len` set to the words needed. Handles that name
+    /// a parent (connectable ones) are not made.
+    ///
+    /// # Safety
+    ///
+    /// Called by exportfs only: `inode` is a live inode of `T`, `fh` has room for `*max_len`
+    /// words, `parent` is NULL or a live inode.
+    unsafe extern "C" fn encode_fh(
+        inode: *mut bindings::inode,
+        fh: *mut u32,
+        max_len: *mut c_int,
+        parent: *mut bindings::inode,
+    ) -> c_int {
+        const FILEID_INVALID: c_int = 255;
+        if !parent.is_null() {
+            return FILEID_INVALID;
+        }
+        // SAFETY: a live inode of `T`, as the function's contract says.
+        let inode = unsafe { FsInode::<T>::from_raw(inode) };
+        let Ok((ty, bytes)) = T::encode_fh(inode) else {
+            return FILEID_INVALID;
+        };
+        // SAFETY: `max_len` is the caller's, valid for the call.
+        let room = usize::try_from(unsafe { *max_len }).unwrap_or(0) * 4;
+        let Ok(words) = c_int::try_from(bytes.len() / 4) else {
+            return FILEID_INVALID;
+        };
+        // SAFETY: as above.
+        unsafe { *max_len = words };
+        if bytes.len() > room {
+            return FILEID_INVALID;
+        }
+        // SAFETY: `fh` has room for `room` bytes, which `bytes` fits in.
+        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), fh.cast::<u8>(), bytes.len()) };
+        c_int::from(ty)
+    }
 
     pub(crate) fn fc_alloc() -> *mut c_void {
         match KBox::new(T::Config::default(), GFP_KERNEL) {
@@ -282,6 +339,11 @@ impl<T: AllOps> Adapter<T> {
             // SAFETY: `sb` is being set up by us alone.
             let new_sb = unsafe { NewSuperBlock::from_raw(sb) };
             let info = T::fill_super(fc, new_sb, cfg)?;
+            let export: &'static cb::export_operations = &Self::FID_EXPORT_OPS;
+            if T::HAS_ENCODE_FH && T::encodes_fids(&info) {
+                // SAFETY: the superblock is still ours alone; the table is `'static`.
+                unsafe { (*sb).s_export_op = core::ptr::from_ref(export).cast() };
+            }
             let sops: &'static bindings::super_operations = &Self::SUPER_OPS;
             let xattr: &'static [*const bindings::xattr_handler; 2] =
                 &super::xattr_handler::Handler::<T>::LIST;

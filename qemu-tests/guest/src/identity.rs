@@ -91,6 +91,24 @@ fn number(ino: u64, upper: Option<&Path>, rel: Option<&str>) -> String {
     }
 }
 
+/// The union's file handle of `p` (`AT_HANDLE_FID`: overlayfs gives one without
+/// `nfs_export`), in hex; one that holds the handle of the upper layer's object at `rel`
+/// (which differs between two copies of the upper layer) is named so, its header kept.
+fn handle(p: &Path, upper: Option<&Path>, rel: &str) -> String {
+    let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let (ty, h) = match sys::file_handle(p, libc::AT_HANDLE_FID) {
+        Ok(h) => h,
+        Err(e) => return errno_name(e),
+    };
+    let real = upper.and_then(|u| sys::file_handle(&if rel.is_empty() { u.to_path_buf() } else { u.join(rel) }, 0).ok());
+    match real {
+        Some((_, r)) if h.len() == 24 + r.len() && h[24..] == r[..] => {
+            format!("type {ty:#x} {} + the upper object's handle", hex(&h[..24]))
+        }
+        _ => format!("type {ty:#x} {}", hex(&h)),
+    }
+}
+
 /// `rel`'s parent directory ("" for a top-level name, `None` for the root).
 fn parent_of(rel: &str) -> Option<&str> {
     if rel.is_empty() {
@@ -111,6 +129,7 @@ fn walk(m: &Path, upper: Option<&Path>, devs: &mut Devs, paths: &[&str]) -> Vec<
                 seen.push((format!("{what} st_dev"), devs.name(st.st_dev)));
                 seen.push((format!("{what} st_ino"), number(st.st_ino, upper, Some(rel))));
                 seen.push((format!("{what} st_nlink"), st.st_nlink.to_string()));
+                seen.push((format!("{what} file handle"), handle(&p, upper, rel)));
                 if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
                     let entries = DirStream::open(&p).and_then(|mut d| d.read_all());
                     match entries {
@@ -451,7 +470,7 @@ fn index_state(upper: &Path, work: &Path) -> Vec<(String, String)> {
     seen.push(("upper root overlay.origin".to_string(), v));
     // The upper root's own handle (each union has its own upper root): its header and uuid
     // as they are, the handle named if it is the root's as name_to_handle_at(2) gives it.
-    let v = match (sys::lgetxattr(&work.join("index"), b"trusted.overlay.upper"), sys::file_handle(upper)) {
+    let v = match (sys::lgetxattr(&work.join("index"), b"trusted.overlay.upper"), sys::file_handle(upper, 0)) {
         (Ok(v), Ok((ty, handle))) if v.len() == 21 + handle.len() && v[4] as i32 == ty && v[21..] == handle[..] => {
             format!("{} + the upper root's handle", hex(&v[..21]))
         }

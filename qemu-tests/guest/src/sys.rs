@@ -288,9 +288,9 @@ pub fn lgetxattr(p: &Path, name: &[u8]) -> Result<Vec<u8>, i32> {
     sized(|buf| rustix::fs::lgetxattr(p, name.as_c_str(), buf.as_mut_slice()))
 }
 
-/// name_to_handle_at(2) of `p` (not following a final symlink): the handle's type and bytes.
-/// A raw call: rustix has no file-handle calls.
-pub fn file_handle(p: &Path) -> Result<(i32, Vec<u8>), i32> {
+/// name_to_handle_at(2) of `p` (not following a final symlink), with `flags` (`AT_HANDLE_FID`):
+/// the handle's type and bytes. A raw call: rustix has no file-handle calls.
+pub fn file_handle(p: &Path, flags: i32) -> Result<(i32, Vec<u8>), i32> {
     const MAX: usize = 128;
     // `struct file_handle`: handle_bytes, handle_type, then the handle (4-byte aligned).
     let mut buf = vec![0u32; 2 + MAX / 4];
@@ -299,7 +299,7 @@ pub fn file_handle(p: &Path) -> Result<(i32, Vec<u8>), i32> {
     let path = cpath(p);
     // SAFETY: `buf` is an aligned `struct file_handle` with room for MAX bytes of handle;
     // `path` is NUL-terminated; `mount_id` is ours.
-    let r = unsafe { libc::name_to_handle_at(libc::AT_FDCWD, path.as_ptr(), buf.as_mut_ptr().cast(), &mut mount_id, 0) };
+    let r = unsafe { libc::name_to_handle_at(libc::AT_FDCWD, path.as_ptr(), buf.as_mut_ptr().cast(), &mut mount_id, flags) };
     if r != 0 {
         return Err(errno());
     }
