@@ -40,8 +40,13 @@ pub(crate) fn has_upper_alias(d: &Dentry) -> Result<bool> {
     let Some(upper) = data.upper() else {
         return Ok(false);
     };
-    if !data.is_indexed() {
+    // A directory's upper copy is always at its name (its index entry only points to it).
+    if !data.is_indexed() || data.is_dir() {
         return Ok(true);
+    }
+    // A dentry that a file handle gave has no name in the union (see `copy_up`).
+    if d.is_root() && !data.is_root() {
+        return Ok(false);
     }
     let parent = d.parent();
     let Some(upper_parent) = union_inode(&parent)?.1.data()?.upper() else {
@@ -56,9 +61,20 @@ pub(crate) fn has_upper_alias(d: &Dentry) -> Result<bool> {
 }
 
 /// Copies `dentry`'s object up, with its parents, if its name is not on the upper layer yet.
+///
+/// A dentry that a file handle gave and that is not connected to the union's tree (only a
+/// non-directory can be) is copied into the index alone, as overlayfs does: its names are
+/// linked up to the copy when they are used.
 pub(crate) fn copy_up(sb: &SuperBlock<UnionFs>, dentry: &Dentry) -> Result {
     if !sb.info().has_upper() {
         return Err(EROFS);
+    }
+    if dentry.is_root() {
+        let (_, inode) = union_inode(dentry)?;
+        if inode.data()?.is_root() {
+            return Ok(());
+        }
+        return copy_up_one(sb, None, dentry);
     }
     // Top-down without recursion: each round copies the highest ancestor still missing.
     while !has_upper_alias(dentry)? {
@@ -70,46 +86,66 @@ pub(crate) fn copy_up(sb: &SuperBlock<UnionFs>, dentry: &Dentry) -> Result {
             }
             d = p;
         }
-        copy_up_one(sb, &d.parent(), &d)?;
+        copy_up_one(sb, Some(&d.parent()), &d)?;
     }
     Ok(())
 }
 
-fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Result {
+/// Copies `dentry`'s object up into `parent`'s upper directory (or, for a disconnected
+/// dentry, without a `parent`, into the index only).
+fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: Option<&Dentry>, dentry: &Dentry) -> Result {
     let fs = sb.info();
-    let (_, pinode) = union_inode(parent)?;
+    let pinode = match parent {
+        Some(p) => Some(union_inode(p)?.1),
+        None => None,
+    };
     let (_, inode) = union_inode(dentry)?;
     let data = inode.data()?;
     let _serialized = data.copy_up_lock.lock()?;
-    if has_upper_alias(dentry)? {
+    if parent.is_some() && has_upper_alias(dentry)? {
         return Ok(());
     }
-    if dentry.is_unhashed() {
+    if parent.is_none() && data.upper().is_some() {
+        return Ok(());
+    }
+    if dentry.is_unhashed() && parent.is_some() {
         // Removed from the union (by unlink or rename) since it was looked up.
         return Err(ENOENT);
     }
-    let upper_parent = pinode.data()?.upper().ok_or(EIO)?;
+    let upper_parent = match pinode {
+        Some(p) => Some(p.data()?.upper().ok_or(EIO)?),
+        None => None,
+    };
     let lower = data.lower().first().ok_or(EIO)?;
     let name = dentry.name_copy()?;
     let mnt = &fs.upper_layer()?.mnt;
+    let is_dir = data.is_dir();
     if data.upper().is_none() {
-        let to_index = fs.needs_index(data);
+        let indexed = fs.needs_index(data);
+        let to_index = indexed && !is_dir;
+        // Only a non-directory copied into the index can do without a parent.
+        if upper_parent.is_none() && !to_index {
+            return Err(EIO);
+        }
         let copy = fs.with_mounter(|m| -> Result<_> {
             // The parent may now hold a copy, whose listed number must be looked up (an
             // indexed copy gets there by its link-up).
-            if !to_index {
-                fs.set_impure(m, pinode.data()?)?;
+            if let (false, Some(p)) = (to_index, pinode) {
+                fs.set_impure(m, p.data()?)?;
             }
             // A security module may ask for other credentials for the copy (its label).
             m.with_copy_up_creds(dentry, || {
-                if to_index {
-                    let index_dir = fs.index_dir().ok_or(EIO)?;
-                    return fs.copy_to_upper(m, lower, index_dir, &fs.index_name(lower)?, true);
-                }
+                let upper_parent = match (to_index, upper_parent) {
+                    (false, Some(p)) => p,
+                    _ => {
+                        let index_dir = fs.index_dir().ok_or(EIO)?;
+                        return fs.copy_to_upper(m, lower, index_dir, &fs.index_name(lower)?, true);
+                    }
+                };
                 // Moving the copy in changes the directory's times, but the union's view of
                 // the directory has not changed: put them back, as overlayfs does.
                 let parent_times = mnt.stat(m, &upper_parent.dentry)?;
-                let copy = fs.copy_to_upper(m, lower, &upper_parent.dentry, &name, false)?;
+                let copy = fs.copy_to_upper(m, lower, &upper_parent.dentry, &name, indexed)?;
                 let mut times = Iattr::new();
                 times.set_times(parent_times.atime(), parent_times.mtime());
                 let _ = mnt.notify_change(m, &upper_parent.dentry, &mut times);
@@ -122,16 +158,20 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: &Dentry, dentry: &Dentry) -> Re
             layer: 0,
             dentry: copy,
         });
-        if to_index {
+        if indexed {
             data.set_indexed();
+        }
+        if to_index {
             fs.with_mounter(|m| fs.set_nlink_xattr(m, data, NlinkBase::Upper))?;
         }
     }
-    if data.is_indexed() {
-        fs.with_mounter(|m| link_up(fs, m, data, pinode.data()?, &upper_parent.dentry, &name))?;
+    if let (true, false, Some(p), Some(up)) = (data.is_indexed(), is_dir, pinode, upper_parent) {
+        fs.with_mounter(|m| link_up(fs, m, data, p.data()?, &up.dentry, &name))?;
     }
     // The object's inode number in the parent's listing is the copy's now.
-    pinode.data()?.invalidate_listing();
+    if let Some(p) = pinode {
+        p.data()?.invalidate_listing();
+    }
     Ok(())
 }
 
@@ -159,14 +199,15 @@ fn link_up(
 
 impl UnionFs {
     /// Copies the real object `lower` to `name` in upper directory `upper_parent`, through a
-    /// temporary in the work directory. Returns the upper dentry.
+    /// temporary in the work directory; `indexed` if the copy goes through the index (a
+    /// directory then gets its index entry). Returns the upper dentry.
     fn copy_to_upper(
         &self,
         m: &AsMounter<'_>,
         lower: &RealEntry,
         upper_parent: &Dentry,
         name: &[u8],
-        to_index: bool,
+        indexed: bool,
     ) -> Result<ARef<Dentry>> {
         let lpath = self.real_path(lower)?;
         let st = lpath.mnt.stat(m, lpath.dentry)?;
@@ -193,10 +234,14 @@ impl UnionFs {
             if mode & bindings::S_IFMT == bindings::S_IFREG {
                 self.copy_data(m, lpath, RealPath { mnt, dentry: temp }, st.size())?;
             }
+            let is_dir = mode & bindings::S_IFMT == bindings::S_IFDIR;
+            if is_dir && indexed {
+                self.create_dir_index(m, lower, temp)?;
+            }
             self.copy_xattrs(m, lpath, temp)?;
             // Which lower object this is a copy of, so that it keeps that one's number (not
             // for a hard link, whose copy-up breaks the link).
-            if mode & bindings::S_IFMT == bindings::S_IFDIR || st.nlink() == 1 || to_index {
+            if is_dir || st.nlink() == 1 || indexed {
                 self.set_origin(m, temp, lower)?;
             }
             self.copy_attrs(m, temp, &st)?;

@@ -275,7 +275,7 @@ impl UnionFs {
 
     /// Hides whatever is at `name` in upper directory `parent` behind a whiteout, in one
     /// step: `upper` is the real object there (if any), which is removed.
-    fn whiteout(
+    pub(crate) fn whiteout(
         &self,
         m: &AsMounter<'_>,
         parent: &Dentry,
@@ -330,16 +330,16 @@ fn can_move(inode: &FsInode<UnionFs>) -> Result<bool> {
     Ok(!inode.inode().is_dir() || inode.data()?.lower().is_empty())
 }
 
-/// Before a name of a non-directory is removed, replaced or linked to (overlayfs'
-/// `ovl_nlink_start`): a name of a lower hard link is linked up to the index first, and the
-/// object's link count is recorded relative to its upper inode, whose count the change moves
-/// along with the union's.
+/// Before a name is removed, replaced or linked to (overlayfs' `ovl_nlink_start`): an object
+/// that copy-up puts in the index (a lower hard link; with `nfs_export` anything lower) is
+/// copied up first, and a non-directory's link count is recorded relative to its upper inode,
+/// whose count the change moves along with the union's.
 fn nlink_start(sb: &SuperBlock<UnionFs>, dentry: &Dentry, data: &UnionInode) -> Result {
     let fs = sb.info();
     if fs.needs_index(data) && !has_upper_alias(dentry)? {
         copy_up(sb, dentry)?;
     }
-    if data.is_indexed() {
+    if data.is_indexed() && !data.is_dir() {
         fs.with_mounter(|m| fs.set_nlink_xattr(m, data, NlinkBase::Upper))?;
     }
     Ok(())
@@ -351,8 +351,12 @@ fn nlink_end(fs: &UnionFs, data: &UnionInode, more: bool) {
     if !data.is_indexed() {
         return;
     }
-    data.change_union_nlink(more);
-    if data.union_nlink() == 0 {
+    // A directory's index entry goes with the directory (`nlink_end` only follows its
+    // removal).
+    if !data.is_dir() {
+        data.change_union_nlink(more);
+    }
+    if data.is_dir() || data.union_nlink() == 0 {
         fs.with_mounter(|m| fs.cleanup_index(m, data));
     }
 }
@@ -405,9 +409,7 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
     })?;
     let parent = dentry.parent();
     let up = upper_dir(sb, &parent, dir)?;
-    if !is_dir {
-        nlink_start(sb, dentry, data)?;
-    }
+    nlink_start(sb, dentry, data)?;
     {
         // No copy-up of the object may slip in between looking at its upper copy and
         // removing it (an open for write races with unlink).
@@ -431,8 +433,8 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
         inode.inode().clear_nlink();
     } else {
         inode.inode().drop_nlink();
-        nlink_end(fs, data, false);
     }
+    nlink_end(fs, data, false);
     // The dentry's stack is stale now: the next lookup of the name starts afresh.
     dentry.drop_from_cache();
     dir_changed(dir);
@@ -653,9 +655,9 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     if !overwrite {
         copy_up(sb, new)?;
     }
-    // A name of an indexed object that is replaced: as for unlink.
+    // A name of an indexed object that is replaced: as for unlink and rmdir.
     let replaced_indexed = match (overwrite, new_inode) {
-        (true, Some(n)) if !n.inode().is_dir() => {
+        (true, Some(n)) => {
             nlink_start(sb, new, n.data()?)?;
             Some(n.data()?)
         }

@@ -79,7 +79,7 @@ fn parse_nlink(v: &[u8]) -> Option<(NlinkBase, i64)> {
 }
 
 /// Lower-case hex of `bytes`.
-fn hex(bytes: &[u8]) -> Result<KVec<u8>> {
+pub(crate) fn hex(bytes: &[u8]) -> Result<KVec<u8>> {
     let mut out = KVec::with_capacity(bytes.len() * 2, GFP_KERNEL)?;
     for b in bytes {
         for nibble in [b >> 4, b & 0xf] {
@@ -116,14 +116,23 @@ impl UnionFs {
         }
     }
 
-    /// Whether copying `data` up goes through the index: a lower non-directory with more
-    /// than one link (overlayfs' `ovl_need_index`).
+    /// Whether every copy-up goes through the index (overlayfs' `ovl_index_all`), and lookup
+    /// checks that a merged directory's lower directory is its origin (`ovl_verify_lower`):
+    /// with `nfs_export`, so that handles of lower objects stay valid after copy-up.
+    pub(crate) fn index_all(&self) -> bool {
+        self.index && self.nfs_export
+    }
+
+    /// Whether copying `data` up goes through the index (overlayfs' `ovl_need_index`): a
+    /// lower non-directory with more than one link; with [`Self::index_all`], any object with
+    /// a lower one.
     pub(crate) fn needs_index(&self, data: &UnionInode) -> bool {
         self.index
             && data.lower().first().is_some_and(|l| {
-                l.dentry
-                    .inode()
-                    .is_some_and(|i| !i.is_dir() && i.nlink() > 1)
+                self.index_all()
+                    || l.dentry
+                        .inode()
+                        .is_some_and(|i| !i.is_dir() && i.nlink() > 1)
             })
     }
 
@@ -134,13 +143,18 @@ impl UnionFs {
 
     /// The index entry of lower object `origin`, whose upper object (if the name has one) is
     /// `upper` (overlayfs' `ovl_lookup_index`): `None` if there is none, or if `upper` is
-    /// another inode (a copy made without the index). An entry that is a whiteout or of
-    /// another type than `origin` is refused with `EIO`.
+    /// another inode (a non-directory copied without the index).
+    ///
+    /// With `verify` (a lookup by name), an entry that is a whiteout or of another type than
+    /// `origin` is refused with `EIO`, and so is a directory's entry unless it names `upper`
+    /// as the directory's upper object. Without (a lookup by handle), a whiteout gives
+    /// `ESTALE`: the object was removed.
     pub(crate) fn lookup_index(
         &self,
         m: &AsMounter<'_>,
         upper: Option<&Dentry>,
         origin: &RealEntry,
+        verify: bool,
     ) -> Result<Option<ARef<Dentry>>> {
         let Some(dir) = self.index_dir() else {
             return Ok(None);
@@ -165,6 +179,9 @@ impl UnionFs {
             origin.dentry.inode().map_or(0, |i| i.mode()),
         );
         let fmt_mask = bindings::S_IFMT;
+        if index.is_whiteout() && !verify {
+            return Err(errno::estale());
+        }
         if index.is_whiteout()
             || index.is_unusual_layer_root()
             || imode & fmt_mask != omode & fmt_mask
@@ -177,6 +194,40 @@ impl UnionFs {
             ));
             return Err(EIO);
         }
+        if index.is_dir() {
+            if !verify {
+                return Ok(Some(index));
+            }
+            let Some(u) = upper else {
+                crate::vfs::warn_ratelimited(fmt!(
+                    "unionrs: suspected uncovered redirected dir found (origin={}, index={}).",
+                    BStr::from_bytes(&origin.dentry.name_copy().unwrap_or_default()),
+                    BStr::from_bytes(&name)
+                ));
+                return Err(EIO);
+            };
+            let r = self
+                .handle_of(u, true)
+                .and_then(|fh| verify_fh(self, m, &index, Xattr::Upper, &fh, false));
+            if let Err(e) = r {
+                crate::vfs::warn_ratelimited(fmt!(
+                    "unionrs: failed to verify upper ({}, ino={}, err={})",
+                    BStr::from_bytes(&u.name_copy().unwrap_or_default()),
+                    u.inode().map_or(0, |i| i.ino()),
+                    e.to_errno()
+                ));
+                if e == errno::estale() {
+                    crate::vfs::warn_ratelimited(fmt!(
+                        "unionrs: suspected multiply redirected dir found (upper={}, origin={}, index={}).",
+                        BStr::from_bytes(&u.name_copy().unwrap_or_default()),
+                        BStr::from_bytes(&origin.dentry.name_copy().unwrap_or_default()),
+                        BStr::from_bytes(&name)
+                    ));
+                }
+                return Err(EIO);
+            }
+            return Ok(Some(index));
+        }
         if let Some(u) = upper {
             let same = u.inode().map(|i| i.as_ptr()) == index.inode().map(|i| i.as_ptr());
             if !same {
@@ -184,6 +235,94 @@ impl UnionFs {
             }
         }
         Ok(Some(index))
+    }
+
+    /// The upper object of index entry `index` (overlayfs' `ovl_index_upper`): the entry
+    /// itself for a non-directory; for a directory, the upper directory its `overlay.upper`
+    /// names, connected (`ESTALE` if it is gone or the entry names none, `EIO` if it names
+    /// something else than a directory).
+    pub(crate) fn index_upper(&self, m: &AsMounter<'_>, index: &Dentry) -> Result<ARef<Dentry>> {
+        self.index_upper_of(m, index, true)?
+            .ok_or_else(errno::estale)
+    }
+
+    /// [`Self::index_upper`], with `None` for a directory entry without an `overlay.upper`
+    /// this code can read, and the upper directory possibly disconnected unless `connected`.
+    pub(crate) fn index_upper_of(
+        &self,
+        m: &AsMounter<'_>,
+        index: &Dentry,
+        connected: bool,
+    ) -> Result<Option<ARef<Dentry>>> {
+        if !index.is_dir() {
+            return Ok(Some(index.into()));
+        }
+        let Some(value) = self.stored_fh(m, index, Xattr::Upper)? else {
+            return Ok(None);
+        };
+        let Ok(Some(fh)) = UnionFh::parse(&value) else {
+            return Ok(None);
+        };
+        let layer = self.upper_layer()?;
+        if layer.mnt.fh_support() == crate::vfs::FhSupport::None
+            || !fh.names_fs(self.handle_uuid(layer))
+        {
+            return Err(errno::estale());
+        }
+        let upper = layer.mnt.decode_fh(m, fh.real(), connected)?;
+        if upper.is_unusual_layer_root() {
+            return Err(errno::estale());
+        }
+        if !upper.is_dir() {
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: invalid index upper ({}, upper={}).",
+                BStr::from_bytes(&index.name_copy().unwrap_or_default()),
+                BStr::from_bytes(&upper.name_copy().unwrap_or_default())
+            ));
+            return Err(EIO);
+        }
+        Ok(Some(upper))
+    }
+
+    /// Checks that private xattr `which` of upper object `d` holds file handle `fh`
+    /// (`ESTALE` if another, `ENODATA` if none).
+    pub(crate) fn verify_fh_xattr(
+        &self,
+        m: &AsMounter<'_>,
+        d: &Dentry,
+        which: Xattr,
+        fh: &[u8],
+    ) -> Result {
+        verify_fh(self, m, d, which, fh, false)
+    }
+
+    /// Makes the index entry of directory `origin` being copied up to `upper` (overlayfs'
+    /// `ovl_create_index`): an empty directory of mode 0 named as the origin's entry, whose
+    /// `overlay.upper` names the upper directory.
+    pub(crate) fn create_dir_index(
+        &self,
+        m: &AsMounter<'_>,
+        origin: &RealEntry,
+        upper: &Dentry,
+    ) -> Result {
+        let dir = self.index_dir().ok_or(EIO)?;
+        let name = self.index_name(origin)?;
+        let upper_fh = self.handle_of(upper, true)?;
+        let dir_node = NewObject::Node {
+            mode: bindings::S_IFDIR,
+            rdev: 0,
+        };
+        self.build_in_work(m, dir_node, |temp| {
+            self.upper_layer()?.mnt.set_xattr(
+                m,
+                temp,
+                self.xattr_name(Xattr::Upper),
+                Some(&upper_fh),
+                0,
+            )?;
+            self.move_into_place(m, temp, dir, &name, 0, &crate::dir::Expect::default())
+        })?;
+        Ok(())
     }
 
     /// The union's link count of a non-directory with `lower` and `upper` objects (overlayfs'
@@ -257,9 +396,11 @@ impl UnionFs {
         )
     }
 
-    /// After the last name of indexed `data` went: its index entry goes too (overlayfs'
-    /// `ovl_cleanup_index`), unless other upper names still link to it (then the count is
-    /// put right, with a warning). A failure is only reported: the next mount removes the
+    /// After the last name of indexed `data` went (or indexed directory `data` was
+    /// removed): its index entry goes too (overlayfs' `ovl_cleanup_index`), replaced by a
+    /// whiteout with [`Self::index_all`] so that the lower object's handle is not decoded any
+    /// more. A non-directory that other upper names still link to keeps its entry (the count
+    /// is put right, with a warning). A failure is only reported: the next mount removes the
     /// entry as an orphan.
     pub(crate) fn cleanup_index(&self, m: &AsMounter<'_>, data: &UnionInode) {
         let r = (|| -> Result {
@@ -267,7 +408,7 @@ impl UnionFs {
             let lower = data.lower().first().ok_or(EIO)?;
             let upper = data.upper().ok_or(EIO)?;
             let uinode = upper.dentry.inode().ok_or(EIO)?;
-            if uinode.nlink() != 1 {
+            if !uinode.is_dir() && uinode.nlink() != 1 {
                 crate::vfs::warn_ratelimited(fmt!(
                     "unionrs: cleanup linked index ({}, ino={}, nlink={})",
                     BStr::from_bytes(upper.dentry.name()),
@@ -280,6 +421,10 @@ impl UnionFs {
             let name = self.index_name(lower)?;
             let mnt = &self.upper_layer()?.mnt;
             let index = mnt.lookup(m, dir, &name)?.ok_or(ENOENT)?;
+            if self.index_all() {
+                let existing = index.inode().is_some().then_some(&*index);
+                return self.whiteout(m, dir, &name, existing);
+            }
             if index.inode().is_none() {
                 return Err(ENOENT);
             }
@@ -405,6 +550,11 @@ fn cleanup_dir(fs: &UnionFs, m: &AsMounter<'_>, dir: &Dentry) -> Result {
         }
         match verify_index(fs, m, name, &index) {
             Ok(()) => {}
+            // An orphan's handle must not be decoded any more: with `nfs_export` its entry
+            // becomes a whiteout.
+            Err(e) if e == ENOENT && fs.nfs_export => {
+                let _ = fs.whiteout(m, dir, name, Some(&index));
+            }
             Err(e) if e == errno::estale() || e == ENOENT => {
                 let _ = mnt.remove(m, dir, &index);
             }
@@ -415,36 +565,48 @@ fn cleanup_dir(fs: &UnionFs, m: &AsMounter<'_>, dir: &Dentry) -> Result {
 }
 
 /// Whether index entry `index` (named `name`) is sound (overlayfs' `ovl_verify_index`):
-/// `ESTALE` if its origin is not the one its name says or is gone, `ENOENT` if it is an
-/// orphan; other errors for an entry that is not an index entry.
+/// `ESTALE` if its upper object does not record the origin its name says, or that origin is
+/// gone; `ENOENT` if it is an orphan (no name links to a non-directory any more, or a
+/// directory's upper directory is gone); other errors for an entry that is not an index entry.
+/// Whiteouts (removed objects, with `nfs_export`) are kept; so are directories' entries
+/// without `nfs_export`, which does not look at them.
 fn verify_index(fs: &UnionFs, m: &AsMounter<'_>, name: &[u8], index: &Dentry) -> Result {
     let inode = index.inode().ok_or(ENOENT)?;
+    let orphan = || {
+        pr_warn!(
+            "unionrs: orphan index entry ({}, ftype={:x}, nlink={})\n",
+            BStr::from_bytes(name),
+            inode.mode() & bindings::S_IFMT,
+            inode.nlink()
+        );
+        ENOENT
+    };
     let r = (|| -> Result {
         if name.len() < 42 {
             return Err(EINVAL);
         }
         let fh_bytes = unhex(name).ok_or(EINVAL)?;
         let fh = UnionFh::parse(&fh_bytes)?.ok_or_else(errno::enodata)?;
-        if inode.is_whiteout() || inode.is_dir() {
+        if inode.is_whiteout() || (inode.is_dir() && !fs.nfs_export) {
             return Ok(());
         }
-        match fs.stored_fh(m, index, Xattr::Origin)? {
+        let upper = match fs.index_upper_of(m, index, false) {
+            Ok(Some(upper)) => upper,
+            Ok(None) => return Err(errno::estale()),
+            Err(e) if e == errno::estale() => return Err(orphan()),
+            Err(e) => return Err(e),
+        };
+        match fs.stored_fh(m, &upper, Xattr::Origin)? {
             Some(stored) if stored.as_slice() == fh_bytes.as_slice() => {}
             Some(_) => return Err(errno::estale()),
             None => return Err(errno::enodata()),
         }
-        if inode.nlink() == 1 {
+        if !inode.is_dir() && inode.nlink() == 1 {
             let origin = fs
                 .decode_origin_of(m, &fh, index)?
                 .ok_or_else(errno::estale)?;
             if fs.stored_nlink(m, &origin.dentry, index, 0) == 0 {
-                pr_warn!(
-                    "unionrs: orphan index entry ({}, ftype={:x}, nlink={})\n",
-                    BStr::from_bytes(name),
-                    inode.mode() & bindings::S_IFMT,
-                    inode.nlink()
-                );
-                return Err(ENOENT);
+                return Err(orphan());
             }
         }
         Ok(())

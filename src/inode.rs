@@ -96,6 +96,11 @@ impl UnionInode {
             .ok_or(EIO)
     }
 
+    /// Whether the object is a directory.
+    pub(crate) fn is_dir(&self) -> bool {
+        self.top().is_ok_and(|t| t.dentry.is_dir())
+    }
+
     /// The real object on the upper layer, if there is one yet.
     pub(crate) fn upper(&self) -> Option<&RealEntry> {
         self.upper.as_ref()
@@ -327,7 +332,12 @@ impl UnionFs {
         let key_inode = key_d.inode().ok_or(ENOENT)?;
         // A lower hard link whose copy-up breaks (or broke) the link (overlayfs'
         // `ovl_hash_bylower`).
-        let broken_link = has_upper
+        // With `nfs_export`, a copy made without the index (before the option was on) is
+        // known by its upper object: its handle names that one (overlayfs'
+        // `ovl_hash_bylower`).
+        let by_upper = self.nfs_export && top_is_upper && first_lower.is_some() && !indexed;
+        let broken_link = !by_upper
+            && has_upper
             && first_lower.is_some()
             && !real.is_dir()
             && key_inode.nlink() > 1
@@ -337,7 +347,7 @@ impl UnionFs {
         // copy-up will break, an upper-only object) by its top one.
         // The owner as the top object's layer mount shows it.
         let idmap = self.layers.get(top.layer).ok_or(EIO)?.mnt.id_map();
-        let lower_numbered = first_lower.is_some() && !broken_link;
+        let lower_numbered = first_lower.is_some() && !broken_link && !by_upper;
         let (top_layer, is_dir) = (top.layer, real.is_dir());
         // The union's link count: the stored one of an object both upper and lower.
         let nlink = match (&first_lower, top_is_upper && !is_dir && self.index) {
@@ -359,6 +369,10 @@ impl UnionFs {
             let ino = self.inode_number(top_layer, real.ino(), false);
             return sb.new_unhashed_inode(ino, real, idmap, data);
         }
+        let (key_layer, key_inode) = match by_upper {
+            true => (top_layer, real),
+            false => (key_layer, key_inode),
+        };
         // Only a new inode takes a number (a made-up one is used up then).
         let ino = || self.inode_number(key_layer, key_inode.ino(), is_dir);
         sb.get_inode(key_inode.as_ptr() as usize, ino, real, idmap, data)

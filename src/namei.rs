@@ -13,6 +13,7 @@ use crate::vfs::layer::{FhSupport, RealFh};
 use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
+use kernel::str::BStr;
 use kernel::sync::aref::ARef;
 
 /// overlayfs' file handle (`struct ovl_fb`), as `overlay.origin` holds it: a header (version,
@@ -39,6 +40,26 @@ const FH_FLAG_CPU_ENDIAN: u8 = if cfg!(target_endian = "big") {
 };
 
 impl UnionFh {
+    /// The flags (`OVL_FH_FLAG_*`).
+    pub(crate) fn flags(&self) -> u8 {
+        self.flags
+    }
+
+    /// Whether this is the handle of an upper object.
+    pub(crate) fn is_upper(&self) -> bool {
+        self.flags & FH_FLAG_PATH_UPPER != 0
+    }
+
+    /// Whether the handle is of the filesystem whose handles carry `uuid`.
+    pub(crate) fn names_fs(&self, uuid: [u8; 16]) -> bool {
+        self.uuid == uuid
+    }
+
+    /// The real filesystem's handle.
+    pub(crate) fn real(&self) -> &RealFh {
+        &self.real
+    }
+
     /// The stored form.
     pub(crate) fn to_bytes(&self) -> Result<KVec<u8>> {
         let len = FH_HEADER + self.real.words.len() * 4;
@@ -170,6 +191,19 @@ impl UnionFs {
         if top.dentry.is_dir() {
             if let (true, Some(lower)) = (top_is_upper, stack.get(1)) {
                 self.fix_dir_origin(m, parent, &top.dentry, lower)?;
+                if self.index_all() {
+                    // A merged directory's lower directory must be its origin, else the
+                    // directory is the upper one alone (overlayfs' `ovl_verify_lower`).
+                    if !self.is_origin_of(m, &top.dentry, lower)? {
+                        stack.truncate(1);
+                        return Ok((stack, false));
+                    }
+                    let index = self.lookup_index(m, Some(&top.dentry), lower, true)?;
+                    return Ok((stack, index.is_some()));
+                }
+            } else if !top_is_upper && self.index_all() {
+                // Only an error to find: a lower directory in the index has an upper one.
+                self.lookup_index(m, None, top, true)?;
             }
             return Ok((stack, false));
         }
@@ -185,7 +219,7 @@ impl UnionFs {
         let Some(origin) = origin else {
             return Ok((stack, false));
         };
-        let Some(index) = self.lookup_index(m, upper.map(|d| &**d), origin)? else {
+        let Some(index) = self.lookup_index(m, upper.map(|d| &**d), origin, true)? else {
             return Ok((stack, false));
         };
         if !top_is_upper {
@@ -270,7 +304,7 @@ impl kernel::fmt::Display for Hex<'_> {
 impl UnionFs {
     /// The uuid a file handle of layer `layer`'s filesystem carries: the filesystem's, or
     /// none with `uuid=off`.
-    fn handle_uuid(&self, layer: &Layer) -> [u8; 16] {
+    pub(crate) fn handle_uuid(&self, layer: &Layer) -> [u8; 16] {
         match self.uuid {
             Uuid::Off => [0; 16],
             _ => layer.mnt.fs_uuid(),
@@ -443,7 +477,7 @@ impl UnionFs {
         fh: &UnionFh,
         upper: &Dentry,
     ) -> Result<Option<RealEntry>> {
-        let Some(origin) = self.decode_lower_fh(m, fh)? else {
+        let Some(origin) = self.decode_lower_fh(m, fh, false)? else {
             return Ok(None);
         };
         let (upper_mode, origin_mode) = (
@@ -464,8 +498,14 @@ impl UnionFs {
     }
 
     /// Finds the lower object of file handle `fh` (overlayfs' `ovl_check_origin_fh`): on the
-    /// first lower layer whose filesystem it names and can decode it.
-    fn decode_lower_fh(&self, m: &AsMounter<'_>, fh: &UnionFh) -> Result<Option<RealEntry>> {
+    /// first lower layer whose filesystem it names and can decode it; a directory inside
+    /// that layer's tree if `connected`.
+    pub(crate) fn decode_lower_fh(
+        &self,
+        m: &AsMounter<'_>,
+        fh: &UnionFh,
+        connected: bool,
+    ) -> Result<Option<RealEntry>> {
         for (i, layer) in self.layers.iter().enumerate() {
             if layer.kind != LayerKind::Lower
                 || (layer.fsid != 0 && self.bad_uuid.get(layer.fsid).copied().unwrap_or(true))
@@ -474,7 +514,7 @@ impl UnionFs {
             {
                 continue;
             }
-            match layer.mnt.decode_fh(m, &fh.real) {
+            match layer.mnt.decode_fh(m, &fh.real, connected) {
                 Ok(d) => {
                     let weird = d.is_unusual_layer_root() || d.is_whiteout() || d.inode().is_none();
                     if !weird {
@@ -489,6 +529,26 @@ impl UnionFs {
             }
         }
         Ok(None)
+    }
+
+    /// Whether upper object `upper` records lower object `lower` as its origin (overlayfs'
+    /// `ovl_verify_origin`), with overlayfs' warning when it does not (or cannot be told).
+    fn is_origin_of(&self, m: &AsMounter<'_>, upper: &Dentry, lower: &RealEntry) -> Result<bool> {
+        let r = self
+            .origin_value(lower)
+            .and_then(|fh| self.verify_fh_xattr(m, upper, Xattr::Origin, &fh));
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                crate::vfs::warn_ratelimited(fmt!(
+                    "unionrs: failed to verify origin ({}, ino={}, err={})",
+                    BStr::from_bytes(&lower.dentry.name_copy().unwrap_or_default()),
+                    lower.dentry.inode().map_or(0, |i| i.ino()),
+                    e.to_errno()
+                ));
+                Ok(false)
+            }
+        }
     }
 
     /// Gives upper directory `upper`, merged with lower directory `lower`, an

@@ -93,6 +93,14 @@ pub(crate) struct Config {
     pub(crate) xino: Xino,
     /// `index=on`: the inodes index (see `crate::index`).
     pub(crate) index: bool,
+    /// `index=` was given (on or off).
+    pub(crate) index_given: bool,
+    /// `nfs_export=on`: file handles that can be decoded (see `crate::export`).
+    pub(crate) nfs_export: bool,
+    /// `nfs_export=` was given (on or off).
+    pub(crate) nfs_export_given: bool,
+    /// `redirect_dir=nofollow` was given.
+    pub(crate) redirect_nofollow: bool,
 }
 
 /// `xino=`: whether inode numbers of several filesystems are made unique on the union's own
@@ -406,10 +414,15 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
         }
         opt::INDEX => {
             cfg.index = param.number != 0;
+            cfg.index_given = true;
             Ok(())
         }
         opt::METACOPY => feature_off_only(fc, "metacopy", param.number != 0),
-        opt::NFS_EXPORT => feature_off_only(fc, "nfs_export", param.number != 0),
+        opt::NFS_EXPORT => {
+            cfg.nfs_export = param.number != 0;
+            cfg.nfs_export_given = true;
+            Ok(())
+        }
         opt::REDIRECT_DIR => {
             feature_off_only(
                 fc,
@@ -418,6 +431,7 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
                     || param.number == cb::UNIONRS_REDIRECT_DIR_FOLLOW,
             )?;
             cfg.redirect_follows = param.number != cb::UNIONRS_REDIRECT_DIR_NOFOLLOW;
+            cfg.redirect_nofollow = param.number == cb::UNIONRS_REDIRECT_DIR_NOFOLLOW;
             Ok(())
         }
         opt::XINO => {

@@ -101,6 +101,9 @@ pub(crate) struct UnionFs {
     pub(crate) noxattr: AtomicBool,
     /// `index=on` as it stands after the mount's checks.
     pub(crate) index: bool,
+    /// `nfs_export=on` as it stands after the mount's checks: handles are decoded, and with
+    /// the index every copy-up goes through it (overlayfs' `ovl_index_all`).
+    pub(crate) nfs_export: bool,
     /// The last number given to a directory that has no unique one (non-persistent, as in
     /// overlayfs).
     pub(crate) last_ino: AtomicU64,
@@ -286,45 +289,80 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
     })
 }
 
-/// Whether the index can be on (overlayfs' checks at mount, in its order): it needs an upper
-/// layer, xattrs on it, and file handles that the mounter may decode on the upper and every
-/// lower filesystem; otherwise it falls back to off with overlayfs' warning. (A lower
-/// filesystem whose uuid cannot tell its handles apart turns it off later.)
-fn choose_index(fs: &UnionFs, fc: &FsContext, requested: bool, upper_xattrs: bool) -> bool {
-    if !requested {
-        return false;
+/// Whether the index and `nfs_export` can be on (overlayfs' checks at mount, in its order):
+/// the index needs an upper layer, xattrs on it, and file handles that the mounter may decode
+/// on the upper and every lower filesystem; `nfs_export` needs the index (which it turns on
+/// unless `index=` was given) or, without an upper layer, `redirect_dir=nofollow`, and file
+/// handles on every lower filesystem. What cannot be falls back to off with overlayfs' message;
+/// `nfs_export=on,index=off` given together is refused. (A lower filesystem whose uuid cannot
+/// tell its handles apart turns both off later.)
+fn choose_index(
+    fs: &UnionFs,
+    fc: &FsContext,
+    cfg: &params::Config,
+    upper_xattrs: bool,
+) -> Result<(bool, bool)> {
+    let (mut index, mut nfs_export) = (cfg.index, cfg.nfs_export);
+    let mut index_given = cfg.index_given;
+    if index && !fs.has_upper() {
+        if index_given {
+            fc.warn(fmt!(
+                "option \"index=on\" is useless in a non-upper mount, ignore"
+            ));
+        }
+        index = false;
+        index_given = false;
     }
-    if !fs.has_upper() {
-        fc.warn(fmt!(
-            "option \"index=on\" is useless in a non-upper mount, ignore"
-        ));
-        return false;
+    if nfs_export && !index {
+        if !fs.has_upper() && !cfg.redirect_nofollow {
+            fc.info(fmt!(
+                "NFS export requires \"redirect_dir=nofollow\" on non-upper mount, falling back to nfs_export=off."
+            ));
+            nfs_export = false;
+        } else if cfg.nfs_export_given && index_given {
+            return Err(fc.fail(EINVAL, fmt!("conflicting options: nfs_export=on,index=off")));
+        } else if index_given {
+            fc.info(fmt!("disabling nfs_export due to index=off"));
+            nfs_export = false;
+        } else if fs.has_upper() {
+            index = true;
+        }
     }
-    if !upper_xattrs {
-        fc.warn(fmt!(
-            "failed to set xattr on upper, falling back to index=off."
-        ));
-        return false;
-    }
-    if fs
-        .upper_layer()
-        .map_or(true, |u| u.mnt.fh_support() == FhSupport::None)
-    {
-        fc.warn(fmt!(
-            "upper fs does not support file handles, falling back to index=off."
-        ));
-        return false;
+    if fs.has_upper() {
+        if index && !upper_xattrs {
+            fc.warn(fmt!(
+                "failed to set xattr on upper, falling back to index=off."
+            ));
+            index = false;
+        }
+        if index
+            && fs
+                .upper_layer()
+                .map_or(true, |u| u.mnt.fh_support() == FhSupport::None)
+        {
+            fc.warn(fmt!(
+                "upper fs does not support file handles, falling back to index=off."
+            ));
+            index = false;
+        }
+        if nfs_export && !index {
+            fc.warn(fmt!(
+                "NFS export requires \"index=on\", falling back to nfs_export=off."
+            ));
+            nfs_export = false;
+        }
     }
     for l in fs.layers.iter().filter(|l| l.kind == LayerKind::Lower) {
-        if l.mnt.fh_support() == FhSupport::None {
+        if (index || nfs_export) && l.mnt.fh_support() == FhSupport::None {
             fc.warn(fmt!(
                 "fs on '{}' does not support file handles, falling back to index=off,nfs_export=off.",
                 show(&l.spec.name)
             ));
-            return false;
+            index = false;
+            nfs_export = false;
         }
     }
-    true
+    Ok((index, nfs_export))
 }
 
 /// Which lower filesystems (by `fsid`) have a uuid that cannot tell their file handles apart
@@ -339,14 +377,16 @@ fn bad_uuids(fs: &UnionFs) -> Result<KVec<bool>> {
         params::Uuid::Off => [0u8; 16],
         _ => l.mnt.fs_uuid(),
     };
-    let offline_changes = fs.allow_offline_changes();
+    // Without an upper layer, overlayfs has turned the index on for `nfs_export` when it
+    // checks the uuids (it turns it off again later).
+    let offline_changes = (fs.has_upper() || !fs.nfs_export) && fs.allow_offline_changes();
     for (i, l) in fs.layers.iter().enumerate() {
         if l.kind != LayerKind::Lower {
             continue;
         }
         // Only a filesystem met for the first time is checked (the upper one never is).
         let new_fs = l.fsid != 0 && !fs.layers.iter().take(i).any(|e| e.fsid == l.fsid);
-        if new_fs && fs.has_upper() {
+        if new_fs && (fs.has_upper() || fs.nfs_export) {
             let uuid = uuid_of(l);
             if offline_changes && uuid == [0; 16] {
                 if let Some(b) = bad.get_mut(l.fsid) {
@@ -399,7 +439,7 @@ fn choose_xino(
         .iter()
         .filter(|l| l.kind == LayerKind::Lower && l.fsid != 0)
         .find(|l| fs.bad_uuid.get(l.fsid).copied().unwrap_or(false));
-    if let Some(l) = first_bad.filter(|_| xino == Xino::Auto || fs.index) {
+    if let Some(l) = first_bad.filter(|_| xino == Xino::Auto || fs.index || fs.nfs_export) {
         let null = uuid_mode == params::Uuid::Off || l.mnt.fs_uuid() == [0; 16];
         if xino == Xino::Auto {
             xino = Xino::Off;
@@ -706,6 +746,7 @@ impl FileSystem for UnionFs {
                 uuid: cfg.uuid,
                 noxattr: AtomicBool::new(false),
                 index: false,
+                nfs_export: false,
                 last_ino: AtomicU64::new(1),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
@@ -753,11 +794,12 @@ impl FileSystem for UnionFs {
         }
 
         info.noxattr.store(!upper_xattrs, Ordering::Relaxed);
-        info.index = choose_index(&info, fc, cfg.index, upper_xattrs);
+        (info.index, info.nfs_export) = choose_index(&info, fc, cfg, upper_xattrs)?;
         info.bad_uuid = bad_uuids(&info)?;
         (info.xino, info.xino_bits) = choose_xino(&info, fc, cfg.xino, upper_xattrs, cfg.uuid);
-        if info.index && info.bad_uuid.iter().any(|&b| b) {
+        if info.bad_uuid.iter().any(|&b| b) {
             info.index = false;
+            info.nfs_export = false;
         }
         if info.index {
             // The index directory is the work directory from now on (overlayfs' layout).
@@ -821,6 +863,15 @@ impl SuperOps for UnionFs {
         inode.sb().info().encode_union_fh(inode)
     }
 
+    /// With `nfs_export=on`.
+    fn decodes_fh(info: &Self) -> bool {
+        info.nfs_export
+    }
+
+    fn fh_to_dentry(sb: &SuperBlock<Self>, ty: u8, fh: &[u8]) -> Result<ARef<Dentry>> {
+        sb.info().fh_to_dentry(sb, ty, fh)
+    }
+
     /// What the top layer's filesystem reports, with the union's type.
     fn statfs(sb: &SuperBlock<Self>, buf: &mut Kstatfs<'_>) -> Result {
         let fs = sb.info();
@@ -851,11 +902,14 @@ impl SuperOps for UnionFs {
         if let Some(w) = &fs.work {
             seq_show_option(m, c"workdir", Some(&w.name));
         }
-        if fs.xino != Xino::Off && !fs.same_fs {
-            seq_show_option(m, c"xino", Some(fs.xino.name()));
-        }
         if fs.index {
             seq_show_option(m, c"index", Some(c"on"));
+        }
+        if fs.nfs_export {
+            seq_show_option(m, c"nfs_export", Some(c"on"));
+        }
+        if fs.xino != Xino::Off && !fs.same_fs {
+            seq_show_option(m, c"xino", Some(fs.xino.name()));
         }
         if fs.userxattr {
             seq_show_option(m, c"userxattr", None);

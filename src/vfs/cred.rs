@@ -214,3 +214,10 @@ pub(crate) fn caller_is_sys_admin() -> bool {
         )
     }
 }
+
+/// Whether the calling task may open objects by file handle: `CAP_DAC_READ_SEARCH` in the
+/// initial user namespace (what overlayfs asks before it decodes a real handle).
+pub(crate) fn caller_may_decode_fh() -> bool {
+    // SAFETY: no preconditions; checks the current task's credentials.
+    unsafe { bindings::capable(bindings::CAP_DAC_READ_SEARCH as c_int) }
+}

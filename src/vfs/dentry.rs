@@ -160,6 +160,34 @@ impl Dentry {
         unsafe { cb::unionrs_d_unhashed(self.as_ptr()) }
     }
 
+    /// Whether the dentry is not (yet) connected to its filesystem's root: one that a file
+    /// handle gave, or a removed directory.
+    pub(crate) fn is_disconnected(&self) -> bool {
+        self.flags() & bindings::dentry_flags_DCACHE_DISCONNECTED != 0
+    }
+
+    /// Whether this is the root of its tree (its own parent).
+    pub(crate) fn is_root(&self) -> bool {
+        // SAFETY: `self` is valid; a racy read of the parent pointer, as `IS_ROOT` is.
+        unsafe {
+            core::ptr::eq(
+                core::ptr::read_volatile(&raw const (*self.as_ptr()).d_parent).cast_const(),
+                self.as_ptr().cast_const(),
+            )
+        }
+    }
+
+    /// Looks `name` up in directory `self` of our own filesystem, without permission checks
+    /// and without the directory's lock: the child's dentry, positive or negative.
+    pub(crate) fn lookup_child_noperm(&self, name: &[u8]) -> Result<ARef<Dentry>> {
+        let mut q = super::layer::qstr(name)?;
+        // SAFETY: `self` is live; `q` points to `name`, which outlives the call.
+        let d = unsafe { cb::lookup_noperm_unlocked(&mut q, self.as_ptr()) };
+        let d = kernel::error::from_err_ptr(d)?;
+        // SAFETY: a referenced dentry, which the `ARef` now owns.
+        Ok(unsafe { ARef::from_raw(NonNull::new(d).ok_or(ENOENT)?.cast()) })
+    }
+
     /// Unhashes the dentry: the next lookup of its name builds a fresh one.
     pub(crate) fn drop_from_cache(&self) {
         // SAFETY: the dentry is live.

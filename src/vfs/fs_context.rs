@@ -67,6 +67,11 @@ impl FsContext {
         err
     }
 
+    /// Reports a note to whoever mounts.
+    pub(crate) fn info(&self, args: fmt::Arguments<'_>) {
+        self.log(b'i', args);
+    }
+
     /// Reports a warning to whoever mounts.
     pub(crate) fn warn(&self, args: fmt::Arguments<'_>) {
         self.log(b'w', args);

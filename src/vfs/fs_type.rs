@@ -103,6 +103,18 @@ pub(crate) trait SuperOps: FileSystem {
     fn encode_fh(_inode: &FsInode<Self>) -> Result<(u8, KVec<u8>)> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
+
+    /// Whether a mounted filesystem with private data `info` also decodes the handles it
+    /// gives ([`Self::fh_to_dentry`]), for `open_by_handle_at` and NFS export.
+    fn decodes_fh(_info: &Self::Info) -> bool {
+        false
+    }
+
+    /// The dentry of the object of file handle `fh` of type `ty`: a connected one for a
+    /// directory, possibly a disconnected one for anything else.
+    fn fh_to_dentry(_sb: &SuperBlock<Self>, _ty: u8, _fh: &[u8]) -> Result<ARef<super::Dentry>> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
 }
 
 /// What `statfs(2)` reports, being filled.
@@ -185,6 +197,84 @@ impl<T: AllOps> Adapter<T> {
         // SAFETY: all-zero is a valid `export_operations` (every other member is `None`).
         ..unsafe { core::mem::zeroed() }
     };
+
+    /// The `export_operations` of `T` when it decodes handles. Handles of parents are not
+    /// made, and directories are given connected, so exportfs never asks for a name or a
+    /// parent.
+    const EXPORT_OPS: cb::export_operations = cb::export_operations {
+        encode_fh: Some(Self::encode_fh),
+        fh_to_dentry: Some(Self::fh_to_dentry),
+        fh_to_parent: Some(Self::fh_to_parent),
+        get_name: Some(Self::get_name),
+        get_parent: Some(Self::get_parent),
+        // SAFETY: all-zero is a valid `export_operations` (every other member is `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// `export_operations::fh_to_dentry`.
+    ///
+    /// # Safety
+    ///
+    /// Called by exportfs only: `sb` is a live superblock of `T`, `fid` holds `fh_len`
+    /// words.
+    unsafe extern "C" fn fh_to_dentry(
+        sb: *mut bindings::super_block,
+        fid: *mut cb::fid,
+        fh_len: c_int,
+        fh_type: c_int,
+    ) -> *mut bindings::dentry {
+        // SAFETY: a live superblock of `T`, as the function's contract says.
+        let sb = unsafe { SuperBlock::<T>::from_raw(sb) };
+        let len = usize::try_from(fh_len).unwrap_or(0) * 4;
+        // SAFETY: `fid` holds `fh_len` words, as the function's contract says.
+        let fh = unsafe { core::slice::from_raw_parts(fid.cast::<u8>(), len) };
+        let Ok(ty) = u8::try_from(fh_type) else {
+            return super::errno::estale().to_ptr();
+        };
+        match T::fh_to_dentry(sb, ty, fh) {
+            Ok(d) => ARef::into_raw(d).as_ptr().cast(),
+            Err(e) => e.to_ptr(),
+        }
+    }
+
+    /// `export_operations::fh_to_parent`: handles never name a parent (as overlayfs).
+    ///
+    /// # Safety
+    ///
+    /// Called by exportfs only.
+    unsafe extern "C" fn fh_to_parent(
+        _sb: *mut bindings::super_block,
+        _fid: *mut cb::fid,
+        _fh_len: c_int,
+        _fh_type: c_int,
+    ) -> *mut bindings::dentry {
+        super::warn_ratelimited(fmt!(
+            "unionrs: connectable file handles not supported; use 'no_subtree_check' exportfs option."
+        ));
+        EACCES.to_ptr()
+    }
+
+    /// `export_operations::get_name`: never needed, as directories are given connected.
+    ///
+    /// # Safety
+    ///
+    /// Called by exportfs only.
+    unsafe extern "C" fn get_name(
+        _parent: *mut bindings::dentry,
+        _name: *mut c_char,
+        _child: *mut bindings::dentry,
+    ) -> c_int {
+        EIO.to_errno()
+    }
+
+    /// `export_operations::get_parent`: never needed, as directories are given connected.
+    ///
+    /// # Safety
+    ///
+    /// Called by exportfs only.
+    unsafe extern "C" fn get_parent(_child: *mut bindings::dentry) -> *mut bindings::dentry {
+        EIO.to_ptr()
+    }
 
     /// `export_operations::encode_fh`: the handle of `inode` into `fh` (room for `*max_len`
     /// words), or `FILEID_INVALID` with `*max_len` set to the words needed. Handles that name
@@ -339,7 +429,11 @@ impl<T: AllOps> Adapter<T> {
             // SAFETY: `sb` is being set up by us alone.
             let new_sb = unsafe { NewSuperBlock::from_raw(sb) };
             let info = T::fill_super(fc, new_sb, cfg)?;
-            let export: &'static cb::export_operations = &Self::FID_EXPORT_OPS;
+            let export: &'static cb::export_operations = if T::decodes_fh(&info) {
+                &Self::EXPORT_OPS
+            } else {
+                &Self::FID_EXPORT_OPS
+            };
             if T::HAS_ENCODE_FH && T::encodes_fids(&info) {
                 // SAFETY: the superblock is still ours alone; the table is `'static`.
                 unsafe { (*sb).s_export_op = core::ptr::from_ref(export).cast() };

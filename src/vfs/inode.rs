@@ -46,6 +46,14 @@ impl Inode {
         self.0.get()
     }
 
+    /// One of the inode's dentries, if it has any (`d_find_any_alias`).
+    pub(crate) fn find_any_alias(&self) -> Option<ARef<super::Dentry>> {
+        // SAFETY: the inode is live; `d_find_any_alias` returns a referenced dentry or NULL.
+        let d = unsafe { bindings::d_find_any_alias(self.as_ptr()) };
+        // SAFETY: a referenced dentry (or NULL), which the `ARef` now owns.
+        NonNull::new(d).map(|d| unsafe { ARef::from_raw(d.cast()) })
+    }
+
     /// The file type and permission bits.
     pub(crate) fn mode(&self) -> u32 {
         // SAFETY: `self` is valid; the type bits of `i_mode` never change and a racy read of
@@ -646,9 +654,47 @@ impl<T: AllOps> SuperBlock<T> {
         Ok(aref)
     }
 
+    /// Our inode for `key`, if one is hashed (waiting for one being set up).
+    pub(crate) fn find_inode(&self, key: usize) -> Option<ARef<Inode>> {
+        let mut k = key;
+        // SAFETY: `self` is a live superblock of `T`; `test` matches our inode layout and `k`
+        // outlives the call.
+        let inode = unsafe {
+            bindings::ilookup5(
+                self.as_ptr(),
+                key as u64,
+                Some(FsInode::<T>::test),
+                (&raw mut k).cast(),
+            )
+        };
+        // SAFETY: `ilookup5` returned a referenced inode (or NULL), which the `ARef` owns.
+        NonNull::new(inode).map(|i| unsafe { ARef::from_raw(i.cast()) })
+    }
+
+    /// A dentry of `inode`, an inode of ours: an existing one, or a new disconnected one
+    /// (`d_obtain_alias`, for an object reached by a file handle).
+    pub(crate) fn obtain_alias(&self, inode: ARef<Inode>) -> Result<ARef<super::Dentry>> {
+        // SAFETY: `d_obtain_alias` takes over our inode reference, also on failure.
+        let d = unsafe { bindings::d_obtain_alias(ARef::into_raw(inode).as_ptr().cast()) };
+        let d = kernel::error::from_err_ptr(d)?;
+        // SAFETY: a referenced dentry, which the `ARef` now owns.
+        Ok(unsafe { ARef::from_raw(NonNull::new(d).ok_or(ENOMEM)?.cast()) })
+    }
+
+    /// The root dentry.
+    pub(crate) fn root(&self) -> ARef<super::Dentry> {
+        // SAFETY: a mounted superblock's root is set and lives as long as the superblock.
+        let root = unsafe { super::Dentry::from_raw((*self.as_ptr()).s_root) };
+        root.into()
+    }
+
     /// Our inode of dentry `d`, if it is a positive dentry of a superblock of ours.
     pub(crate) fn inode_of(d: &super::Dentry) -> Option<&FsInode<T>> {
-        let inode = d.inode()?;
+        Self::our_inode(d.inode()?)
+    }
+
+    /// `inode` as one of ours, if it is.
+    pub(crate) fn our_inode(inode: &Inode) -> Option<&FsInode<T>> {
         // SAFETY: the inode is live; `i_sb` and its type never change.
         let ours = unsafe {
             core::ptr::eq(

@@ -181,27 +181,48 @@ impl LayerMount {
     }
 
     /// Finds the object that file handle `fh` (encoded by [`Inode::encode_fh`] on this layer's
-    /// filesystem) stands for: a dentry that may be disconnected (not reachable from the
-    /// layer's root), so only fit for looking at the object. `ESTALE` if there is none.
-    pub(crate) fn decode_fh(&self, _m: &AsMounter<'_>, fh: &RealFh) -> Result<ARef<Dentry>> {
+    /// filesystem) stands for. `ESTALE` if there is none.
+    ///
+    /// Unless `connected`, the dentry may be disconnected (not reachable from the layer's
+    /// root), so only fit for looking at the object. If `connected`, a directory is given
+    /// connected, and refused (`EACCES`) when it was removed or lies outside this mount's
+    /// tree (overlayfs' `ovl_acceptable`); other objects may still be disconnected.
+    pub(crate) fn decode_fh(
+        &self,
+        _m: &AsMounter<'_>,
+        fh: &RealFh,
+        connected: bool,
+    ) -> Result<ARef<Dentry>> {
         let mut words = KVec::with_capacity(fh.words.len(), GFP_KERNEL)?;
         words.extend_from_slice(&fh.words, GFP_KERNEL)?;
         let len = i32::try_from(words.len()).map_err(|_| EINVAL)?;
+        let acceptable: Option<unsafe extern "C" fn(*mut c_void, *mut bindings::dentry) -> c_int> =
+            if connected {
+                Some(acceptable_in_mount)
+            } else {
+                None
+            };
         // SAFETY: the mount is live; `words` is a 32-bit aligned buffer of `len` words that
-        // outlives the call; no acceptance callback, so no context.
+        // outlives the call; the acceptance callback's context is the live mount.
         let d = unsafe {
             cb::exportfs_decode_fh(
                 self.as_ptr(),
                 words.as_mut_ptr().cast(),
                 len,
                 i32::from(fh.fh_type),
-                None,
-                core::ptr::null_mut(),
+                acceptable,
+                self.as_ptr().cast(),
             )
         };
         let d = NonNull::new(from_err_ptr(d)?).ok_or_else(super::errno::estale)?;
         // SAFETY: a referenced dentry, which the `ARef` now owns.
         Ok(unsafe { ARef::from_raw(d.cast()) })
+    }
+
+    /// The root of this mount's tree (the layer's directory).
+    pub(crate) fn root(&self) -> &Dentry {
+        // SAFETY: the mount is live while we own it, and so is its root dentry.
+        unsafe { Dentry::from_raw((*self.as_ptr()).mnt_root) }
     }
 
     /// Looks up `name` in directory `dir` of this layer, with the mounter's permission checks.
@@ -361,6 +382,27 @@ impl LayerMount {
         // SAFETY: the inode and the mount's idmap are valid for the call.
         unsafe { bindings::inode_owner_or_capable(self.idmap(), inode.as_ptr()) }
     }
+}
+
+/// The acceptance callback of [`LayerMount::decode_fh`] for connected objects: anything but
+/// a directory; a directory that is still linked and lies below the mount's root.
+///
+/// # Safety
+///
+/// Called by exportfs only: `mnt` is the live mount passed as context, `dentry` a live
+/// dentry of its filesystem.
+unsafe extern "C" fn acceptable_in_mount(mnt: *mut c_void, dentry: *mut bindings::dentry) -> c_int {
+    // SAFETY: a live dentry, as the function's contract says.
+    let d = unsafe { Dentry::from_raw(dentry) };
+    if !d.is_dir() {
+        return 1;
+    }
+    if d.is_unhashed() {
+        return 0;
+    }
+    // SAFETY: the mount is live, as the function's contract says; so is its root.
+    let root = unsafe { Dentry::from_raw((*mnt.cast::<bindings::vfsmount>()).mnt_root) };
+    c_int::from(d.is_subdir_of(root))
 }
 
 impl Drop for LayerMount {

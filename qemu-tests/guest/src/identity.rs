@@ -10,7 +10,9 @@
 //! numbers are compared by what they are ("the union's", "the layer filesystem's", "the first
 //! other one", ...), since each mount takes its own. The private xattrs the unions leave on
 //! the upper layer (`overlay.origin` with its lower file handle, `overlay.impure`) must be
-//! byte for byte the same.
+//! byte for byte the same. With `nfs_export=on`, file handles taken at the start are opened
+//! after copy-up, after removals (stale), with cold caches, after a remount and by the other
+//! implementation, and the index directories (directories' entries, whiteouts) must agree.
 
 use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
@@ -172,6 +174,91 @@ fn private_xattrs(upper: &Path, paths: &[&str]) -> Vec<(String, String)> {
     seen
 }
 
+/// Decodable file handles (`nfs_export=on`) of `paths` in union `m`: each path with its
+/// handle or the error.
+type Handles = Vec<(&'static str, Result<(i32, Vec<u8>), i32>)>;
+
+fn take_handles(m: &Path, paths: &[&'static str]) -> Handles {
+    paths.iter().map(|rel| (*rel, sys::file_handle(&if rel.is_empty() { m.to_path_buf() } else { m.join(rel) }, 0))).collect()
+}
+
+/// Opens each of `handles` on union `m` (`open_by_handle_at`): what it opens (its number,
+/// the path the kernel gives it: a directory's must be connected, its contents for a file)
+/// or the error.
+fn open_handles(m: &Path, upper: Option<&Path>, handles: &Handles) -> Vec<(String, String)> {
+    let mut seen = vec![];
+    for (rel, h) in handles {
+        let what = show(rel.as_bytes());
+        let (ty, bytes) = match h {
+            Ok(h) => h,
+            Err(e) => {
+                seen.push((format!("{what} handle"), errno_name(*e)));
+                continue;
+            }
+        };
+        let fd = match sys::open_by_handle(m, *ty, bytes, libc::O_PATH) {
+            Ok(fd) => fd,
+            Err(e) => {
+                seen.push((format!("{what} open by handle"), errno_name(e)));
+                continue;
+            }
+        };
+        let proc_path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
+        match rustix::fs::fstat(&fd) {
+            Ok(st) => {
+                seen.push((format!("{what} opened st_ino"), number(st.st_ino, upper, Some(rel))));
+                if st.st_mode & libc::S_IFMT == libc::S_IFREG {
+                    let content = fs::read(&proc_path).map(|c| String::from_utf8_lossy(&c).to_string());
+                    seen.push((format!("{what} opened content"), content.unwrap_or_else(|e| e.to_string())));
+                }
+                if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+                    let path = fs::read_link(&proc_path)
+                        .map(|p| p.strip_prefix(m).map(|r| r.display().to_string()).unwrap_or_else(|_| p.display().to_string()));
+                    seen.push((format!("{what} opened at"), path.unwrap_or_else(|e| e.to_string())));
+                }
+            }
+            Err(e) => seen.push((format!("{what} opened fstat"), errno_name(e.raw_os_error()))),
+        }
+    }
+    seen
+}
+
+/// The index directory's entries (not the temporaries): type, link count (not of
+/// whiteouts: overlayfs shares one whiteout inode among them) and private xattrs; a
+/// directory's `overlay.upper` by its header (the handle is of each run's own upper copy).
+fn index_listing(work: &Path) -> Vec<(String, String)> {
+    let hex = |v: &[u8]| v.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut names: Vec<_> = fs::read_dir(work.join("index"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().to_string()).filter(|n| !n.starts_with('#')).collect())
+        .unwrap_or_default();
+    names.sort();
+    let mut seen = vec![("index entries".to_string(), names.len().to_string())];
+    for n in names {
+        let p = work.join("index").join(&n);
+        let v = match sys::lstat(&p) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFCHR => format!("whiteout {:x}", st.st_rdev),
+            Ok(st) => format!("mode {:o} nlink {}", st.st_mode, st.st_nlink),
+            Err(e) => errno_name(e),
+        };
+        seen.push((format!("index {n}"), v));
+        for x in ["origin", "nlink", "upper"] {
+            let v = match sys::lgetxattr(&p, format!("trusted.overlay.{x}").as_bytes()) {
+                Ok(v) if x == "upper" && v.len() > 21 => format!("{} + {} bytes of handle", hex(&v[..21]), v.len() - 21),
+                Ok(v) => hex(&v),
+                Err(e) => errno_name(e),
+            };
+            seen.push((format!("index {n} overlay.{x}"), v));
+        }
+    }
+    seen
+}
+
+/// Drops the kernel's clean caches (dentries and inodes not in use), so that handles are
+/// decoded from the real objects up.
+fn drop_caches() {
+    let _ = fs::write("/proc/sys/vm/drop_caches", "2");
+}
+
 /// One configuration: where the layers are and the union's options.
 struct Config {
     name: &'static str,
@@ -187,7 +274,9 @@ struct Config {
 /// and a hard link up and looks again, remounts and walks again, then lets `other` mount the
 /// layers and walk them. Unmounts.
 fn run_config(c: &Config, fstype: &str, other: &str, m: &Path) -> Result<Vec<(String, String)>, String> {
-    let mut opts = format!("lowerdir={},index=off,redirect_dir=off,metacopy=off,{}", c.lower.display(), c.opts);
+    // index=off given with nfs_export=on is refused (nfs_export turns the index on).
+    let index = if c.opts.contains("nfs_export=on") { "" } else { "index=off," };
+    let mut opts = format!("lowerdir={},{index}redirect_dir=off,metacopy=off,{}", c.lower.display(), c.opts);
     let upper = c.upper.as_ref().map(|(u, _)| u.as_path());
     if let Some((u, w)) = &c.upper {
         opts.push_str(&format!(",upperdir={},workdir={}", u.display(), w.display()));
@@ -205,7 +294,17 @@ fn run_config(c: &Config, fstype: &str, other: &str, m: &Path) -> Result<Vec<(St
     };
     let mut devs = mount(fstype)?;
     let mut seen = walk(m, upper, &mut devs, &PATHS);
+    // With nfs_export, handles taken now must open the same objects later: after copy-up,
+    // with cold caches, after a remount, in the other implementation; and removed objects'
+    // handles must be stale.
+    let nfs = c.opts.contains("nfs_export=on");
+    let handles = if nfs { take_handles(m, &PATHS) } else { vec![] };
     let Some(upper) = upper else {
+        if nfs {
+            seen.extend(open_handles(m, None, &handles).into_iter().map(|(w, v)| (format!("warm: {w}"), v)));
+            drop_caches();
+            seen.extend(open_handles(m, None, &handles).into_iter().map(|(w, v)| (format!("cold: {w}"), v)));
+        }
         umount(fstype)?;
         return Ok(seen.into_iter().map(|(w, v)| (format!("{}: {w}", c.name), v)).collect());
     };
@@ -217,13 +316,36 @@ fn run_config(c: &Config, fstype: &str, other: &str, m: &Path) -> Result<Vec<(St
     }
     let copied = ["", "d", "top", "d/f1", "h1", "h2"];
     seen.extend(walk(m, Some(upper), &mut devs, &copied).into_iter().map(|(w, v)| (format!("after copy-up: {w}"), v)));
+    if nfs {
+        seen.extend(open_handles(m, Some(upper), &handles).into_iter().map(|(w, v)| (format!("after copy-up: {w}"), v)));
+        // Removed: a lower symlink, a lower file and the lower directory that held it.
+        for (what, r) in [
+            ("unlink /link", fs::remove_file(m.join("link"))),
+            ("unlink /d/sub/f2", fs::remove_file(m.join("d/sub/f2"))),
+            ("rmdir /d/sub", fs::remove_dir(m.join("d/sub"))),
+        ] {
+            seen.push((what.to_string(), r.map(|_| "ok".to_string()).unwrap_or_else(|e| e.to_string())));
+        }
+        drop_caches();
+        seen.extend(open_handles(m, Some(upper), &handles).into_iter().map(|(w, v)| (format!("cold: {w}"), v)));
+    }
     umount(fstype)?;
     seen.extend(private_xattrs(upper, &["", "d", "d/sub", "top", "d/f1", "h1", "upper_only"]));
+    if nfs {
+        let work = c.upper.as_ref().map(|(_, w)| w.as_path()).unwrap_or(upper);
+        seen.extend(index_listing(work));
+    }
     let mut devs = mount(fstype)?;
     seen.extend(walk(m, Some(upper), &mut devs, &PATHS).into_iter().map(|(w, v)| (format!("remounted: {w}"), v)));
+    if nfs {
+        seen.extend(open_handles(m, Some(upper), &handles).into_iter().map(|(w, v)| (format!("remounted: {w}"), v)));
+    }
     umount(fstype)?;
     let mut devs = mount(other)?;
     seen.extend(walk(m, Some(upper), &mut devs, &PATHS).into_iter().map(|(w, v)| (format!("mounted by the other: {w}"), v)));
+    if nfs {
+        seen.extend(open_handles(m, Some(upper), &handles).into_iter().map(|(w, v)| (format!("mounted by the other: {w}"), v)));
+    }
     umount(other)?;
     Ok(seen.into_iter().map(|(w, v)| (format!("{}: {w}", c.name), v)).collect())
 }
@@ -335,6 +457,30 @@ fn st_dev_st_ino_d_ino() -> TestResult {
         real: vec![(dev_of(&one)?, "tmpfs one")],
     });
     configs.push(Config {
+        name: "one tmpfs, index=on,nfs_export=on",
+        lower: one.join("lower"),
+        upper: Some((one.join("upper"), one.join("work"))),
+        opts: "xino=off,index=on,nfs_export=on",
+        real: vec![(dev_of(&one)?, "tmpfs one")],
+    });
+    // Without an upper layer, nfs_export needs redirect_dir=nofollow.
+    configs.push(Config {
+        name: "lower-only, two tmpfs, nfs_export=on",
+        lower: PathBuf::from(format!("{}:{}", t1.join("lower").display(), t2.join("lower_only").display())),
+        upper: None,
+        opts: "xino=off,redirect_dir=nofollow,nfs_export=on",
+        real: real_t.clone(),
+    });
+    // A null uuid (uuid=off) is fine for one lower filesystem without an upper layer.
+    build(&one.join("lower_b"), None)?;
+    configs.push(Config {
+        name: "lower-only, one tmpfs, uuid=off,nfs_export=on",
+        lower: PathBuf::from(format!("{}:{}", one.join("lower").display(), one.join("lower_b").display())),
+        upper: None,
+        opts: "xino=off,uuid=off,redirect_dir=nofollow,nfs_export=on",
+        real: vec![(dev_of(&one)?, "tmpfs one")],
+    });
+    configs.push(Config {
         name: "two tmpfs, index=on,xino=on",
         lower: t1.join("lower"),
         upper: Some((t2.join("upper"), t2.join("work"))),
@@ -353,7 +499,9 @@ fn st_dev_st_ino_d_ino() -> TestResult {
     for (name, opts) in [
         ("xfs+ext4 lower, btrfs upper", "xino=off"),
         ("xfs+ext4 lower, btrfs upper, xino=auto", "xino=auto"),
+        ("xfs+ext4 lower, btrfs upper, xino=on", "xino=on"),
         ("xfs+ext4 lower, btrfs upper, index=on", "xino=off,index=on"),
+        ("xfs+ext4 lower, btrfs upper, index=on,nfs_export=on", "xino=off,index=on,nfs_export=on"),
     ] {
         configs.push(Config { name, lower: three.clone(), upper: Some((b1.join("upper"), b1.join("work"))), opts, real: real_3.clone() });
     }
@@ -409,6 +557,22 @@ fn st_dev_st_ino_d_ino() -> TestResult {
         "overlayfs: /top on two ext4 with xino=auto shows {}, the test expects {want}",
         find("two ext4, xino=auto: /top st_ino")
     );
+    // With nfs_export, the reference must open the handles, else the comparison of what they
+    // open tests nothing.
+    for what in [
+        "one tmpfs, index=on,nfs_export=on: remounted: /d/f1 opened content",
+        "xfs+ext4 lower, btrfs upper, index=on,nfs_export=on: mounted by the other: /d opened at",
+        "lower-only, one tmpfs, uuid=off,nfs_export=on: cold: /top opened content",
+        "lower-only, two tmpfs, nfs_export=on: cold: /d/sub opened at",
+    ] {
+        let config = what.split(':').next().unwrap_or_default();
+        let got: Vec<String> = seen[0]
+            .iter()
+            .filter(|(w, _)| w.starts_with(config) && (w.contains("open") || w.contains("handle")))
+            .map(|(w, v)| format!("{w} = {v}"))
+            .collect();
+        check!(seen[0].iter().any(|(w, _)| w == what), "overlayfs: no '{what}' (did it open its handles?); it gave:\n{}", got.join("\n"));
+    }
     same_steps(&seen[0], &seen[1])
 }
 

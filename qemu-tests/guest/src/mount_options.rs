@@ -293,6 +293,13 @@ fn bad_inputs() -> TestResult {
             msg: "lowerdir+ cannot follow lowerdir",
         },
         BadCase {
+            what: "nfs_export=on with index=off",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/w,nfs_export=on,index=off"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "conflicting options: nfs_export=on,index=off",
+        },
+        BadCase {
             what: "unsupported feature",
             opts: format!("lowerdir={t}/l1:{t}/l2,metacopy=on"),
             errno: libc::EINVAL,

@@ -308,6 +308,26 @@ pub fn file_handle(p: &Path, flags: i32) -> Result<(i32, Vec<u8>), i32> {
     Ok((buf[1] as i32, bytes))
 }
 
+/// open_by_handle_at(2): opens the object of handle `ty`/`bytes` (from [`file_handle`]) on
+/// the filesystem of `mount_dir`, with `flags`. A raw call, as [`file_handle`].
+pub fn open_by_handle(mount_dir: &Path, ty: i32, bytes: &[u8], flags: i32) -> Result<OwnedFd, i32> {
+    let mount = rustix::fs::open(mount_dir, rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY, rustix::fs::Mode::empty())
+        .map_err(|e| e.raw_os_error())?;
+    let mut buf = vec![0u32; 2 + bytes.len().div_ceil(4)];
+    buf[0] = bytes.len() as u32;
+    buf[1] = ty as u32;
+    // SAFETY: the words after the header have room for `bytes`.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), buf[2..].as_mut_ptr().cast::<u8>(), bytes.len()) };
+    // SAFETY: `buf` is an aligned `struct file_handle` holding `bytes.len()` bytes of handle;
+    // `mount` is an open descriptor.
+    let fd = unsafe { libc::open_by_handle_at(mount.as_raw_fd(), buf.as_mut_ptr().cast(), flags) };
+    if fd < 0 {
+        return Err(errno());
+    }
+    // SAFETY: a new descriptor, ours alone.
+    Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// llistxattr(2): the xattr names of the object itself, in the order the filesystem gave them.
 pub fn llistxattr(p: &Path) -> Result<Vec<Vec<u8>>, i32> {
     let list = sized(|buf| rustix::fs::llistxattr(p, buf.as_mut_slice()))?;

@@ -29,6 +29,7 @@ pub fn tests() -> Vec<Test> {
         Test::full_only("writable.random_ops_more_seeds", random_ops_more_seeds),
         Test::new("writable.format_interop", format_interop),
         Test::new("writable.random_ops_index_xino", random_ops_index_xino),
+        Test::new("writable.random_ops_nfs_export", random_ops_nfs_export),
         Test::new("writable.format_interop_index", format_interop_index),
         Test::new("writable.permissions_as_other_user", permissions_as_other_user),
         Test::new("writable.enospc_copy_up", enospc_copy_up),
@@ -1536,6 +1537,18 @@ fn random_ops_index_xino() -> TestResult {
     let mut env = build_env(&mut s, &fstype)?;
     env.opts = INDEX_OPTS.to_string();
     random_ops_in(&env, seed ^ 0x1de5, nops)
+}
+
+/// The differential with `index=on,nfs_export=on`: every copy-up goes through the index
+/// (directories get entries of their own), removals leave whiteouts there; the index
+/// directories must agree.
+fn random_ops_nfs_export() -> TestResult {
+    let fstype = fstype_under_test();
+    let (seed, nops) = seed_and_ops();
+    let mut s = Scratch::new("wr_random_nfs");
+    let mut env = build_env(&mut s, &fstype)?;
+    env.opts = "index=on,nfs_export=on,redirect_dir=off,metacopy=off,xino=on".to_string();
+    random_ops_in(&env, seed ^ 0xf5e7, nops)
 }
 
 fn random_ops(seed: u64, nops: usize) -> TestResult {
