@@ -17,7 +17,6 @@ use crate::copy_up::{copy_up, union_inode};
 use crate::inode::RealEntry;
 use crate::namei::{UnionFh, Xattr};
 use crate::superblock::UnionFs;
-use crate::vfs::layer::FhSupport;
 use crate::vfs::{errno, AsMounter, Dentry, FsInode, SuperBlock};
 use kernel::prelude::*;
 use kernel::str::BStr;
@@ -197,14 +196,7 @@ impl UnionFs {
         sb: &SuperBlock<UnionFs>,
         fh: &UnionFh,
     ) -> Result<ARef<Dentry>> {
-        let layer = self.upper_layer().map_err(|_| EACCES)?;
-        if layer.mnt.fh_support() == FhSupport::None || !fh.names_fs(self.handle_uuid(layer)) {
-            return Err(errno::estale());
-        }
-        let upper = layer.mnt.decode_fh(m, fh.real(), true)?;
-        if upper.is_unusual_layer_root() {
-            return Err(errno::estale());
-        }
+        let upper = self.decode_upper_fh(m, fh, true)?;
         self.get_dentry(m, sb, Some(upper), None, None)
     }
 

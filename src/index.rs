@@ -263,16 +263,7 @@ impl UnionFs {
         let Ok(Some(fh)) = UnionFh::parse(&value) else {
             return Ok(None);
         };
-        let layer = self.upper_layer()?;
-        if layer.mnt.fh_support() == crate::vfs::FhSupport::None
-            || !fh.names_fs(self.handle_uuid(layer))
-        {
-            return Err(errno::estale());
-        }
-        let upper = layer.mnt.decode_fh(m, fh.real(), connected)?;
-        if upper.is_unusual_layer_root() {
-            return Err(errno::estale());
-        }
+        let upper = self.decode_upper_fh(m, &fh, connected)?;
         if !upper.is_dir() {
             crate::vfs::warn_ratelimited(fmt!(
                 "unionrs: invalid index upper ({}, upper={}).",

@@ -55,11 +55,6 @@ impl UnionFh {
         self.uuid == uuid
     }
 
-    /// The real filesystem's handle.
-    pub(crate) fn real(&self) -> &RealFh {
-        &self.real
-    }
-
     /// The stored form.
     pub(crate) fn to_bytes(&self) -> Result<KVec<u8>> {
         let len = FH_HEADER + self.real.words.len() * 4;
@@ -549,6 +544,27 @@ impl UnionFs {
                 Ok(false)
             }
         }
+    }
+
+    /// Finds the upper object of file handle `fh` (overlayfs' `ovl_decode_real_fh` on the
+    /// upper layer): `EACCES` without an upper layer, `ESTALE` if it is not of the upper
+    /// filesystem, cannot be decoded (by this caller), or is gone; a directory inside the
+    /// upper layer's tree if `connected`.
+    pub(crate) fn decode_upper_fh(
+        &self,
+        m: &AsMounter<'_>,
+        fh: &UnionFh,
+        connected: bool,
+    ) -> Result<ARef<Dentry>> {
+        let layer = self.upper_layer().map_err(|_| EACCES)?;
+        if layer.mnt.fh_support() == FhSupport::None || !fh.names_fs(self.handle_uuid(layer)) {
+            return Err(errno::estale());
+        }
+        let upper = layer.mnt.decode_fh(m, &fh.real, connected)?;
+        if upper.is_unusual_layer_root() {
+            return Err(errno::estale());
+        }
+        Ok(upper)
     }
 
     /// Gives upper directory `upper`, merged with lower directory `lower`, an
