@@ -12,15 +12,16 @@ only=" $* "
 tool=/host/qemu-tests/guest/target/release/bench
 setups="${BENCH_SETUPS:-native overlayfs unionrs fuse-overlayfs}"
 outdir=$(dirname "$out")
+union_opts=""
 
 if [ "$mode" = full ]; then
   # BENCH_SCALE (percent, default 100) shrinks every size of the full mode alike.
   p=${BENCH_SCALE:-100}
   sc() { local v=$(( $1 * p / 100 )); [ $v -ge 1 ] && echo $v || echo 1; }
   tree_dirs=200 tree_per=$(sc 1000) flat=$(sc 100000) small=$(sc 50000) big=$(sc 2048) rand=$(sc 256)
-  cu_n=$(sc 1000) cu_big=$big churn=$(sc 100000)
+  cu_n=$(sc 1000) cu_big=$big churn=$(sc 100000) mv_n=$(sc 10000)
 else
-  tree_dirs=5 tree_per=100 flat=1000 small=200 big=16 rand=4 cu_n=10 cu_big=16 churn=300
+  tree_dirs=5 tree_per=100 flat=1000 small=200 big=16 rand=4 cu_n=10 cu_big=16 churn=300 mv_n=300
 fi
 
 say() { echo "bench-guest: $*"; }
@@ -43,9 +44,11 @@ for fs in $E $X; do mkdir -p $fs/layers/l1 $fs/layers/l2 $fs/layers/l3 $fs/nativ
 for l in 0 1 2; do
   $tool gen-tree $E/layers/l$((l + 1))/tree $tree_dirs $tree_per $l 3 || exit 1
   $tool gen-flat $E/layers/l$((l + 1))/flat $flat $l 3 || exit 1
+  $tool gen-flat $E/layers/l$((l + 1))/mvdir $mv_n $l 3 || exit 1
 done
 $tool gen-tree $E/native/tree $tree_dirs $tree_per all 3 || exit 1
 $tool gen-flat $E/native/flat $flat all 3 || exit 1
+$tool gen-flat $E/native/mvdir $mv_n all 3 || exit 1
 $tool gen-files $E/layers/l3/small $small 4096 || exit 1
 cp -a $E/layers/l3/small $E/native/small
 for fs in $E $X; do
@@ -68,8 +71,8 @@ mount_setup() {
   rm -rf $fs/up-$s $fs/wk-$s; mkdir -p $fs/up-$s $fs/wk-$s
   local o=lowerdir=$fs/layers/l1:$fs/layers/l2:$fs/layers/l3,upperdir=$fs/up-$s,workdir=$fs/wk-$s
   case $s in
-    overlayfs) mount -t overlay overlay -o "$o" $m;;
-    unionrs) mount -t unionrs none -o "$o" $m;;
+    overlayfs) mount -t overlay overlay -o "$o$union_opts" $m;;
+    unionrs) mount -t unionrs none -o "$o$union_opts" $m;;
     fuse-overlayfs) fuse-overlayfs -o "$o" $m;;
   esac || { echo "mount $s failed" >&2; return 1; }
   echo $m
@@ -77,7 +80,7 @@ mount_setup() {
 umount_setup() {
   [ "$1" = native ] || umount /mnt/u/$1 || { sleep 1; umount /mnt/u/$1; }
 }
-scrub_native() { rm -rf "$1"/native/job "$1"/native/churn; }
+scrub_native() { rm -rf "$1"/native/job "$1"/native/churn; [ -d "$1"/native/tree/moved ] && mv "$1"/native/tree/moved "$1"/native/mvdir; true; }
 
 # --- workloads: w_<name> ROOT; print key=seconds lines ------------------------------------
 # Read-only ones run on a union mounted once per run; writable ones get a fresh upper.
@@ -114,6 +117,11 @@ w_stream_rand() {
 w_copyup_files() { drop_caches; $tool append-files $1/copyup $cu_n; }
 w_copyup_big() { drop_caches; $tool append $1/big.bin; }
 w_churn() { $tool churn $1/churn $churn; }
+# A merged directory of mv_n names moved into another directory (the unions with
+# redirect_dir=on: a redirect, no copy), then listed through the move.
+w_rename_dir() { drop_caches; timed sh -c "mv $1/mvdir $1/tree/moved && find $1/tree/moved > /dev/null"; }
+# The unions' options besides the layers, for workload $1.
+union_opts_for() { case $1 in rename_dir) echo ",redirect_dir=on";; esac; }
 w_job() {
   local d=$1/job t0 t1
   mkdir -p $d; drop_caches
@@ -129,7 +137,7 @@ w_job() {
 # name fs writable
 workloads="stat_cold:E:0 stat_warm:E:0 readdir_cold:E:0 readdir_warm:E:0 smallfiles_cold:E:0
 smallfiles_warm:E:0 stream_seq:E:0 stream_rand:E:0 copyup_files:E:1 copyup_big:E:1
-copyup_files_xfs:X:1 copyup_big_xfs:X:1 churn:E:1 job:E:1"
+copyup_files_xfs:X:1 copyup_big_xfs:X:1 churn:E:1 job:E:1 rename_dir:E:1"
 w_copyup_files_xfs() { w_copyup_files "$@"; }
 w_copyup_big_xfs() { w_copyup_big "$@"; }
 
@@ -167,7 +175,7 @@ run_once() {
 
 record "meta mode $mode"
 record "meta scale_percent ${BENCH_SCALE:-100}"
-record "meta sizes tree=${tree_dirs}x$tree_per flat=$flat small=$small big_mib=$big rand_mib=$rand copyup=${cu_n}x1MiB churn=$churn job_tar_mib=$(( $(blockdev --getsize64 /dev/vdd) / 1048576 ))"
+record "meta sizes tree=${tree_dirs}x$tree_per flat=$flat small=$small big_mib=$big rand_mib=$rand copyup=${cu_n}x1MiB churn=$churn rename_dir=$mv_n job_tar_mib=$(( $(blockdev --getsize64 /dev/vdd) / 1048576 ))"
 record "meta runs $runs"
 record "meta kernel $(uname -r)"
 record "meta cpus $(nproc)"
@@ -178,6 +186,7 @@ for entry in $workloads; do
   [ "$only" = "  " ] || [[ "$only" == *" $w "* ]] || continue
   fs=$E; [ "$fsl" = X ] && fs=$X
   say "workload $w"
+  union_opts=$(union_opts_for $w)
   for i in $(seq 1 "$runs"); do
     # A union measured right after another union over the same layers was up to 2x slower
     # on cold workloads, whichever it was: every run settles the caches after each setup
