@@ -13,6 +13,7 @@ use crate::file::OpenFile;
 use crate::index::NlinkBase;
 use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
+use crate::params::Redirect;
 use crate::readdir::DirState;
 use crate::superblock::UnionFs;
 use crate::vfs::{
@@ -324,10 +325,88 @@ impl UnionFs {
     }
 }
 
-/// Whether a directory can be renamed: only one that exists on the upper layer alone (no
-/// `redirect_dir`, as overlayfs without it). Non-directories always can.
+/// Whether a directory can be renamed (overlayfs' `ovl_can_move`): with `redirect_dir=on` any,
+/// else only one that exists on the upper layer alone. Non-directories always can.
 fn can_move(inode: &FsInode<UnionFs>) -> Result<bool> {
-    Ok(!inode.inode().is_dir() || inode.data()?.lower().is_empty())
+    Ok(inode.sb().info().redirect == Redirect::On
+        || !inode.inode().is_dir()
+        || inode.data()?.lower().is_empty())
+}
+
+/// Whether renaming the object needs a redirect (overlayfs' `ovl_type_merge_or_lower`, after
+/// the copy-up): a directory with lower directories.
+fn needs_redirect(inode: &FsInode<UnionFs>) -> Result<bool> {
+    Ok(inode.inode().is_dir() && !inode.data()?.lower().is_empty())
+}
+
+/// Records on the upper copy of directory `dentry`, about to be renamed, where its lower
+/// directories are (overlayfs' `ovl_set_redirect`): its name, for a rename in the same
+/// directory, else its path from the root, both as they were before any rename. A redirect
+/// already there is kept if it still says the same. A path longer than `redirect_max`, or an
+/// upper layer without xattrs, fails with `EXDEV` (`mv` then copies).
+fn set_redirect(fs: &UnionFs, m: &AsMounter<'_>, dentry: &Dentry, samedir: bool) -> Result {
+    let (_, inode) = union_inode(dentry)?;
+    let data = inode.data()?;
+    let absolute = !samedir;
+    if let Some(r) = data.redirect()? {
+        if !absolute || r.first() == Some(&b'/') {
+            return Ok(());
+        }
+    }
+    let value = match absolute {
+        true => absolute_redirect(dentry, crate::defaults::redirect_max())?,
+        false => dentry.name_copy()?,
+    };
+    let upper = data.upper().ok_or(EIO)?;
+    match fs.set_private_xattr(m, &upper.dentry, Xattr::Redirect, &value) {
+        Ok(true) => {
+            data.set_redirect(value);
+            Ok(())
+        }
+        r => {
+            // No xattrs on the upper layer: overlayfs' `ovl_check_setxattr` says EXDEV.
+            let e = r.err().unwrap_or(errno::exdev());
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: failed to set redirect ({})",
+                e.to_errno()
+            ));
+            Err(errno::exdev())
+        }
+    }
+}
+
+/// The path of union dentry `dentry` from the root as the lower layers know it (overlayfs'
+/// `ovl_get_redirect`): each ancestor by its redirect, or else its name, up to the root or
+/// an absolute redirect. `EXDEV` if longer than `max`.
+fn absolute_redirect(dentry: &Dentry, max: usize) -> Result<KVec<u8>> {
+    let mut parts: KVec<KVec<u8>> = KVec::new();
+    let mut total = 0usize;
+    let mut d: ARef<Dentry> = dentry.into();
+    while !d.is_root() {
+        let (_, inode) = union_inode(&d)?;
+        let part = match inode.data()?.redirect()? {
+            Some(r) => r,
+            None => d.name_copy()?,
+        };
+        let absolute = part.first() == Some(&b'/');
+        total += part.len() + usize::from(!absolute);
+        if total > max {
+            return Err(errno::exdev());
+        }
+        parts.push(part, GFP_KERNEL)?;
+        if absolute {
+            break;
+        }
+        d = d.parent();
+    }
+    let mut path = KVec::with_capacity(total, GFP_KERNEL)?;
+    for part in parts.iter().rev() {
+        if part.first() != Some(&b'/') {
+            path.push(b'/', GFP_KERNEL)?;
+        }
+        path.extend_from_slice(part, GFP_KERNEL)?;
+    }
+    Ok(path)
 }
 
 /// Before a name is removed, replaced or linked to (overlayfs' `ovl_nlink_start`): an object
@@ -687,9 +766,13 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
                 new_upper = Some(fs.clear_whiteouts(m, &new_up_dir.dentry, new.name(), &u)?);
             }
         }
-        // A directory that moves into a merged directory must not pick up the names of a lower
-        // directory of the same name there.
-        if is_dir && !is_opaque(fs, m, old_upper)? && new_dir.data()?.is_merged() {
+        let samedir = core::ptr::eq(old_parent.as_ptr(), new_parent.as_ptr());
+        // A directory with lower directories records where they are; one without that moves
+        // into a merged directory must not pick up the names of a lower directory of the same
+        // name there.
+        if needs_redirect(old_inode)? {
+            set_redirect(fs, m, old, samedir)?;
+        } else if is_dir && !is_opaque(fs, m, old_upper)? && new_dir.data()?.is_merged() {
             mnt.set_xattr(
                 m,
                 &old_upper.dentry,
@@ -700,7 +783,9 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
             .map_err(|_| errno::exdev())?;
         }
         if let (false, Some(n)) = (overwrite, new_inode) {
-            if n.inode().is_dir() && old_dir.data()?.is_merged() {
+            if needs_redirect(n)? {
+                set_redirect(fs, m, new, samedir)?;
+            } else if n.inode().is_dir() && old_dir.data()?.is_merged() {
                 if let Some(nu) = n.data()?.upper() {
                     if !is_opaque(fs, m, nu)? {
                         mnt.set_xattr(m, &nu.dentry, fs.xattr_name(Xattr::Opaque), Some(b"y"), 0)

@@ -56,6 +56,10 @@ pub(crate) struct UnionInode {
     union_nlink: AtomicU32,
     /// This is the union's root.
     root: AtomicBool,
+    /// Where the directory's lower directories are (overlayfs' `redirect`): the value of its
+    /// upper directory's `overlay.redirect`, set by lookup and by renames.
+    #[pin]
+    redirect: Mutex<Option<KVec<u8>>>,
 }
 
 impl UnionInode {
@@ -64,6 +68,7 @@ impl UnionInode {
         mut stack: KVec<RealEntry>,
         has_upper: bool,
         lower_numbered: bool,
+        redirect: Option<KVec<u8>>,
     ) -> Result<Pin<KBox<Self>>> {
         let upper = SetOnce::new();
         if has_upper && stack.first().is_some_and(|e| e.layer == 0) {
@@ -83,6 +88,7 @@ impl UnionInode {
                 indexed: AtomicBool::new(false),
                 union_nlink: AtomicU32::new(0),
                 root: AtomicBool::new(false),
+                redirect <- new_mutex!(redirect),
             }),
             GFP_KERNEL,
         )
@@ -130,6 +136,23 @@ impl UnionInode {
     /// Notes that the directory is marked "impure".
     pub(crate) fn set_impure(&self) {
         self.impure.store(true, Ordering::Relaxed);
+    }
+
+    /// The directory's redirect, if it has one.
+    pub(crate) fn redirect(&self) -> Result<Option<KVec<u8>>> {
+        match &*self.redirect.lock() {
+            Some(r) => {
+                let mut copy = KVec::with_capacity(r.len(), GFP_KERNEL)?;
+                copy.extend_from_slice(r, GFP_KERNEL)?;
+                Ok(Some(copy))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Records the directory's new redirect (set on its upper directory).
+    pub(crate) fn set_redirect(&self, redirect: KVec<u8>) {
+        *self.redirect.lock() = Some(redirect);
     }
 
     /// Whether this is the union's root.
@@ -306,16 +329,18 @@ impl UnionFs {
         sb: &crate::vfs::SuperBlock<UnionFs>,
         stack: KVec<RealEntry>,
     ) -> Result<ARef<Inode>> {
-        self.get_inode_of(sb, stack, false)
+        self.get_inode_of(sb, stack, false, None)
     }
 
     /// [`Self::get_inode`] for a stack that lookup found, `indexed` if its upper object is an
-    /// index entry: all names of a lower hard link then share the inode.
+    /// index entry: all names of a lower hard link then share the inode; a directory's
+    /// `redirect`.
     pub(crate) fn get_inode_of(
         &self,
         sb: &crate::vfs::SuperBlock<UnionFs>,
         stack: KVec<RealEntry>,
         indexed: bool,
+        redirect: Option<KVec<u8>>,
     ) -> Result<ARef<Inode>> {
         let top = stack.first().ok_or(EIO)?;
         let real_d = top.dentry.clone();
@@ -356,7 +381,7 @@ impl UnionFs {
             }
             _ => real.nlink(),
         };
-        let data = UnionInode::new(stack, has_upper, lower_numbered)?;
+        let data = UnionInode::new(stack, has_upper, lower_numbered, redirect)?;
         data.set_union_nlink(nlink);
         if indexed {
             data.set_indexed();

@@ -10,7 +10,7 @@ use crate::inode::{RealEntry, UnionInode};
 use crate::params::Uuid;
 use crate::superblock::{Layer, LayerKind, UnionFs};
 use crate::vfs::layer::{FhSupport, RealFh};
-use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode};
+use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode, SuperBlock};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 use kernel::str::BStr;
@@ -127,6 +127,8 @@ impl UnionFs {
             (true, Xattr::Nlink) => c"user.overlay.nlink",
             (false, Xattr::Upper) => c"trusted.overlay.upper",
             (true, Xattr::Upper) => c"user.overlay.upper",
+            (false, Xattr::Redirect) => c"trusted.overlay.redirect",
+            (true, Xattr::Redirect) => c"user.overlay.redirect",
         }
     }
 
@@ -163,8 +165,9 @@ impl UnionFs {
                 .is_ok()
     }
 
-    /// Looks `name` up below the real directories `parent`: the new stack, and whether it
-    /// is an indexed object (its upper object is its index entry).
+    /// Looks `name` up below the real directories `parent`: the new stack, whether it is an
+    /// indexed object (its upper object is its index entry), and the upper directory's
+    /// redirect.
     ///
     /// An upper non-directory is followed to its origin, a merged directory gets one if it
     /// has none; with the index on, a non-directory with an origin (or only on lower layers)
@@ -175,13 +178,18 @@ impl UnionFs {
         m: &AsMounter<'_>,
         parent: &UnionInode,
         name: &[u8],
-    ) -> Result<(KVec<RealEntry>, bool)> {
-        let mut stack = self.lookup_in(m, parent.entries(), name)?;
+    ) -> Result<Found> {
+        let (mut stack, redirect) = self.lookup_layers(m, parent, name)?;
+        let found = |stack, indexed| Found {
+            stack,
+            indexed,
+            redirect,
+        };
         let top_is_upper = stack
             .first()
             .is_some_and(|e| e.layer == 0 && self.has_upper());
         let Some(top) = stack.first() else {
-            return Ok((stack, false));
+            return Ok(found(stack, false));
         };
         if top.dentry.is_dir() {
             if let (true, Some(lower)) = (top_is_upper, stack.get(1)) {
@@ -191,16 +199,16 @@ impl UnionFs {
                     // directory is the upper one alone (overlayfs' `ovl_verify_lower`).
                     if !self.is_origin_of(m, &top.dentry, lower)? {
                         stack.truncate(1);
-                        return Ok((stack, false));
+                        return Ok(found(stack, false));
                     }
                     let index = self.lookup_index(m, Some(&top.dentry), lower, true)?;
-                    return Ok((stack, index.is_some()));
+                    return Ok(found(stack, index.is_some()));
                 }
             } else if !top_is_upper && self.index_all() {
                 // Only an error to find: a lower directory in the index has an upper one.
                 self.lookup_index(m, None, top, true)?;
             }
-            return Ok((stack, false));
+            return Ok(found(stack, false));
         }
         if top_is_upper {
             if let Some(origin) = self.origin_of(m, &top.dentry)? {
@@ -212,10 +220,10 @@ impl UnionFs {
             false => (None, stack.first()),
         };
         let Some(origin) = origin else {
-            return Ok((stack, false));
+            return Ok(found(stack, false));
         };
         let Some(index) = self.lookup_index(m, upper.map(|d| &**d), origin, true)? else {
-            return Ok((stack, false));
+            return Ok(found(stack, false));
         };
         if !top_is_upper {
             stack.reserve(1, GFP_KERNEL)?;
@@ -229,7 +237,240 @@ impl UnionFs {
                 )
                 .map_err(|_| ENOMEM)?;
         }
-        Ok((stack, true))
+        Ok(found(stack, true))
+    }
+
+    /// Looks `name` up in the layers below `parent` (overlayfs' `ovl_lookup_layers`): in its
+    /// upper directory, then in its lower ones, following redirects (a directory renamed with
+    /// `redirect_dir=on` names where its lower directories are: another name in the same lower
+    /// directories, or a path from the layers' roots). Returns the stack, top first, and the
+    /// upper directory's redirect.
+    fn lookup_layers(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &UnionInode,
+        name: &[u8],
+    ) -> Result<(KVec<RealEntry>, Option<KVec<u8>>)> {
+        let follows = self.redirect.follows();
+        let mut d = LookupData::new(name)?;
+        // Without following, a redirect is not even read where nothing is below.
+        d.last = !follows && parent.lower().is_empty();
+        let mut stack = KVec::new();
+        let mut upper_redirect = None;
+        // The real directories to look in below the upper one: the parent's lower ones, or,
+        // after an absolute redirect, the layers' roots.
+        let mut bases: KVec<(usize, &Dentry)> =
+            KVec::with_capacity(parent.lower().len(), GFP_KERNEL)?;
+        let mut from_roots = false;
+        for e in parent.lower() {
+            bases.push((e.layer, &e.dentry), GFP_KERNEL)?;
+        }
+        if let Some(up) = parent.upper() {
+            if let Some(found) = self.lookup_layer(m, up.layer, &up.dentry, &mut d)? {
+                if d.redirected {
+                    upper_redirect = Some(d.copy_name()?);
+                    if d.is_absolute() {
+                        bases = self.roots_below(up.layer)?;
+                        from_roots = true;
+                    }
+                }
+                stack.push(
+                    RealEntry {
+                        layer: up.layer,
+                        dentry: found,
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+        }
+        let bottom = self.layers.len().saturating_sub(1);
+        let mut i = 0;
+        while !d.stop {
+            let Some(&(layer, base)) = bases.get(i) else {
+                break;
+            };
+            if d.redirected && !follows {
+                return Err(refuse_redirect(name));
+            }
+            d.last = match follows {
+                false => i + 1 == bases.len(),
+                true => layer == bottom,
+            };
+            if let Some(found) = self.lookup_layer(m, layer, base, &mut d)? {
+                stack.push(
+                    RealEntry {
+                        layer,
+                        dentry: found,
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+            if d.stop {
+                break;
+            }
+            if d.redirected && d.is_absolute() && !from_roots {
+                // Go on from the layers' roots, below this layer.
+                bases = self.roots_below(layer)?;
+                from_roots = true;
+                i = 0;
+                continue;
+            }
+            i += 1;
+        }
+        if d.redirected && !follows {
+            return Err(refuse_redirect(name));
+        }
+        Ok((stack, upper_redirect))
+    }
+
+    /// The roots of the lower layers below layer `layer`, top first.
+    fn roots_below(&self, layer: usize) -> Result<KVec<(usize, &Dentry)>> {
+        let mut roots = KVec::new();
+        for (i, l) in self.layers.iter().enumerate().skip(layer + 1) {
+            if l.kind == LayerKind::Lower {
+                roots.push((i, l.spec.path.dentry()), GFP_KERNEL)?;
+            }
+        }
+        Ok(roots)
+    }
+
+    /// Looks the name (or path) `d` holds up in one layer, below `base` (overlayfs'
+    /// `ovl_lookup_layer`): a path from the layer's root one component at a time.
+    fn lookup_layer(
+        &self,
+        m: &AsMounter<'_>,
+        layer: usize,
+        base: &Dentry,
+        d: &mut LookupData,
+    ) -> Result<Option<ARef<Dentry>>> {
+        if !d.is_absolute() {
+            let len = d.name.len();
+            return self.lookup_single(m, layer, base, d, 0..len);
+        }
+        // The path is walked counting from its end: a redirect on the way changes its start.
+        let mut rem = d.name.len() - 1;
+        let mut at: Option<ARef<Dentry>> = None;
+        loop {
+            let start = d.name.len() - rem;
+            let rest = d.name.get(start..).ok_or(EIO)?;
+            let len = rest.iter().position(|&c| c == b'/').unwrap_or(rest.len());
+            let end = len == rest.len();
+            let dir = match &at {
+                Some(a) => &**a,
+                None => base,
+            };
+            let next = self.lookup_single(m, layer, dir, d, start..start + len)?;
+            match next {
+                Some(n) if !end && n.is_dir() => at = Some(n),
+                other => return Ok(other.filter(|_| end)),
+            }
+            rem = rem.checked_sub(len + 1).ok_or(EIO)?;
+        }
+    }
+
+    /// Looks component `range` of the name `d` holds up below `base`, on layer `layer`
+    /// (overlayfs' `ovl_lookup_single`): what it finds decides whether the lookup goes on
+    /// below, and a directory's redirect changes what is looked for there.
+    fn lookup_single(
+        &self,
+        m: &AsMounter<'_>,
+        layer_index: usize,
+        base: &Dentry,
+        d: &mut LookupData,
+        range: core::ops::Range<usize>,
+    ) -> Result<Option<ARef<Dentry>>> {
+        let layer = self.layers.get(layer_index).ok_or(EIO)?;
+        let last_element = range.end == d.name.len();
+        let component = d.name.get(range.clone()).ok_or(EIO)?;
+        let child = match layer.mnt.lookup(m, base, component) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(None),
+            Err(e) if e == errno::enametoolong() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Some(inode) = child.inode() else {
+            return Ok(None);
+        };
+        if self.is_whiteout(m, layer, &child, inode) {
+            d.stop = true;
+            return Ok(None);
+        }
+        if !inode.is_dir() {
+            // A non-directory is only visible on top; below a directory it is hidden.
+            d.stop = true;
+            return Ok((!d.is_dir && last_element).then_some(child));
+        }
+        if self.is_trap(inode) {
+            let which = if layer.kind == LayerKind::Upper {
+                "upper"
+            } else {
+                "lower"
+            };
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: failed lookup in {} ('{}'): overlapping layers",
+                which,
+                BStr::from_bytes(component)
+            ));
+            return Err(errno::eloop());
+        }
+        if last_element {
+            d.is_dir = true;
+        }
+        if d.last {
+            return Ok(Some(child));
+        }
+        // Directories merge down to an opaque one.
+        if self.opaque_value(m, layer, &child) == b'y' {
+            d.stop = true;
+            return Ok(Some(child));
+        }
+        if let Some(redirect) = self.read_redirect(m, layer, &child)? {
+            d.redirect_to(&redirect, range)?;
+        }
+        Ok(Some(child))
+    }
+
+    /// The value of a directory's `overlay.redirect` (overlayfs' `ovl_get_redirect_xattr`),
+    /// checked: an absolute one is a path of non-empty components, a relative one a single
+    /// name. A malformed one fails the lookup with `EINVAL`.
+    pub(crate) fn read_redirect(
+        &self,
+        m: &AsMounter<'_>,
+        layer: &Layer,
+        dir: &Dentry,
+    ) -> Result<Option<KVec<u8>>> {
+        let name = self.xattr_name(Xattr::Redirect);
+        let failed = |e: Error| {
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: failed to get redirect ({})",
+                e.to_errno()
+            ));
+            e
+        };
+        let size = match layer.mnt.getxattr(m, dir, name, &mut []) {
+            Ok(n) => n,
+            Err(e) if e == errno::enodata() || e == errno::eopnotsupp() => return Ok(None),
+            Err(e) => return Err(failed(e)),
+        };
+        let mut value = KVec::from_elem(0u8, size, GFP_KERNEL)?;
+        let n = layer
+            .mnt
+            .getxattr(m, dir, name, &mut value)
+            .map_err(failed)?;
+        value.truncate(n);
+        let raw_empty = value.is_empty();
+        // overlayfs reads the value as a C string: it ends at a NUL.
+        if let Some(nul) = value.iter().position(|&c| c == 0) {
+            value.truncate(nul);
+        }
+        if raw_empty || !is_valid_redirect(&value) {
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: invalid redirect ({})",
+                BStr::from_bytes(&value)
+            ));
+            return Err(EINVAL);
+        }
+        Ok(Some(value))
     }
 
     /// Looks `name` up below the given real directories (top first).
@@ -282,6 +523,89 @@ impl UnionFs {
         }
         Ok(stack)
     }
+}
+
+/// What a lookup found (see [`UnionFs::lookup_stack`]).
+pub(crate) struct Found {
+    pub(crate) stack: KVec<RealEntry>,
+    pub(crate) indexed: bool,
+    pub(crate) redirect: Option<KVec<u8>>,
+}
+
+/// The state of a lookup going down the layers (overlayfs' `ovl_lookup_data`).
+struct LookupData {
+    /// What is looked for: the union's name, the name a relative redirect gave, or a path
+    /// from the layers' roots (starting with `/`) that an absolute one gave.
+    name: KVec<u8>,
+    /// A directory was found: only directories merge with it below.
+    is_dir: bool,
+    /// Nothing below is looked at (a non-directory, a whiteout or an opaque directory).
+    stop: bool,
+    /// A redirect changed what is looked for.
+    redirected: bool,
+    /// Nothing is looked for below this layer: its redirects are not read.
+    last: bool,
+}
+
+impl LookupData {
+    fn new(name: &[u8]) -> Result<Self> {
+        let mut n = KVec::with_capacity(name.len(), GFP_KERNEL)?;
+        n.extend_from_slice(name, GFP_KERNEL)?;
+        Ok(Self {
+            name: n,
+            is_dir: false,
+            stop: false,
+            redirected: false,
+            last: false,
+        })
+    }
+
+    fn is_absolute(&self) -> bool {
+        self.name.first() == Some(&b'/')
+    }
+
+    fn copy_name(&self) -> Result<KVec<u8>> {
+        let mut n = KVec::with_capacity(self.name.len(), GFP_KERNEL)?;
+        n.extend_from_slice(&self.name, GFP_KERNEL)?;
+        Ok(n)
+    }
+
+    /// Component `at` of the name was found redirected to `redirect` (overlayfs'
+    /// `ovl_check_redirect`): an absolute redirect replaces the path up to it (and the
+    /// lookup goes on below even past an opaque directory on the way), a relative one
+    /// replaces the component.
+    fn redirect_to(&mut self, redirect: &[u8], at: core::ops::Range<usize>) -> Result {
+        let post = self.name.get(at.end..).ok_or(EIO)?;
+        let mut name = KVec::with_capacity(at.start + redirect.len() + post.len(), GFP_KERNEL)?;
+        if redirect.first() == Some(&b'/') {
+            self.stop = false;
+        } else {
+            name.extend_from_slice(self.name.get(..at.start).ok_or(EIO)?, GFP_KERNEL)?;
+        }
+        name.extend_from_slice(redirect, GFP_KERNEL)?;
+        name.extend_from_slice(post, GFP_KERNEL)?;
+        self.name = name;
+        self.redirected = true;
+        Ok(())
+    }
+}
+
+/// Whether `v` is a well-formed redirect: `/` and non-empty components, or one name (which
+/// only a lookup can refuse).
+fn is_valid_redirect(v: &[u8]) -> bool {
+    match v.split_first() {
+        Some((b'/', path)) => path.split(|&c| c == b'/').all(|c| !c.is_empty()),
+        _ => !v.contains(&b'/'),
+    }
+}
+
+/// A redirect met where `redirect_dir=nofollow` forbids following it.
+fn refuse_redirect(name: &[u8]) -> Error {
+    crate::vfs::warn_ratelimited(fmt!(
+        "unionrs: refusing to follow redirect for ({})",
+        BStr::from_bytes(name)
+    ));
+    EPERM
 }
 
 /// Hex of up to 64 bytes of `b`, for messages about bad xattr values.
@@ -615,6 +939,7 @@ pub(crate) enum Xattr {
     Origin,
     Nlink,
     Upper,
+    Redirect,
 }
 
 /// `inode_operations::lookup` of a union directory.
@@ -624,9 +949,68 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
         return Err(errno::enametoolong());
     }
     let data = dir.data()?;
-    let (stack, indexed) = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;
-    if stack.is_empty() {
+    let found = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;
+    let Some(top) = found.stack.first() else {
         return Ok(None);
+    };
+    let is_dir = top.dentry.is_dir();
+    let real_inode = |e: Option<&RealEntry>| e.and_then(|e| e.dentry.inode()).map(|i| i.as_ptr());
+    let has_upper = fs.has_upper() && top.layer == 0;
+    let want = (
+        real_inode(found.stack.first().filter(|_| has_upper)),
+        real_inode(found.stack.get(usize::from(has_upper))),
+    );
+    let inode = fs.get_inode_of(dir.sb(), found.stack, found.indexed, found.redirect)?;
+    // A directory found again must be the one cached (overlayfs' strict `ovl_verify_inode`):
+    // a lower directory that two redirects lead to, or one moved to the upper layer under us,
+    // would otherwise give one directory two names.
+    if is_dir {
+        let cached = SuperBlock::<UnionFs>::our_inode(&inode)
+            .ok_or(EIO)?
+            .data()?;
+        if (
+            real_inode(cached.upper()),
+            real_inode(cached.lower().first()),
+        ) != want
+        {
+            crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get inode (-116)"));
+            return Err(errno::estale());
+        }
     }
-    Ok(Some(fs.get_inode_of(dir.sb(), stack, indexed)?))
+    Ok(Some(inode))
+}
+
+#[kunit_tests(unionrs_namei)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_values() {
+        for ok in [&b"/a"[..], b"/a/b", b"a", b"..", b""] {
+            assert!(is_valid_redirect(ok));
+        }
+        for bad in [&b"/"[..], b"//a", b"/a//b", b"/a/", b"a/b", b"a/"] {
+            assert!(!is_valid_redirect(bad));
+        }
+    }
+
+    /// What a redirect met on the way makes of the name looked for.
+    fn redirected(name: &[u8], at: core::ops::Range<usize>, redirect: &[u8]) -> Result<KVec<u8>> {
+        let mut d = LookupData::new(name)?;
+        d.stop = true;
+        d.redirect_to(redirect, at)?;
+        assert!(d.redirected);
+        assert_eq!(d.stop, redirect.first() != Some(&b'/'));
+        Ok(d.name)
+    }
+
+    #[test]
+    fn redirect_names() -> Result {
+        assert_eq!(&redirected(b"n", 0..1, b"m")?[..], b"m");
+        assert_eq!(&redirected(b"n", 0..1, b"/p/q")?[..], b"/p/q");
+        assert_eq!(&redirected(b"/a/b/c", 3..4, b"x")?[..], b"/a/x/c");
+        assert_eq!(&redirected(b"/a/b/c", 3..4, b"/y")?[..], b"/y/c");
+        assert_eq!(&redirected(b"/a/b/c", 5..6, b"z")?[..], b"/a/b/z");
+        Ok(())
+    }
 }

@@ -43,6 +43,15 @@ pub(crate) enum Uuid {
 }
 
 impl Uuid {
+    pub(crate) fn name(self) -> &'static CStr {
+        match self {
+            Self::Off => c"off",
+            Self::Null => c"null",
+            Self::Auto => c"auto",
+            Self::On => c"on",
+        }
+    }
+
     /// The value of the parameter table's `uuid` words.
     fn from_param(n: u32) -> Self {
         match n {
@@ -76,7 +85,6 @@ pub(crate) struct LayerSpec {
 }
 
 /// Everything the mount options say.
-#[derive(Default)]
 pub(crate) struct Config {
     /// Lower layers, top first.
     pub(crate) lowers: KVec<LayerSpec>,
@@ -86,9 +94,10 @@ pub(crate) struct Config {
     pub(crate) work: Option<LayerSpec>,
     /// Use `user.overlay.*` instead of `trusted.overlay.*` xattrs.
     pub(crate) userxattr: bool,
-    /// `redirect_dir=` was given with a value that follows redirects (overlayfs reads "off"
-    /// as "follow"), which cannot go with `userxattr`.
-    pub(crate) redirect_follows: bool,
+    /// `redirect_dir=`: whether directory renames record redirects, and lookups follow them.
+    pub(crate) redirect: Redirect,
+    /// `redirect_dir=` was given.
+    pub(crate) redirect_given: bool,
     pub(crate) uuid: Uuid,
     pub(crate) xino: Xino,
     /// `index=on`: the inodes index (see `crate::index`).
@@ -99,16 +108,79 @@ pub(crate) struct Config {
     pub(crate) nfs_export: bool,
     /// `nfs_export=` was given (on or off).
     pub(crate) nfs_export_given: bool,
-    /// `redirect_dir=nofollow` was given.
-    pub(crate) redirect_nofollow: bool,
+}
+
+impl Default for Config {
+    /// What no option gives: the module parameters' defaults.
+    fn default() -> Self {
+        Self {
+            lowers: KVec::new(),
+            lowerdir_all: None,
+            upper: None,
+            work: None,
+            userxattr: false,
+            redirect: Redirect::default_mode(),
+            redirect_given: false,
+            uuid: Uuid::default(),
+            xino: Xino::default_mode(),
+            index: crate::defaults::index(),
+            index_given: false,
+            nfs_export: crate::defaults::nfs_export(),
+            nfs_export_given: false,
+        }
+    }
+}
+
+/// `redirect_dir=`: overlayfs' modes (its "off" is "follow" with the module parameter
+/// `redirect_always_follow`, else "nofollow").
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Redirect {
+    /// Lookups follow redirects; renames of lower and merged directories fail with `EXDEV`.
+    Follow,
+    /// Redirects are refused on lookup (`EPERM`), and never made.
+    NoFollow,
+    /// Renames of lower and merged directories record redirects, lookups follow them.
+    On,
+}
+
+impl Redirect {
+    /// The mode without `redirect_dir=` (overlayfs' `ovl_redirect_mode_def`).
+    pub(crate) fn default_mode() -> Self {
+        if crate::defaults::redirect_dir() {
+            Self::On
+        } else {
+            Self::off()
+        }
+    }
+
+    /// What `redirect_dir=off` means.
+    fn off() -> Self {
+        if crate::defaults::redirect_always_follow() {
+            Self::Follow
+        } else {
+            Self::NoFollow
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static CStr {
+        match self {
+            Self::Follow => c"follow",
+            Self::NoFollow => c"nofollow",
+            Self::On => c"on",
+        }
+    }
+
+    /// Lookups follow redirects (overlayfs' `ovl_redirect_follow`).
+    pub(crate) fn follows(self) -> bool {
+        self != Self::NoFollow
+    }
 }
 
 /// `xino=`: whether inode numbers of several filesystems are made unique on the union's own
-/// device by putting the filesystem's number in their high bits (overlayfs' default, `off`,
-/// is ours too).
-#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+/// device by putting the filesystem's number in their high bits (the default is `off`, or
+/// `auto` with the module parameter `xino_auto`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Xino {
-    #[default]
     Off,
     /// When the layers allow it; else off, with a warning.
     Auto,
@@ -117,6 +189,15 @@ pub(crate) enum Xino {
 }
 
 impl Xino {
+    /// The mode without `xino=` (the module parameter `xino_auto`).
+    pub(crate) fn default_mode() -> Self {
+        if crate::defaults::xino_auto() {
+            Self::Auto
+        } else {
+            Self::Off
+        }
+    }
+
     pub(crate) fn name(self) -> &'static CStr {
         match self {
             Self::Off => c"off",
@@ -424,14 +505,13 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             Ok(())
         }
         opt::REDIRECT_DIR => {
-            feature_off_only(
-                fc,
-                "redirect_dir",
-                param.number == cb::UNIONRS_REDIRECT_DIR_ON
-                    || param.number == cb::UNIONRS_REDIRECT_DIR_FOLLOW,
-            )?;
-            cfg.redirect_follows = param.number != cb::UNIONRS_REDIRECT_DIR_NOFOLLOW;
-            cfg.redirect_nofollow = param.number == cb::UNIONRS_REDIRECT_DIR_NOFOLLOW;
+            cfg.redirect = match param.number {
+                cb::UNIONRS_REDIRECT_DIR_ON => Redirect::On,
+                cb::UNIONRS_REDIRECT_DIR_NOFOLLOW => Redirect::NoFollow,
+                cb::UNIONRS_REDIRECT_DIR_FOLLOW => Redirect::Follow,
+                _ => Redirect::off(),
+            };
+            cfg.redirect_given = true;
             Ok(())
         }
         opt::XINO => {

@@ -5,7 +5,7 @@
 
 use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
-use crate::params::{self, Config, LayerSpec, Xino};
+use crate::params::{self, Config, LayerSpec, Redirect, Xino};
 use crate::vfs::fs_type::{namelen_of, seq_show_option};
 use crate::vfs::layer::{MNT_NOATIME, MNT_READONLY};
 use crate::vfs::super_block::NewSuperBlock;
@@ -104,6 +104,8 @@ pub(crate) struct UnionFs {
     /// `nfs_export=on` as it stands after the mount's checks: handles are decoded, and with
     /// the index every copy-up goes through it (overlayfs' `ovl_index_all`).
     pub(crate) nfs_export: bool,
+    /// `redirect_dir=` as it stands after the mount's checks.
+    pub(crate) redirect: Redirect,
     /// The last number given to a directory that has no unique one (non-persistent, as in
     /// overlayfs).
     pub(crate) last_ino: AtomicU64,
@@ -155,10 +157,10 @@ impl UnionFs {
     }
 
     /// Whether the layers may be changed while the union is not mounted (overlayfs'
-    /// `ovl_allow_offline_changes`): not with the index or `xino=on`, whose records would go
-    /// stale (metacopy and redirect_dir, which also forbid it, are not implemented).
+    /// `ovl_allow_offline_changes`): not with the index, `redirect_dir=on` or `xino=on`, whose
+    /// records would go stale (metacopy, which also forbids it, is not implemented).
     pub(crate) fn allow_offline_changes(&self) -> bool {
-        !self.index && self.xino != Xino::On
+        !self.index && self.redirect != Redirect::On && self.xino != Xino::On
     }
 
     pub(crate) fn has_upper(&self) -> bool {
@@ -199,38 +201,60 @@ impl Drop for UnionFs {
 }
 
 /// The persistent uuid of the union, kept in `overlay.uuid` on the upper root as overlayfs
-/// does: read if there, else made and stored with `uuid=on`, and with `uuid=auto` on a fresh
-/// upper (one without `overlay.impure` on its root, which overlayfs sets once it has used it).
-fn upper_uuid(fs: &UnionFs, mode: params::Uuid) -> Option<[u8; 16]> {
-    if matches!(mode, params::Uuid::Off | params::Uuid::Null) {
-        return None;
+/// does (`ovl_init_uuid_xattr`): read if there, else made and stored with `uuid=on`, and with
+/// `uuid=auto` on a fresh upper (one without `overlay.impure` on its root, which overlayfs sets
+/// once it has used it). Also the mode as it then stands, which `/proc/mounts` shows: `auto`
+/// becomes `on` on a fresh upper, `null` on an old one or when the uuid cannot be read or
+/// stored.
+fn upper_uuid(fs: &UnionFs, mode: params::Uuid) -> (Option<[u8; 16]>, params::Uuid) {
+    use params::Uuid;
+    if matches!(mode, Uuid::Off | Uuid::Null) {
+        return (None, mode);
     }
-    let upper = fs.upper_layer().ok()?;
+    let Ok(upper) = fs.upper_layer() else {
+        return (None, mode);
+    };
     let root = upper.spec.path.dentry();
+    let failed = |e: Error, set: bool| {
+        crate::vfs::warn_ratelimited(fmt!(
+            "unionrs: failed to {} uuid (err={}); falling back to uuid=null.",
+            if set { "set" } else { "get" },
+            e.to_errno()
+        ));
+        (None, Uuid::Null)
+    };
     fs.with_mounter(|m| {
         let mut uuid = [0u8; 16];
         match upper
             .mnt
             .getxattr(m, root, fs.xattr_name(Xattr::Uuid), &mut uuid)
         {
-            Ok(16) => return Some(uuid),
+            Ok(16) => return (Some(uuid), mode),
             Err(e) if e == errno::enodata() => {}
-            _ => return None,
+            Ok(_) => return failed(ERANGE, false),
+            Err(e) => return failed(e, false),
         }
-        if mode == params::Uuid::Auto
-            && upper
+        let mut mode = mode;
+        if mode == Uuid::Auto {
+            match upper
                 .mnt
                 .getxattr(m, root, fs.xattr_name(Xattr::Impure), &mut [])
-                .is_ok()
-        {
-            return None;
+            {
+                // An upper layer used before: no uuid (overlayfs' downgrade).
+                Ok(n) if n > 0 => return (None, Uuid::Null),
+                Ok(_) => {}
+                Err(e) if e == errno::enodata() => mode = Uuid::On,
+                Err(e) => return failed(e, false),
+            }
         }
         let uuid = crate::vfs::new_uuid();
-        upper
+        match upper
             .mnt
             .set_xattr(m, root, fs.xattr_name(Xattr::Uuid), Some(&uuid), 0)
-            .ok()?;
-        Some(uuid)
+        {
+            Ok(()) => (Some(uuid), mode),
+            Err(e) => failed(e, true),
+        }
     })
 }
 
@@ -289,6 +313,38 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
     })
 }
 
+/// The `redirect_dir=` mode (overlayfs' `ovl_fs_params_verify`): a union without an upper layer
+/// makes no redirects, so "follow" is "on" there; `userxattr` unions neither make nor follow
+/// them (given explicitly, a following mode is refused), and asking for them without
+/// `CAP_SYS_ADMIN` (which the trusted xattrs they live in need) fails.
+fn choose_redirect(fc: &FsContext, cfg: &params::Config) -> Result<Redirect> {
+    let mut redirect = cfg.redirect;
+    if cfg.upper.is_none() && redirect == Redirect::Follow {
+        redirect = Redirect::On;
+    }
+    if cfg.userxattr {
+        if cfg.redirect_given && redirect != Redirect::NoFollow {
+            return Err(fc.fail(
+                EINVAL,
+                fmt!(
+                    "conflicting options: userxattr,redirect_dir={}",
+                    redirect.name()
+                ),
+            ));
+        }
+        redirect = Redirect::NoFollow;
+    } else if cfg.redirect_given
+        && redirect != Redirect::NoFollow
+        && !crate::vfs::cred::caller_is_sys_admin()
+    {
+        return Err(fc.fail(
+            EPERM,
+            fmt!("redirect_dir requires permission to access trusted xattrs"),
+        ));
+    }
+    Ok(redirect)
+}
+
 /// Whether the index and `nfs_export` can be on (overlayfs' checks at mount, in its order):
 /// the index needs an upper layer, xattrs on it, and file handles that the mounter may decode
 /// on the upper and every lower filesystem; `nfs_export` needs the index (which it turns on
@@ -314,7 +370,8 @@ fn choose_index(
         index_given = false;
     }
     if nfs_export && !index {
-        if !fs.has_upper() && !cfg.redirect_nofollow {
+        // The mode as given: `userxattr` makes it "nofollow" only after this check.
+        if !fs.has_upper() && cfg.redirect != Redirect::NoFollow {
             fc.info(fmt!(
                 "NFS export requires \"redirect_dir=nofollow\" on non-upper mount, falling back to nfs_export=off."
             ));
@@ -627,15 +684,16 @@ impl FileSystem for UnionFs {
                 fmt!("the mount context was made in another user namespace"),
             ));
         }
+        // overlayfs checks the options together before the layers.
+        if cfg.upper.is_none() && cfg.uuid == params::Uuid::On {
+            fc.info(fmt!(
+                "option \"uuid=on\" requires an upper fs, falling back to uuid=null."
+            ));
+            cfg.uuid = params::Uuid::Null;
+        }
+        let redirect = choose_redirect(fc, cfg)?;
         if cfg.lowers.is_empty() {
             return Err(fc.fail(EINVAL, fmt!("missing 'lowerdir'")));
-        }
-        if cfg.userxattr && cfg.redirect_follows {
-            // overlayfs' rule: redirects need trusted xattrs.
-            return Err(fc.fail(
-                EINVAL,
-                fmt!("conflicting options: userxattr,redirect_dir=follow"),
-            ));
         }
         if cfg.upper.is_some() && cfg.work.is_none() {
             return Err(fc.fail(EINVAL, fmt!("missing 'workdir' (upperdir needs one)")));
@@ -747,6 +805,7 @@ impl FileSystem for UnionFs {
                 noxattr: AtomicBool::new(false),
                 index: false,
                 nfs_export: false,
+                redirect,
                 last_ino: AtomicU64::new(1),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
@@ -788,12 +847,26 @@ impl FileSystem for UnionFs {
             let (work, xattrs) = make_work_dir(&info, fc)?;
             info.work_dir = Some(work);
             upper_xattrs = xattrs;
-            if let Some(uuid) = upper_uuid(&info, cfg.uuid) {
+            if !xattrs && matches!(info.uuid, params::Uuid::Auto | params::Uuid::On) {
+                fc.warn(fmt!(
+                    "failed to set xattr on upper, falling back to uuid=null."
+                ));
+                info.uuid = params::Uuid::Null;
+            }
+            let (uuid, mode) = upper_uuid(&info, info.uuid);
+            info.uuid = mode;
+            if let Some(uuid) = uuid {
                 sb.set_uuid(&uuid);
             }
         }
 
         info.noxattr.store(!upper_xattrs, Ordering::Relaxed);
+        if !upper_xattrs && info.redirect.follows() && info.has_upper() {
+            fc.warn(fmt!(
+                "failed to set xattr on upper, falling back to redirect_dir=nofollow."
+            ));
+            info.redirect = Redirect::NoFollow;
+        }
         (info.index, info.nfs_export) = choose_index(&info, fc, cfg, upper_xattrs)?;
         info.bad_uuid = bad_uuids(&info)?;
         (info.xino, info.xino_bits) = choose_xino(&info, fc, cfg.xino, upper_xattrs, cfg.uuid);
@@ -832,7 +905,7 @@ impl FileSystem for UnionFs {
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
         // Known by its top root, never by a lower one (overlayfs' rule for the root).
         let ino = fs.inode_number(0, real.ino(), true);
-        let data = UnionInode::new(stack, fs.has_upper(), false)?;
+        let data = UnionInode::new(stack, fs.has_upper(), false, None)?;
         data.set_root();
         if fs.has_upper() && fs.with_mounter(|m| fs.is_impure_dir(m, top.spec.path.dentry())) {
             data.set_impure();
@@ -902,13 +975,21 @@ impl SuperOps for UnionFs {
         if let Some(w) = &fs.work {
             seq_show_option(m, c"workdir", Some(&w.name));
         }
-        if fs.index {
-            seq_show_option(m, c"index", Some(c"on"));
+        // Only what differs from the defaults, as overlayfs shows them.
+        let on_off = |on: bool| if on { c"on" } else { c"off" };
+        if fs.redirect != Redirect::default_mode() {
+            seq_show_option(m, c"redirect_dir", Some(fs.redirect.name()));
         }
-        if fs.nfs_export {
-            seq_show_option(m, c"nfs_export", Some(c"on"));
+        if fs.index != crate::defaults::index() {
+            seq_show_option(m, c"index", Some(on_off(fs.index)));
         }
-        if fs.xino != Xino::Off && !fs.same_fs {
+        if fs.uuid != params::Uuid::Auto {
+            seq_show_option(m, c"uuid", Some(fs.uuid.name()));
+        }
+        if fs.nfs_export != crate::defaults::nfs_export() {
+            seq_show_option(m, c"nfs_export", Some(on_off(fs.nfs_export)));
+        }
+        if fs.xino != Xino::default_mode() && !fs.same_fs {
             seq_show_option(m, c"xino", Some(fs.xino.name()));
         }
         if fs.userxattr {

@@ -26,6 +26,7 @@ mod module_load;
 mod mount_options;
 mod pjdfstest;
 mod readonly;
+mod redirect;
 mod rootless;
 mod sys;
 mod tree;
@@ -109,6 +110,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(writable::tests());
     tests.extend(rootless::tests());
     tests.extend(identity::tests());
+    tests.extend(redirect::tests());
     tests.extend(idmapped::tests());
     tests.extend(hardening::tests());
     tests.extend(fuzz::tests());

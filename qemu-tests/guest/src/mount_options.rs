@@ -131,10 +131,17 @@ fn bad_inputs() -> TestResult {
         },
         BadCase {
             what: "userxattr with redirect_dir=off (overlayfs reads off as follow)",
-            opts: format!("lowerdir={t}/l1,userxattr,redirect_dir=off"),
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/w,userxattr,redirect_dir=off"),
             errno: libc::EINVAL,
             overlay: Some(libc::EINVAL),
             msg: "conflicting options: userxattr,redirect_dir=follow",
+        },
+        BadCase {
+            what: "userxattr with redirect_dir=off without an upper layer (follow is on there)",
+            opts: format!("lowerdir={t}/l1,userxattr,redirect_dir=off"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "conflicting options: userxattr,redirect_dir=on",
         },
         BadCase {
             what: "upperdir on an overlayfs",

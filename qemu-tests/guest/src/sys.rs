@@ -172,12 +172,13 @@ pub fn delete_module(name: &str) -> i32 {
     }
 }
 
-pub fn load_module(path: &str) -> i32 {
+/// Loads the module at `path` with module parameters `params` ("name=value ...").
+pub fn load_module(path: &str, params: &str) -> i32 {
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
         Err(e) => return e.raw_os_error().unwrap_or(libc::EIO),
     };
-    let params = cstr("");
+    let params = cstr(params);
     use std::os::fd::AsRawFd;
     // SAFETY: valid fd and string.
     let r = unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), params.as_ptr(), 0) };

@@ -71,7 +71,7 @@ fn base_name(rel: &[u8]) -> &[u8] {
     rel.iter().rposition(|b| *b == b'/').map_or(rel, |i| &rel[i + 1..])
 }
 
-fn describe<T>(r: &Result<T, i32>) -> String {
+pub(crate) fn describe<T>(r: &Result<T, i32>) -> String {
     match r {
         Ok(_) => "success".to_string(),
         Err(e) => format!("error {}", errno_name(*e)),
@@ -182,12 +182,12 @@ fn env_u64(name: &str) -> Option<u64> {
     }
 }
 
-fn fstype_under_test() -> String {
+pub(crate) fn fstype_under_test() -> String {
     std::env::var("UNIONRS_FSTYPE").unwrap_or_else(|_| "unionrs".to_string())
 }
 
 /// The label of the filesystem under test in messages.
-fn test_label(fstype: &str) -> String {
+pub(crate) fn test_label(fstype: &str) -> String {
     if fstype == "overlay" {
         "overlayfs#2".to_string()
     } else {
@@ -197,7 +197,15 @@ fn test_label(fstype: &str) -> String {
 
 /// Mounts `fstype` over `lowers` (top first) with `upper` and `work` at `target`, with the
 /// other options `more` (UNION_OPTS unless the test says otherwise).
-fn mount_union(fstype: &str, target: &Path, lowers: &[PathBuf], upper: &Path, work: &Path, flags: libc::c_ulong, more: &str) -> TestResult {
+pub(crate) fn mount_union(
+    fstype: &str,
+    target: &Path,
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    flags: libc::c_ulong,
+    more: &str,
+) -> TestResult {
     let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
     let opts = format!("lowerdir={},upperdir={},workdir={},{more}", lower.join(":"), upper.display(), work.display());
     let r = sys::mount("none", target, fstype, flags, &opts);
@@ -205,7 +213,7 @@ fn mount_union(fstype: &str, target: &Path, lowers: &[PathBuf], upper: &Path, wo
     Ok(())
 }
 
-fn mkdirs(p: &Path) -> TestResult {
+pub(crate) fn mkdirs(p: &Path) -> TestResult {
     fs::create_dir_all(p).map_err(|e| format!("mkdir {}: {e}", p.display()))
 }
 
@@ -213,7 +221,7 @@ fn mkdirs(p: &Path) -> TestResult {
 // Building layers
 
 /// Stamps a layer, so that its times are the same on every run.
-fn stamp_times(root: &Path, base: i64) -> TestResult {
+pub(crate) fn stamp_times(root: &Path, base: i64) -> TestResult {
     trees::stamp_times(root, base, &[])
 }
 
@@ -284,7 +292,7 @@ pub fn build_layers_in(l0: &Path, l1: &Path, ns: &str) -> TestResult {
 // Walking a tree and comparing two walks
 
 /// Reads a tree as the writable tests compare it (named by its path in messages).
-fn walk(root: &Path) -> Walk {
+pub(crate) fn walk(root: &Path) -> Walk {
     tree::walk(&root.display().to_string(), root, &WalkOpts::default())
 }
 
@@ -299,7 +307,7 @@ fn mtimes_only(_: &[u8]) -> (bool, bool) {
 /// The comparison of two upper (or work) directories: no inode numbers, link counts or times
 /// (the uppers are different filesystems' objects); overlayfs' origin and impure xattrs left
 /// out, its random uuid compared by size.
-fn upper_cmp() -> Cmp<'static> {
+pub(crate) fn upper_cmp() -> Cmp<'static> {
     Cmp {
         nlink: false,
         blocks: false,
@@ -315,7 +323,7 @@ fn upper_cmp() -> Cmp<'static> {
 }
 
 /// The comparison of two union views; times only where `times` says so.
-fn view_cmp<'a>(times: &'a dyn Fn(&[u8]) -> (bool, bool)) -> Cmp<'a> {
+pub(crate) fn view_cmp<'a>(times: &'a dyn Fn(&[u8]) -> (bool, bool)) -> Cmp<'a> {
     Cmp {
         nlink: true,
         links: true,
@@ -329,7 +337,7 @@ fn view_cmp<'a>(times: &'a dyn Fn(&[u8]) -> (bool, bool)) -> Cmp<'a> {
 }
 
 /// The comparison of a layer before and after: everything, mtimes included.
-fn lower_cmp() -> Cmp<'static> {
+pub(crate) fn lower_cmp() -> Cmp<'static> {
     Cmp { nlink: true, times: &mtimes_only, xattr_skip: &[], xattr_presence: &[], ..upper_cmp() }
 }
 
@@ -340,7 +348,7 @@ type Outcome = Result<Vec<u8>, i32>;
 
 /// One operation of the random test; paths are relative to the union's root.
 #[derive(Clone)]
-enum Op {
+pub(crate) enum Op {
     Create {
         path: Vec<u8>,
         mode: u32,
@@ -1197,18 +1205,18 @@ fn gen(rng: &mut XorShift, m: &Model) -> Op {
 
 /// The fixed part of a random test: the layers (on a noatime tmpfs, so that reads never
 /// change a time) and the two mount points.
-struct Env {
-    fstype: String,
-    base: PathBuf,
+pub(crate) struct Env {
+    pub(crate) fstype: String,
+    pub(crate) base: PathBuf,
     /// Top first.
-    lowers: Vec<PathBuf>,
+    pub(crate) lowers: Vec<PathBuf>,
     /// The reference (overlayfs) and the filesystem under test.
-    mnt: [PathBuf; 2],
+    pub(crate) mnt: [PathBuf; 2],
     /// Both unions' options besides the directories.
-    opts: String,
+    pub(crate) opts: String,
 }
 
-fn build_env(s: &mut Scratch, fstype: &str) -> Result<Env, String> {
+pub(crate) fn build_env(s: &mut Scratch, fstype: &str) -> Result<Env, String> {
     build_env_with(s, fstype, build_layers)
 }
 
@@ -1232,11 +1240,11 @@ fn build_env_with(s: &mut Scratch, fstype: &str, layers: fn(&Path, &Path) -> Tes
 }
 
 /// One union of a random test; unmounted (held fds closed first) on drop.
-struct Side {
-    label: String,
-    mnt: PathBuf,
-    upper: PathBuf,
-    work: PathBuf,
+pub(crate) struct Side {
+    pub(crate) label: String,
+    pub(crate) mnt: PathBuf,
+    pub(crate) upper: PathBuf,
+    pub(crate) work: PathBuf,
     held: Vec<Option<OwnedFd>>,
     mounted: bool,
 }
@@ -1251,11 +1259,11 @@ impl Side {
         Ok(Side { label, mnt: mnt.to_path_buf(), upper, work, held: (0..HELD_SLOTS).map(|_| None).collect(), mounted: true })
     }
 
-    fn close_held(&mut self) {
+    pub(crate) fn close_held(&mut self) {
         self.held.iter_mut().for_each(|h| *h = None);
     }
 
-    fn unmount(&mut self) -> TestResult {
+    pub(crate) fn unmount(&mut self) -> TestResult {
         self.close_held();
         if !self.mounted {
             return Ok(());
@@ -1274,18 +1282,18 @@ impl Drop for Side {
 }
 
 /// Both unions of a random test, with the model of the reference.
-struct Runner {
-    sides: [Side; 2],
+pub(crate) struct Runner {
+    pub(crate) sides: [Side; 2],
     model: Model,
     /// Operations applied so far.
     done: usize,
     /// Per operation name: how often it was applied, and the reference's errnos (0: success).
-    stats: BTreeMap<&'static str, (usize, BTreeMap<i32, usize>)>,
+    pub(crate) stats: BTreeMap<&'static str, (usize, BTreeMap<i32, usize>)>,
 }
 
 impl Runner {
     /// Mounts both unions on fresh upper and work directories (`attempt` tells them apart).
-    fn start(env: &Env, attempt: usize) -> Result<Runner, String> {
+    pub(crate) fn start(env: &Env, attempt: usize) -> Result<Runner, String> {
         let dir = env.base.join(format!("run{attempt}"));
         let a = Side::mount(env, "overlay", "overlayfs".to_string(), &env.mnt[0], &dir, "ref")?;
         let b = Side::mount(env, &env.fstype, test_label(&env.fstype), &env.mnt[1], &dir, "test")?;
@@ -1294,7 +1302,7 @@ impl Runner {
     }
 
     /// Applies `op` to both unions; Err describes differing results.
-    fn step(&mut self, op: &Op) -> TestResult {
+    pub(crate) fn step(&mut self, op: &Op) -> TestResult {
         let root = self.sides[0].mnt.clone();
         let inos = op.data().map(|rel| inos_of(&root, rel)).unwrap_or_default();
         let [a, b] = &mut self.sides;
@@ -1329,7 +1337,7 @@ impl Runner {
     }
 
     /// Compares the two union views and the two upper directories.
-    fn check(&self) -> Vec<String> {
+    pub(crate) fn check(&self) -> Vec<String> {
         let [a, b] = &self.sides;
         let times = |rel: &[u8]| {
             let t = self.model.times.contains_key(rel);
@@ -1375,7 +1383,7 @@ fn check_work(label: &str, work: &Path) -> Option<String> {
 }
 
 /// The work directories of both unions have the same entries, and nothing left in `work/`.
-fn check_workdirs(sides: &[Side; 2], when: &str) -> Vec<String> {
+pub(crate) fn check_workdirs(sides: &[Side; 2], when: &str) -> Vec<String> {
     let mut out = vec![];
     let tops: Vec<Result<Vec<Vec<u8>>, i32>> = sides.iter().map(|s| names_in(&s.work)).collect();
     if tops[0] != tops[1] {
@@ -1502,7 +1510,7 @@ fn run_random(env: &Env, seed: u64, nops: usize, name: &str) -> Result<Runner, S
     Ok(runner)
 }
 
-fn seed_and_ops() -> (u64, usize) {
+pub(crate) fn seed_and_ops() -> (u64, usize) {
     let ops = match crate::tier() {
         crate::Tier::Fast => FAST_OPS,
         crate::Tier::Full => FULL_OPS,
@@ -1583,7 +1591,7 @@ pub fn random_ops_userxattr(base: &Path) -> TestResult {
     random_ops_in(&env, seed, nops)
 }
 
-fn random_ops_in(env: &Env, seed: u64, nops: usize) -> TestResult {
+pub(crate) fn random_ops_in(env: &Env, seed: u64, nops: usize) -> TestResult {
     let fstype = &env.fstype;
     let lowers_before: Vec<Walk> = env.lowers.iter().map(|l| walk(l)).collect();
     progress(&format!("random_ops: seed {seed:#x}, {nops} operations, {} against overlayfs ({})", test_label(fstype), env.opts));
@@ -1617,7 +1625,7 @@ fn format_interop_index() -> TestResult {
     format_interop_with(INDEX_OPTS, "wr_interop_index")
 }
 
-fn format_interop_with(opts: &str, scratch: &str) -> TestResult {
+pub(crate) fn format_interop_with(opts: &str, scratch: &str) -> TestResult {
     let fstype = fstype_under_test();
     let (seed, nops) = seed_and_ops();
     let (seed, nops) = (seed ^ 0x9e37_79b9_7f4a_7c15, nops.min(300));
@@ -1626,7 +1634,13 @@ fn format_interop_with(opts: &str, scratch: &str) -> TestResult {
     env.opts = opts.to_string();
     progress(&format!("interop: seed {seed:#x}, {nops} operations first"));
     let runner = run_random(&env, seed, nops, "interop")?;
+    verdict(swap_uppers(&env, runner)).map_err(|e| format!("seed {seed:#x}: {e}"))
+}
 
+/// Unmounts both unions of `runner` and mounts each over the other's upper and work
+/// directories: each view must be what the other showed, and both must agree.
+pub(crate) fn swap_uppers(env: &Env, runner: Runner) -> Vec<String> {
+    let fstype = &env.fstype;
     let times: BTreeSet<Vec<u8>> = runner.model.times.keys().cloned().collect();
     let times = |rel: &[u8]| {
         let t = times.contains(rel);
@@ -1635,12 +1649,17 @@ fn format_interop_with(opts: &str, scratch: &str) -> TestResult {
     let [a, b] = &runner.sides;
     let before = [walk(&a.mnt), walk(&b.mnt)];
     let dirs = [(a.upper.clone(), a.work.clone()), (b.upper.clone(), b.work.clone())];
-    let test = test_label(&fstype);
+    let test = test_label(fstype);
     drop(runner);
 
     // Swapped: overlayfs over the tested filesystem's upper, and the other way round.
-    mount_union("overlay", &env.mnt[0], &env.lowers, &dirs[1].0, &dirs[1].1, libc::MS_NOATIME, &env.opts)?;
-    mount_union(&fstype, &env.mnt[1], &env.lowers, &dirs[0].0, &dirs[0].1, libc::MS_NOATIME, &env.opts)?;
+    if let Err(e) = mount_union("overlay", &env.mnt[0], &env.lowers, &dirs[1].0, &dirs[1].1, libc::MS_NOATIME, &env.opts) {
+        return vec![e];
+    }
+    if let Err(e) = mount_union(fstype, &env.mnt[1], &env.lowers, &dirs[0].0, &dirs[0].1, libc::MS_NOATIME, &env.opts) {
+        let _ = sys::umount(&env.mnt[0]);
+        return vec![e];
+    }
     let after = [walk(&env.mnt[0]), walk(&env.mnt[1])];
     let cmp = view_cmp(&times);
     let across_remount = Cmp { dino_not_worse: false, ..view_cmp(&times) };
@@ -1655,7 +1674,7 @@ fn format_interop_with(opts: &str, scratch: &str) -> TestResult {
             diffs.push(format!("unmounting {}: {}", m.display(), errno_name(r)));
         }
     }
-    verdict(diffs).map_err(|e| format!("seed {seed:#x}: {e}"))
+    diffs
 }
 
 // ---------------------------------------------------------------------------------------------
