@@ -19,9 +19,10 @@ if [ "$mode" = full ]; then
   p=${BENCH_SCALE:-100}
   sc() { local v=$(( $1 * p / 100 )); [ $v -ge 1 ] && echo $v || echo 1; }
   tree_dirs=200 tree_per=$(sc 1000) flat=$(sc 100000) small=$(sc 50000) big=$(sc 2048) rand=$(sc 256)
-  cu_n=$(sc 1000) cu_big=$big churn=$(sc 100000) mv_n=$(sc 10000)
+  cu_n=$(sc 1000) cu_big=$big churn=$(sc 100000) mv_n=$(sc 10000) chm_n=$(sc 4000) chm_size=262144
 else
   tree_dirs=5 tree_per=100 flat=1000 small=200 big=16 rand=4 cu_n=10 cu_big=16 churn=300 mv_n=300
+  chm_n=40 chm_size=16384
 fi
 
 say() { echo "bench-guest: $*"; }
@@ -51,6 +52,8 @@ $tool gen-flat $E/native/flat $flat all 3 || exit 1
 $tool gen-flat $E/native/mvdir $mv_n all 3 || exit 1
 $tool gen-files $E/layers/l3/small $small 4096 || exit 1
 cp -a $E/layers/l3/small $E/native/small
+$tool gen-files $E/layers/l3/chmtree $chm_n $chm_size || exit 1
+cp -a $E/layers/l3/chmtree $E/native/chmtree
 for fs in $E $X; do
   $tool gen-files $fs/layers/l3/copyup $cu_n 1048576 || exit 1
   $tool gen-big $fs/layers/l3/big.bin $cu_big || exit 1
@@ -120,8 +123,23 @@ w_churn() { $tool churn $1/churn $churn; }
 # A merged directory of mv_n names moved into another directory (the unions with
 # redirect_dir=on: a redirect, no copy), then listed through the move.
 w_rename_dir() { drop_caches; timed sh -c "mv $1/mvdir $1/tree/moved && find $1/tree/moved > /dev/null"; }
+# chmod -R of a lower tree of chm_n files (1 GiB in 4 000 files at full size): with
+# metacopy=on (chmod_tree) only metadata is copied up, without it (chmod_tree_copy) the data
+# too. Then every file must show the new mode.
+w_chmod_tree() {
+  drop_caches
+  timed chmod -R g+w $1/chmtree || return 1
+  [ "$(find $1/chmtree -type f ! -perm -g+w | wc -l)" = 0 ] || { echo "chmod_tree: modes not changed" >&2; return 1; }
+}
+w_chmod_tree_copy() { w_chmod_tree "$@"; }
 # The unions' options besides the layers, for workload $1.
-union_opts_for() { case $1 in rename_dir) echo ",redirect_dir=on";; esac; }
+union_opts_for() {
+  case $1 in
+    rename_dir) echo ",redirect_dir=on";;
+    chmod_tree) echo ",metacopy=on";;
+    chmod_tree_copy) echo ",metacopy=off";;
+  esac
+}
 w_job() {
   local d=$1/job t0 t1
   mkdir -p $d; drop_caches
@@ -137,7 +155,8 @@ w_job() {
 # name fs writable
 workloads="stat_cold:E:0 stat_warm:E:0 readdir_cold:E:0 readdir_warm:E:0 smallfiles_cold:E:0
 smallfiles_warm:E:0 stream_seq:E:0 stream_rand:E:0 copyup_files:E:1 copyup_big:E:1
-copyup_files_xfs:X:1 copyup_big_xfs:X:1 churn:E:1 job:E:1 rename_dir:E:1"
+copyup_files_xfs:X:1 copyup_big_xfs:X:1 churn:E:1 job:E:1 rename_dir:E:1 chmod_tree:E:1
+chmod_tree_copy:E:1"
 w_copyup_files_xfs() { w_copyup_files "$@"; }
 w_copyup_big_xfs() { w_copyup_big "$@"; }
 
@@ -175,7 +194,7 @@ run_once() {
 
 record "meta mode $mode"
 record "meta scale_percent ${BENCH_SCALE:-100}"
-record "meta sizes tree=${tree_dirs}x$tree_per flat=$flat small=$small big_mib=$big rand_mib=$rand copyup=${cu_n}x1MiB churn=$churn rename_dir=$mv_n job_tar_mib=$(( $(blockdev --getsize64 /dev/vdd) / 1048576 ))"
+record "meta sizes tree=${tree_dirs}x$tree_per flat=$flat small=$small big_mib=$big rand_mib=$rand copyup=${cu_n}x1MiB churn=$churn rename_dir=$mv_n chmod_tree=${chm_n}x$chm_size job_tar_mib=$(( $(blockdev --getsize64 /dev/vdd) / 1048576 ))"
 record "meta runs $runs"
 record "meta kernel $(uname -r)"
 record "meta cpus $(nproc)"

@@ -11,6 +11,7 @@
 use crate::dir::Expect;
 use crate::index::NlinkBase;
 use crate::inode::{RealEntry, UnionInode};
+use crate::namei::Xattr;
 use crate::superblock::UnionFs;
 use crate::vfs::bindings::UNIONRS_RENAME_NOREPLACE as RENAME_NOREPLACE;
 use crate::vfs::real::lsm_copies_xattr;
@@ -60,24 +61,58 @@ pub(crate) fn has_upper_alias(d: &Dentry) -> Result<bool> {
         == upper.dentry.inode().map(|i| i.as_ptr()))
 }
 
-/// Copies `dentry`'s object up, with its parents, if its name is not on the upper layer yet.
+/// Whether an open with `flags` writes the file (or truncates it): then its data must be on
+/// the upper layer (overlayfs' `ovl_open_flags_need_copy_up`).
+fn flags_need_data(flags: u32) -> bool {
+    flags & bindings::O_ACCMODE != bindings::O_RDONLY || flags & bindings::O_TRUNC != 0
+}
+
+/// Whether what an operation with open flags `flags` needs of `dentry`'s object is on the
+/// upper layer (overlayfs' `ovl_already_copied_up`): its name, and its data if `flags` write.
+/// A dentry that a file handle gave (see [`copy_up`]) needs only the object.
+fn already_copied_up(dentry: &Dentry, flags: u32, disconnected: bool) -> Result<bool> {
+    let data = union_inode(dentry)?.1.data()?;
+    let object_up = match disconnected {
+        true => data.upper().is_some(),
+        false => has_upper_alias(dentry)?,
+    };
+    Ok(object_up && (data.has_upperdata() || !flags_need_data(flags)))
+}
+
+/// Copies `dentry`'s object up, with its parents, if its name is not on the upper layer yet:
+/// with `metacopy=on` a regular file only as a metadata-only copy (its data stays the lower
+/// file's), unless the operation writes it (see [`copy_up_with_data`]).
 ///
 /// A dentry that a file handle gave and that is not connected to the union's tree (only a
 /// non-directory can be) is copied into the index alone, as overlayfs does: its names are
 /// linked up to the copy when they are used.
 pub(crate) fn copy_up(sb: &SuperBlock<UnionFs>, dentry: &Dentry) -> Result {
-    if !sb.info().has_upper() {
+    copy_up_flags(sb, dentry, 0)
+}
+
+/// Copies `dentry`'s object up with its data (for a change of size).
+pub(crate) fn copy_up_with_data(sb: &SuperBlock<UnionFs>, dentry: &Dentry) -> Result {
+    copy_up_flags(sb, dentry, bindings::O_WRONLY)
+}
+
+/// Copies `dentry`'s object up for an open with `flags` (overlayfs' `ovl_copy_up_flags`): its
+/// data too if they write, none of it if they truncate.
+fn copy_up_flags(sb: &SuperBlock<UnionFs>, dentry: &Dentry, flags: u32) -> Result {
+    let fs = sb.info();
+    if !fs.has_upper() {
         return Err(EROFS);
     }
+    // The data a copy may need, found first (before any lock of the copy is taken).
+    fs.find_lowerdata(union_inode(dentry)?.1.data()?, dentry.name())?;
     if dentry.is_root() {
         let (_, inode) = union_inode(dentry)?;
         if inode.data()?.is_root() {
             return Ok(());
         }
-        return copy_up_one(sb, None, dentry);
+        return copy_up_one(sb, None, dentry, flags);
     }
     // Top-down without recursion: each round copies the highest ancestor still missing.
-    while !has_upper_alias(dentry)? {
+    while !already_copied_up(dentry, flags, false)? {
         let mut d: ARef<Dentry> = dentry.into();
         loop {
             let p = d.parent();
@@ -86,14 +121,19 @@ pub(crate) fn copy_up(sb: &SuperBlock<UnionFs>, dentry: &Dentry) -> Result {
             }
             d = p;
         }
-        copy_up_one(sb, Some(&d.parent()), &d)?;
+        copy_up_one(sb, Some(&d.parent()), &d, flags)?;
     }
     Ok(())
 }
 
 /// Copies `dentry`'s object up into `parent`'s upper directory (or, for a disconnected
-/// dentry, without a `parent`, into the index only).
-fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: Option<&Dentry>, dentry: &Dentry) -> Result {
+/// dentry, without a `parent`, into the index only), for an open with `flags`.
+fn copy_up_one(
+    sb: &SuperBlock<UnionFs>,
+    parent: Option<&Dentry>,
+    dentry: &Dentry,
+    flags: u32,
+) -> Result {
     let fs = sb.info();
     let pinode = match parent {
         Some(p) => Some(union_inode(p)?.1),
@@ -102,10 +142,7 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: Option<&Dentry>, dentry: &Dentr
     let (_, inode) = union_inode(dentry)?;
     let data = inode.data()?;
     let _serialized = data.copy_up_lock.lock()?;
-    if parent.is_some() && has_upper_alias(dentry)? {
-        return Ok(());
-    }
-    if parent.is_none() && data.upper().is_some() {
+    if already_copied_up(dentry, flags, parent.is_none())? {
         return Ok(());
     }
     if dentry.is_unhashed() && parent.is_some() {
@@ -121,6 +158,12 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: Option<&Dentry>, dentry: &Dentr
     let mnt = &fs.upper_layer()?.mnt;
     let is_dir = data.is_dir();
     if data.upper().is_none() {
+        let source = CopySource {
+            meta: lower,
+            data: data.lower_data().ok_or(EIO)?,
+            metacopy: fs.metacopy && inode.inode().is_reg() && !flags_need_data(flags),
+            truncated: flags & bindings::O_TRUNC != 0,
+        };
         let indexed = fs.needs_index(data);
         let to_index = indexed && !is_dir;
         // Only a non-directory copied into the index can do without a parent.
@@ -139,13 +182,14 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: Option<&Dentry>, dentry: &Dentr
                     (false, Some(p)) => p,
                     _ => {
                         let index_dir = fs.index_dir().ok_or(EIO)?;
-                        return fs.copy_to_upper(m, lower, index_dir, &fs.index_name(lower)?, true);
+                        let index_name = fs.index_name(lower)?;
+                        return fs.copy_to_upper(m, &source, index_dir, &index_name, true);
                     }
                 };
                 // Moving the copy in changes the directory's times, but the union's view of
                 // the directory has not changed: put them back, as overlayfs does.
                 let parent_times = mnt.stat(m, &upper_parent.dentry)?;
-                let copy = fs.copy_to_upper(m, lower, &upper_parent.dentry, &name, indexed)?;
+                let copy = fs.copy_to_upper(m, &source, &upper_parent.dentry, &name, indexed)?;
                 let mut times = Iattr::new();
                 times.set_times(parent_times.atime(), parent_times.mtime());
                 let _ = mnt.notify_change(m, &upper_parent.dentry, &mut times);
@@ -153,6 +197,10 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: Option<&Dentry>, dentry: &Dentr
             })?
         })?;
         inode.refresh_from(copy.inode().ok_or(EIO)?, mnt.id_map());
+        // Before the copy is published: nobody may read its data that is not there.
+        if source.metacopy {
+            data.clear_upperdata();
+        }
         inode.publish_upper(copy.clone());
         data.set_upper(RealEntry {
             layer: 0,
@@ -172,7 +220,73 @@ fn copy_up_one(sb: &SuperBlock<UnionFs>, parent: Option<&Dentry>, dentry: &Dentr
     if let Some(p) = pinode {
         p.data()?.invalidate_listing();
     }
+    if flags_need_data(flags) && !data.has_upperdata() {
+        fs.with_mounter(|m| copy_up_data(fs, m, data, flags))?;
+    }
     Ok(())
+}
+
+/// Copies the data of a metadata-only copy up into it, in place (overlayfs'
+/// `ovl_copy_up_meta_inode_data`): the data, synced, then `overlay.metacopy` removed, so that
+/// a crash leaves either the metacopy file or the complete one. Writing the data drops
+/// `security.capability`, which is put back. An open that truncates copies no data.
+fn copy_up_data(fs: &UnionFs, m: &AsMounter<'_>, data: &UnionInode, flags: u32) -> Result {
+    let upper = data.upper().ok_or(EIO)?;
+    let lower = data.lower_data().ok_or(EIO)?;
+    let mnt = &fs.upper_layer()?.mnt;
+    let meta = fs.real_path(data.lower().first().ok_or(EIO)?)?;
+    let size = match flags & bindings::O_TRUNC {
+        0 => meta.mnt.stat(m, meta.dentry)?.size(),
+        _ => 0,
+    };
+    let capability = match size {
+        0 => None,
+        _ => xattr_value(mnt, m, &upper.dentry, c"security.capability")?,
+    };
+    let to = RealPath {
+        mnt,
+        dentry: &upper.dentry,
+    };
+    fs.copy_data(m, fs.real_path(lower)?, to, size)?;
+    if let Some(cap) = capability {
+        mnt.set_xattr(m, &upper.dentry, c"security.capability", Some(&cap), 0)?;
+    }
+    match mnt.set_xattr(m, &upper.dentry, fs.xattr_name(Xattr::Metacopy), None, 0) {
+        Err(e) if e != crate::vfs::errno::enodata() => return Err(e),
+        _ => {}
+    }
+    data.set_upperdata();
+    Ok(())
+}
+
+/// The value of xattr `name` of `d`, `None` if it has none (or the filesystem takes none).
+fn xattr_value(
+    mnt: &crate::vfs::LayerMount,
+    m: &AsMounter<'_>,
+    d: &Dentry,
+    name: &CStr,
+) -> Result<Option<KVec<u8>>> {
+    let absent =
+        |e: Error| e == crate::vfs::errno::enodata() || e == crate::vfs::errno::eopnotsupp();
+    let size = match mnt.getxattr(m, d, name, &mut []) {
+        Err(e) if absent(e) => return Ok(None),
+        r => r?,
+    };
+    let mut value = KVVec::from_elem(0u8, size, GFP_KERNEL)?;
+    let n = mnt.getxattr(m, d, name, &mut value)?;
+    let mut out = KVec::with_capacity(n, GFP_KERNEL)?;
+    out.extend_from_slice(value.get(..n).ok_or(EIO)?, GFP_KERNEL)?;
+    Ok(Some(out))
+}
+
+/// What a copy-up copies: the lower object (first lower) whose metadata it takes, the one
+/// with the data (below metacopy files), whether only the metadata is copied, and whether the
+/// data is not copied because the open that copies it up truncates it.
+struct CopySource<'a> {
+    meta: &'a RealEntry,
+    data: &'a RealEntry,
+    metacopy: bool,
+    truncated: bool,
 }
 
 /// Links one more name, `name` in `upper_parent`, to the upper object of indexed `data`
@@ -198,19 +312,24 @@ fn link_up(
 }
 
 impl UnionFs {
-    /// Copies the real object `lower` to `name` in upper directory `upper_parent`, through a
+    /// Copies the real object `source` to `name` in upper directory `upper_parent`, through a
     /// temporary in the work directory; `indexed` if the copy goes through the index (a
-    /// directory then gets its index entry). Returns the upper dentry.
+    /// directory then gets its index entry). A metadata-only copy gets `overlay.metacopy`
+    /// and the size of the original, without data. Returns the upper dentry.
     fn copy_to_upper(
         &self,
         m: &AsMounter<'_>,
-        lower: &RealEntry,
+        source: &CopySource<'_>,
         upper_parent: &Dentry,
         name: &[u8],
         indexed: bool,
     ) -> Result<ARef<Dentry>> {
+        let lower = source.meta;
         let lpath = self.real_path(lower)?;
-        let st = lpath.mnt.stat(m, lpath.dentry)?;
+        let mut st = lpath.mnt.stat(m, lpath.dentry)?;
+        if source.truncated {
+            st.set_size(0);
+        }
         // The copy could not get the owner of the original (say a set-user-ID file of the
         // initial namespace's root, under a user namespace's mount): refuse, as overlayfs does.
         if !m.maps_ids(st.uid(), st.gid()) {
@@ -231,8 +350,9 @@ impl UnionFs {
             },
         };
         let (copy, _) = self.build_in_work(m, what, |temp| {
-            if mode & bindings::S_IFMT == bindings::S_IFREG {
-                self.copy_data(m, lpath, RealPath { mnt, dentry: temp }, st.size())?;
+            if mode & bindings::S_IFMT == bindings::S_IFREG && !source.metacopy {
+                let from = self.real_path(source.data)?;
+                self.copy_data(m, from, RealPath { mnt, dentry: temp }, st.size())?;
             }
             let is_dir = mode & bindings::S_IFMT == bindings::S_IFDIR;
             if is_dir && indexed {
@@ -243,6 +363,11 @@ impl UnionFs {
             // for a hard link, whose copy-up breaks the link).
             if is_dir || st.nlink() == 1 || indexed {
                 self.set_origin(m, temp, lower)?;
+            }
+            // The 4-byte header without a digest is stored as an empty value (overlayfs'
+            // `ovl_set_metacopy_xattr`).
+            if source.metacopy && !self.set_private_xattr(m, temp, Xattr::Metacopy, &[])? {
+                return Err(crate::vfs::errno::eopnotsupp());
             }
             self.copy_attrs(m, temp, &st)?;
             // Never over anything, not even a whiteout: a whiteout there means the object
@@ -399,16 +524,14 @@ impl UnionFs {
     }
 }
 
-/// Copies up the object of `dentry` if an open with `flags` may write it.
+/// Copies up the object of `dentry`, with its data, if an open with `flags` may write it.
 pub(crate) fn prepare_open(dentry: &Dentry, flags: u32) -> Result {
-    let writes =
-        flags & bindings::O_ACCMODE != bindings::O_RDONLY || flags & bindings::O_TRUNC != 0;
-    if !writes {
+    if !flags_need_data(flags) {
         return Ok(());
     }
     let (sb, inode) = union_inode(dentry)?;
     if inode.inode().mode() & bindings::S_IFMT != bindings::S_IFREG {
         return Ok(());
     }
-    copy_up(sb, dentry)
+    copy_up_flags(sb, dentry, flags)
 }

@@ -334,9 +334,14 @@ fn can_move(inode: &FsInode<UnionFs>) -> Result<bool> {
 }
 
 /// Whether renaming the object needs a redirect (overlayfs' `ovl_type_merge_or_lower`, after
-/// the copy-up): a directory with lower directories.
+/// the copy-up): a directory with lower directories, or a metacopy file (its data is found
+/// by its lower name).
 fn needs_redirect(inode: &FsInode<UnionFs>) -> Result<bool> {
-    Ok(inode.inode().is_dir() && !inode.data()?.lower().is_empty())
+    let data = inode.data()?;
+    Ok(match inode.inode().is_dir() {
+        true => !data.lower().is_empty(),
+        false => data.is_metacopy(),
+    })
 }
 
 /// Records on the upper copy of directory `dentry`, about to be renamed, where its lower
@@ -347,7 +352,15 @@ fn needs_redirect(inode: &FsInode<UnionFs>) -> Result<bool> {
 fn set_redirect(fs: &UnionFs, m: &AsMounter<'_>, dentry: &Dentry, samedir: bool) -> Result {
     let (_, inode) = union_inode(dentry)?;
     let data = inode.data()?;
-    let absolute = !samedir;
+    // A lower hard link's names may end up in different directories (overlayfs'
+    // `ovl_need_absolute_redirect`).
+    let lower_hard_link = || {
+        data.lower()
+            .first()
+            .and_then(|l| l.dentry.inode())
+            .is_some_and(|i| i.nlink() > 1)
+    };
+    let absolute = !samedir || !inode.inode().is_dir() && lower_hard_link();
     if let Some(r) = data.redirect()? {
         if !absolute || r.first() == Some(&b'/') {
             return Ok(());
@@ -590,6 +603,10 @@ impl DirOps for UnionFs {
         let up = upper_dir(sb, &parent, dir)?;
         let target = inode.data()?.upper().ok_or(EIO)?;
         fs.with_mounter(|m| {
+            // A metacopy file's new name must lead to its data too.
+            if inode.data()?.is_metacopy() {
+                set_redirect(fs, m, old, false)?;
+            }
             // A name of a copy in a new directory: its number there must be looked up.
             if inode.data()?.has_origin() {
                 fs.set_impure(m, dir.data()?)?;

@@ -269,7 +269,7 @@ impl UnionFs {
             if let Some(lower) = lower {
                 stack.push(lower, GFP_KERNEL)?;
             }
-            let inode = self.get_inode_of(sb, stack, indexed, None)?;
+            let inode = self.get_inode_of(sb, stack, indexed, None, false, None)?;
             return sb.obtain_alias(inode);
         }
         // A removed directory.

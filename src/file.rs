@@ -3,11 +3,12 @@
 //! Open regular files: the real file their I/O goes to, and overlayfs' rule that an open file
 //! follows its object's copy-up.
 //!
-//! Opening for write (or with `O_TRUNC`) copies the object up first. A file opened before
-//! its object was copied up (by another writer, a `chmod`, ...) keeps reading the lower file
-//! until then, and from its next I/O on goes to the upper copy, which it opens once.
+//! Opening for write (or with `O_TRUNC`) copies the object up first, with its data. A file
+//! opened before its data was copied up (by another writer, a `chmod` without metacopy, ...)
+//! keeps reading the lower file until then, and from its next I/O on goes to the upper copy,
+//! which it opens once. A metacopy file's data is its lower data file's until it is written.
 
-use crate::inode::real_path;
+use crate::inode::real_data_path;
 use crate::superblock::UnionFs;
 use crate::vfs::{FileOps, FsInode, RealFile, UserFile};
 use kernel::bindings;
@@ -53,10 +54,11 @@ fn open_mask(flags: u32) -> i32 {
     (bindings::MAY_OPEN | access | append) as i32
 }
 
-/// Opens the real object of `inode` as the backing file of `file`.
+/// Opens the real object with `inode`'s data (below a metacopy file, the lower file with its
+/// data) as the backing file of `file`.
 fn open_real(inode: &FsInode<UnionFs>, file: &UserFile) -> Result<RealFile> {
     let fs = inode.sb().info();
-    let path = real_path(inode)?;
+    let path = real_data_path(inode)?;
     let real = path.dentry.inode().ok_or(ENOENT)?;
     let mut flags = real_flags(file.flags());
     fs.with_mounter(|m| {
@@ -76,7 +78,12 @@ impl FileOps for UnionFs {
     type OpenFile = OpenFile;
 
     fn open(inode: &FsInode<Self>, file: &UserFile) -> Result<OpenFile> {
-        crate::copy_up::prepare_open(file.dentry(), file.flags())?;
+        let dentry = file.dentry();
+        inode
+            .sb()
+            .info()
+            .find_lowerdata(inode.data()?, dentry.name())?;
+        crate::copy_up::prepare_open(dentry, file.flags())?;
         Ok(OpenFile::new(open_real(inode, file)?))
     }
 
@@ -88,7 +95,7 @@ impl FileOps for UnionFs {
         if let Some(u) = of.upper.as_ref() {
             return Ok(u);
         }
-        if core::ptr::eq(real_path(inode)?.dentry, of.real.dentry()) {
+        if core::ptr::eq(real_data_path(inode)?.dentry, of.real.dentry()) {
             return Ok(&of.real);
         }
         // Copied up since the open: from now on, the upper copy.

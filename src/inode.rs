@@ -3,7 +3,7 @@
 //! Union inodes: what each one stands for (its stack of real objects), and the inode-level
 //! operations: permission, stat, inode numbers.
 
-use crate::copy_up::{copy_up, union_inode};
+use crate::copy_up::{copy_up, copy_up_with_data, union_inode};
 use crate::readdir::MergedDir;
 use crate::superblock::UnionFs;
 use crate::vfs::sync::InterruptibleLock;
@@ -56,6 +56,15 @@ pub(crate) struct UnionInode {
     union_nlink: AtomicU32,
     /// This is the union's root.
     root: AtomicBool,
+    /// Where the data of a metacopy file is in the data-only layers (an absolute path), and
+    /// the file found there on first use (overlayfs' `lowerdata_redirect` and lazy
+    /// `lowerdata`).
+    lowerdata_redirect: Option<KVec<u8>>,
+    lazy_data: SetOnce<RealEntry>,
+    /// The upper object holds the data (overlayfs' `OVL_UPPERDATA`): false for a metadata-only
+    /// copy (`overlay.metacopy`), whose data is still the lower data object's until the first
+    /// open for write copies it up.
+    upperdata: AtomicBool,
     /// Where the directory's lower directories are (overlayfs' `redirect`): the value of its
     /// upper directory's `overlay.redirect`, set by lookup and by renames.
     #[pin]
@@ -64,11 +73,15 @@ pub(crate) struct UnionInode {
 
 impl UnionInode {
     /// `stack` is top first; an entry on layer 0 of a union with an upper layer is the upper.
+    /// `upper_metacopy` if the upper object is a metadata-only copy, `lowerdata_redirect`
+    /// where its data is in the data-only layers.
     pub(crate) fn new(
         mut stack: KVec<RealEntry>,
         has_upper: bool,
         lower_numbered: bool,
         redirect: Option<KVec<u8>>,
+        upper_metacopy: bool,
+        lowerdata_redirect: Option<KVec<u8>>,
     ) -> Result<Pin<KBox<Self>>> {
         let upper = SetOnce::new();
         if has_upper && stack.first().is_some_and(|e| e.layer == 0) {
@@ -88,6 +101,9 @@ impl UnionInode {
                 indexed: AtomicBool::new(false),
                 union_nlink: AtomicU32::new(0),
                 root: AtomicBool::new(false),
+                upperdata: AtomicBool::new(!upper_metacopy),
+                lowerdata_redirect,
+                lazy_data: SetOnce::new(),
                 redirect <- new_mutex!(redirect),
             }),
             GFP_KERNEL,
@@ -115,6 +131,67 @@ impl UnionInode {
     /// The real objects on lower layers, top first.
     pub(crate) fn lower(&self) -> &[RealEntry] {
         &self.lower
+    }
+
+    /// Whether the upper object (if any) holds the data; see `upperdata`.
+    pub(crate) fn has_upperdata(&self) -> bool {
+        // Pairs with `set_upperdata`: the copied data is visible once this is.
+        self.upperdata.load(Ordering::Acquire)
+    }
+
+    /// Notes that the upper object holds the data now (its `overlay.metacopy` is gone).
+    pub(crate) fn set_upperdata(&self) {
+        self.upperdata.store(true, Ordering::Release);
+    }
+
+    /// Notes that the upper object about to be published is a metadata-only copy.
+    pub(crate) fn clear_upperdata(&self) {
+        self.upperdata.store(false, Ordering::Release);
+    }
+
+    /// Whether the object shows another object's data (overlayfs' `ovl_is_metacopy_dentry`):
+    /// a metadata-only upper copy, or a lower metacopy file over the lower file with its data.
+    pub(crate) fn is_metacopy(&self) -> bool {
+        if !self.top().is_ok_and(|t| t.dentry.is_reg()) {
+            return false;
+        }
+        match self.upper() {
+            Some(_) => !self.has_upperdata(),
+            None => self.lower.len() > 1 || self.lowerdata_redirect.is_some(),
+        }
+    }
+
+    /// The real object whose data the union shows (overlayfs' `ovl_path_realdata`): the upper
+    /// one if it holds the data, else the lower one with the data (`EIO` if that one is in a
+    /// data-only layer and was not looked up yet: see `UnionFs::find_lowerdata`).
+    pub(crate) fn data_entry(&self) -> Result<&RealEntry> {
+        match self.upper() {
+            Some(u) if self.has_upperdata() => Ok(u),
+            None if self.lower.is_empty() => Err(EIO),
+            u => match self.lowerdata_redirect {
+                Some(_) => self.lazy_data.as_ref().ok_or(EIO),
+                None => self.lower.last().or(u).ok_or(EIO),
+            },
+        }
+    }
+
+    /// The lower object with the data (overlayfs' `ovl_path_lowerdata`): the last lower one,
+    /// or the one in a data-only layer once looked up.
+    pub(crate) fn lower_data(&self) -> Option<&RealEntry> {
+        match self.lowerdata_redirect {
+            Some(_) => self.lazy_data.as_ref(),
+            None => self.lower.last(),
+        }
+    }
+
+    /// Where the data is in the data-only layers, if it is there.
+    pub(crate) fn lowerdata_redirect(&self) -> Option<&[u8]> {
+        self.lowerdata_redirect.as_deref()
+    }
+
+    /// Records the data object found in a data-only layer (caller holds `copy_up_lock`).
+    pub(crate) fn set_lower_data(&self, e: RealEntry) {
+        self.lazy_data.populate(e);
     }
 
     /// The first lower object whose number the inode shows (see `lower_numbered`).
@@ -329,18 +406,21 @@ impl UnionFs {
         sb: &crate::vfs::SuperBlock<UnionFs>,
         stack: KVec<RealEntry>,
     ) -> Result<ARef<Inode>> {
-        self.get_inode_of(sb, stack, false, None)
+        self.get_inode_of(sb, stack, false, None, false, None)
     }
 
     /// [`Self::get_inode`] for a stack that lookup found, `indexed` if its upper object is an
-    /// index entry: all names of a lower hard link then share the inode; a directory's
-    /// `redirect`.
+    /// index entry: all names of a lower hard link then share the inode; the upper object's
+    /// `redirect`; `upper_metacopy` if the upper object is a metadata-only copy;
+    /// `lowerdata_redirect` where its data is in the data-only layers.
     pub(crate) fn get_inode_of(
         &self,
         sb: &crate::vfs::SuperBlock<UnionFs>,
         stack: KVec<RealEntry>,
         indexed: bool,
         redirect: Option<KVec<u8>>,
+        upper_metacopy: bool,
+        lowerdata_redirect: Option<KVec<u8>>,
     ) -> Result<ARef<Inode>> {
         let top = stack.first().ok_or(EIO)?;
         let real_d = top.dentry.clone();
@@ -381,7 +461,14 @@ impl UnionFs {
             }
             _ => real.nlink(),
         };
-        let data = UnionInode::new(stack, has_upper, lower_numbered, redirect)?;
+        let data = UnionInode::new(
+            stack,
+            has_upper,
+            lower_numbered,
+            redirect,
+            upper_metacopy,
+            lowerdata_redirect,
+        )?;
         data.set_union_nlink(nlink);
         if indexed {
             data.set_indexed();
@@ -404,9 +491,14 @@ impl UnionFs {
     }
 }
 
-/// The real object behind `inode`.
+/// The real object behind `inode`: its metadata (and, but for a metacopy file, its data).
 pub(crate) fn real_path(inode: &FsInode<UnionFs>) -> Result<RealPath<'_>> {
     inode.sb().info().real_path(inode.data()?.top()?)
+}
+
+/// The real object whose data `inode` shows (see [`UnionInode::data_entry`]).
+pub(crate) fn real_data_path(inode: &FsInode<UnionFs>) -> Result<RealPath<'_>> {
+    inode.sb().info().real_path(inode.data()?.data_entry()?)
 }
 
 /// The caller needs `mask` on the union inode, and the mounter on the real one (overlayfs'
@@ -468,6 +560,17 @@ fn getattr(
             ShownDev::Pseudo(fsid) => stat.set_dev(fs.pseudo_devs.get(fsid).map_or(0, |d| d.dev())),
         }
         stat.set_ino(ino);
+        // A metacopy file's blocks are its data's (overlayfs' `metacopy_blocks`); guessed
+        // from its size while its data in a data-only layer was not looked up.
+        if data.is_metacopy() {
+            match data.lower_data() {
+                Some(lower) => {
+                    let path = fs.real_path(lower)?;
+                    stat.set_blocks(path.mnt.stat(m, path.dentry)?.blocks());
+                }
+                None => stat.set_blocks(stat.size_in_blocks()),
+            }
+        }
         if inode.inode().is_dir() && data.is_merged() {
             stat.set_nlink(1);
         } else if data.is_indexed() {
@@ -543,7 +646,12 @@ pub(crate) fn st_ino(fs: &UnionFs, m: &AsMounter<'_>, inode: &FsInode<UnionFs>) 
 pub(crate) fn setattr(dentry: &Dentry, attr: &mut Iattr) -> Result {
     let (sb, inode) = union_inode(dentry)?;
     let fs = sb.info();
-    copy_up(sb, dentry)?;
+    // Only a change of size needs the data (with metacopy, the rest copies metadata only).
+    if attr.valid() & bindings::ATTR_SIZE != 0 {
+        copy_up_with_data(sb, dentry)?;
+    } else {
+        copy_up(sb, dentry)?;
+    }
     let upper = inode.data()?.upper().ok_or(EIO)?;
     // The real filesystem must not see our open file. A kill of the set-user-ID and
     // set-group-ID bits is derived from the mode by `notify_change` itself, so an explicit
@@ -594,10 +702,10 @@ impl InodeOps for UnionFs {
         crate::xattr::set_acl(dentry, ty, acl, idmap)
     }
 
-    /// The real file's extents, from its own filesystem.
+    /// The extents of the real file with the data, from its own filesystem.
     fn fiemap(inode: &FsInode<Self>, info: &mut Fiemap<'_>, start: u64, len: u64) -> Result {
         let fs = inode.sb().info();
-        let real = real_path(inode)?.dentry.inode().ok_or(ENOENT)?;
+        let real = real_data_path(inode)?.dentry.inode().ok_or(ENOENT)?;
         fs.with_mounter(|m| info.forward(m, real, start, len))
     }
 }

@@ -129,6 +129,8 @@ impl UnionFs {
             (true, Xattr::Upper) => c"user.overlay.upper",
             (false, Xattr::Redirect) => c"trusted.overlay.redirect",
             (true, Xattr::Redirect) => c"user.overlay.redirect",
+            (false, Xattr::Metacopy) => c"trusted.overlay.metacopy",
+            (true, Xattr::Metacopy) => c"user.overlay.metacopy",
         }
     }
 
@@ -179,17 +181,24 @@ impl UnionFs {
         parent: &UnionInode,
         name: &[u8],
     ) -> Result<Found> {
-        let (mut stack, redirect) = self.lookup_layers(m, parent, name)?;
-        let found = |stack, indexed| Found {
-            stack,
-            indexed,
-            redirect,
-        };
+        let Layers {
+            mut stack,
+            upper_redirect: mut redirect,
+            mut upper_metacopy,
+            lowerdata_redirect,
+        } = self.lookup_layers(m, parent, name)?;
         let top_is_upper = stack
             .first()
             .is_some_and(|e| e.layer == 0 && self.has_upper());
+        let found = |stack, indexed, redirect, upper_metacopy| Found {
+            stack,
+            indexed,
+            redirect,
+            upper_metacopy,
+            lowerdata_redirect,
+        };
         let Some(top) = stack.first() else {
-            return Ok(found(stack, false));
+            return Ok(found(stack, false, redirect, false));
         };
         if top.dentry.is_dir() {
             if let (true, Some(lower)) = (top_is_upper, stack.get(1)) {
@@ -199,20 +208,31 @@ impl UnionFs {
                     // directory is the upper one alone (overlayfs' `ovl_verify_lower`).
                     if !self.is_origin_of(m, &top.dentry, lower)? {
                         stack.truncate(1);
-                        return Ok(found(stack, false));
+                        return Ok(found(stack, false, redirect, false));
                     }
                     let index = self.lookup_index(m, Some(&top.dentry), lower, true)?;
-                    return Ok(found(stack, index.is_some()));
+                    return Ok(found(stack, index.is_some(), redirect, false));
                 }
             } else if !top_is_upper && self.index_all() {
                 // Only an error to find: a lower directory in the index has an upper one.
                 self.lookup_index(m, None, top, true)?;
             }
-            return Ok(found(stack, false));
+            return Ok(found(stack, false, redirect, false));
         }
         if top_is_upper {
-            if let Some(origin) = self.origin_of(m, &top.dentry)? {
-                stack.push(origin, GFP_KERNEL)?;
+            let origin = self.origin_of(m, &top.dentry)?;
+            match (stack.get(1), origin) {
+                (None, Some(origin)) => stack.push(origin, GFP_KERNEL)?,
+                // A metacopy file, whose lower objects lookup found by path: with the index,
+                // the first must be its recorded origin (overlayfs' `ovl_verify_origin`).
+                (Some(lower), Some(_)) if self.index => {
+                    if !self.is_origin_of(m, &top.dentry, lower)? {
+                        return Err(errno::estale());
+                    }
+                }
+                // No verified origin: not looked for in the index.
+                (Some(_), _) => return Ok(found(stack, false, redirect, upper_metacopy)),
+                (None, None) => {}
             }
         }
         let (upper, origin) = match top_is_upper {
@@ -220,12 +240,23 @@ impl UnionFs {
             false => (None, stack.first()),
         };
         let Some(origin) = origin else {
-            return Ok(found(stack, false));
+            return Ok(found(stack, false, redirect, upper_metacopy));
         };
         let Some(index) = self.lookup_index(m, upper.map(|d| &**d), origin, true)? else {
-            return Ok(found(stack, false));
+            return Ok(found(stack, false, redirect, upper_metacopy));
         };
         if !top_is_upper {
+            // The index entry is the object's upper copy, maybe a metadata-only one, maybe
+            // renamed (overlayfs reads both from it).
+            let upper_layer = self.upper_layer()?;
+            upper_metacopy = self.metacopy_size(m, upper_layer, &index)?.is_some();
+            if upper_metacopy && !self.metacopy {
+                return Err(refuse_metacopy(name));
+            }
+            redirect = match index.is_reg() {
+                true => self.read_redirect(m, upper_layer, &index)?,
+                false => None,
+            };
             stack.reserve(1, GFP_KERNEL)?;
             stack
                 .insert_within_capacity(
@@ -237,26 +268,29 @@ impl UnionFs {
                 )
                 .map_err(|_| ENOMEM)?;
         }
-        Ok(found(stack, true))
+        Ok(found(stack, true, redirect, upper_metacopy))
     }
 
     /// Looks `name` up in the layers below `parent` (overlayfs' `ovl_lookup_layers`): in its
-    /// upper directory, then in its lower ones, following redirects (a directory renamed with
-    /// `redirect_dir=on` names where its lower directories are: another name in the same lower
-    /// directories, or a path from the layers' roots). Returns the stack, top first, and the
-    /// upper directory's redirect.
-    fn lookup_layers(
-        &self,
-        m: &AsMounter<'_>,
-        parent: &UnionInode,
-        name: &[u8],
-    ) -> Result<(KVec<RealEntry>, Option<KVec<u8>>)> {
+    /// upper directory, then in its lower ones, following redirects (a directory or metacopy
+    /// file renamed with `redirect_dir=on` names where its lower objects are: another name in
+    /// the same lower directories, or a path from the layers' roots) and metacopy files down
+    /// to the file with their data. Returns the stack, top first (of the metacopy files below
+    /// the upper layer only the first, and the data file), the upper object's redirect, and
+    /// whether the upper object is a metacopy file.
+    fn lookup_layers(&self, m: &AsMounter<'_>, parent: &UnionInode, name: &[u8]) -> Result<Layers> {
         let follows = self.redirect.follows();
+        let has_data = self.has_data_layers();
+        // Redirects are read where they can be followed, and where a metacopy file may lead
+        // into a data-only layer.
+        let reads_redirects = follows || has_data;
         let mut d = LookupData::new(name)?;
         // Without following, a redirect is not even read where nothing is below.
-        d.last = !follows && parent.lower().is_empty();
+        d.last = !reads_redirects && parent.lower().is_empty();
         let mut stack = KVec::new();
         let mut upper_redirect = None;
+        let mut upper_metacopy = false;
+        let mut lowers = 0usize;
         // The real directories to look in below the upper one: the parent's lower ones, or,
         // after an absolute redirect, the layers' roots.
         let mut bases: KVec<(usize, &Dentry)> =
@@ -267,6 +301,7 @@ impl UnionFs {
         }
         if let Some(up) = parent.upper() {
             if let Some(found) = self.lookup_layer(m, up.layer, &up.dentry, &mut d)? {
+                upper_metacopy = d.metacopy;
                 if d.redirected {
                     upper_redirect = Some(d.copy_name()?);
                     if d.is_absolute() {
@@ -283,27 +318,36 @@ impl UnionFs {
                 )?;
             }
         }
-        let bottom = self.layers.len().saturating_sub(1);
+        // The bottom merged layer (data-only layers are below it).
+        let bottom = self
+            .layers
+            .iter()
+            .rposition(|l| l.kind == LayerKind::Lower)
+            .unwrap_or(0);
         let mut i = 0;
         while !d.stop {
             let Some(&(layer, base)) = bases.get(i) else {
                 break;
             };
-            if d.redirected && !follows {
-                return Err(refuse_redirect(name));
+            self.check_follow(&d, name)?;
+            if !reads_redirects {
+                d.last = i + 1 == bases.len();
+            } else if d.is_dir || !has_data {
+                d.last = layer == bottom;
             }
-            d.last = match follows {
-                false => i + 1 == bases.len(),
-                true => layer == bottom,
-            };
             if let Some(found) = self.lookup_layer(m, layer, base, &mut d)? {
-                stack.push(
-                    RealEntry {
-                        layer,
-                        dentry: found,
-                    },
-                    GFP_KERNEL,
-                )?;
+                // Of the metacopy files below the upper layer only the first counts: it
+                // numbers the object.
+                if !(d.metacopy && lowers > 0) {
+                    stack.push(
+                        RealEntry {
+                            layer,
+                            dentry: found,
+                        },
+                        GFP_KERNEL,
+                    )?;
+                    lowers += 1;
+                }
             }
             if d.stop {
                 break;
@@ -317,10 +361,81 @@ impl UnionFs {
             }
             i += 1;
         }
-        if d.redirected && !follows {
+        // A lower metacopy file whose absolute redirect leads into the data-only layers: its
+        // data is looked up there on first use (overlayfs' lazy `lowerdata`), whatever
+        // `redirect_dir` and `metacopy` say.
+        let mut lowerdata_redirect = None;
+        if d.metacopy && lowers > 0 && has_data && d.absolute_redirect {
+            d.metacopy = false;
+            lowerdata_redirect = Some(d.copy_name()?);
+        } else {
+            self.check_follow(&d, name)?;
+        }
+        if d.metacopy || upper_metacopy && lowers == 0 {
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: metacopy with no lower data found - abort lookup ({})",
+                BStr::from_bytes(name)
+            ));
+            return Err(EIO);
+        }
+        Ok(Layers {
+            stack,
+            upper_redirect,
+            upper_metacopy,
+            lowerdata_redirect,
+        })
+    }
+
+    /// Whether the lookup may follow what it met (overlayfs' `ovl_check_follow_redirect`): a
+    /// redirect only where redirects are followed, a metacopy file only with `metacopy=on`,
+    /// as either could show a lower object that the union's own permissions would hide.
+    fn check_follow(&self, d: &LookupData, name: &[u8]) -> Result {
+        if d.metacopy && !self.metacopy {
+            return Err(refuse_metacopy(name));
+        }
+        if d.redirected && !self.redirect.follows() {
             return Err(refuse_redirect(name));
         }
-        Ok((stack, upper_redirect))
+        Ok(())
+    }
+
+    /// The size of the `overlay.metacopy` xattr of real object `d` on `layer` (overlayfs'
+    /// `ovl_check_metacopy_xattr`), `None` if it is not a metacopy file (only a regular file
+    /// can be). An empty value stands for the 4-byte header without digest; a shorter one
+    /// than the header fails with `EIO`.
+    pub(crate) fn metacopy_size(
+        &self,
+        m: &AsMounter<'_>,
+        layer: &Layer,
+        d: &Dentry,
+    ) -> Result<Option<usize>> {
+        if !d.is_reg() {
+            return Ok(None);
+        }
+        match layer
+            .mnt
+            .getxattr(m, d, self.xattr_name(Xattr::Metacopy), &mut [])
+        {
+            Ok(0) => Ok(Some(METACOPY_MIN_SIZE)),
+            Ok(n) if n < METACOPY_MIN_SIZE => {
+                crate::vfs::warn_ratelimited(fmt!(
+                    "unionrs: metacopy file '{}' has too small xattr",
+                    BStr::from_bytes(&d.name_copy().unwrap_or_default())
+                ));
+                Err(EIO)
+            }
+            Ok(n) => Ok(Some(n)),
+            Err(e) if e == errno::enodata() || e == errno::eopnotsupp() => Ok(None),
+            // A `user.*` xattr of a file the mounter may not read: taken as none.
+            Err(e) if e == EACCES && self.userxattr => Ok(None),
+            Err(e) => {
+                crate::vfs::warn_ratelimited(fmt!(
+                    "unionrs: failed to get metacopy ({})",
+                    e.to_errno()
+                ));
+                Err(e)
+            }
+        }
     }
 
     /// The roots of the lower layers below layer `layer`, top first.
@@ -395,10 +510,27 @@ impl UnionFs {
             d.stop = true;
             return Ok(None);
         }
+        // Below a metacopy file only a regular file can hold its data.
+        if last_element && d.metacopy && !inode.is_reg() {
+            d.stop = true;
+            return Ok(None);
+        }
         if !inode.is_dir() {
             // A non-directory is only visible on top; below a directory it is hidden.
-            d.stop = true;
-            return Ok((!d.is_dir && last_element).then_some(child));
+            if d.is_dir || !last_element {
+                d.stop = true;
+                return Ok(None);
+            }
+            // A metacopy file has its data below: the lookup goes on, where its redirect says.
+            d.metacopy = self.metacopy_size(m, layer, &child)?.is_some();
+            d.stop = !d.metacopy;
+            if d.metacopy && !d.last {
+                d.absolute_redirect = false;
+                if let Some(redirect) = self.read_redirect(m, layer, &child)? {
+                    d.redirect_to(&redirect, range)?;
+                }
+            }
+            return Ok(Some(child));
         }
         if self.is_trap(inode) {
             let which = if layer.kind == LayerKind::Upper {
@@ -424,6 +556,7 @@ impl UnionFs {
             d.stop = true;
             return Ok(Some(child));
         }
+        d.absolute_redirect = false;
         if let Some(redirect) = self.read_redirect(m, layer, &child)? {
             d.redirect_to(&redirect, range)?;
         }
@@ -530,6 +663,18 @@ pub(crate) struct Found {
     pub(crate) stack: KVec<RealEntry>,
     pub(crate) indexed: bool,
     pub(crate) redirect: Option<KVec<u8>>,
+    /// The upper object is a metadata-only copy.
+    pub(crate) upper_metacopy: bool,
+    /// Where in the data-only layers the data is, to be looked up on first use.
+    pub(crate) lowerdata_redirect: Option<KVec<u8>>,
+}
+
+/// What [`UnionFs::lookup_layers`] found.
+struct Layers {
+    stack: KVec<RealEntry>,
+    upper_redirect: Option<KVec<u8>>,
+    upper_metacopy: bool,
+    lowerdata_redirect: Option<KVec<u8>>,
 }
 
 /// The state of a lookup going down the layers (overlayfs' `ovl_lookup_data`).
@@ -545,6 +690,10 @@ struct LookupData {
     redirected: bool,
     /// Nothing is looked for below this layer: its redirects are not read.
     last: bool,
+    /// The last object found is a metacopy file: the lookup goes on for its data.
+    metacopy: bool,
+    /// The last redirect read (on the last object that could have one) is absolute.
+    absolute_redirect: bool,
 }
 
 impl LookupData {
@@ -557,6 +706,8 @@ impl LookupData {
             stop: false,
             redirected: false,
             last: false,
+            metacopy: false,
+            absolute_redirect: false,
         })
     }
 
@@ -577,7 +728,8 @@ impl LookupData {
     fn redirect_to(&mut self, redirect: &[u8], at: core::ops::Range<usize>) -> Result {
         let post = self.name.get(at.end..).ok_or(EIO)?;
         let mut name = KVec::with_capacity(at.start + redirect.len() + post.len(), GFP_KERNEL)?;
-        if redirect.first() == Some(&b'/') {
+        self.absolute_redirect = redirect.first() == Some(&b'/');
+        if self.absolute_redirect {
             self.stop = false;
         } else {
             name.extend_from_slice(self.name.get(..at.start).ok_or(EIO)?, GFP_KERNEL)?;
@@ -598,6 +750,19 @@ fn is_valid_redirect(v: &[u8]) -> bool {
         _ => !v.contains(&b'/'),
     }
 }
+
+/// A metacopy file met where `metacopy=off` forbids following it to its data.
+fn refuse_metacopy(name: &[u8]) -> Error {
+    crate::vfs::warn_ratelimited(fmt!(
+        "unionrs: refusing to follow metacopy origin for ({})",
+        BStr::from_bytes(name)
+    ));
+    EPERM
+}
+
+/// The size of `overlay.metacopy`'s header (overlayfs' `OVL_METACOPY_MIN_SIZE`): version,
+/// length, flags and digest algorithm, one byte each.
+pub(crate) const METACOPY_MIN_SIZE: usize = 4;
 
 /// A redirect met where `redirect_dir=nofollow` forbids following it.
 fn refuse_redirect(name: &[u8]) -> Error {
@@ -929,6 +1094,51 @@ impl UnionFs {
     }
 }
 
+impl UnionFs {
+    /// Finds the data of a metacopy file whose redirect leads into the data-only layers, if
+    /// not done yet (overlayfs' `ovl_maybe_lookup_lowerdata`): the first data-only layer
+    /// that has a regular file at that path, never leaving the layer.
+    pub(crate) fn find_lowerdata(&self, data: &UnionInode, name: &[u8]) -> Result {
+        let Some(redirect) = data.lowerdata_redirect() else {
+            return Ok(());
+        };
+        if data.lower_data().is_some() {
+            return Ok(());
+        }
+        if redirect.first() != Some(&b'/') {
+            return Err(EIO);
+        }
+        let _serialized = data.copy_up_lock.lock()?;
+        if data.lower_data().is_some() {
+            return Ok(());
+        }
+        let mut err = ENOENT;
+        for (i, layer) in self.layers.iter().enumerate() {
+            if layer.kind != LayerKind::Data {
+                continue;
+            }
+            match self.with_mounter(|m| layer.mnt.lookup_beneath(m, redirect)) {
+                Ok(d) if d.is_unusual_layer_root() => err = errno::eremote(),
+                Ok(d) if !d.is_reg() => err = ENOENT,
+                Ok(d) => {
+                    data.set_lower_data(RealEntry {
+                        layer: i,
+                        dentry: d,
+                    });
+                    return Ok(());
+                }
+                Err(e) => err = e,
+            }
+        }
+        crate::vfs::warn_ratelimited(fmt!(
+            "unionrs: lazy lowerdata lookup failed ({}, err={})",
+            BStr::from_bytes(name),
+            err.to_errno()
+        ));
+        Err(err)
+    }
+}
+
 /// Our private xattrs.
 #[derive(Clone, Copy)]
 pub(crate) enum Xattr {
@@ -940,6 +1150,7 @@ pub(crate) enum Xattr {
     Nlink,
     Upper,
     Redirect,
+    Metacopy,
 }
 
 /// `inode_operations::lookup` of a union directory.
@@ -960,7 +1171,14 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
         real_inode(found.stack.first().filter(|_| has_upper)),
         real_inode(found.stack.get(usize::from(has_upper))),
     );
-    let inode = fs.get_inode_of(dir.sb(), found.stack, found.indexed, found.redirect)?;
+    let inode = fs.get_inode_of(
+        dir.sb(),
+        found.stack,
+        found.indexed,
+        found.redirect,
+        found.upper_metacopy,
+        found.lowerdata_redirect,
+    )?;
     // A directory found again must be the one cached (overlayfs' strict `ovl_verify_inode`):
     // a lower directory that two redirects lead to, or one moved to the upper layer under us,
     // would otherwise give one directory two names.

@@ -20,6 +20,7 @@ mod opt {
     use super::cb;
     pub(super) const LOWERDIR: i32 = cb::UNIONRS_OPT_LOWERDIR as i32;
     pub(super) const LOWERDIR_ADD: i32 = cb::UNIONRS_OPT_LOWERDIR_ADD as i32;
+    pub(super) const DATADIR_ADD: i32 = cb::UNIONRS_OPT_DATADIR_ADD as i32;
     pub(super) const UPPERDIR: i32 = cb::UNIONRS_OPT_UPPERDIR as i32;
     pub(super) const WORKDIR: i32 = cb::UNIONRS_OPT_WORKDIR as i32;
     pub(super) const USERXATTR: i32 = cb::UNIONRS_OPT_USERXATTR as i32;
@@ -86,8 +87,12 @@ pub(crate) struct LayerSpec {
 
 /// Everything the mount options say.
 pub(crate) struct Config {
-    /// Lower layers, top first.
+    /// Lower layers, top first; the last `data_layers` of them are data-only layers.
     pub(crate) lowers: KVec<LayerSpec>,
+    /// How many of the lower layers (the last ones) are data-only layers (`::` in
+    /// `lowerdir=`, or `datadir+=`): never merged, only reached by absolute redirects of
+    /// metacopy files.
+    pub(crate) data_layers: usize,
     /// The `lowerdir=` string as given, if the lowers came from it (shown in mountinfo).
     pub(crate) lowerdir_all: Option<CString>,
     pub(crate) upper: Option<LayerSpec>,
@@ -108,6 +113,10 @@ pub(crate) struct Config {
     pub(crate) nfs_export: bool,
     /// `nfs_export=` was given (on or off).
     pub(crate) nfs_export_given: bool,
+    /// `metacopy=on`: metadata-only copy-up (see `crate::copy_up`).
+    pub(crate) metacopy: bool,
+    /// `metacopy=` was given (on or off).
+    pub(crate) metacopy_given: bool,
 }
 
 impl Default for Config {
@@ -115,6 +124,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             lowers: KVec::new(),
+            data_layers: 0,
             lowerdir_all: None,
             upper: None,
             work: None,
@@ -127,6 +137,8 @@ impl Default for Config {
             index_given: false,
             nfs_export: crate::defaults::nfs_export(),
             nfs_export_given: false,
+            metacopy: crate::defaults::metacopy(),
+            metacopy_given: false,
         }
     }
 }
@@ -212,9 +224,9 @@ impl Xino {
 pub(crate) enum SplitError {
     /// Starts with `:` (overlayfs' "cannot append lower layer").
     LeadingColon,
-    /// `a::b`: overlayfs' data-only lower layers, which we do not support.
-    DataLayers,
-    /// Three or more colons in a row, or a colon at the end.
+    /// `a:b` after `::c` (data-only layers come last).
+    RegularAfterData,
+    /// Three or more colons in a row, or colons at the end.
     EmptyElement,
     /// More than [`MAX_LOWER_LAYERS`] elements.
     TooMany,
@@ -226,7 +238,9 @@ impl SplitError {
     fn message(self) -> &'static CStr {
         match self {
             Self::LeadingColon => c"lowerdir: cannot start with ':' (nothing to append to)",
-            Self::DataLayers => c"lowerdir: data-only lower layers ('::') are not supported",
+            Self::RegularAfterData => {
+                c"lowerdir: regular lower layers cannot follow data lower layers"
+            }
             Self::EmptyElement => c"lowerdir: empty layer path (unescaped ':' at the end or ':::')",
             Self::TooMany => c"lowerdir: too many lower directories, the limit is 500",
             Self::NoMemory => c"lowerdir: out of memory",
@@ -239,6 +253,13 @@ impl SplitError {
             _ => EINVAL,
         }
     }
+}
+
+/// One element of a `lowerdir=` value: the path, and whether it is a data-only layer (after
+/// `::`).
+pub(crate) struct SplitLayer {
+    pub(crate) path: KVec<u8>,
+    pub(crate) data_only: bool,
 }
 
 /// Removes the escapes of an `upperdir=` or `workdir=` value: a backslash stands for the
@@ -260,11 +281,12 @@ pub(crate) fn unescape(s: &[u8]) -> Result<KVec<u8>> {
     Ok(out)
 }
 
-/// Splits a `lowerdir=` value on unescaped colons and removes the escapes.
+/// Splits a `lowerdir=` value on unescaped colons and removes the escapes: `a:b` are two
+/// lower layers, `a::d1::d2` a lower layer and two data-only ones (overlayfs' syntax).
 ///
-/// Returns the layer paths, top first (each without a trailing NUL). An empty string gives an
+/// Returns the layers, top first (each path without a trailing NUL). An empty string gives an
 /// empty list: overlayfs treats `lowerdir=` as "forget the lower layers given so far".
-pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<KVec<u8>>, SplitError> {
+pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<SplitLayer>, SplitError> {
     let mut layers = KVec::new();
     if s.is_empty() {
         return Ok(layers);
@@ -273,6 +295,7 @@ pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<KVec<u8>>, SplitError> {
         return Err(SplitError::LeadingColon);
     }
     let mut cur = KVec::new();
+    let mut data_only = false;
     let mut i = 0;
     while i < s.len() {
         match s[i] {
@@ -283,23 +306,23 @@ pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<KVec<u8>>, SplitError> {
                 i += 2;
             }
             b':' => {
-                if s.get(i + 1) == Some(&b':') {
-                    return Err(if s.get(i + 2) == Some(&b':') {
-                        SplitError::EmptyElement
-                    } else {
-                        SplitError::DataLayers
-                    });
-                }
-                if i + 1 == s.len() {
+                let double = s.get(i + 1) == Some(&b':');
+                let next = if double { i + 2 } else { i + 1 };
+                if next == s.len() || double && s.get(next) == Some(&b':') {
                     return Err(SplitError::EmptyElement);
+                }
+                if data_only && !double {
+                    return Err(SplitError::RegularAfterData);
                 }
                 if layers.len() == MAX_LOWER_LAYERS {
                     return Err(SplitError::TooMany);
                 }
+                let path = core::mem::take(&mut cur);
                 layers
-                    .push(core::mem::take(&mut cur), GFP_KERNEL)
+                    .push(SplitLayer { path, data_only }, GFP_KERNEL)
                     .map_err(|_| SplitError::NoMemory)?;
-                i += 1;
+                data_only |= double;
+                i = next;
             }
             c => {
                 cur.push(c, GFP_KERNEL).map_err(|_| SplitError::NoMemory)?;
@@ -311,7 +334,13 @@ pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<KVec<u8>>, SplitError> {
         return Err(SplitError::TooMany);
     }
     layers
-        .push(cur, GFP_KERNEL)
+        .push(
+            SplitLayer {
+                path: cur,
+                data_only,
+            },
+            GFP_KERNEL,
+        )
         .map_err(|_| SplitError::NoMemory)?;
     Ok(layers)
 }
@@ -409,6 +438,7 @@ fn add_lower(fc: &FsContext, cfg: &mut Config, layer: LayerSpec) -> Result {
 fn parse_lowerdir(fc: &FsContext, cfg: &mut Config, value: &CStr) -> Result {
     // `lowerdir=` replaces whatever lower layers were given before, as in overlayfs.
     cfg.lowers.clear();
+    cfg.data_layers = 0;
     cfg.lowerdir_all = None;
     let parts = split_lowerdir(value.to_bytes())
         .map_err(|e| fc.fail(e.errno(), fmt!("{}", show(e.message()))))?;
@@ -417,19 +447,12 @@ fn parse_lowerdir(fc: &FsContext, cfg: &mut Config, value: &CStr) -> Result {
     }
     cfg.lowers.reserve(parts.len(), GFP_KERNEL)?;
     for part in parts.iter() {
-        let name = to_cstring(part)?;
+        let name = to_cstring(&part.path)?;
         let path = resolve_layer(fc, "lowerdir", &name)?;
         add_lower(fc, cfg, LayerSpec { name, path })?;
+        cfg.data_layers += usize::from(part.data_only);
     }
     cfg.lowerdir_all = Some(CString::try_from(value)?);
-    Ok(())
-}
-
-/// Accepts an overlayfs feature option only in its "off" form, which is what we implement.
-fn feature_off_only(fc: &FsContext, name: &str, on: bool) -> Result {
-    if on {
-        return Err(fc.fail(EINVAL, fmt!("{name}: only the 'off' setting is supported")));
-    }
     Ok(())
 }
 
@@ -448,12 +471,25 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             ParamValue::String(s) => parse_lowerdir(fc, cfg, s),
             _ => Err(fc.fail(EINVAL, fmt!("lowerdir: expects a string"))),
         },
-        opt::LOWERDIR_ADD => {
+        opt::LOWERDIR_ADD | opt::DATADIR_ADD => {
+            let data_only = param.opt == opt::DATADIR_ADD;
+            let what = if data_only { "datadir+" } else { "lowerdir+" };
             if cfg.lowerdir_all.is_some() {
-                return Err(fc.fail(EINVAL, fmt!("lowerdir+ cannot follow lowerdir")));
+                return Err(fc.fail(
+                    EINVAL,
+                    fmt!("lowerdir+ and datadir+ cannot follow lowerdir"),
+                ));
             }
-            let layer = layer_from_param(fc, "lowerdir+", param.value, Escapes::Literal)?;
-            add_lower(fc, cfg, layer)
+            if cfg.data_layers > 0 && !data_only {
+                return Err(fc.fail(
+                    EINVAL,
+                    fmt!("regular lower layers cannot follow data layers"),
+                ));
+            }
+            let layer = layer_from_param(fc, what, param.value, Escapes::Literal)?;
+            add_lower(fc, cfg, layer)?;
+            cfg.data_layers += usize::from(data_only);
+            Ok(())
         }
         opt::UPPERDIR => {
             let layer = layer_from_param(fc, "upperdir", param.value, Escapes::Removed)?;
@@ -498,7 +534,11 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             cfg.index_given = true;
             Ok(())
         }
-        opt::METACOPY => feature_off_only(fc, "metacopy", param.number != 0),
+        opt::METACOPY => {
+            cfg.metacopy = param.number != 0;
+            cfg.metacopy_given = true;
+            Ok(())
+        }
         opt::NFS_EXPORT => {
             cfg.nfs_export = param.number != 0;
             cfg.nfs_export_given = true;
@@ -534,11 +574,18 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
 mod tests {
     use super::*;
 
-    /// Whether `s` splits into exactly `want`.
+    /// Whether `s` splits into exactly `want` (`+` marks a data-only layer).
     fn splits_to(s: &[u8], want: &[&[u8]]) -> bool {
         match split_lowerdir(s) {
             Ok(got) => {
-                got.len() == want.len() && got.iter().zip(want.iter()).all(|(g, w)| &g[..] == *w)
+                got.len() == want.len()
+                    && got
+                        .iter()
+                        .zip(want.iter())
+                        .all(|(g, w)| match w.strip_prefix(b"+") {
+                            Some(w) => g.data_only && &g.path[..] == w,
+                            None => !g.data_only && &g.path[..] == *w,
+                        })
             }
             Err(_) => false,
         }
@@ -584,8 +631,19 @@ mod tests {
         assert!(fails_with(b":/a", SplitError::LeadingColon));
         assert!(fails_with(b":", SplitError::LeadingColon));
         assert!(fails_with(b"/a:", SplitError::EmptyElement));
-        assert!(fails_with(b"/a::/b", SplitError::DataLayers));
         assert!(fails_with(b"/a:::/b", SplitError::EmptyElement));
+        assert!(fails_with(b"/a::", SplitError::EmptyElement));
+    }
+
+    #[test]
+    fn data_only_layers() {
+        assert!(splits_to(b"/a::/d", &[b"/a", b"+/d"]));
+        assert!(splits_to(
+            b"/a:/b::/d1::/d2",
+            &[b"/a", b"/b", b"+/d1", b"+/d2"]
+        ));
+        assert!(splits_to(b"/a\\::/b", &[b"/a:", b"/b"]));
+        assert!(fails_with(b"/a::/d:/b", SplitError::RegularAfterData));
     }
 
     /// `n` one-letter layers separated by colons.

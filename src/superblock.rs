@@ -47,6 +47,9 @@ pub(crate) enum LayerKind {
     Upper,
     Work,
     Lower,
+    /// A data-only lower layer: not merged, only reached by absolute redirects of metacopy
+    /// files (see `crate::namei`).
+    Data,
 }
 
 impl LayerKind {
@@ -55,7 +58,13 @@ impl LayerKind {
             Self::Upper => "upperdir",
             Self::Work => "workdir",
             Self::Lower => "lowerdir",
+            Self::Data => "datadir",
         }
+    }
+
+    /// A lower layer of either kind.
+    pub(crate) fn is_lower(self) -> bool {
+        matches!(self, Self::Lower | Self::Data)
     }
 }
 
@@ -106,6 +115,9 @@ pub(crate) struct UnionFs {
     pub(crate) nfs_export: bool,
     /// `redirect_dir=` as it stands after the mount's checks.
     pub(crate) redirect: Redirect,
+    /// `metacopy=on` as it stands after the mount's checks: a change of metadata copies only
+    /// the metadata up (see `crate::copy_up`).
+    pub(crate) metacopy: bool,
     /// The last number given to a directory that has no unique one (non-persistent, as in
     /// overlayfs).
     pub(crate) last_ino: AtomicU64,
@@ -157,16 +169,23 @@ impl UnionFs {
     }
 
     /// Whether the layers may be changed while the union is not mounted (overlayfs'
-    /// `ovl_allow_offline_changes`): not with the index, `redirect_dir=on` or `xino=on`, whose
-    /// records would go stale (metacopy, which also forbids it, is not implemented).
+    /// `ovl_allow_offline_changes`): not with the index, `redirect_dir=on`, metacopy or
+    /// `xino=on`, whose records would go stale.
     pub(crate) fn allow_offline_changes(&self) -> bool {
-        !self.index && self.redirect != Redirect::On && self.xino != Xino::On
+        !self.index && self.redirect != Redirect::On && !self.metacopy && self.xino != Xino::On
     }
 
     pub(crate) fn has_upper(&self) -> bool {
         self.layers
             .first()
             .is_some_and(|l| l.kind == LayerKind::Upper)
+    }
+
+    /// Whether the union has data-only lower layers.
+    pub(crate) fn has_data_layers(&self) -> bool {
+        self.layers
+            .last()
+            .is_some_and(|l| l.kind == LayerKind::Data)
     }
 
     /// The writable layer (`EROFS` for a union without one).
@@ -313,14 +332,60 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
     })
 }
 
-/// The `redirect_dir=` mode (overlayfs' `ovl_fs_params_verify`): a union without an upper layer
-/// makes no redirects, so "follow" is "on" there; `userxattr` unions neither make nor follow
-/// them (given explicitly, a following mode is refused), and asking for them without
+/// The `redirect_dir=` mode, and `metacopy=` and `nfs_export=` in `cfg` as they depend on it
+/// (overlayfs' `ovl_fs_params_verify`, in its order): a union without an upper layer makes no
+/// redirects, so "follow" is "on" there; metacopy needs `redirect_dir=on` (which it turns on
+/// unless `redirect_dir=` was given) and excludes `nfs_export` (the one given explicitly wins);
+/// `userxattr` unions neither make nor follow redirects nor make metacopy files (given
+/// explicitly, a following mode or `metacopy=on` is refused), and asking for them without
 /// `CAP_SYS_ADMIN` (which the trusted xattrs they live in need) fails.
-fn choose_redirect(fc: &FsContext, cfg: &params::Config) -> Result<Redirect> {
+fn verify_options(fc: &FsContext, cfg: &mut params::Config) -> Result<Redirect> {
     let mut redirect = cfg.redirect;
     if cfg.upper.is_none() && redirect == Redirect::Follow {
         redirect = Redirect::On;
+    }
+    if cfg.metacopy && redirect != Redirect::On {
+        if cfg.metacopy_given && cfg.redirect_given {
+            return Err(fc.fail(
+                EINVAL,
+                fmt!(
+                    "conflicting options: metacopy=on,redirect_dir={}",
+                    redirect.name()
+                ),
+            ));
+        }
+        if cfg.redirect_given {
+            fc.info(fmt!(
+                "disabling metacopy due to redirect_dir={}",
+                redirect.name()
+            ));
+            cfg.metacopy = false;
+        } else {
+            redirect = Redirect::On;
+        }
+    }
+    // Whether `nfs_export` survives its dependency on the index (which `choose_index`
+    // resolves, with its messages); the index is off without an upper layer.
+    let has_upper = cfg.upper.is_some();
+    let nfs_export = cfg.nfs_export
+        && match has_upper {
+            true => cfg.index || !cfg.index_given,
+            false => redirect == Redirect::NoFollow,
+        };
+    if nfs_export && cfg.metacopy {
+        if cfg.nfs_export_given && cfg.metacopy_given {
+            return Err(fc.fail(
+                EINVAL,
+                fmt!("conflicting options: nfs_export=on,metacopy=on"),
+            ));
+        }
+        if cfg.metacopy_given {
+            fc.info(fmt!("disabling nfs_export due to metacopy=on"));
+            cfg.nfs_export = false;
+        } else {
+            fc.info(fmt!("disabling metacopy due to nfs_export=on"));
+            cfg.metacopy = false;
+        }
     }
     if cfg.userxattr {
         if cfg.redirect_given && redirect != Redirect::NoFollow {
@@ -332,15 +397,30 @@ fn choose_redirect(fc: &FsContext, cfg: &params::Config) -> Result<Redirect> {
                 ),
             ));
         }
+        if cfg.metacopy && cfg.metacopy_given {
+            return Err(fc.fail(EINVAL, fmt!("conflicting options: userxattr,metacopy=on")));
+        }
         redirect = Redirect::NoFollow;
-    } else if cfg.redirect_given
-        && redirect != Redirect::NoFollow
-        && !crate::vfs::cred::caller_is_sys_admin()
-    {
-        return Err(fc.fail(
-            EPERM,
-            fmt!("redirect_dir requires permission to access trusted xattrs"),
-        ));
+        cfg.metacopy = false;
+    } else if !crate::vfs::cred::caller_is_sys_admin() {
+        if cfg.redirect_given && redirect != Redirect::NoFollow {
+            return Err(fc.fail(
+                EPERM,
+                fmt!("redirect_dir requires permission to access trusted xattrs"),
+            ));
+        }
+        if cfg.metacopy && cfg.metacopy_given {
+            return Err(fc.fail(
+                EPERM,
+                fmt!("metacopy requires permission to access trusted xattrs"),
+            ));
+        }
+        if cfg.data_layers > 0 {
+            return Err(fc.fail(
+                EPERM,
+                fmt!("lower data-only dirs require permission to access trusted xattrs"),
+            ));
+        }
     }
     Ok(redirect)
 }
@@ -409,7 +489,7 @@ fn choose_index(
             nfs_export = false;
         }
     }
-    for l in fs.layers.iter().filter(|l| l.kind == LayerKind::Lower) {
+    for l in fs.layers.iter().filter(|l| l.kind.is_lower()) {
         if (index || nfs_export) && l.mnt.fh_support() == FhSupport::None {
             fc.warn(fmt!(
                 "fs on '{}' does not support file handles, falling back to index=off,nfs_export=off.",
@@ -516,11 +596,7 @@ fn choose_xino(
     }
     for l in fs.layers.iter() {
         let fh = l.mnt.fh_support();
-        if l.kind == LayerKind::Lower
-            && xino == Xino::Auto
-            && fs.has_upper()
-            && fh == FhSupport::None
-        {
+        if l.kind.is_lower() && xino == Xino::Auto && fs.has_upper() && fh == FhSupport::None {
             fc.warn(fmt!(
                 "fs on '{}' does not support file handles, falling back to xino=off.",
                 show(&l.spec.name)
@@ -691,9 +767,12 @@ impl FileSystem for UnionFs {
             ));
             cfg.uuid = params::Uuid::Null;
         }
-        let redirect = choose_redirect(fc, cfg)?;
+        let redirect = verify_options(fc, cfg)?;
         if cfg.lowers.is_empty() {
             return Err(fc.fail(EINVAL, fmt!("missing 'lowerdir'")));
+        }
+        if cfg.lowers.len() == cfg.data_layers {
+            return Err(fc.fail(EINVAL, fmt!("at least one non-data lowerdir is required")));
         }
         if cfg.upper.is_some() && cfg.work.is_none() {
             return Err(fc.fail(EINVAL, fmt!("missing 'workdir' (upperdir needs one)")));
@@ -715,8 +794,13 @@ impl FileSystem for UnionFs {
         if let Some(w) = &cfg.work {
             all.push((w, LayerKind::Work), GFP_KERNEL)?;
         }
-        for l in cfg.lowers.iter() {
-            all.push((l, LayerKind::Lower), GFP_KERNEL)?;
+        let merged_lowers = cfg.lowers.len() - cfg.data_layers;
+        for (i, l) in cfg.lowers.iter().enumerate() {
+            let kind = match i < merged_lowers {
+                true => LayerKind::Lower,
+                false => LayerKind::Data,
+            };
+            all.push((l, kind), GFP_KERNEL)?;
         }
         check_overlap(fc, &all)?;
         check_casefold(fc, &all)?;
@@ -739,9 +823,13 @@ impl FileSystem for UnionFs {
         let specs = upper.into_iter().map(|s| (s, LayerKind::Upper));
         let lowers = core::mem::take(&mut cfg.lowers)
             .into_iter()
-            .map(|s| (s, LayerKind::Lower));
+            .enumerate()
+            .map(|(i, s)| match i < merged_lowers {
+                true => (s, LayerKind::Lower),
+                false => (s, LayerKind::Data),
+            });
         for (spec, kind) in Iterator::chain(specs, lowers) {
-            let flags = if kind == LayerKind::Lower {
+            let flags = if kind.is_lower() {
                 LOWER_MOUNT_FLAGS
             } else {
                 0
@@ -761,6 +849,10 @@ impl FileSystem for UnionFs {
                     *slot = mnt.sb_ptr();
                 }
                 0
+            } else if kind == LayerKind::Data {
+                // Data-only layers share a "null" filesystem after the others (overlayfs'
+                // `ovl_get_data_fsid`): their numbers are never shown, they have no device.
+                usize::MAX
             } else {
                 match filesystems
                     .iter()
@@ -782,6 +874,9 @@ impl FileSystem for UnionFs {
                 },
                 GFP_KERNEL,
             )?;
+        }
+        for l in layers.iter_mut().filter(|l| l.kind == LayerKind::Data) {
+            l.fsid = filesystems.len();
         }
         let mut pseudo_devs = KVec::with_capacity(filesystems.len(), GFP_KERNEL)?;
         for _ in filesystems.iter() {
@@ -806,6 +901,7 @@ impl FileSystem for UnionFs {
                 index: false,
                 nfs_export: false,
                 redirect,
+                metacopy: cfg.metacopy,
                 last_ino: AtomicU64::new(1),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
@@ -867,7 +963,19 @@ impl FileSystem for UnionFs {
             ));
             info.redirect = Redirect::NoFollow;
         }
+        if !upper_xattrs && info.metacopy && info.has_upper() {
+            fc.warn(fmt!(
+                "failed to set xattr on upper, falling back to metacopy=off."
+            ));
+            info.metacopy = false;
+        }
         (info.index, info.nfs_export) = choose_index(&info, fc, cfg, upper_xattrs)?;
+        if info.metacopy && info.nfs_export {
+            fc.warn(fmt!(
+                "NFS export is not supported with metadata only copy up, falling back to nfs_export=off."
+            ));
+            info.nfs_export = false;
+        }
         info.bad_uuid = bad_uuids(&info)?;
         (info.xino, info.xino_bits) = choose_xino(&info, fc, cfg.xino, upper_xattrs, cfg.uuid);
         if info.bad_uuid.iter().any(|&b| b) {
@@ -892,6 +1000,9 @@ impl FileSystem for UnionFs {
         // Layer roots always merge: like overlayfs, an opaque mark on a layer's root is
         // ignored (OCI layers often carry one there).
         for (i, l) in fs.layers.iter().enumerate() {
+            if l.kind == LayerKind::Data {
+                continue;
+            }
             let root: ARef<Dentry> = l.spec.path.dentry().into();
             stack.push(
                 RealEntry {
@@ -905,7 +1016,7 @@ impl FileSystem for UnionFs {
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
         // Known by its top root, never by a lower one (overlayfs' rule for the root).
         let ino = fs.inode_number(0, real.ino(), true);
-        let data = UnionInode::new(stack, fs.has_upper(), false, None)?;
+        let data = UnionInode::new(stack, fs.has_upper(), false, None, false, None)?;
         data.set_root();
         if fs.has_upper() && fs.with_mounter(|m| fs.is_impure_dir(m, top.spec.path.dentry())) {
             data.set_impure();
@@ -964,8 +1075,12 @@ impl SuperOps for UnionFs {
         match &fs.lowerdir_all {
             Some(all) => seq_show_option(m, c"lowerdir", Some(all)),
             None => {
-                for l in fs.layers.iter().filter(|l| l.kind == LayerKind::Lower) {
-                    seq_show_option(m, c"lowerdir+", Some(&l.spec.name));
+                for l in fs.layers.iter() {
+                    match l.kind {
+                        LayerKind::Lower => seq_show_option(m, c"lowerdir+", Some(&l.spec.name)),
+                        LayerKind::Data => seq_show_option(m, c"datadir+", Some(&l.spec.name)),
+                        _ => {}
+                    }
                 }
             }
         }
@@ -991,6 +1106,9 @@ impl SuperOps for UnionFs {
         }
         if fs.xino != Xino::default_mode() && !fs.same_fs {
             seq_show_option(m, c"xino", Some(fs.xino.name()));
+        }
+        if fs.metacopy != crate::defaults::metacopy() {
+            seq_show_option(m, c"metacopy", Some(on_off(fs.metacopy)));
         }
         if fs.userxattr {
             seq_show_option(m, c"userxattr", None);

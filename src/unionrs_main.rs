@@ -53,6 +53,10 @@ module! {
             default: 0,
             description: "Auto enable xino feature",
         },
+        metacopy: u8 {
+            default: 0,
+            description: "Default to on or off for the metadata only copy up feature",
+        },
     },
 }
 
@@ -89,6 +93,11 @@ pub(crate) mod defaults {
     /// `xino_auto`: whether `xino=auto` is the default.
     pub(crate) fn xino_auto() -> bool {
         *p::xino_auto.value() != 0
+    }
+
+    /// `metacopy`: whether `metacopy=on` is the default.
+    pub(crate) fn metacopy() -> bool {
+        *p::metacopy.value() != 0
     }
 }
 

@@ -102,6 +102,11 @@ impl Dentry {
         self.inode().is_some_and(Inode::is_dir)
     }
 
+    /// Whether this is a positive dentry of a regular file.
+    pub(crate) fn is_reg(&self) -> bool {
+        self.inode().is_some_and(Inode::is_reg)
+    }
+
     /// Whether this is a positive dentry of a 0/0 character device (a whiteout).
     pub(crate) fn is_whiteout(&self) -> bool {
         self.inode().is_some_and(Inode::is_whiteout)

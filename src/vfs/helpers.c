@@ -40,6 +40,7 @@ static const struct constant_table unionrs_param_uuid[] = {
 static const struct fs_parameter_spec unionrs_param_spec[] = {
 	fsparam_string_empty("lowerdir", UNIONRS_OPT_LOWERDIR),
 	fsparam_file_or_string("lowerdir+", UNIONRS_OPT_LOWERDIR_ADD),
+	fsparam_file_or_string("datadir+", UNIONRS_OPT_DATADIR_ADD),
 	fsparam_file_or_string("upperdir", UNIONRS_OPT_UPPERDIR),
 	fsparam_file_or_string("workdir", UNIONRS_OPT_WORKDIR),
 	fsparam_flag("userxattr", UNIONRS_OPT_USERXATTR),

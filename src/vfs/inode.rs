@@ -269,6 +269,17 @@ impl Kstat<'_> {
         self.0.nlink = nlink;
     }
 
+    /// The 512-byte blocks a file of this size would take, in whole `blksize` blocks.
+    pub(crate) fn size_in_blocks(&self) -> u64 {
+        let (size, bs) = (self.0.size.max(0) as u64, u64::from(self.0.blksize.max(1)));
+        size.div_ceil(bs).saturating_mul(bs) >> 9
+    }
+
+    /// Reports `blocks` 512-byte blocks allocated.
+    pub(crate) fn set_blocks(&mut self, blocks: u64) {
+        self.0.blocks = blocks;
+    }
+
     /// Shows the owner and group through `idmap` (as `generic_fillattr` does for an idmapped
     /// mount); `ns` is the filesystem's user namespace.
     pub(crate) fn map_owner(&mut self, idmap: Idmap, ns: *mut bindings::user_namespace) {

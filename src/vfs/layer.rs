@@ -245,6 +245,22 @@ impl LayerMount {
         }
     }
 
+    /// Resolves the absolute path `path` (a redirect) from the layer's root, never leaving
+    /// the layer: no `..` above the root, no symlinks, no other mounts (overlayfs'
+    /// `ovl_lookup_data_layer`).
+    pub(crate) fn lookup_beneath(&self, _m: &AsMounter<'_>, path: &[u8]) -> Result<ARef<Dentry>> {
+        let mut name = KVec::with_capacity(path.len() + 1, GFP_KERNEL)?;
+        name.extend_from_slice(path, GFP_KERNEL)?;
+        name.push(0, GFP_KERNEL)?;
+        let name = CStr::from_bytes_with_nul(&name).map_err(|_| EINVAL)?;
+        let flags = cb::UNIONRS_LOOKUP_BENEATH
+            | cb::UNIONRS_LOOKUP_NO_SYMLINKS
+            | cb::UNIONRS_LOOKUP_NO_XDEV;
+        // SAFETY: we hold our mount, and its root is in it.
+        let found = unsafe { Path::lookup_at(self.as_ptr(), self.root(), name, flags) }?;
+        Ok(found.dentry().into())
+    }
+
     /// Reads xattr `name` of `d` into `buf` (or only its size, for an empty `buf`).
     pub(crate) fn getxattr(
         &self,
@@ -485,12 +501,22 @@ impl RealStat {
         self.0.size
     }
 
+    /// Takes `size` as the size (of a copy that is truncated as it is made).
+    pub(crate) fn set_size(&mut self, size: i64) {
+        self.0.size = size;
+    }
+
     pub(crate) fn ino(&self) -> u64 {
         self.0.ino
     }
 
     pub(crate) fn nlink(&self) -> u32 {
         self.0.nlink
+    }
+
+    /// 512-byte blocks allocated.
+    pub(crate) fn blocks(&self) -> u64 {
+        self.0.blocks
     }
 
     pub(crate) fn uid(&self) -> super::cred::Kuid {

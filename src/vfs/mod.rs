@@ -101,6 +101,11 @@ pub(crate) mod errno {
     pub(crate) fn estale() -> Error {
         Error::from_errno(-(bindings::ESTALE as i32))
     }
+
+    /// Object is remote: a real object the union cannot stack on (an automount point, ...).
+    pub(crate) fn eremote() -> Error {
+        Error::from_errno(-(bindings::EREMOTE as i32))
+    }
 }
 
 /// Shows a C string in a message, with non-printable bytes escaped.

@@ -43,6 +43,30 @@ impl Path {
         Ok(Self { inner })
     }
 
+    /// Resolves `name` below directory `base` of mount `mnt` with `flags` (`LOOKUP_*`).
+    ///
+    /// # Safety
+    ///
+    /// `mnt` must be a mount the caller holds a reference on, with `base` in it.
+    pub(crate) unsafe fn lookup_at(
+        mnt: *mut bindings::vfsmount,
+        base: &Dentry,
+        name: &CStr,
+        flags: u32,
+    ) -> Result<Self> {
+        let mut inner = bindings::path {
+            mnt: core::ptr::null_mut(),
+            dentry: core::ptr::null_mut(),
+        };
+        // SAFETY: `base` and `mnt` are live (the caller's promise); `name` is NUL-terminated
+        // and `inner` is a valid out parameter.
+        to_result(unsafe {
+            cb::vfs_path_lookup(base.as_ptr(), mnt, name.as_char_ptr(), flags, &mut inner)
+        })?;
+        // INVARIANT: on success `vfs_path_lookup` returns a referenced path.
+        Ok(Self { inner })
+    }
+
     /// Takes a new reference on the path of an open file.
     ///
     /// # Safety

@@ -22,6 +22,7 @@ mod fuzz_layers;
 mod hardening;
 mod identity;
 mod idmapped;
+mod metacopy;
 mod module_load;
 mod mount_options;
 mod pjdfstest;
@@ -111,6 +112,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(rootless::tests());
     tests.extend(identity::tests());
     tests.extend(redirect::tests());
+    tests.extend(metacopy::tests());
     tests.extend(idmapped::tests());
     tests.extend(hardening::tests());
     tests.extend(fuzz::tests());

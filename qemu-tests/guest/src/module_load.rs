@@ -5,6 +5,7 @@ use crate::fixture::Scratch;
 use crate::sys::{self, errno_name};
 use crate::{check, Test, TestResult};
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 pub fn tests() -> Vec<Test> {
     vec![
@@ -57,6 +58,7 @@ const OVERLAY_PARAMS: &[(&str, &str)] = &[
     ("index", "N"),
     ("nfs_export", "N"),
     ("xino_auto", "N"),
+    ("metacopy", "N"),
 ];
 
 fn set_overlay_param(name: &str, value: &str) -> TestResult {
@@ -103,8 +105,8 @@ fn parameter_defaults() -> TestResult {
     let sets: [(&str, &[(&str, &str)]); 3] = [
         ("", &[]),
         (
-            "redirect_dir=1 index=1 xino_auto=1 redirect_max=12",
-            &[("redirect_dir", "Y"), ("index", "Y"), ("xino_auto", "Y"), ("redirect_max", "12")],
+            "redirect_dir=1 index=1 xino_auto=1 redirect_max=12 metacopy=1",
+            &[("redirect_dir", "Y"), ("index", "Y"), ("xino_auto", "Y"), ("redirect_max", "12"), ("metacopy", "Y")],
         ),
         ("redirect_always_follow=0 nfs_export=1", &[("redirect_always_follow", "N"), ("nfs_export", "Y")]),
     ];
@@ -127,6 +129,14 @@ fn parameter_defaults() -> TestResult {
         "uuid=null",
         "uuid=on",
         "uuid=auto",
+        "metacopy=on",
+        "metacopy=off",
+        "metacopy=on,redirect_dir=off",
+        "metacopy=on,redirect_dir=nofollow",
+        "redirect_dir=follow,metacopy=on",
+        "metacopy=on,nfs_export=on",
+        "metacopy=on,index=on",
+        "userxattr,metacopy=on",
     ];
     for (n, (ours, theirs)) in sets.iter().enumerate() {
         for (name, value) in OVERLAY_PARAMS {
@@ -170,6 +180,10 @@ fn parameter_defaults() -> TestResult {
                             let r = fs::rename(mnt.join(from), mnt.join(to));
                             r.map_or_else(|e| errno_name(e.raw_os_error().unwrap_or(0)), |_| "ok".to_string())
                         };
+                        // Whether a chmod copies the metadata only (metacopy).
+                        let chmod = fs::set_permissions(mnt.join("dir/with/a/long/path/f"), fs::Permissions::from_mode(0o600));
+                        let meta = sys::lgetxattr(&u.join("dir/with/a/long/path/f"), b"trusted.overlay.metacopy");
+                        what = format!("{what}; chmod: {}, metacopy: {}", chmod.is_ok(), meta.is_ok());
                         what = format!("{what}; rename dir: {}", rename("dir", "dir2"));
                         what = format!("{what}; move dir2/with/a/long: {}", rename("dir2/with/a/long", "long"));
                     }

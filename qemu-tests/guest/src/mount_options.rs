@@ -277,13 +277,26 @@ fn bad_inputs() -> TestResult {
             overlay: Some(libc::EINVAL),
             msg: "cannot start with ':'",
         },
-        // overlayfs takes '::' as data-only layers, which unionrs does not have.
         BadCase {
-            what: "data layers",
-            opts: format!("lowerdir={t}/l1::{t}/l2"),
+            what: "a lower layer after a data-only one",
+            opts: format!("lowerdir={t}/l1::{t}/l2:{t}/w"),
             errno: libc::EINVAL,
-            overlay: None,
-            msg: "data-only lower layers",
+            overlay: Some(libc::EINVAL),
+            msg: "regular lower layers cannot follow data lower layers",
+        },
+        BadCase {
+            what: "lowerdir+ after datadir+",
+            opts: format!("lowerdir+={t}/l1,datadir+={t}/l2,lowerdir+={t}/w"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "regular lower layers cannot follow data layers",
+        },
+        BadCase {
+            what: "data-only layers alone",
+            opts: format!("datadir+={t}/l1,datadir+={t}/l2"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "at least one non-data lowerdir is required",
         },
         BadCase {
             what: "unknown option",
@@ -297,7 +310,7 @@ fn bad_inputs() -> TestResult {
             opts: format!("lowerdir={t}/l1,lowerdir+={t}/l2"),
             errno: libc::EINVAL,
             overlay: Some(libc::EINVAL),
-            msg: "lowerdir+ cannot follow lowerdir",
+            msg: "lowerdir+ and datadir+ cannot follow lowerdir",
         },
         BadCase {
             what: "nfs_export=on with index=off",
@@ -307,11 +320,18 @@ fn bad_inputs() -> TestResult {
             msg: "conflicting options: nfs_export=on,index=off",
         },
         BadCase {
-            what: "unsupported feature",
-            opts: format!("lowerdir={t}/l1:{t}/l2,metacopy=on"),
+            what: "metacopy=on with redirect_dir=off",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/w,metacopy=on,redirect_dir=off"),
             errno: libc::EINVAL,
-            overlay: None,
-            msg: "only the 'off' setting",
+            overlay: Some(libc::EINVAL),
+            msg: "conflicting options: metacopy=on,redirect_dir=",
+        },
+        BadCase {
+            what: "metacopy=on with nfs_export=on",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/w,metacopy=on,nfs_export=on"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "conflicting options: nfs_export=on,metacopy=on",
         },
     ];
 

@@ -169,7 +169,7 @@ fn stat_follow(p: &Path) -> Result<libc::stat, i32> {
 }
 
 /// Deterministic, position-dependent bytes.
-fn pattern(fill: u8, len: usize) -> Vec<u8> {
+pub(crate) fn pattern(fill: u8, len: usize) -> Vec<u8> {
     (0..len).map(|i| fill.wrapping_add((i as u8).wrapping_mul(31)) ^ (i >> 9) as u8).collect()
 }
 
@@ -1289,6 +1289,9 @@ pub(crate) struct Runner {
     done: usize,
     /// Per operation name: how often it was applied, and the reference's errnos (0: success).
     pub(crate) stats: BTreeMap<&'static str, (usize, BTreeMap<i32, usize>)>,
+    /// The views' `st_blocks` are compared too (with metacopy: a metacopy file's are its
+    /// lower data's).
+    blocks: bool,
 }
 
 impl Runner {
@@ -1298,7 +1301,8 @@ impl Runner {
         let a = Side::mount(env, "overlay", "overlayfs".to_string(), &env.mnt[0], &dir, "ref")?;
         let b = Side::mount(env, &env.fstype, test_label(&env.fstype), &env.mnt[1], &dir, "test")?;
         let model = Model::new(&a.mnt);
-        Ok(Runner { sides: [a, b], model, done: 0, stats: BTreeMap::new() })
+        let blocks = env.opts.contains("metacopy=on");
+        Ok(Runner { sides: [a, b], model, done: 0, stats: BTreeMap::new(), blocks })
     }
 
     /// Applies `op` to both unions; Err describes differing results.
@@ -1344,7 +1348,8 @@ impl Runner {
             (t, t)
         };
         let (la, lb) = (format!("{} view", a.label), format!("{} view", b.label));
-        let mut out = diff_trees(&la, &walk(&a.mnt), &lb, &walk(&b.mnt), &view_cmp(&times));
+        let cmp = Cmp { blocks: self.blocks, ..view_cmp(&times) };
+        let mut out = diff_trees(&la, &walk(&a.mnt), &lb, &walk(&b.mnt), &cmp);
         let (la, lb) = (format!("{} upper", a.label), format!("{} upper", b.label));
         out.extend(diff_trees(&la, &walk(&a.upper), &lb, &walk(&b.upper), &upper_cmp()));
         out
