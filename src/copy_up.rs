@@ -145,7 +145,7 @@ fn copy_up_one(
     if already_copied_up(dentry, flags, parent.is_none())? {
         return Ok(());
     }
-    if dentry.is_unhashed() && parent.is_some() {
+    if dentry.is_unhashed() && parent.is_some() && !has_upper_alias(dentry)? {
         // Removed from the union (by unlink or rename) since it was looked up.
         return Err(ENOENT);
     }
@@ -213,7 +213,10 @@ fn copy_up_one(
             fs.with_mounter(|m| fs.set_nlink_xattr(m, data, NlinkBase::Upper))?;
         }
     }
-    if let (true, false, Some(p), Some(up)) = (data.is_indexed(), is_dir, pinode, upper_parent) {
+    let linked = has_upper_alias(dentry)?;
+    if let (true, false, false, Some(p), Some(up)) =
+        (data.is_indexed(), is_dir, linked, pinode, upper_parent)
+    {
         fs.with_mounter(|m| link_up(fs, m, data, p.data()?, &up.dentry, &name))?;
     }
     // The object's inode number in the parent's listing is the copy's now.
@@ -233,7 +236,14 @@ fn copy_up_one(
 fn copy_up_data(fs: &UnionFs, m: &AsMounter<'_>, data: &UnionInode, flags: u32) -> Result {
     let upper = data.upper().ok_or(EIO)?;
     let lower = data.lower_data().ok_or(EIO)?;
-    let mnt = &fs.upper_layer()?.mnt;
+    let upper_layer = fs.upper_layer()?;
+    let mnt = &upper_layer.mnt;
+    // Another union inode of the same upper file (a name looked up before the copy) may have
+    // copied the data already.
+    if fs.metacopy_size(m, upper_layer, &upper.dentry)?.is_none() {
+        data.set_upperdata();
+        return Ok(());
+    }
     let meta = fs.real_path(data.lower().first().ok_or(EIO)?)?;
     let size = match flags & bindings::O_TRUNC {
         0 => meta.mnt.stat(m, meta.dentry)?.size(),
@@ -251,10 +261,7 @@ fn copy_up_data(fs: &UnionFs, m: &AsMounter<'_>, data: &UnionInode, flags: u32) 
     if let Some(cap) = capability {
         mnt.set_xattr(m, &upper.dentry, c"security.capability", Some(&cap), 0)?;
     }
-    match mnt.set_xattr(m, &upper.dentry, fs.xattr_name(Xattr::Metacopy), None, 0) {
-        Err(e) if e != crate::vfs::errno::enodata() => return Err(e),
-        _ => {}
-    }
+    mnt.set_xattr(m, &upper.dentry, fs.xattr_name(Xattr::Metacopy), None, 0)?;
     data.set_upperdata();
     Ok(())
 }
@@ -433,8 +440,10 @@ impl UnionFs {
                 }
                 r => r?,
             };
+            // The source ends early (a metacopy file's data shorter than its size): the rest
+            // stays a hole, as in overlayfs.
             if n == 0 {
-                return Err(EIO);
+                break;
             }
             pos += n as i64;
         }

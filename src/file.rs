@@ -10,7 +10,7 @@
 
 use crate::inode::real_data_path;
 use crate::superblock::UnionFs;
-use crate::vfs::{FileOps, FsInode, RealFile, UserFile};
+use crate::vfs::{FileOps, FsInode, RealFile, RealPath, UserFile};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::SetOnce;
@@ -18,7 +18,8 @@ use kernel::sync::SetOnce;
 /// Per open regular file: the real file that I/O goes to.
 pub(crate) struct OpenFile {
     real: RealFile,
-    /// The upper copy, opened on first use when the object was copied up after this open.
+    /// The upper copy, opened on first use when the object was copied up after this open (or
+    /// for an `fsync` of a metacopy file, whose data `real` still is).
     upper: SetOnce<RealFile>,
 }
 
@@ -57,8 +58,16 @@ fn open_mask(flags: u32) -> i32 {
 /// Opens the real object with `inode`'s data (below a metacopy file, the lower file with its
 /// data) as the backing file of `file`.
 fn open_real(inode: &FsInode<UnionFs>, file: &UserFile) -> Result<RealFile> {
+    open_real_path(inode, file, real_data_path(inode)?)
+}
+
+/// Opens real object `path` of `inode` as the backing file of `file`.
+fn open_real_path(
+    inode: &FsInode<UnionFs>,
+    file: &UserFile,
+    path: RealPath<'_>,
+) -> Result<RealFile> {
     let fs = inode.sb().info();
-    let path = real_data_path(inode)?;
     let real = path.dentry.inode().ok_or(ENOENT)?;
     let mut flags = real_flags(file.flags());
     fs.with_mounter(|m| {
@@ -71,6 +80,29 @@ fn open_real(inode: &FsInode<UnionFs>, file: &UserFile) -> Result<RealFile> {
         }
         RealFile::open_backing(m, file, path, flags, &fs.creds)
     })
+}
+
+/// The open file's upper file, `path` (the upper object of its inode), opened on first use.
+fn upper_file<'a>(
+    inode: &FsInode<UnionFs>,
+    file: &UserFile,
+    of: &'a OpenFile,
+    path: RealPath<'_>,
+) -> Result<&'a RealFile> {
+    if of.upper.as_ref().is_none() {
+        of.upper.populate(open_real_path(inode, file, path)?);
+    }
+    // Whoever won the race finishes publishing right away.
+    loop {
+        if let Some(u) = of.upper.as_ref() {
+            // The upper object of an inode never changes once it is there.
+            return match core::ptr::eq(u.dentry(), path.dentry) {
+                true => Ok(u),
+                false => Err(EIO),
+            };
+        }
+        core::hint::spin_loop();
+    }
 }
 
 #[vtable]
@@ -92,21 +124,12 @@ impl FileOps for UnionFs {
         file: &UserFile,
         of: &'a OpenFile,
     ) -> Result<&'a RealFile> {
-        if let Some(u) = of.upper.as_ref() {
-            return Ok(u);
-        }
-        if core::ptr::eq(real_data_path(inode)?.dentry, of.real.dentry()) {
+        let path = real_data_path(inode)?;
+        if core::ptr::eq(path.dentry, of.real.dentry()) {
             return Ok(&of.real);
         }
         // Copied up since the open: from now on, the upper copy.
-        of.upper.populate(open_real(inode, file)?);
-        // Whoever won the race finishes publishing right away.
-        loop {
-            if let Some(u) = of.upper.as_ref() {
-                return Ok(u);
-            }
-            core::hint::spin_loop();
-        }
+        upper_file(inode, file, of, path)
     }
 
     fn fsync(
@@ -117,8 +140,21 @@ impl FileOps for UnionFs {
         end: i64,
         datasync: bool,
     ) -> Result {
-        let real = Self::io_file(inode, file, of)?;
+        // Only the upper file, never a lower one (overlayfs' `ovl_fsync`): a metacopy file's
+        // metadata there, but not for `fdatasync` (its data is the lower file's).
+        let data = inode.data()?;
+        let Some(upper) = data.upper() else {
+            return Ok(());
+        };
+        if datasync && data.is_metacopy() {
+            return Ok(());
+        }
         let fs = inode.sb().info();
+        let path = fs.real_path(upper)?;
+        let real = match core::ptr::eq(path.dentry, of.real.dentry()) {
+            true => &of.real,
+            false => upper_file(inode, file, of, path)?,
+        };
         fs.with_mounter(|m| real.fsync_range(m, start, end, datasync))
     }
 

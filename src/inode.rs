@@ -477,11 +477,14 @@ impl UnionFs {
         {
             data.set_impure();
         }
-        if broken_link {
+        // A lower hard link not copied up yet gets an inode per name (the copy-up breaks the
+        // link); once on the upper layer, it is known by its upper object, which its upper
+        // names share (overlayfs' `ovl_get_inode`).
+        if broken_link && !top_is_upper {
             let ino = self.inode_number(top_layer, real.ino(), false);
             return sb.new_unhashed_inode(ino, real, idmap, data);
         }
-        let (key_layer, key_inode) = match by_upper {
+        let (key_layer, key_inode) = match by_upper || broken_link {
             true => (top_layer, real),
             false => (key_layer, key_inode),
         };

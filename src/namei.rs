@@ -249,14 +249,14 @@ impl UnionFs {
             // The index entry is the object's upper copy, maybe a metadata-only one, maybe
             // renamed (overlayfs reads both from it).
             let upper_layer = self.upper_layer()?;
+            redirect = self.read_redirect(m, upper_layer, &index)?;
             upper_metacopy = self.metacopy_size(m, upper_layer, &index)?.is_some();
             if upper_metacopy && !self.metacopy {
                 return Err(refuse_metacopy(name));
             }
-            redirect = match index.is_reg() {
-                true => self.read_redirect(m, upper_layer, &index)?,
-                false => None,
-            };
+            if redirect.is_some() && !self.redirect.follows() {
+                return Err(refuse_redirect(name));
+            }
             stack.reserve(1, GFP_KERNEL)?;
             stack
                 .insert_within_capacity(
@@ -533,17 +533,7 @@ impl UnionFs {
             return Ok(Some(child));
         }
         if self.is_trap(inode) {
-            let which = if layer.kind == LayerKind::Upper {
-                "upper"
-            } else {
-                "lower"
-            };
-            crate::vfs::warn_ratelimited(fmt!(
-                "unionrs: failed lookup in {} ('{}'): overlapping layers",
-                which,
-                BStr::from_bytes(component)
-            ));
-            return Err(errno::eloop());
+            return Err(overlapping_layers(layer, component));
         }
         if last_element {
             d.is_dir = true;
@@ -625,17 +615,7 @@ impl UnionFs {
             }
             let is_dir = inode.is_dir();
             if is_dir && self.is_trap(inode) {
-                let which = if layer.kind == LayerKind::Upper {
-                    "upper"
-                } else {
-                    "lower"
-                };
-                crate::vfs::warn_ratelimited(fmt!(
-                    "unionrs: failed lookup in {} ('{}'): overlapping layers",
-                    which,
-                    kernel::str::BStr::from_bytes(name)
-                ));
-                return Err(errno::eloop());
+                return Err(overlapping_layers(layer, name));
             }
             // A non-directory is only visible on top; below a directory it is hidden.
             if !is_dir && !stack.is_empty() {
@@ -749,6 +729,21 @@ fn is_valid_redirect(v: &[u8]) -> bool {
         Some((b'/', path)) => path.split(|&c| c == b'/').all(|c| !c.is_empty()),
         _ => !v.contains(&b'/'),
     }
+}
+
+/// A layer root or the work directory met below `name` on `layer` (moved there after the
+/// mount): overlayfs' trap, `ELOOP` rather than a loop.
+fn overlapping_layers(layer: &Layer, name: &[u8]) -> Error {
+    let which = match layer.kind {
+        LayerKind::Upper => "upper",
+        _ => "lower",
+    };
+    crate::vfs::warn_ratelimited(fmt!(
+        "unionrs: failed lookup in {} ('{}'): overlapping layers",
+        which,
+        BStr::from_bytes(name)
+    ));
+    errno::eloop()
 }
 
 /// A metacopy file met where `metacopy=off` forbids following it to its data.

@@ -224,8 +224,6 @@ impl Xino {
 pub(crate) enum SplitError {
     /// Starts with `:` (overlayfs' "cannot append lower layer").
     LeadingColon,
-    /// `a:b` after `::c` (data-only layers come last).
-    RegularAfterData,
     /// Three or more colons in a row, or colons at the end.
     EmptyElement,
     /// More than [`MAX_LOWER_LAYERS`] elements.
@@ -238,9 +236,6 @@ impl SplitError {
     fn message(self) -> &'static CStr {
         match self {
             Self::LeadingColon => c"lowerdir: cannot start with ':' (nothing to append to)",
-            Self::RegularAfterData => {
-                c"lowerdir: regular lower layers cannot follow data lower layers"
-            }
             Self::EmptyElement => c"lowerdir: empty layer path (unescaped ':' at the end or ':::')",
             Self::TooMany => c"lowerdir: too many lower directories, the limit is 500",
             Self::NoMemory => c"lowerdir: out of memory",
@@ -255,8 +250,8 @@ impl SplitError {
     }
 }
 
-/// One element of a `lowerdir=` value: the path, and whether it is a data-only layer (after
-/// `::`).
+/// One element of a `lowerdir=` value: the path, and whether it follows `::` (a data-only
+/// layer; a regular one after it is refused when the layers are resolved, as overlayfs does).
 pub(crate) struct SplitLayer {
     pub(crate) path: KVec<u8>,
     pub(crate) data_only: bool,
@@ -311,9 +306,6 @@ pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<SplitLayer>, SplitError> {
                 if next == s.len() || double && s.get(next) == Some(&b':') {
                     return Err(SplitError::EmptyElement);
                 }
-                if data_only && !double {
-                    return Err(SplitError::RegularAfterData);
-                }
                 if layers.len() == MAX_LOWER_LAYERS {
                     return Err(SplitError::TooMany);
                 }
@@ -321,7 +313,7 @@ pub(crate) fn split_lowerdir(s: &[u8]) -> Result<KVec<SplitLayer>, SplitError> {
                 layers
                     .push(SplitLayer { path, data_only }, GFP_KERNEL)
                     .map_err(|_| SplitError::NoMemory)?;
-                data_only |= double;
+                data_only = double;
                 i = next;
             }
             c => {
@@ -447,6 +439,13 @@ fn parse_lowerdir(fc: &FsContext, cfg: &mut Config, value: &CStr) -> Result {
     }
     cfg.lowers.reserve(parts.len(), GFP_KERNEL)?;
     for part in parts.iter() {
+        // Checked where overlayfs checks it: before the regular layer is resolved.
+        if !part.data_only && cfg.data_layers > 0 {
+            return Err(fc.fail(
+                EINVAL,
+                fmt!("lowerdir: regular lower layers cannot follow data lower layers"),
+            ));
+        }
         let name = to_cstring(&part.path)?;
         let path = resolve_layer(fc, "lowerdir", &name)?;
         add_lower(fc, cfg, LayerSpec { name, path })?;
@@ -474,6 +473,8 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
         opt::LOWERDIR_ADD | opt::DATADIR_ADD => {
             let data_only = param.opt == opt::DATADIR_ADD;
             let what = if data_only { "datadir+" } else { "lowerdir+" };
+            // Resolved first: a bad path is reported before a misplaced one, as overlayfs does.
+            let layer = layer_from_param(fc, what, param.value, Escapes::Literal)?;
             if cfg.lowerdir_all.is_some() {
                 return Err(fc.fail(
                     EINVAL,
@@ -486,7 +487,6 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
                     fmt!("regular lower layers cannot follow data layers"),
                 ));
             }
-            let layer = layer_from_param(fc, what, param.value, Escapes::Literal)?;
             add_lower(fc, cfg, layer)?;
             cfg.data_layers += usize::from(data_only);
             Ok(())
@@ -643,7 +643,8 @@ mod tests {
             &[b"/a", b"/b", b"+/d1", b"+/d2"]
         ));
         assert!(splits_to(b"/a\\::/b", &[b"/a:", b"/b"]));
-        assert!(fails_with(b"/a::/d:/b", SplitError::RegularAfterData));
+        // A regular layer after a data-only one is refused when the layers are resolved.
+        assert!(splits_to(b"/a::/d:/b", &[b"/a", b"+/d", b"/b"]));
     }
 
     /// `n` one-letter layers separated by colons.

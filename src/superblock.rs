@@ -382,6 +382,10 @@ fn verify_options(fc: &FsContext, cfg: &mut params::Config) -> Result<Redirect> 
         if cfg.metacopy_given {
             fc.info(fmt!("disabling nfs_export due to metacopy=on"));
             cfg.nfs_export = false;
+            // overlayfs has turned the index on for it already.
+            if has_upper && !cfg.index_given {
+                cfg.index = true;
+            }
         } else {
             fc.info(fmt!("disabling metacopy due to nfs_export=on"));
             cfg.metacopy = false;

@@ -144,6 +144,13 @@ fn bad_inputs() -> TestResult {
             msg: "conflicting options: userxattr,redirect_dir=on",
         },
         BadCase {
+            what: "userxattr with metacopy=on",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/w,userxattr,metacopy=on"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "conflicting options: userxattr,metacopy=on",
+        },
+        BadCase {
             what: "upperdir on an overlayfs",
             opts: format!("lowerdir={t}/l1,upperdir={t}/ov/u,workdir={t}/ov/w"),
             errno: libc::EINVAL,

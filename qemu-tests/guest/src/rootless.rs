@@ -252,7 +252,9 @@ const INTERVAL_S: u64 = 5;
 fn mount_errors_rate_limited() -> TestResult {
     let s = Scratch::new("rootless_ratelimit");
     let base = s.dir("fs");
-    fs::create_dir_all(base.join("mnt")).map_err(|e| e.to_string())?;
+    for d in ["mnt", "l1", "l2", "u", "w"] {
+        fs::create_dir_all(base.join(d)).map_err(|e| e.to_string())?;
+    }
     give_to_user(&base, &[])?;
     let mut kmsg = Kmsg::new();
     kmsg.read_new();
@@ -281,6 +283,23 @@ fn mount_errors_child(base: &Path) -> TestResult {
         check!(r == reference, "failing mount #{i}: unionrs gave {}, overlayfs {}", errno_name(r), errno_name(reference));
     }
     check!(reference == libc::ENOENT, "overlayfs gave {} for a missing lowerdir, the test expects ENOENT", errno_name(reference));
+    // What needs the trusted xattrs, asked for without CAP_SYS_ADMIN in the initial
+    // namespace: refused with EPERM, as overlayfs refuses it.
+    let b = base.display();
+    let layers = format!("lowerdir={b}/l1,upperdir={b}/u,workdir={b}/w");
+    for (opts, msg) in [
+        (format!("{layers},redirect_dir=on"), "redirect_dir requires permission to access trusted xattrs"),
+        (format!("{layers},metacopy=on"), "metacopy requires permission to access trusted xattrs"),
+        (format!("lowerdir={b}/l1::{b}/l2"), "lower data-only dirs require permission to access trusted xattrs"),
+    ] {
+        let (ours, theirs) = (sys::mount("none", &mnt, "unionrs", 0, &opts), sys::mount("none", &mnt, "overlay", 0, &opts));
+        check!(
+            ours == libc::EPERM && theirs == libc::EPERM,
+            "{opts}: unionrs gave {}, overlayfs {}, want EPERM ({msg})",
+            errno_name(ours),
+            errno_name(theirs)
+        );
+    }
     Ok(())
 }
 
