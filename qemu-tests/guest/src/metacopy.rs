@@ -403,11 +403,12 @@ fn data_only_layers() -> TestResult {
         let cmp = tree::Cmp { blocks: true, ..writable::view_cmp(&|_: &[u8]| (true, true)) };
         problems.extend(tree::diff_trees("overlayfs", &views[0], &fstype, &views[1], &cmp).into_iter().map(|e| format!("{layers}: {e}")));
     }
-    // Under an upper layer.
+    // Under an upper layer, with metacopy=on: a chmod copies the metacopy file's metadata up
+    // (its data stays in the data layer), a write copies the data from there.
     let mut sides = vec![];
     for fs in ["overlay", fstype.as_str()] {
         let (upper, work, mnt) = (s.dir(&format!("u-{fs}")), s.dir(&format!("w-{fs}")), s.dir(&format!("m-{fs}")));
-        let opts = format!("lowerdir={m}::{d},upperdir={},workdir={}", upper.display(), work.display());
+        let opts = format!("lowerdir={m}::{d},upperdir={},workdir={},metacopy=on", upper.display(), work.display());
         let rc = sys::mount("none", &mnt, fs, 0, &opts);
         check!(rc == 0, "mounting {fs} with {opts}: {}", errno_name(rc));
         s.track(&mnt);
