@@ -1174,21 +1174,24 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
         found.upper_metacopy,
         found.lowerdata_redirect,
     )?;
-    // A directory found again must be the one cached (overlayfs' strict `ovl_verify_inode`):
-    // a lower directory that two redirects lead to, or one moved to the upper layer under us,
-    // would otherwise give one directory two names.
-    if is_dir {
-        let cached = SuperBlock::<UnionFs>::our_inode(&inode)
-            .ok_or(EIO)?
-            .data()?;
-        if (
-            real_inode(cached.upper()),
-            real_inode(cached.lower().first()),
-        ) != want
-        {
-            crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get inode (-116)"));
-            return Err(errno::estale());
-        }
+    // An object found again must be the one cached (overlayfs' `ovl_verify_inode`): a lower
+    // object that two redirects lead to (two metacopy files, two directories), or a directory
+    // moved to the upper layer under us, would otherwise have two names. A directory must
+    // match exactly; a non-directory in the real objects found.
+    let cached = SuperBlock::<UnionFs>::our_inode(&inode)
+        .ok_or(EIO)?
+        .data()?;
+    let has = (
+        real_inode(cached.upper()),
+        real_inode(cached.lower().first()),
+    );
+    let matches = match is_dir {
+        true => has == want,
+        false => (want.0.is_none() || has.0 == want.0) && (want.1.is_none() || has.1 == want.1),
+    };
+    if !matches {
+        crate::vfs::warn_ratelimited(fmt!("unionrs: failed to get inode (-116)"));
+        return Err(errno::estale());
     }
     Ok(Some(inode))
 }
