@@ -344,9 +344,10 @@ fn needs_redirect(inode: &FsInode<UnionFs>) -> Result<bool> {
     })
 }
 
-/// Records on the upper copy of directory `dentry`, about to be renamed, where its lower
-/// directories are (overlayfs' `ovl_set_redirect`): its name, for a rename in the same
-/// directory, else its path from the root, both as they were before any rename. A redirect
+/// Records on the upper copy of `dentry` (a directory or a metacopy file), about to be renamed
+/// or linked, where its lower objects are (overlayfs' `ovl_set_redirect`): its name, for a
+/// rename in the same directory (not of a lower hard link), else its path from the root, both
+/// as they were before any rename. A redirect
 /// already there is kept if it still says the same. A path longer than `redirect_max`, or an
 /// upper layer without xattrs, fails with `EXDEV` (`mv` then copies).
 fn set_redirect(fs: &UnionFs, m: &AsMounter<'_>, dentry: &Dentry, samedir: bool) -> Result {
