@@ -103,7 +103,7 @@ fn copy_up_flags(sb: &SuperBlock<UnionFs>, dentry: &Dentry, flags: u32) -> Resul
         return Err(EROFS);
     }
     // The data a copy may need, found first (before any lock of the copy is taken).
-    fs.find_lowerdata(union_inode(dentry)?.1.data()?, dentry.name())?;
+    fs.verify_lowerdata(union_inode(dentry)?.1.data()?, dentry.name())?;
     if dentry.is_root() {
         let (_, inode) = union_inode(dentry)?;
         if inode.data()?.is_root() {
@@ -158,10 +158,15 @@ fn copy_up_one(
     let mnt = &fs.upper_layer()?.mnt;
     let is_dir = data.is_dir();
     if data.upper().is_none() {
+        let lower_data = data.lower_data().ok_or(EIO)?;
+        let metacopy = fs.metacopy
+            && inode.inode().is_reg()
+            && !flags_need_data(flags)
+            && fs.with_mounter(|m| fs.verity_allows_metacopy(m, lower_data));
         let source = CopySource {
             meta: lower,
-            data: data.lower_data().ok_or(EIO)?,
-            metacopy: fs.metacopy && inode.inode().is_reg() && !flags_need_data(flags),
+            data: lower_data,
+            metacopy,
             truncated: flags & bindings::O_TRUNC != 0,
         };
         let indexed = fs.needs_index(data);
@@ -356,6 +361,10 @@ impl UnionFs {
                 rdev: st.rdev(),
             },
         };
+        let metacopy_value = match source.metacopy {
+            true => Some(self.metacopy_value(m, source.data)?),
+            false => None,
+        };
         let (copy, _) = self.build_in_work(m, what, |temp| {
             if mode & bindings::S_IFMT == bindings::S_IFREG && !source.metacopy {
                 let from = self.real_path(source.data)?;
@@ -373,8 +382,10 @@ impl UnionFs {
             }
             // The 4-byte header without a digest is stored as an empty value (overlayfs'
             // `ovl_set_metacopy_xattr`).
-            if source.metacopy && !self.set_private_xattr(m, temp, Xattr::Metacopy, &[])? {
-                return Err(crate::vfs::errno::eopnotsupp());
+            if let Some(value) = &metacopy_value {
+                if !self.set_private_xattr(m, temp, Xattr::Metacopy, value)? {
+                    return Err(crate::vfs::errno::eopnotsupp());
+                }
             }
             self.copy_attrs(m, temp, &st)?;
             // Never over anything, not even a whiteout: a whiteout there means the object

@@ -114,7 +114,7 @@ impl FileOps for UnionFs {
         inode
             .sb()
             .info()
-            .find_lowerdata(inode.data()?, dentry.name())?;
+            .verify_lowerdata(inode.data()?, dentry.name())?;
         crate::copy_up::prepare_open(dentry, file.flags())?;
         Ok(OpenFile::new(open_real(inode, file)?))
     }

@@ -61,6 +61,9 @@ pub(crate) struct UnionInode {
     /// `lowerdata`).
     lowerdata_redirect: Option<KVec<u8>>,
     lazy_data: SetOnce<RealEntry>,
+    /// The data was checked against the metacopy file's fs-verity digest (overlayfs'
+    /// `OVL_VERIFIED_DIGEST`).
+    verity_checked: AtomicBool,
     /// The upper object holds the data (overlayfs' `OVL_UPPERDATA`): false for a metadata-only
     /// copy (`overlay.metacopy`), whose data is still the lower data object's until the first
     /// open for write copies it up.
@@ -102,6 +105,7 @@ impl UnionInode {
                 union_nlink: AtomicU32::new(0),
                 root: AtomicBool::new(false),
                 upperdata: AtomicBool::new(!upper_metacopy),
+                verity_checked: AtomicBool::new(false),
                 lowerdata_redirect,
                 lazy_data: SetOnce::new(),
                 redirect <- new_mutex!(redirect),
@@ -144,6 +148,16 @@ impl UnionInode {
         self.upperdata.store(true, Ordering::Release);
     }
 
+    /// Whether the data was checked against the recorded fs-verity digest.
+    pub(crate) fn verity_checked(&self) -> bool {
+        self.verity_checked.load(Ordering::Acquire)
+    }
+
+    /// Notes that the data matches the recorded fs-verity digest.
+    pub(crate) fn set_verity_checked(&self) {
+        self.verity_checked.store(true, Ordering::Release);
+    }
+
     /// Notes that the upper object about to be published is a metadata-only copy.
     pub(crate) fn clear_upperdata(&self) {
         self.upperdata.store(false, Ordering::Release);
@@ -163,7 +177,7 @@ impl UnionInode {
 
     /// The real object whose data the union shows (overlayfs' `ovl_path_realdata`): the upper
     /// one if it holds the data, else the lower one with the data (`EIO` if that one is in a
-    /// data-only layer and was not looked up yet: see `UnionFs::find_lowerdata`).
+    /// data-only layer and was not looked up yet: see `UnionFs::verify_lowerdata`).
     pub(crate) fn data_entry(&self) -> Result<&RealEntry> {
         match self.upper() {
             Some(u) if self.has_upperdata() => Ok(u),

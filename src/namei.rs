@@ -7,10 +7,10 @@
 //! directories merge until one is opaque.
 
 use crate::inode::{RealEntry, UnionInode};
-use crate::params::Uuid;
+use crate::params::{Uuid, Verity};
 use crate::superblock::{Layer, LayerKind, UnionFs};
 use crate::vfs::layer::{FhSupport, RealFh};
-use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode, SuperBlock};
+use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode, SuperBlock, VERITY_MAX_DIGEST};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 use kernel::str::BStr;
@@ -1090,6 +1090,172 @@ impl UnionFs {
 }
 
 impl UnionFs {
+    /// What must hold before a metacopy file's data is used (overlayfs'
+    /// `ovl_verify_lowerdata`): its data found (see [`Self::find_lowerdata`]) and, with
+    /// `verity=`, checked against the digest its metacopy xattr records.
+    pub(crate) fn verify_lowerdata(&self, data: &UnionInode, name: &[u8]) -> Result {
+        self.find_lowerdata(data, name)?;
+        self.validate_verity(data, name)
+    }
+
+    /// Checks a metacopy file's data against the fs-verity digest in its `overlay.metacopy`,
+    /// once (overlayfs' `ovl_maybe_validate_verity`): a file without a digest passes unless
+    /// `verity=require`; a digest that the data does not have fails with `EIO`.
+    fn validate_verity(&self, data: &UnionInode, name: &[u8]) -> Result {
+        if self.verity == Verity::Off || !data.is_metacopy() || data.verity_checked() {
+            return Ok(());
+        }
+        let meta = data.top()?;
+        let lower = data.lower_data().ok_or(EIO)?;
+        let _serialized = data.copy_up_lock.lock()?;
+        if data.verity_checked() {
+            return Ok(());
+        }
+        let layer = self.layers.get(meta.layer).ok_or(EIO)?;
+        self.with_mounter(|m| {
+            let Some((algo, want)) = self.metacopy_digest(m, layer, &meta.dentry)? else {
+                if self.verity == Verity::Require {
+                    crate::vfs::warn_ratelimited(fmt!(
+                        "unionrs: metacopy file '{}' has no digest specified",
+                        BStr::from_bytes(name)
+                    ));
+                    return Err(EIO);
+                }
+                return Ok(());
+            };
+            let lower_name = lower.dentry.name_copy()?;
+            let failed = |what: &str| {
+                crate::vfs::warn_ratelimited(fmt!(
+                    "unionrs: lower file '{}' {}",
+                    BStr::from_bytes(&lower_name),
+                    what
+                ));
+                EIO
+            };
+            self.load_verity(m, lower)
+                .map_err(|_| failed("failed to load fs-verity info"))?;
+            let mut digest = [0u8; VERITY_MAX_DIGEST];
+            let inode = lower.dentry.inode().ok_or(EIO)?;
+            let Some((n, real_algo)) = inode.verity_digest(&mut digest) else {
+                return Err(failed("has no fs-verity digest"));
+            };
+            if n != want.len() || real_algo != algo || digest.get(..n) != Some(&want[..]) {
+                return Err(failed("has the wrong fs-verity digest"));
+            }
+            data.set_verity_checked();
+            Ok(())
+        })
+    }
+
+    /// Makes sure the fs-verity data of lower file `e` is in memory (overlayfs'
+    /// `ovl_ensure_verity_loaded`): a verity file never opened yet is opened once.
+    pub(crate) fn load_verity(&self, m: &AsMounter<'_>, e: &RealEntry) -> Result {
+        let (is_verity, loaded) = e.dentry.inode().ok_or(EIO)?.verity_state();
+        if is_verity && !loaded {
+            let path = self.real_path(e)?;
+            drop(crate::vfs::RealFile::open(
+                m,
+                path,
+                kernel::bindings::O_RDONLY,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// The fs-verity digest (algorithm, digest) that the `overlay.metacopy` of `d` on `layer`
+    /// records, `None` if it records none (overlayfs' `ovl_check_metacopy_xattr` with its
+    /// header read): a header of another version, or whose length is not the value's, fails
+    /// with `EIO`.
+    fn metacopy_digest(
+        &self,
+        m: &AsMounter<'_>,
+        layer: &Layer,
+        d: &Dentry,
+    ) -> Result<Option<(u8, KVec<u8>)>> {
+        let Some(size) = self.metacopy_size(m, layer, d)? else {
+            return Ok(None);
+        };
+        let mut value = [0u8; METACOPY_MIN_SIZE + VERITY_MAX_DIGEST];
+        let n = match size {
+            // An empty value: the header without digest.
+            METACOPY_MIN_SIZE => 0,
+            _ => layer
+                .mnt
+                .getxattr(m, d, self.xattr_name(Xattr::Metacopy), &mut value)?,
+        };
+        let name = d.name_copy()?;
+        let bad = |what: &str| {
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: metacopy file '{}' has {}",
+                BStr::from_bytes(&name),
+                what
+            ));
+            EIO
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let [version, len, _flags, algo] = value
+            .get(..METACOPY_MIN_SIZE)
+            .map_or([1, 0, 0, 0], |h| [h[0], h[1], h[2], h[3]]);
+        if version != 0 {
+            return Err(bad("unsupported version"));
+        }
+        if usize::from(len) != n {
+            return Err(bad("invalid xattr size"));
+        }
+        if algo == 0 || n == METACOPY_MIN_SIZE {
+            return Ok(None);
+        }
+        let mut digest = KVec::with_capacity(n - METACOPY_MIN_SIZE, GFP_KERNEL)?;
+        digest.extend_from_slice(value.get(METACOPY_MIN_SIZE..n).ok_or(EIO)?, GFP_KERNEL)?;
+        Ok(Some((algo, digest)))
+    }
+
+    /// The `overlay.metacopy` value of a metadata-only copy whose data is lower file `lower`
+    /// (overlayfs' `ovl_get_verity_digest` and `ovl_set_metacopy_xattr`): empty (the header
+    /// without digest), or with `verity=`, the header and the fs-verity digest of the data
+    /// (which `verity=require` insists on).
+    pub(crate) fn metacopy_value(&self, m: &AsMounter<'_>, lower: &RealEntry) -> Result<KVec<u8>> {
+        let mut value = KVec::new();
+        if self.verity == Verity::Off || !lower.dentry.is_reg() {
+            return Ok(value);
+        }
+        let name = lower.dentry.name_copy()?;
+        let failed = |what: &str| {
+            crate::vfs::warn_ratelimited(fmt!(
+                "unionrs: lower file '{}' {}",
+                BStr::from_bytes(&name),
+                what
+            ));
+            EIO
+        };
+        self.load_verity(m, lower)
+            .map_err(|_| failed("failed to load fs-verity info"))?;
+        let mut digest = [0u8; VERITY_MAX_DIGEST];
+        match lower.dentry.inode().ok_or(EIO)?.verity_digest(&mut digest) {
+            Some((n, algo)) => {
+                let len = u8::try_from(METACOPY_MIN_SIZE + n).map_err(|_| EIO)?;
+                value.extend_from_slice(&[0, len, 0, algo], GFP_KERNEL)?;
+                value.extend_from_slice(digest.get(..n).ok_or(EIO)?, GFP_KERNEL)?;
+            }
+            None if self.verity == Verity::Require => {
+                return Err(failed("has no fs-verity digest"))
+            }
+            None => {}
+        }
+        Ok(value)
+    }
+
+    /// Whether a metadata-only copy of lower data file `lower` may be made (overlayfs'
+    /// `ovl_need_meta_copy_up` with `verity=require`): only of a file with fs-verity, else
+    /// the data is copied too.
+    pub(crate) fn verity_allows_metacopy(&self, m: &AsMounter<'_>, lower: &RealEntry) -> bool {
+        self.verity != Verity::Require
+            || self.load_verity(m, lower).is_ok()
+                && lower.dentry.inode().is_some_and(|i| i.verity_active())
+    }
+
     /// Finds the data of a metacopy file whose redirect leads into the data-only layers, if
     /// not done yet (overlayfs' `ovl_maybe_lookup_lowerdata`): the first data-only layer
     /// that has a regular file at that path, never leaving the layer.

@@ -30,6 +30,7 @@ mod opt {
     pub(super) const REDIRECT_DIR: i32 = cb::UNIONRS_OPT_REDIRECT_DIR as i32;
     pub(super) const XINO: i32 = cb::UNIONRS_OPT_XINO as i32;
     pub(super) const UUID: i32 = cb::UNIONRS_OPT_UUID as i32;
+    pub(super) const VERITY: i32 = cb::UNIONRS_OPT_VERITY as i32;
 }
 
 /// `uuid=`: whether the upper layer keeps a persistent uuid in `overlay.uuid`.
@@ -60,6 +61,26 @@ impl Uuid {
             cb::UNIONRS_UUID_NULL => Self::Null,
             cb::UNIONRS_UUID_ON => Self::On,
             _ => Self::Auto,
+        }
+    }
+}
+
+/// `verity=`: whether the fs-verity digest of a metacopy file's lower data is recorded at
+/// copy-up and checked on open (`require`: and must be there).
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub(crate) enum Verity {
+    #[default]
+    Off,
+    On,
+    Require,
+}
+
+impl Verity {
+    pub(crate) fn name(self) -> &'static CStr {
+        match self {
+            Self::Off => c"off",
+            Self::On => c"on",
+            Self::Require => c"require",
         }
     }
 }
@@ -117,6 +138,7 @@ pub(crate) struct Config {
     pub(crate) metacopy: bool,
     /// `metacopy=` was given (on or off).
     pub(crate) metacopy_given: bool,
+    pub(crate) verity: Verity,
 }
 
 impl Default for Config {
@@ -139,6 +161,7 @@ impl Default for Config {
             nfs_export_given: false,
             metacopy: crate::defaults::metacopy(),
             metacopy_given: false,
+            verity: Verity::Off,
         }
     }
 }
@@ -564,6 +587,14 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
         }
         opt::UUID => {
             cfg.uuid = Uuid::from_param(param.number);
+            Ok(())
+        }
+        opt::VERITY => {
+            cfg.verity = match param.number {
+                cb::UNIONRS_VERITY_ON => Verity::On,
+                cb::UNIONRS_VERITY_REQUIRE => Verity::Require,
+                _ => Verity::Off,
+            };
             Ok(())
         }
         _ => Err(fc.fail(EINVAL, fmt!("unknown mount option"))),

@@ -118,6 +118,8 @@ pub(crate) struct UnionFs {
     /// `metacopy=on` as it stands after the mount's checks: a change of metadata copies only
     /// the metadata up (see `crate::copy_up`).
     pub(crate) metacopy: bool,
+    /// `verity=`: fs-verity digests of metacopy files' data recorded and checked.
+    pub(crate) verity: params::Verity,
     /// The last number given to a directory that has no unique one (non-persistent, as in
     /// overlayfs).
     pub(crate) last_ino: AtomicU64,
@@ -379,8 +381,14 @@ fn verify_options(fc: &FsContext, cfg: &mut params::Config) -> Result<Redirect> 
                 fmt!("conflicting options: nfs_export=on,metacopy=on"),
             ));
         }
-        if cfg.metacopy_given {
-            fc.info(fmt!("disabling nfs_export due to metacopy=on"));
+        if cfg.metacopy_given || cfg.verity != params::Verity::Off {
+            match cfg.metacopy_given {
+                true => fc.info(fmt!("disabling nfs_export due to metacopy=on")),
+                false => fc.info(fmt!(
+                    "disabling nfs_export due to verity={}",
+                    cfg.verity.name()
+                )),
+            }
             cfg.nfs_export = false;
             // overlayfs has turned the index on for it already.
             if has_upper && !cfg.index_given {
@@ -417,6 +425,12 @@ fn verify_options(fc: &FsContext, cfg: &mut params::Config) -> Result<Redirect> 
             return Err(fc.fail(
                 EPERM,
                 fmt!("metacopy requires permission to access trusted xattrs"),
+            ));
+        }
+        if cfg.verity != params::Verity::Off {
+            return Err(fc.fail(
+                EPERM,
+                fmt!("verity requires permission to access trusted xattrs"),
             ));
         }
         if cfg.data_layers > 0 {
@@ -906,6 +920,7 @@ impl FileSystem for UnionFs {
                 nfs_export: false,
                 redirect,
                 metacopy: cfg.metacopy,
+                verity: cfg.verity,
                 last_ino: AtomicU64::new(1),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
@@ -1116,6 +1131,9 @@ impl SuperOps for UnionFs {
         }
         if fs.userxattr {
             seq_show_option(m, c"userxattr", None);
+        }
+        if fs.verity != params::Verity::Off {
+            seq_show_option(m, c"verity", Some(fs.verity.name()));
         }
         Ok(())
     }

@@ -37,6 +37,13 @@ static const struct constant_table unionrs_param_uuid[] = {
 	{}
 };
 
+static const struct constant_table unionrs_param_verity[] = {
+	{ "off", UNIONRS_VERITY_OFF },
+	{ "on", UNIONRS_VERITY_ON },
+	{ "require", UNIONRS_VERITY_REQUIRE },
+	{}
+};
+
 static const struct fs_parameter_spec unionrs_param_spec[] = {
 	fsparam_string_empty("lowerdir", UNIONRS_OPT_LOWERDIR),
 	fsparam_file_or_string("lowerdir+", UNIONRS_OPT_LOWERDIR_ADD),
@@ -50,6 +57,7 @@ static const struct fs_parameter_spec unionrs_param_spec[] = {
 	fsparam_enum("redirect_dir", UNIONRS_OPT_REDIRECT_DIR, unionrs_param_redirect_dir),
 	fsparam_enum("xino", UNIONRS_OPT_XINO, unionrs_param_xino),
 	fsparam_enum("uuid", UNIONRS_OPT_UUID, unionrs_param_uuid),
+	fsparam_enum("verity", UNIONRS_OPT_VERITY, unionrs_param_verity),
 	{}
 };
 
@@ -292,6 +300,26 @@ int unionrs_security_dentry_create_files_as(struct dentry *dentry, int mode,
 					    const struct cred *old, struct cred *new)
 {
 	return security_dentry_create_files_as(dentry, mode, &dentry->d_name, old, new);
+}
+
+bool unionrs_is_verity(const struct inode *inode)
+{
+	return IS_VERITY(inode);
+}
+
+bool unionrs_fsverity_info_loaded(const struct inode *inode)
+{
+	return fsverity_get_info(inode);
+}
+
+bool unionrs_fsverity_active(const struct inode *inode)
+{
+	return fsverity_active(inode);
+}
+
+int unionrs_fsverity_get_digest(struct inode *inode, u8 *digest, u8 *alg)
+{
+	return fsverity_get_digest(inode, digest, alg, NULL);
 }
 
 void unionrs_super_set_uuid(struct super_block *sb, const u8 *uuid)

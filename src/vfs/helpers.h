@@ -16,6 +16,7 @@
 #include <linux/fs_context.h>
 #include <linux/fs_parser.h>
 #include <linux/fs_stack.h>
+#include <linux/fsverity.h>
 #include <linux/mount.h>
 #include <linux/namei.h>
 #include <linux/posix_acl.h>
@@ -42,6 +43,7 @@ enum unionrs_opt {
 	UNIONRS_OPT_REDIRECT_DIR,
 	UNIONRS_OPT_XINO,
 	UNIONRS_OPT_UUID,
+	UNIONRS_OPT_VERITY,
 };
 
 /* The values of the enumerated options, as the parameter table maps their words. */
@@ -65,6 +67,13 @@ enum unionrs_uuid {
 	UNIONRS_UUID_ON,
 };
 
+/* verity= */
+enum unionrs_verity {
+	UNIONRS_VERITY_OFF,
+	UNIONRS_VERITY_ON,
+	UNIONRS_VERITY_REQUIRE,
+};
+
 /* Kernel constants that bindgen cannot evaluate (BIT() and casts), under our prefix. */
 enum unionrs_kernel_constants {
 	UNIONRS_LOOKUP_FOLLOW = LOOKUP_FOLLOW,
@@ -82,6 +91,7 @@ enum unionrs_kernel_constants {
 	UNIONRS_RENAME_NOREPLACE = RENAME_NOREPLACE,
 	UNIONRS_RENAME_EXCHANGE = RENAME_EXCHANGE,
 	UNIONRS_RENAME_WHITEOUT = RENAME_WHITEOUT,
+	UNIONRS_FS_VERITY_MAX_DIGEST_SIZE = FS_VERITY_MAX_DIGEST_SIZE,
 };
 
 /* Where the entries of a POSIX ACL are (the type is opaque to Rust). */
@@ -144,6 +154,10 @@ int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name);
 int unionrs_security_inode_copy_up(struct dentry *src, struct cred **new);
 int unionrs_security_dentry_create_files_as(struct dentry *dentry, int mode,
 					    const struct cred *old, struct cred *new);
+bool unionrs_is_verity(const struct inode *inode);
+bool unionrs_fsverity_info_loaded(const struct inode *inode);
+bool unionrs_fsverity_active(const struct inode *inode);
+int unionrs_fsverity_get_digest(struct inode *inode, u8 *digest, u8 *alg);
 void unionrs_super_set_uuid(struct super_block *sb, const u8 *uuid);
 
 #endif /* UNIONRS_HELPERS_H */

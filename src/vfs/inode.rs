@@ -12,6 +12,9 @@ use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use kernel::bindings;
+
+/// The longest fs-verity digest (`FS_VERITY_MAX_DIGEST_SIZE`, SHA-512's).
+pub(crate) const VERITY_MAX_DIGEST: usize = cb::UNIONRS_FS_VERITY_MAX_DIGEST_SIZE as usize;
 use kernel::prelude::*;
 use kernel::sync::aref::ARef;
 use kernel::sync::aref::AlwaysRefCounted;
@@ -67,6 +70,42 @@ impl Inode {
 
     pub(crate) fn is_reg(&self) -> bool {
         self.mode() & bindings::S_IFMT == bindings::S_IFREG
+    }
+
+    /// Whether the file has fs-verity enabled (`IS_VERITY`), and whether its verity data is
+    /// in memory (it is loaded when the file is first opened).
+    pub(crate) fn verity_state(&self) -> (bool, bool) {
+        // SAFETY: `self` is a live inode.
+        unsafe {
+            (
+                cb::unionrs_is_verity(self.as_ptr()),
+                cb::unionrs_fsverity_info_loaded(self.as_ptr()),
+            )
+        }
+    }
+
+    /// Whether fs-verity is in effect on the file (`fsverity_active`).
+    pub(crate) fn verity_active(&self) -> bool {
+        // SAFETY: `self` is a live inode.
+        unsafe { cb::unionrs_fsverity_active(self.as_ptr()) }
+    }
+
+    /// The file's fs-verity digest into `digest` (`fsverity_get_digest`): its length and the
+    /// hash algorithm (`FS_VERITY_HASH_ALG_*`), or `None` if the file has none (or its
+    /// verity data is not loaded).
+    pub(crate) fn verity_digest(
+        &self,
+        digest: &mut [u8; VERITY_MAX_DIGEST],
+    ) -> Option<(usize, u8)> {
+        let mut alg = 0u8;
+        // SAFETY: `self` is a live inode; `digest` holds `FS_VERITY_MAX_DIGEST_SIZE` bytes.
+        let n = unsafe {
+            cb::unionrs_fsverity_get_digest(self.as_ptr(), digest.as_mut_ptr(), &mut alg)
+        };
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n > 0 && n <= VERITY_MAX_DIGEST)
+            .map(|n| (n, alg))
     }
 
     /// Whether this is an overlayfs-format whiteout: a character device with number 0/0.

@@ -53,7 +53,7 @@ pub(crate) use file::{DirEmitter, IteratedDir, RealFile, UserFile};
 pub(crate) use fops::FileOps;
 pub(crate) use fs_context::{FsContext, Param, ParamValue};
 pub(crate) use fs_type::{FileSystem, Kstatfs, Registration, SuperOps};
-pub(crate) use inode::{FsInode, Idmap, Inode, Kstat, PermInode};
+pub(crate) use inode::{FsInode, Idmap, Inode, Kstat, PermInode, VERITY_MAX_DIGEST};
 pub(crate) use iops::{DirOps, Fiemap, InodeOps, LinkTarget, SymlinkOps};
 pub(crate) use layer::{Acl, FhSupport, LayerMount, RealPath, RealStat};
 pub(crate) use path::Path;
