@@ -365,7 +365,7 @@ fn dev_of(p: &Path) -> Result<u64, String> {
 
 /// A loop-mounted filesystem of type `fstype` at `dir`, `size` bytes, made by `mkfs` (command
 /// and flags; the image is appended).
-fn loop_fs_at(s: &mut Scratch, dir: &str, size: u64, mkfs: &[&str], fstype: &str) -> Result<PathBuf, String> {
+pub(crate) fn loop_fs_at(s: &mut Scratch, dir: &str, size: u64, mkfs: &[&str], fstype: &str) -> Result<PathBuf, String> {
     let img = s.path(&format!("{dir}.img"));
     fs::File::create(&img).and_then(|f| f.set_len(size)).map_err(|e| e.to_string())?;
     let out = Command::new(mkfs[0]).args(&mkfs[1..]).arg(&img).output().map_err(|e| e.to_string())?;

@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Test> {
         Test::new("metacopy.changes_and_interop", changes_and_interop),
         Test::new("metacopy.crafted_files", crafted_files),
         Test::new("metacopy.data_only_layers", data_only_layers),
+        Test::new("metacopy.verity", verity),
     ]
 }
 
@@ -477,6 +478,120 @@ fn data_only_layers() -> TestResult {
             }
         }
         check!(sys::umount(&mnt) == 0, "unmounting {fs}: {}", errno_name(sys::errno()));
+    }
+    verdict(problems)
+}
+
+/// Enables fs-verity on `p` and returns its SHA-256 digest (`fsverity` from fsverity-utils).
+fn enable_verity(p: &std::path::Path) -> Result<Vec<u8>, String> {
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("fsverity").args(args).arg(p).output().map_err(|e| format!("fsverity: {e}"))?;
+        check!(out.status.success(), "fsverity {args:?} {}: {}", p.display(), String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    run(&["enable"])?;
+    let hex = run(&["digest", "--compact"])?;
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2).unwrap_or("zz"), 16).map_err(|_| format!("fsverity digest printed {hex:?}")))
+        .collect()
+}
+
+/// The `overlay.metacopy` value recording a SHA-256 fs-verity digest: version 0, length,
+/// flags 0, algorithm 1 (`FS_VERITY_HASH_ALG_SHA256`), the digest.
+fn metacopy_with_digest(digest: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 4 + digest.len() as u8, 0, 1];
+    v.extend_from_slice(digest);
+    v
+}
+
+/// `verity=`: a composefs-style image whose metacopy files record the fs-verity digests of
+/// their data (on an ext4 with the verity feature), mounted by overlayfs and unionrs with
+/// `verity=off|on|require`: a good file reads, a file without digest reads but under
+/// `require`, data that is not the recorded one (tampered) or has no fs-verity fails with
+/// `EIO` but under `off`. A metadata-only copy-up with `verity=on` records the digest of the
+/// lower data (the same xattr as overlayfs writes); with `require`, a file whose data has no
+/// fs-verity is copied up whole.
+fn verity() -> TestResult {
+    let fstype = fstype_under_test();
+    let mut s = Scratch::new("mc_verity");
+    let v = crate::identity::loop_fs_at(&mut s, "v", 64 << 20, &["mkfs.ext4", "-q", "-F", "-b", "4096", "-O", "verity"], "ext4")?;
+    let (meta, data) = (v.join("meta"), v.join("data"));
+    let (m, d) = (Layer::new(meta.clone())?, Layer::new(data.clone())?);
+    // Data objects: good (verity, recorded), other (verity: what "tampered" finds), plain (no
+    // verity).
+    d.file("good", b"good data\n")?.file("other", b"tampered data\n")?.file("plain", b"no verity\n")?;
+    let good = enable_verity(&data.join("good"))?;
+    let other_digest = enable_verity(&data.join("other"))?;
+    check!(good != other_digest && good.len() == 32, "fsverity digests {good:?} {other_digest:?}");
+    let meta_file = |name: &str, len: u64, value: &[u8], redirect: &str| -> TestResult {
+        m.file(name, b"")?;
+        let p = meta.join(name);
+        std::fs::OpenOptions::new().write(true).open(&p).and_then(|f| f.set_len(len)).map_err(|e| e.to_string())?;
+        check!(sys::lsetxattr(&p, "trusted.overlay.metacopy", value) == 0, "metacopy of {name}");
+        check!(sys::lsetxattr(&p, "trusted.overlay.redirect", redirect.as_bytes()) == 0, "redirect of {name}");
+        Ok(())
+    };
+    meta_file("good", 10, &metacopy_with_digest(&good), "/good")?;
+    meta_file("no_digest", 10, b"", "/good")?;
+    meta_file("tampered", 14, &metacopy_with_digest(&good), "/other")?;
+    meta_file("not_verity", 10, &metacopy_with_digest(&good), "/plain")?;
+    let cases: [(&str, &[u8], [bool; 3]); 4] = [
+        // name, content, readable with verity=off, on, require
+        ("good", b"good data\n", [true, true, true]),
+        ("no_digest", b"good data\n", [true, true, false]),
+        ("tampered", b"tampered data\n", [true, false, false]),
+        ("not_verity", b"no verity\n", [true, false, false]),
+    ];
+    let mut problems = vec![];
+    for (i, mode) in ["off", "on", "require"].iter().enumerate() {
+        for fs in ["overlay", fstype.as_str()] {
+            let mnt = s.dir(&format!("ro-{mode}-{fs}"));
+            let opts = format!("lowerdir={}::{},verity={mode}", meta.display(), data.display());
+            let rc = sys::mount("none", &mnt, fs, 0, &opts);
+            check!(rc == 0, "mounting {fs} with {opts}: {}", errno_name(rc));
+            s.track(&mnt);
+            for (name, content, readable) in cases {
+                let want: Result<Vec<u8>, i32> = if readable[i] { Ok(content.to_vec()) } else { Err(libc::EIO) };
+                let got = read_file(&mnt.join(name));
+                if got != want {
+                    problems.push(format!("{fs} verity={mode}: {name} reads {}, want {}", show(&got), show(&want)));
+                }
+            }
+            check!(sys::umount(&mnt) == 0, "unmounting {fs}: {}", errno_name(sys::errno()));
+        }
+    }
+    // Metadata-only copy-up of a lower file whose data has fs-verity, and of one without.
+    let lower = v.join("lower");
+    Layer::new(lower.clone())?.file("verity_file", b"lower data with verity\n")?.file("plain_file", b"lower data\n")?;
+    let lower_digest = enable_verity(&lower.join("verity_file"))?;
+    for mode in ["on", "require"] {
+        let mut uppers = vec![];
+        for fs in ["overlay", fstype.as_str()] {
+            let (upper, work, mnt) =
+                (v.join(format!("u-{mode}-{fs}")), v.join(format!("w-{mode}-{fs}")), s.dir(&format!("cu-{mode}-{fs}")));
+            writable::mkdirs(&upper)?;
+            writable::mkdirs(&work)?;
+            mount_union(fs, &mnt, &[lower.clone()], &upper, &work, 0, &format!("metacopy=on,verity={mode},index=off,xino=off"))?;
+            s.track(&mnt);
+            for f in ["verity_file", "plain_file"] {
+                let r = std::fs::set_permissions(mnt.join(f), std::fs::Permissions::from_mode(0o600));
+                check!(r.is_ok(), "{fs} verity={mode}: chmod {f}: {r:?}");
+            }
+            check!(sys::umount(&mnt) == 0, "unmounting {fs}: {}", errno_name(sys::errno()));
+            let xattr = |f: &str| sys::lgetxattr(&upper.join(f), b"trusted.overlay.metacopy");
+            uppers.push((fs, xattr("verity_file"), xattr("plain_file")));
+        }
+        let want_verity = Ok(metacopy_with_digest(&lower_digest));
+        // Without fs-verity on the data: a metacopy file without digest, or under require a
+        // whole copy.
+        let want_plain: Result<Vec<u8>, i32> = if mode == "on" { Ok(vec![]) } else { Err(libc::ENODATA) };
+        for (fs, vf, pf) in &uppers {
+            if *vf != want_verity || *pf != want_plain {
+                problems
+                    .push(format!("{fs} verity={mode}: upper metacopy xattrs {vf:?} and {pf:?}, want {want_verity:?} and {want_plain:?}"));
+            }
+        }
     }
     verdict(problems)
 }

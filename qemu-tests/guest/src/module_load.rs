@@ -137,6 +137,9 @@ fn parameter_defaults() -> TestResult {
         "metacopy=on,nfs_export=on",
         "metacopy=on,index=on",
         "userxattr,metacopy=on",
+        "verity=on",
+        "verity=require,metacopy=on",
+        "verity=on,nfs_export=on",
     ];
     for (n, (ours, theirs)) in sets.iter().enumerate() {
         for (name, value) in OVERLAY_PARAMS {

@@ -290,6 +290,7 @@ fn mount_errors_child(base: &Path) -> TestResult {
     for (opts, msg) in [
         (format!("{layers},redirect_dir=on"), "redirect_dir requires permission to access trusted xattrs"),
         (format!("{layers},metacopy=on"), "metacopy requires permission to access trusted xattrs"),
+        (format!("{layers},verity=on"), "verity requires permission to access trusted xattrs"),
         (format!("lowerdir={b}/l1::{b}/l2"), "lower data-only dirs require permission to access trusted xattrs"),
     ] {
         let (ours, theirs) = (sys::mount("none", &mnt, "unionrs", 0, &opts), sys::mount("none", &mnt, "overlay", 0, &opts));
