@@ -19,7 +19,7 @@ pub fn tests() -> Vec<Test> {
 }
 
 const FAST_ATTEMPTS: usize = 4_000;
-const FULL_ATTEMPTS: usize = 100_000;
+const FULL_ATTEMPTS: usize = 30_000;
 const DEFAULT_SEED: u64 = 0x6f70_7469_6f6e_7321;
 
 /// The errors a refused mount may give; anything else is a finding.

@@ -28,7 +28,7 @@ const DEFAULT_SEED: u64 = 0x6c61_7965_7273_2121;
 
 /// Rounds (one set of layers and one mount each) and operations per round, by tier.
 const FAST: (usize, usize) = (16, 150);
-const FULL: (usize, usize) = (100, 400);
+const FULL: (usize, usize) = (64, 400);
 
 /// The names entries get: few, so that the layers collide and merge; some odd.
 const NAMES: &[&[u8]] = &[

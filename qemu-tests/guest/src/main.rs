@@ -182,6 +182,7 @@ fn main() {
     }
     let (mut passed, mut failed) = (0, 0);
     for t in &selected {
+        let started = std::time::Instant::now();
         let outcome = panic::catch_unwind(t.run).unwrap_or_else(|p| {
             let msg = p.downcast_ref::<String>().cloned().or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
             Err(format!("panicked: {msg}"))
@@ -196,6 +197,9 @@ fn main() {
                 println!("unionrs-test: FAIL {}: {}", t.name, why.replace('\n', " | "));
             }
         }
+        // What each test costs, for sizing the tiers (the host collects them in
+        // logs/test-times.txt).
+        println!("unionrs-test: time {} {:.1}", t.name, started.elapsed().as_secs_f64());
     }
     println!("unionrs-test: summary passed={passed} failed={failed}");
     std::process::exit(if failed == 0 { 0 } else { 1 });

@@ -10,7 +10,7 @@ use crate::sys::{self, errno_name, Kmsg};
 use crate::tree::{self, read_file};
 use crate::trees::Layer;
 use crate::util::verdict;
-use crate::writable::{self, build_env, fstype_under_test, mount_union, random_ops_in, seed_and_ops, swap_uppers, Op, Runner};
+use crate::writable::{self, build_env, fstype_under_test, mount_union, swap_uppers, Op, Runner};
 use crate::{check, Test, TestResult};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::PathBuf;
@@ -35,22 +35,12 @@ const METACOPY_INDEX_OPTS: &str = "metacopy=on,index=on,xino=on";
 /// The random-operation differential with `metacopy=on`: its chmod, chown, utimens and
 /// setxattr of lower files copy metadata only, its writes then copy the data.
 fn random_ops() -> TestResult {
-    let fstype = fstype_under_test();
-    let (seed, nops) = seed_and_ops();
-    let mut s = Scratch::new("mc_random");
-    let mut env = build_env(&mut s, &fstype)?;
-    env.opts = METACOPY_OPTS.to_string();
-    random_ops_in(&env, seed ^ 0x3e7a_c0b7, nops)
+    writable::random_ops_variant("mc_random", METACOPY_OPTS, 0x3e7a_c0b7)
 }
 
 /// The same with `index=on,xino=on`.
 fn random_ops_index() -> TestResult {
-    let fstype = fstype_under_test();
-    let (seed, nops) = seed_and_ops();
-    let mut s = Scratch::new("mc_random_index");
-    let mut env = build_env(&mut s, &fstype)?;
-    env.opts = METACOPY_INDEX_OPTS.to_string();
-    random_ops_in(&env, seed ^ 0x1d3e_7a11, nops)
+    writable::random_ops_variant("mc_random_index", METACOPY_INDEX_OPTS, 0x1d3e_7a11)
 }
 
 /// Metadata changes over the random tests' layers (see `writable::build_layers_in`), then

@@ -10,7 +10,7 @@ use crate::sys::{self, errno_name, Kmsg};
 use crate::tree::{names_in, read_file};
 use crate::trees::Layer;
 use crate::util::verdict;
-use crate::writable::{self, build_env, fstype_under_test, mount_union, random_ops_in, seed_and_ops, swap_uppers, Op, Runner};
+use crate::writable::{self, build_env, fstype_under_test, mount_union, swap_uppers, Op, Runner};
 use crate::{check, Test, TestResult};
 use std::path::{Path, PathBuf};
 
@@ -32,22 +32,12 @@ const REDIRECT_INDEX_OPTS: &str = "redirect_dir=on,index=on,metacopy=off,xino=on
 /// The random-operation differential with `redirect_dir=on`: its renames of lower and merged
 /// directories succeed (on overlayfs) instead of failing with EXDEV.
 fn random_ops() -> TestResult {
-    let fstype = fstype_under_test();
-    let (seed, nops) = seed_and_ops();
-    let mut s = Scratch::new("rd_random");
-    let mut env = build_env(&mut s, &fstype)?;
-    env.opts = REDIRECT_OPTS.to_string();
-    random_ops_in(&env, seed ^ 0x0d1e_c7ed, nops)
+    writable::random_ops_variant("rd_random", REDIRECT_OPTS, 0x0d1e_c7ed)
 }
 
 /// The same with `index=on,xino=on`.
 fn random_ops_index() -> TestResult {
-    let fstype = fstype_under_test();
-    let (seed, nops) = seed_and_ops();
-    let mut s = Scratch::new("rd_random_index");
-    let mut env = build_env(&mut s, &fstype)?;
-    env.opts = REDIRECT_INDEX_OPTS.to_string();
-    random_ops_in(&env, seed ^ 0x1de7_d1e5, nops)
+    writable::random_ops_variant("rd_random_index", REDIRECT_INDEX_OPTS, 0x1de7_d1e5)
 }
 
 /// Renames over the random tests' layers (see `writable::build_layers_in`): d1, merged2 and
