@@ -759,6 +759,33 @@ fn refuse_metacopy(name: &[u8]) -> Error {
 /// length, flags and digest algorithm, one byte each.
 pub(crate) const METACOPY_MIN_SIZE: usize = 4;
 
+/// The fs-verity digest of a lower data file.
+struct VerityDigest {
+    /// The hash algorithm (`FS_VERITY_HASH_ALG_*`).
+    algo: u8,
+    /// How many bytes of `bytes` the digest is.
+    len: usize,
+    bytes: [u8; VERITY_MAX_DIGEST],
+}
+
+impl VerityDigest {
+    fn digest(&self) -> Option<&[u8]> {
+        self.bytes.get(..self.len)
+    }
+}
+
+/// A lower data file that fails its fs-verity check: logged (rate-limited), `EIO`.
+fn lower_verity_error(lower: &RealEntry, what: &str) -> Error {
+    // Without memory for the name the message goes out without it.
+    let name = lower.dentry.name_copy().unwrap_or_else(|_| KVec::new());
+    crate::vfs::warn_ratelimited(fmt!(
+        "unionrs: lower file '{}' {}",
+        BStr::from_bytes(&name),
+        what
+    ));
+    EIO
+}
+
 /// A redirect met where `redirect_dir=nofollow` forbids following it.
 fn refuse_redirect(name: &[u8]) -> Error {
     crate::vfs::warn_ratelimited(fmt!(
@@ -1123,28 +1150,32 @@ impl UnionFs {
                 }
                 return Ok(());
             };
-            let lower_name = lower.dentry.name_copy()?;
-            let failed = |what: &str| {
-                crate::vfs::warn_ratelimited(fmt!(
-                    "unionrs: lower file '{}' {}",
-                    BStr::from_bytes(&lower_name),
-                    what
-                ));
-                EIO
+            let Some(real) = self.lower_verity_digest(m, lower)? else {
+                return Err(lower_verity_error(lower, "has no fs-verity digest"));
             };
-            self.load_verity(m, lower)
-                .map_err(|_| failed("failed to load fs-verity info"))?;
-            let mut digest = [0u8; VERITY_MAX_DIGEST];
-            let inode = lower.dentry.inode().ok_or(EIO)?;
-            let Some((n, real_algo)) = inode.verity_digest(&mut digest) else {
-                return Err(failed("has no fs-verity digest"));
-            };
-            if n != want.len() || real_algo != algo || digest.get(..n) != Some(&want[..]) {
-                return Err(failed("has the wrong fs-verity digest"));
+            if real.algo != algo || real.digest() != Some(&want[..]) {
+                return Err(lower_verity_error(lower, "has the wrong fs-verity digest"));
             }
             data.set_verity_checked();
             Ok(())
         })
+    }
+
+    /// The fs-verity digest of lower data file `lower`, its verity data loaded first
+    /// (overlayfs' `ovl_ensure_verity_loaded` and `fsverity_get_digest`); `None` if the file
+    /// has none. A failure to load is logged and fails with `EIO`.
+    fn lower_verity_digest(
+        &self,
+        m: &AsMounter<'_>,
+        lower: &RealEntry,
+    ) -> Result<Option<VerityDigest>> {
+        self.load_verity(m, lower)
+            .map_err(|_| lower_verity_error(lower, "failed to load fs-verity info"))?;
+        let mut bytes = [0u8; VERITY_MAX_DIGEST];
+        let inode = lower.dentry.inode().ok_or(EIO)?;
+        Ok(inode
+            .verity_digest(&mut bytes)
+            .map(|(len, algo)| VerityDigest { algo, len, bytes }))
     }
 
     /// Makes sure the fs-verity data of lower file `e` is in memory (overlayfs'
@@ -1221,26 +1252,15 @@ impl UnionFs {
         if self.verity == Verity::Off || !lower.dentry.is_reg() {
             return Ok(value);
         }
-        let name = lower.dentry.name_copy()?;
-        let failed = |what: &str| {
-            crate::vfs::warn_ratelimited(fmt!(
-                "unionrs: lower file '{}' {}",
-                BStr::from_bytes(&name),
-                what
-            ));
-            EIO
-        };
-        self.load_verity(m, lower)
-            .map_err(|_| failed("failed to load fs-verity info"))?;
-        let mut digest = [0u8; VERITY_MAX_DIGEST];
-        match lower.dentry.inode().ok_or(EIO)?.verity_digest(&mut digest) {
-            Some((n, algo)) => {
-                let len = u8::try_from(METACOPY_MIN_SIZE + n).map_err(|_| EIO)?;
-                value.extend_from_slice(&[0, len, 0, algo], GFP_KERNEL)?;
-                value.extend_from_slice(digest.get(..n).ok_or(EIO)?, GFP_KERNEL)?;
+        match self.lower_verity_digest(m, lower)? {
+            Some(real) => {
+                let digest = real.digest().ok_or(EIO)?;
+                let len = u8::try_from(METACOPY_MIN_SIZE + digest.len()).map_err(|_| EIO)?;
+                value.extend_from_slice(&[0, len, 0, real.algo], GFP_KERNEL)?;
+                value.extend_from_slice(digest, GFP_KERNEL)?;
             }
             None if self.verity == Verity::Require => {
-                return Err(failed("has no fs-verity digest"))
+                return Err(lower_verity_error(lower, "has no fs-verity digest"))
             }
             None => {}
         }
