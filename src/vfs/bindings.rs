@@ -15,10 +15,14 @@
     unsafe_op_in_unsafe_fn,
     unreachable_pub,
     clippy::all,
+    clippy::cast_lossless,
     clippy::ptr_as_ptr,
     clippy::ref_as_ptr,
     clippy::undocumented_unsafe_blocks
 )]
+// bindgen's bitfield accessors transmute (rustc warns since 1.88), as in `kernel::bindings`.
+#[cfg_attr(not(CONFIG_RUSTC_HAS_UNNECESSARY_TRANSMUTES), allow(unknown_lints))]
+#[allow(unnecessary_transmutes)]
 mod generated {
     include!("bindings_generated.rs");
 }

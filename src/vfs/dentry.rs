@@ -161,8 +161,9 @@ impl Dentry {
 
     /// Whether the dentry was removed (unlinked, or dropped after a change).
     pub(crate) fn is_unhashed(&self) -> bool {
-        // SAFETY: the dentry is live.
-        unsafe { cb::unionrs_d_unhashed(self.as_ptr()) }
+        // SAFETY: the dentry is live; a racy read of `d_hash.pprev` is what `d_unhashed` does
+        // (`hlist_bl_unhashed`).
+        unsafe { core::ptr::read_volatile(&raw const (*self.as_ptr()).d_hash.pprev).is_null() }
     }
 
     /// Whether the dentry is not (yet) connected to its filesystem's root: one that a file

@@ -17,7 +17,7 @@ use kernel::types::Opaque;
 /// The wrapped context is valid for the lifetime of the reference: the VFS keeps it alive during
 /// every callback we receive it in.
 #[repr(transparent)]
-pub(crate) struct FsContext(Opaque<bindings::fs_context>);
+pub(crate) struct FsContext(Opaque<cb::fs_context>);
 
 impl FsContext {
     /// Borrows a C mount context.
@@ -25,7 +25,7 @@ impl FsContext {
     /// # Safety
     ///
     /// `ptr` must be valid for `'a`.
-    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::fs_context) -> &'a FsContext {
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut cb::fs_context) -> &'a FsContext {
         // SAFETY: `FsContext` is `repr(transparent)`; validity is the caller's promise.
         unsafe { &*ptr.cast() }
     }
@@ -37,8 +37,8 @@ impl FsContext {
             Ok(m) => m,
             Err(_) => fallback,
         };
-        // SAFETY: `self` is valid.
-        let has_log = unsafe { cb::unionrs_fc_has_log(self.0.get()) };
+        // SAFETY: `self` is valid; `log.log` is set when the context is made (`fsopen()`).
+        let has_log = unsafe { !(*self.0.get()).log.log.is_null() };
         // Anyone may mount from a user namespace: such mounts get a rate-limited share of the
         // kernel log, so that a loop of bad mounts cannot flood it. `logfc` prints to the
         // kernel log itself (without a limit) when the context has no log (`mount(2)`).
@@ -81,19 +81,20 @@ impl FsContext {
     /// `fsopen()` descriptor can be handed to a task in another one).
     pub(crate) fn is_callers_user_ns(&self) -> bool {
         // SAFETY: `self` is valid; `user_ns` is set when the context is made.
-        super::cred::caller_user_ns_is(unsafe { cb::unionrs_fc_user_ns(self.0.get()) })
+        super::cred::caller_user_ns_is(unsafe { (*self.0.get()).user_ns })
     }
 
     /// Whether this context reconfigures an existing mount (remount).
     pub(crate) fn is_reconfigure(&self) -> bool {
-        // SAFETY: `self` is valid.
-        unsafe { cb::unionrs_fc_is_reconfigure(self.0.get()) }
+        // SAFETY: `self` is valid; `purpose` is set when the context is made.
+        let purpose = unsafe { (*self.0.get()).purpose() };
+        purpose == cb::FS_CONTEXT_FOR_RECONFIGURE
     }
 
     /// Whether the options came through the legacy `mount(2)` string.
     pub(crate) fn is_legacy_mount(&self) -> bool {
-        // SAFETY: `self` is valid.
-        unsafe { cb::unionrs_fc_oldapi(self.0.get()) }
+        // SAFETY: `self` is valid; `oldapi` is set before any parameter is parsed.
+        unsafe { (*self.0.get()).oldapi() }
     }
 }
 

@@ -4,8 +4,8 @@
 //! superblock operations ([`SuperOps`]).
 //!
 //! The `file_system_type`, its parameter table and the `fs_context_operations` are in
-//! `helpers.c` (the fs_context structures are opaque to Rust and the table is built from
-//! macros); they call the `unionrs_rs_*` hooks that [`declare_filesystem!`] defines for the
+//! `helpers.c` (the parameter table is built from macros and `fs_parse()` is inline, and the
+//! C callbacks sit next to them); they call the `unionrs_rs_*` hooks that [`declare_filesystem!`] defines for the
 //! one filesystem of this module, checked against their declarations in `helpers.h`.
 
 use super::bindings as cb;
@@ -334,7 +334,7 @@ impl<T: AllOps> Adapter<T> {
     /// `fc` is a live context whose `fs_private` is `cfg` (from `fc_alloc`); `string` and `file`
     /// follow [`Param::from_raw`].
     pub(crate) unsafe fn parse_param(
-        fc: *mut bindings::fs_context,
+        fc: *mut cb::fs_context,
         cfg: *mut c_void,
         opt: c_int,
         string: *const c_char,
@@ -383,10 +383,7 @@ impl<T: AllOps> Adapter<T> {
     /// # Safety
     ///
     /// `fc` is a live context and `data` its option string (NULL or NUL-terminated).
-    pub(crate) unsafe fn parse_monolithic(
-        fc: *mut bindings::fs_context,
-        data: *mut c_void,
-    ) -> c_int {
+    pub(crate) unsafe fn parse_monolithic(fc: *mut cb::fs_context, data: *mut c_void) -> c_int {
         // SAFETY: as the caller promises; `next_option` splits as `T` says.
         unsafe { cb::vfs_parse_monolithic_sep(fc, data, Some(Self::next_option)) }
     }
@@ -395,7 +392,7 @@ impl<T: AllOps> Adapter<T> {
     ///
     /// As for [`Self::parse_param`].
     pub(crate) unsafe fn reconfigure(
-        fc: *mut bindings::fs_context,
+        fc: *mut cb::fs_context,
         cfg: *mut c_void,
         sb: *mut bindings::super_block,
         wants_rw: bool,
@@ -418,7 +415,7 @@ impl<T: AllOps> Adapter<T> {
     /// context's config.
     pub(crate) unsafe fn fill_super(
         sb: *mut bindings::super_block,
-        fc: *mut bindings::fs_context,
+        fc: *mut cb::fs_context,
         cfg: *mut c_void,
     ) -> c_int {
         from_result(|| {
@@ -546,7 +543,7 @@ macro_rules! declare_filesystem {
         /// Called only by `helpers.c`'s `parse_param`.
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_parse_param(
-            fc: *mut ::kernel::bindings::fs_context,
+            fc: *mut $crate::vfs::bindings::fs_context,
             cfg: *mut ::kernel::ffi::c_void,
             opt: ::kernel::ffi::c_int,
             string: *const ::kernel::ffi::c_char,
@@ -566,7 +563,7 @@ macro_rules! declare_filesystem {
         /// Called only as the `parse_monolithic` context operation.
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_parse_monolithic(
-            fc: *mut ::kernel::bindings::fs_context,
+            fc: *mut $crate::vfs::bindings::fs_context,
             data: *mut ::kernel::ffi::c_void,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: forwarded from the VFS with its contract.
@@ -578,7 +575,7 @@ macro_rules! declare_filesystem {
         /// Called only by `helpers.c`'s `reconfigure`.
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_reconfigure(
-            fc: *mut ::kernel::bindings::fs_context,
+            fc: *mut $crate::vfs::bindings::fs_context,
             cfg: *mut ::kernel::ffi::c_void,
             sb: *mut ::kernel::bindings::super_block,
             wants_rw: bool,
@@ -593,7 +590,7 @@ macro_rules! declare_filesystem {
         #[no_mangle]
         unsafe extern "C" fn unionrs_rs_fill_super(
             sb: *mut ::kernel::bindings::super_block,
-            fc: *mut ::kernel::bindings::fs_context,
+            fc: *mut $crate::vfs::bindings::fs_context,
             cfg: *mut ::kernel::ffi::c_void,
         ) -> ::kernel::ffi::c_int {
             // SAFETY: forwarded from the C hook with its contract.

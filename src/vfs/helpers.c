@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * unionrs: the C that Rust cannot do without. The mount parameter table and the fs_context
- * callbacks, which are built from macros and reach into structures that are opaque to Rust,
- * and one-call wrappers for static inline functions and macros, as the kernel's own
+ * unionrs: the C that Rust cannot do without. The mount parameter table, which is built
+ * from macros, the fs_context callbacks that parse with it (fs_parse() is inline), and
+ * one-call wrappers for static inline functions and macros, as the kernel's own
  * rust/helpers/ do. No union logic: every decision is made in Rust (src/), and every
  * prototype is in helpers.h.
  */
@@ -151,26 +151,6 @@ bool unionrs_sb_has_encoding(const struct super_block *sb)
 	return sb_has_encoding(sb);
 }
 
-bool unionrs_fc_has_log(struct fs_context *fc)
-{
-	return fc->log.log;
-}
-
-bool unionrs_fc_is_reconfigure(struct fs_context *fc)
-{
-	return fc->purpose == FS_CONTEXT_FOR_RECONFIGURE;
-}
-
-bool unionrs_fc_oldapi(struct fs_context *fc)
-{
-	return fc->oldapi;
-}
-
-struct user_namespace *unionrs_fc_user_ns(struct fs_context *fc)
-{
-	return fc->user_ns;
-}
-
 void unionrs_seq_show_option(struct seq_file *m, const char *name, const char *value)
 {
 	seq_show_option(m, name, value);
@@ -251,11 +231,6 @@ void unionrs_end_removing(struct dentry *child)
 	end_removing(child);
 }
 
-bool unionrs_d_unhashed(struct dentry *d)
-{
-	return d_unhashed(d);
-}
-
 size_t unionrs_iov_iter_count(const struct iov_iter *iter)
 {
 	return iov_iter_count(iter);
@@ -300,11 +275,6 @@ int unionrs_security_dentry_create_files_as(struct dentry *dentry, int mode,
 					    const struct cred *old, struct cred *new)
 {
 	return security_dentry_create_files_as(dentry, mode, &dentry->d_name, old, new);
-}
-
-bool unionrs_is_verity(const struct inode *inode)
-{
-	return IS_VERITY(inode);
 }
 
 bool unionrs_fsverity_info_loaded(const struct inode *inode)

@@ -121,12 +121,8 @@ void unionrs_rs_free_sb_info(void *info);
 
 /* Helpers (helpers.c): one static inline function, macro or opaque field each. */
 void unionrs_fc_log(struct fs_context *fc, char level, const char *msg);
-bool unionrs_fc_has_log(struct fs_context *fc);
 bool unionrs_log_ratelimit(void);
 bool unionrs_sb_has_encoding(const struct super_block *sb);
-bool unionrs_fc_is_reconfigure(struct fs_context *fc);
-bool unionrs_fc_oldapi(struct fs_context *fc);
-struct user_namespace *unionrs_fc_user_ns(struct fs_context *fc);
 void unionrs_seq_show_option(struct seq_file *m, const char *name, const char *value);
 const struct cred *unionrs_override_creds(const struct cred *cred);
 const struct cred *unionrs_revert_creds(const struct cred *old);
@@ -143,7 +139,6 @@ void unionrs_put_write_access(struct inode *inode);
 void unionrs_end_creating(struct dentry *child);
 struct dentry *unionrs_end_creating_keep(struct dentry *child);
 void unionrs_end_removing(struct dentry *child);
-bool unionrs_d_unhashed(struct dentry *d);
 size_t unionrs_iov_iter_count(const struct iov_iter *iter);
 void unionrs_init_sync_kiocb(struct kiocb *kiocb, struct file *file);
 void unionrs_posix_acl_release(struct posix_acl *acl);
@@ -154,7 +149,6 @@ int unionrs_security_inode_copy_up_xattr(struct dentry *src, const char *name);
 int unionrs_security_inode_copy_up(struct dentry *src, struct cred **new);
 int unionrs_security_dentry_create_files_as(struct dentry *dentry, int mode,
 					    const struct cred *old, struct cred *new);
-bool unionrs_is_verity(const struct inode *inode);
 bool unionrs_fsverity_info_loaded(const struct inode *inode);
 bool unionrs_fsverity_active(const struct inode *inode);
 int unionrs_fsverity_get_digest(struct inode *inode, u8 *digest, u8 *alg);

@@ -72,16 +72,15 @@ impl Inode {
         self.mode() & bindings::S_IFMT == bindings::S_IFREG
     }
 
-    /// Whether the file has fs-verity enabled (`IS_VERITY`), and whether its verity data is
-    /// in memory (it is loaded when the file is first opened).
+    /// Whether the file has fs-verity enabled (`fsverity_active`, which is `IS_VERITY`), and
+    /// whether its verity data is in memory (it is loaded when the file is first opened).
     pub(crate) fn verity_state(&self) -> (bool, bool) {
+        (self.verity_active(), self.verity_loaded())
+    }
+
+    fn verity_loaded(&self) -> bool {
         // SAFETY: `self` is a live inode.
-        unsafe {
-            (
-                cb::unionrs_is_verity(self.as_ptr()),
-                cb::unionrs_fsverity_info_loaded(self.as_ptr()),
-            )
-        }
+        unsafe { cb::unionrs_fsverity_info_loaded(self.as_ptr()) }
     }
 
     /// Whether fs-verity is in effect on the file (`fsverity_active`).
