@@ -7,6 +7,7 @@
 #   make lint       rustfmt, clippy, checkpatch and the docs only
 #   make mutants    deliberate breakages of the union logic: make check must catch each
 #   make demo       boot the guest and show a union at work
+#   make oci-layer  the tool that writes an upper directory as an OCI layer (scripts/oci-layer)
 #   make setup      only install/build the toolchain, kernel and guest image
 #   make bench      benchmarks on a non-debug kernel (see README; BENCH_ARGS=...)
 # CHECK_ARGS passes options and test-name filters to qemu-tests/run (e.g. CHECK_ARGS=crash).
@@ -23,7 +24,7 @@ KFLAGS ?= LLVM=$(LLVM_SUFFIX) RUSTC=$(RUSTC)
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 export LIBCLANG_PATH
 
-.PHONY: all module setup check check-full lint mutants demo bench clean
+.PHONY: all module setup check check-full lint mutants demo bench oci-layer clean
 
 all: module
 
@@ -34,6 +35,10 @@ module:
 
 setup:
 	scripts/setup
+
+# target/release/unionrs-oci-layer under scripts/oci-layer.
+oci-layer:
+	cargo build --release --quiet --manifest-path scripts/oci-layer/Cargo.toml
 
 check:
 	qemu-tests/run $(CHECK_ARGS)

@@ -1614,6 +1614,39 @@ pub fn random_ops_userxattr(base: &Path) -> TestResult {
     random_ops_in(&env, seed, nops)
 }
 
+/// The OCI layer tool (scripts/oci-layer), as the guest sees the host's build of it.
+pub(crate) const OCI_LAYER_TOOL: &str = "/host/scripts/oci-layer/target/release/unionrs-oci-layer";
+
+/// Each side's upper directory written as an OCI layer by the tool: applied onto the lower
+/// layers, the layer must give that union's view (`--verify ... --view`).
+fn check_oci_export(env: &Env, sides: &[Side]) -> Vec<String> {
+    let lowers = env.lowers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
+    sides
+        .iter()
+        .filter_map(|side| {
+            let layer = env.base.join(format!("layer-{}.tar", side.label));
+            let mut cmd = std::process::Command::new(OCI_LAYER_TOOL);
+            cmd.arg(&side.upper).arg("-o").arg(&layer).args(["--lowers", &lowers, "--verify", &lowers]).arg("--view").arg(&side.mnt);
+            if env.opts.contains("userxattr") {
+                cmd.arg("--userxattr");
+            }
+            let out = cmd.output();
+            let _ = fs::remove_file(&layer);
+            match out {
+                Ok(o) if o.status.success() => None,
+                Ok(o) => Some(format!(
+                    "the {} upper as an OCI layer ({}): {}{}",
+                    side.label,
+                    o.status,
+                    first_lines(&String::from_utf8_lossy(&o.stdout).lines().map(str::to_string).collect::<Vec<_>>()),
+                    String::from_utf8_lossy(&o.stderr)
+                )),
+                Err(e) => Some(format!("cannot run {OCI_LAYER_TOOL}: {e}")),
+            }
+        })
+        .collect()
+}
+
 pub(crate) fn random_ops_in(env: &Env, seed: u64, nops: usize) -> TestResult {
     let fstype = &env.fstype;
     let lowers_before: Vec<Walk> = env.lowers.iter().map(|l| walk(l)).collect();
@@ -1622,6 +1655,7 @@ pub(crate) fn random_ops_in(env: &Env, seed: u64, nops: usize) -> TestResult {
 
     runner.sides.iter_mut().for_each(Side::close_held);
     let mut diffs = check_workdirs(&runner.sides, "after the operations");
+    diffs.extend(check_oci_export(env, &runner.sides));
     for side in &mut runner.sides {
         if let Err(e) = side.unmount() {
             diffs.push(e);

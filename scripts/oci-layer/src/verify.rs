@@ -1,0 +1,223 @@
+//! `--verify`: the layer applied onto the lower layers by the image-spec's rules must give the
+//! union's view: the same objects with the same kind, mode, owner, size, data, link target,
+//! device number, xattrs and modification time (to the second; sub-second too where the layer
+//! carries it).
+
+use crate::tree::{self, clear_below, join, parent_and_name, remove_subtree, show, Data, Kind, Node, Rel, Tree};
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::hash::Hasher;
+use std::io::{self, Read};
+use std::path::Path;
+
+/// Applies the layer tarball at `layer` onto `tree`: whiteouts and opaque markers remove from
+/// what is below (never from the layer itself), then the layer's entries are added, a
+/// directory over a directory replacing only its metadata.
+pub fn apply(tree: &mut Tree, layer: &Path) -> Result<Vec<(Rel, Rel)>, String> {
+    let err = |e: io::Error| format!("{}: {e}", layer.display());
+    // Pass 1: the markers.
+    let mut archive = tar::Archive::new(File::open(layer).map_err(err)?);
+    for entry in archive.entries().map_err(err)? {
+        let entry = entry.map_err(err)?;
+        let p = clean(&entry.path_bytes())?;
+        let (dir, name) = parent_and_name(&p);
+        if name == b".wh..wh..opq" {
+            clear_below(tree, dir);
+        } else if let Some(hidden) = name.strip_prefix(b".wh.") {
+            remove_subtree(tree, &join(dir, hidden));
+        }
+    }
+    // Pass 2: the objects.
+    let mut links = Vec::new();
+    let mut archive = tar::Archive::new(File::open(layer).map_err(err)?);
+    for entry in archive.entries().map_err(err)? {
+        let mut entry = entry.map_err(err)?;
+        let p = clean(&entry.path_bytes())?;
+        if parent_and_name(&p).1.starts_with(b".wh.") {
+            continue;
+        }
+        if p.is_empty() {
+            continue;
+        }
+        let (parent, _) = parent_and_name(&p);
+        if tree.get(parent).is_none_or(|n| n.kind != Kind::Dir) {
+            return Err(format!("'{}' in the layer has no parent directory", show(&p)));
+        }
+        let h = entry.header().clone();
+        let mut xattrs = BTreeMap::new();
+        let mut mtime_nsec = 0;
+        if let Some(pax) = entry.pax_extensions().map_err(err)? {
+            for ext in pax {
+                let ext = ext.map_err(err)?;
+                let key = ext.key_bytes();
+                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                    xattrs.insert(name.to_vec(), ext.value_bytes().to_vec());
+                } else if key == b"mtime" {
+                    let v = String::from_utf8_lossy(ext.value_bytes()).into_owned();
+                    if let Some((_, frac)) = v.split_once('.') {
+                        mtime_nsec = format!("{frac:0<9}")[..9].parse().unwrap_or(0);
+                    }
+                }
+            }
+        }
+        let meta = |kind: Kind, size: u64, data: Data| -> io::Result<Node> {
+            Ok(Node {
+                kind,
+                mode: h.mode()? & 0o7777,
+                uid: h.uid()? as u32,
+                gid: h.gid()? as u32,
+                mtime: h.mtime()? as i64,
+                mtime_nsec,
+                size,
+                xattrs: xattrs.clone(),
+                data,
+                id: (0, 0),
+                nlink: 1,
+            })
+        };
+        let dev = || -> io::Result<u64> { Ok(rustix::fs::makedev(h.device_major()?.unwrap_or(0), h.device_minor()?.unwrap_or(0))) };
+        let node = match h.entry_type() {
+            tar::EntryType::Directory => {
+                let node = meta(Kind::Dir, 0, Data::None).map_err(err)?;
+                if tree.get(&p).is_none_or(|n| n.kind != Kind::Dir) {
+                    remove_subtree(tree, &p);
+                }
+                tree.insert(p, node);
+                continue;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let size = entry.size();
+                let hash = hash_reader(&mut entry).map_err(err)?;
+                meta(Kind::Reg, size, Data::Hash(hash))
+            }
+            tar::EntryType::Symlink => {
+                let target = entry.link_name_bytes().ok_or_else(|| format!("symlink '{}' without target", show(&p)))?.to_vec();
+                meta(Kind::Symlink(target), 0, Data::None)
+            }
+            tar::EntryType::Link => {
+                let target = clean(&entry.link_name_bytes().ok_or_else(|| format!("hard link '{}' without target", show(&p)))?)?;
+                let node = tree
+                    .get(&target)
+                    .cloned()
+                    .ok_or_else(|| format!("hard link '{}' to '{}', which is not there", show(&p), show(&target)))?;
+                links.push((p.clone(), target));
+                remove_subtree(tree, &p);
+                tree.insert(p, node);
+                continue;
+            }
+            tar::EntryType::Char => dev().and_then(|d| meta(Kind::Char(d), 0, Data::None)),
+            tar::EntryType::Block => dev().and_then(|d| meta(Kind::Block(d), 0, Data::None)),
+            tar::EntryType::Fifo => meta(Kind::Fifo, 0, Data::None),
+            other => return Err(format!("'{}': entry type {other:?} is not for an image layer", show(&p))),
+        }
+        .map_err(err)?;
+        remove_subtree(tree, &p);
+        tree.insert(p, node);
+    }
+    Ok(links)
+}
+
+/// A tar path as a tree path: no leading "./" or "/", no trailing "/", no "..".
+fn clean(p: &[u8]) -> Result<Rel, String> {
+    let comps: Vec<&[u8]> = p.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".").collect();
+    if comps.contains(&&b".."[..]) {
+        return Err(format!("'{}' in the layer leaves the tree", String::from_utf8_lossy(p)));
+    }
+    Ok(comps.join(&b'/'))
+}
+
+fn hash_reader(r: &mut impl Read) -> io::Result<u64> {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.finish());
+        }
+        h.write(&buf[..n]);
+    }
+}
+
+fn data_hash(n: &Node) -> Result<Option<u64>, String> {
+    match &n.data {
+        Data::None => Ok(None),
+        Data::Hash(h) => Ok(Some(*h)),
+        Data::Disk(p) => File::open(p).and_then(|mut f| hash_reader(&mut f)).map(Some).map_err(|e| format!("{}: {e}", p.display())),
+    }
+}
+
+/// The differences between `want` (the union's view) and `got` (the layer applied), at most
+/// `limit` of them. Sockets are left out (a tar cannot hold them); so is the root's metadata
+/// (a layer does not carry it).
+pub fn compare(want: &Tree, got: &Tree, limit: usize) -> Result<Vec<String>, String> {
+    let mut diffs = Vec::new();
+    let skip = |n: &Node| n.kind == Kind::Socket;
+    for (p, w) in want.iter().filter(|(_, n)| !skip(n)) {
+        if diffs.len() >= limit {
+            break;
+        }
+        let Some(g) = got.get(p) else {
+            diffs.push(format!("'{}': in the view, not in the layer applied", show(p)));
+            continue;
+        };
+        if p.is_empty() {
+            continue;
+        }
+        let mut what = Vec::new();
+        if w.kind != g.kind {
+            what.push(format!("kind {:?} != {:?}", w.kind, g.kind));
+        } else {
+            if w.mode != g.mode {
+                what.push(format!("mode {:o} != {:o}", w.mode, g.mode));
+            }
+            if (w.uid, w.gid) != (g.uid, g.gid) {
+                what.push(format!("owner {}:{} != {}:{}", w.uid, w.gid, g.uid, g.gid));
+            }
+            if w.mtime != g.mtime || (g.mtime_nsec != 0 && w.mtime_nsec != g.mtime_nsec) {
+                what.push(format!("mtime {}.{:09} != {}.{:09}", w.mtime, w.mtime_nsec, g.mtime, g.mtime_nsec));
+            }
+            if w.xattrs != g.xattrs {
+                what.push(format!("xattrs {:?} != {:?}", names(&w.xattrs), names(&g.xattrs)));
+            }
+            if w.kind == Kind::Reg && (w.size != g.size || data_hash(w)? != data_hash(g)?) {
+                what.push(format!("data ({} bytes) != ({} bytes)", w.size, g.size));
+            }
+        }
+        if !what.is_empty() {
+            diffs.push(format!("'{}': view {} layer applied", show(p), what.join(", ")));
+        }
+    }
+    for p in got.iter().filter(|(_, n)| !skip(n)).map(|(p, _)| p) {
+        if diffs.len() >= limit {
+            break;
+        }
+        if !want.contains_key(p) {
+            diffs.push(format!("'{}': in the layer applied, not in the view", show(p)));
+        }
+    }
+    Ok(diffs)
+}
+
+fn names(x: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<String> {
+    x.iter().map(|(k, v)| format!("{}={}", String::from_utf8_lossy(k), String::from_utf8_lossy(v))).collect()
+}
+
+/// With a mounted view: every hard link of the layer must be one object there too.
+pub fn check_links(view: &Path, links: &[(Rel, Rel)]) -> Vec<String> {
+    let mut ids: HashMap<Rel, (u64, u64)> = HashMap::new();
+    let mut id = |p: &Rel| -> Option<(u64, u64)> {
+        if let Some(i) = ids.get(p) {
+            return Some(*i);
+        }
+        let n = tree::read_node(&tree::on_disk(view, p)).ok()?;
+        ids.insert(p.clone(), n.id);
+        Some(n.id)
+    };
+    links
+        .iter()
+        .filter_map(|(p, t)| match (id(p), id(t)) {
+            (Some(a), Some(b)) if a == b => None,
+            _ => Some(format!("'{}' is a hard link of '{}' in the layer, not in the view", show(p), show(t))),
+        })
+        .collect()
+}
