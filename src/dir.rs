@@ -12,7 +12,7 @@ use crate::copy_up::{copy_up, has_upper_alias, union_inode};
 use crate::file::OpenFile;
 use crate::index::NlinkBase;
 use crate::inode::{RealEntry, UnionInode};
-use crate::namei::Xattr;
+use crate::namei::{Xattr, OCI_OPAQUE_MARKER, OCI_WHITEOUT_PREFIX};
 use crate::params::Redirect;
 use crate::readdir::DirState;
 use crate::superblock::UnionFs;
@@ -168,13 +168,29 @@ impl UnionFs {
             .lookup(m, parent, name)?
             .is_some_and(|d| d.is_whiteout());
         if !over_whiteout {
-            return self.create_real(m, parent, name, what);
+            let is_dir = matches!(what, NewObject::Node { mode, .. }
+                if mode & bindings::S_IFMT == bindings::S_IFDIR);
+            if !is_dir || !self.has_oci_whiteout(m, self.upper_layer()?, parent, name)? {
+                return self.create_real(m, parent, name, what);
+            }
+            // A directory where the upper layer has an OCI whiteout of the name: opaque from
+            // the start, or it would show the removed directory's names below.
+            let (new, _) = self.build_in_work(m, what, |temp| {
+                mnt.set_xattr(m, temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
+                let expect = Expect {
+                    new_free: true,
+                    ..Default::default()
+                };
+                self.move_into_place(m, temp, parent, name, RENAME_NOREPLACE, &expect)
+            })?;
+            return Ok(new);
         }
         let work = self.work_dir()?;
         let (new, ()) = self.build_in_work(m, what, |temp| {
             let is_dir = temp.is_dir();
             if is_dir {
                 mnt.set_xattr(m, temp, self.xattr_name(Xattr::Opaque), Some(b"y"), 0)?;
+                self.add_oci_opaque_marker(m, temp)?;
             }
             // A directory cannot replace a non-directory: swap, then drop the whiteout.
             let flags = if is_dir { RENAME_EXCHANGE } else { 0 };
@@ -304,6 +320,53 @@ impl UnionFs {
             let _ = mnt.remove(m, work, &replaced);
         }
         Ok(())
+    }
+
+    /// With `whiteout=oci`, puts an OCI opaque marker (`.wh..wh..opq`) in upper directory
+    /// `dir`, which is made opaque: so that the upper layer reads as an OCI layer too.
+    pub(crate) fn add_oci_opaque_marker(&self, m: &AsMounter<'_>, dir: &Dentry) -> Result {
+        if !self.oci_whiteouts {
+            return Ok(());
+        }
+        let file = NewObject::Node {
+            mode: bindings::S_IFREG,
+            rdev: 0,
+        };
+        match self.create_real(m, dir, OCI_OPAQUE_MARKER, file) {
+            Err(e) if e != EEXIST => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// With `whiteout=oci`, hides `name` in upper directory `parent` by an OCI whiteout: an
+    /// empty `.wh.NAME` file, then `upper` (the real object there, emptied of whiteouts if a
+    /// directory) is removed. Until it is, the upper layer's own object is what the union
+    /// shows (an OCI whiteout hides only the layers below), so a crash in between leaves the
+    /// name as it was.
+    pub(crate) fn oci_whiteout(
+        &self,
+        m: &AsMounter<'_>,
+        parent: &Dentry,
+        name: &[u8],
+        upper: Option<&Dentry>,
+    ) -> Result {
+        let mnt = &self.upper_layer()?.mnt;
+        let mut marker = KVec::with_capacity(OCI_WHITEOUT_PREFIX.len() + name.len(), GFP_KERNEL)?;
+        marker.extend_from_slice(OCI_WHITEOUT_PREFIX, GFP_KERNEL)?;
+        marker.extend_from_slice(name, GFP_KERNEL)?;
+        let file = NewObject::Node {
+            mode: bindings::S_IFREG,
+            rdev: 0,
+        };
+        match self.create_real(m, parent, &marker, file) {
+            Ok(_) => {}
+            Err(e) if e == EEXIST => {}
+            Err(e) => return Err(e),
+        }
+        match upper {
+            Some(u) => mnt.remove(m, parent, u),
+            None => Ok(()),
+        }
     }
 
     /// Removes `name` from upper directory `parent` if it is still `expect` (hard links share
@@ -475,7 +538,7 @@ fn is_upper_whiteout(
 }
 
 fn is_opaque(fs: &UnionFs, m: &AsMounter<'_>, e: &RealEntry) -> Result<bool> {
-    Ok(fs.opaque_value(m, fs.layers.get(e.layer).ok_or(EIO)?, &e.dentry) == b'y')
+    fs.is_opaque_dir(m, fs.layers.get(e.layer).ok_or(EIO)?, &e.dentry)
 }
 
 /// `unlink` and `rmdir`.
@@ -490,8 +553,8 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
         let mut clear = false;
         // A directory only on the upper layer, with nothing below its name, holds no
         // whiteouts: the real rmdir checks that it is empty (as overlayfs skips its check
-        // then).
-        if is_dir && (lower_positive || !data.lower().is_empty()) {
+        // then). With OCI whiteouts it may hold their markers, which the union does not show.
+        if is_dir && (lower_positive || !data.lower().is_empty() || fs.oci_whiteouts) {
             let (visible, upper_used) = crate::readdir::emptiness(fs, m, data)?;
             if visible != 0 {
                 return Err(errno::enotempty());
@@ -514,7 +577,9 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
                     upper = Some(fs.clear_whiteouts(m, &up.dentry, name, &u)?);
                 }
             }
-            if lower_positive {
+            if lower_positive && fs.oci_whiteouts {
+                fs.oci_whiteout(m, &up.dentry, name, upper.as_deref())
+            } else if lower_positive {
                 fs.whiteout(m, &up.dentry, name, upper.as_deref())
             } else {
                 let u = upper.ok_or(EIO)?;
@@ -732,12 +797,16 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     })?;
     let mut real_flags = flags;
     let mut cleanup_whiteout = false;
+    let mut oci_whiteout_old = false;
     if overwrite {
         if old_lower_positive {
             // The old name must stay hidden: leave a whiteout there (or swap the one at
-            // the target into it).
+            // the target into it); with OCI whiteouts, one is made before the rename.
             real_flags |= if new_whiteout {
                 RENAME_EXCHANGE
+            } else if fs.oci_whiteouts {
+                oci_whiteout_old = true;
+                0
             } else {
                 RENAME_WHITEOUT
             };
@@ -779,6 +848,9 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
             Some(n) => n.data()?.upper().map(|e| e.dentry.clone()),
             None => None,
         };
+        if oci_whiteout_old {
+            fs.oci_whiteout(m, &old_up_dir.dentry, old.name(), None)?;
+        }
         if clear {
             if let Some(u) = new_upper.take() {
                 new_upper = Some(fs.clear_whiteouts(m, &new_up_dir.dentry, new.name(), &u)?);
@@ -791,6 +863,8 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
         if needs_redirect(old_inode)? {
             set_redirect(fs, m, old, samedir)?;
         } else if is_dir && !is_opaque(fs, m, old_upper)? && new_dir.data()?.is_merged() {
+            fs.add_oci_opaque_marker(m, &old_upper.dentry)
+                .map_err(|_| errno::exdev())?;
             mnt.set_xattr(
                 m,
                 &old_upper.dentry,

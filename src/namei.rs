@@ -497,9 +497,16 @@ impl UnionFs {
         let layer = self.layers.get(layer_index).ok_or(EIO)?;
         let last_element = range.end == d.name.len();
         let component = d.name.get(range.clone()).ok_or(EIO)?;
-        let child = match layer.mnt.lookup(m, base, component) {
-            Ok(Some(c)) => c,
-            Ok(None) => return Ok(None),
+        let child = layer.mnt.lookup(m, base, component);
+        let child = match child {
+            Ok(Some(c)) if c.inode().is_some() => c,
+            Ok(_) => {
+                // Not in this layer: with OCI whiteouts, a whiteout of it here hides it below.
+                if self.has_oci_whiteout(m, layer, base, component)? {
+                    d.stop = true;
+                }
+                return Ok(None);
+            }
             Err(e) if e == errno::enametoolong() => return Ok(None),
             Err(e) => return Err(e),
         };
@@ -542,7 +549,7 @@ impl UnionFs {
             return Ok(Some(child));
         }
         // Directories merge down to an opaque one.
-        if self.opaque_value(m, layer, &child) == b'y' {
+        if self.is_opaque_dir(m, layer, &child)? {
             d.stop = true;
             return Ok(Some(child));
         }
@@ -551,6 +558,61 @@ impl UnionFs {
             d.redirect_to(&redirect, range)?;
         }
         Ok(Some(child))
+    }
+
+    /// Whether layer directory `dir` has an OCI whiteout (`.wh.NAME`) of `name`, with
+    /// `whiteout=oci`. In the image-spec's rules it hides `name` in the layers below only, so
+    /// it matters where the layer itself has no `name`.
+    pub(crate) fn has_oci_whiteout(
+        &self,
+        m: &AsMounter<'_>,
+        layer: &Layer,
+        dir: &Dentry,
+        name: &[u8],
+    ) -> Result<bool> {
+        if !self.oci_whiteouts {
+            return Ok(false);
+        }
+        let mut marker = [0u8; NAME_MAX];
+        // Longer than a name can be: no layer can hold such a whiteout.
+        let Some(whole) = marker.get_mut(..OCI_WHITEOUT_PREFIX.len() + name.len()) else {
+            return Ok(false);
+        };
+        let Some((prefix, tail)) = whole.split_at_mut_checked(OCI_WHITEOUT_PREFIX.len()) else {
+            return Ok(false);
+        };
+        prefix.copy_from_slice(OCI_WHITEOUT_PREFIX);
+        tail.copy_from_slice(name);
+        self.layer_has(m, layer, dir, whole)
+    }
+
+    /// Whether layer directory `dir` has an entry `name`.
+    fn layer_has(
+        &self,
+        m: &AsMounter<'_>,
+        layer: &Layer,
+        dir: &Dentry,
+        name: &[u8],
+    ) -> Result<bool> {
+        match layer.mnt.lookup(m, dir, name) {
+            Ok(found) => Ok(found.is_some_and(|c| c.inode().is_some())),
+            Err(e) if e == errno::enametoolong() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether layer directory `dir` hides the layers below it: overlayfs' `overlay.opaque`
+    /// of "y", or with `whiteout=oci` an OCI opaque marker (`.wh..wh..opq`) in it.
+    pub(crate) fn is_opaque_dir(
+        &self,
+        m: &AsMounter<'_>,
+        layer: &Layer,
+        dir: &Dentry,
+    ) -> Result<bool> {
+        if self.opaque_value(m, layer, dir) == b'y' {
+            return Ok(true);
+        }
+        Ok(self.oci_whiteouts && self.layer_has(m, layer, dir, OCI_OPAQUE_MARKER)?)
     }
 
     /// The value of a directory's `overlay.redirect` (overlayfs' `ovl_get_redirect_xattr`),
@@ -606,11 +668,14 @@ impl UnionFs {
         let mut stack = KVec::new();
         for e in dirs {
             let layer = self.layers.get(e.layer).ok_or(EIO)?;
-            let Some(child) = layer.mnt.lookup(m, &e.dentry, name)? else {
+            let child = layer.mnt.lookup(m, &e.dentry, name)?;
+            let Some((child, inode)) = child.as_ref().and_then(|c| Some((c, c.inode()?))) else {
+                if self.has_oci_whiteout(m, layer, &e.dentry, name)? {
+                    break;
+                }
                 continue;
             };
-            let Some(inode) = child.inode() else { continue };
-            if self.is_whiteout(m, layer, &child, inode) {
+            if self.is_whiteout(m, layer, child, inode) {
                 break;
             }
             let is_dir = inode.is_dir();
@@ -621,11 +686,11 @@ impl UnionFs {
             if !is_dir && !stack.is_empty() {
                 break;
             }
-            let opaque = is_dir && self.opaque_value(m, layer, &child) == b'y';
+            let opaque = is_dir && self.is_opaque_dir(m, layer, child)?;
             stack.push(
                 RealEntry {
                     layer: e.layer,
-                    dentry: child,
+                    dentry: child.clone(),
                 },
                 GFP_KERNEL,
             )?;
@@ -785,6 +850,14 @@ fn lower_verity_error(lower: &RealEntry, what: &str) -> Error {
     ));
     EIO
 }
+
+/// The prefix of an OCI whiteout: `.wh.NAME` hides `NAME` in the layers below (the OCI image
+/// spec, layer.md), with `whiteout=oci`.
+pub(crate) const OCI_WHITEOUT_PREFIX: &[u8] = b".wh.";
+/// An OCI opaque marker: the directory that holds it hides the layers below.
+pub(crate) const OCI_OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// The longest name a layer can hold.
+const NAME_MAX: usize = kernel::bindings::NAME_MAX as usize;
 
 /// A redirect met where `redirect_dir=nofollow` forbids following it.
 fn refuse_redirect(name: &[u8]) -> Error {
@@ -1339,6 +1412,11 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
     let fs = dir.sb().info();
     if name.len() > fs.namelen {
         return Err(errno::enametoolong());
+    }
+    // With OCI whiteouts, such a name is a marker of the layers, never an object of the
+    // union: it can be neither seen nor made (aufs refuses its whiteout names alike).
+    if fs.oci_whiteouts && name.starts_with(OCI_WHITEOUT_PREFIX) {
+        return Err(EPERM);
     }
     let data = dir.data()?;
     let found = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;

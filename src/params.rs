@@ -31,6 +31,7 @@ mod opt {
     pub(super) const XINO: i32 = cb::UNIONRS_OPT_XINO as i32;
     pub(super) const UUID: i32 = cb::UNIONRS_OPT_UUID as i32;
     pub(super) const VERITY: i32 = cb::UNIONRS_OPT_VERITY as i32;
+    pub(super) const WHITEOUT: i32 = cb::UNIONRS_OPT_WHITEOUT as i32;
 }
 
 /// `uuid=`: whether the upper layer keeps a persistent uuid in `overlay.uuid`.
@@ -139,6 +140,9 @@ pub(crate) struct Config {
     /// `metacopy=` was given (on or off).
     pub(crate) metacopy_given: bool,
     pub(crate) verity: Verity,
+    /// `whiteout=oci`: the layers' OCI whiteouts (`.wh.NAME`) and opaque markers
+    /// (`.wh..wh..opq`) count as overlayfs' do.
+    pub(crate) oci_whiteouts: bool,
 }
 
 impl Default for Config {
@@ -162,6 +166,7 @@ impl Default for Config {
             metacopy: crate::defaults::metacopy(),
             metacopy_given: false,
             verity: Verity::Off,
+            oci_whiteouts: false,
         }
     }
 }
@@ -594,6 +599,14 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
                 cb::UNIONRS_VERITY_ON => Verity::On,
                 cb::UNIONRS_VERITY_REQUIRE => Verity::Require,
                 _ => Verity::Off,
+            };
+            Ok(())
+        }
+        opt::WHITEOUT => {
+            cfg.oci_whiteouts = match param.value {
+                ParamValue::String(s) if s.to_bytes() == b"overlay" => false,
+                ParamValue::String(s) if s.to_bytes() == b"oci" => true,
+                _ => return Err(fc.fail(EINVAL, fmt!("whiteout: expects overlay or oci"))),
             };
             Ok(())
         }

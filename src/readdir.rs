@@ -9,6 +9,7 @@
 //! across `getdents64` calls, `telldir`/`seekdir` and `rewinddir`.
 
 use crate::inode::{st_ino, RealEntry, UnionInode};
+use crate::namei::{OCI_OPAQUE_MARKER, OCI_WHITEOUT_PREFIX};
 use crate::superblock::UnionFs;
 use crate::vfs::{AsMounter, DirEmitter, FsInode, IteratedDir, RealFile, SuperBlock};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,9 @@ const DT_DIR: u32 = bindings::DT_DIR;
 const DT_CHR: u8 = bindings::DT_CHR as u8;
 const DT_REG: u8 = bindings::DT_REG as u8;
 const DT_UNKNOWN: u8 = bindings::DT_UNKNOWN as u8;
+/// The type of an entry that stands for an OCI whiteout (BSD's whiteout type, which no Linux
+/// filesystem lists).
+const DT_WHT: u8 = bindings::DT_WHT as u8;
 
 /// The top-most entry of a name, as read from its layer.
 #[derive(Clone, Copy)]
@@ -158,7 +162,15 @@ impl Dedup {
             self.grow()?;
         }
         let (slot, found) = self.find(name);
-        if found.is_some() {
+        if let Some(i) = found {
+            // An OCI whiteout hides the name in the layers below only: the same layer's own
+            // entry of it (read in any order) is listed.
+            if let Some(r) = self.raw.get_mut(i) {
+                if r.rank == rank && r.d_type == DT_WHT && d_type != DT_WHT {
+                    r.ino = ino;
+                    r.d_type = d_type;
+                }
+            }
             // A lower entry of a name already listed: hidden.
             return Ok(());
         }
@@ -207,7 +219,15 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
                 }
                 return true;
             }
-            if let Err(err) = seen.add(name, rank, ino, d_type as u8) {
+            let added = match name.strip_prefix(OCI_WHITEOUT_PREFIX) {
+                // An OCI marker is never listed; a whiteout hides its name below.
+                Some(hidden) if fs.oci_whiteouts => match name == OCI_OPAQUE_MARKER {
+                    true => Ok(()),
+                    false => seen.add(hidden, rank, 0, DT_WHT),
+                },
+                _ => seen.add(name, rank, ino, d_type as u8),
+            };
+            if let Err(err) = added {
                 failed.set(Some(err));
                 return false;
             }
@@ -231,6 +251,9 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
     let mut entries = KVVec::with_capacity(raw.len(), GFP_KERNEL)?;
     for top in raw.iter() {
         let name = Dedup::name_of(&names, top);
+        if top.d_type == DT_WHT {
+            continue;
+        }
         // Only entries that may be whiteouts need a look at the real object.
         let xw = xwhiteouts.get(top.rank).copied().unwrap_or(false);
         if top.d_type == DT_CHR || top.d_type == DT_UNKNOWN || (xw && top.d_type == DT_REG) {
@@ -375,6 +398,10 @@ pub(crate) fn iterate(
             let pos = out.pos();
             let next = fs.with_mounter(|m| {
                 single.file.read_dir(m, pos, &mut |name, off, ino, d_type| {
+                    // OCI markers are the layer's, not the union's.
+                    if fs.oci_whiteouts && name.starts_with(OCI_WHITEOUT_PREFIX) {
+                        return true;
+                    }
                     let ino = match (name, parent_ino, renumbered) {
                         (_, _, _) if !translate => ino,
                         (b"..", Some(p), _) => p,

@@ -120,6 +120,9 @@ pub(crate) struct UnionFs {
     pub(crate) metacopy: bool,
     /// `verity=`: fs-verity digests of metacopy files' data recorded and checked.
     pub(crate) verity: params::Verity,
+    /// `whiteout=oci`: OCI whiteouts and opaque markers in the layers count (see
+    /// `crate::namei::OCI_WHITEOUT_PREFIX`).
+    pub(crate) oci_whiteouts: bool,
     /// The last number given to a directory that has no unique one (non-persistent, as in
     /// overlayfs).
     pub(crate) last_ino: AtomicU64,
@@ -921,6 +924,7 @@ impl FileSystem for UnionFs {
                 redirect,
                 metacopy: cfg.metacopy,
                 verity: cfg.verity,
+                oci_whiteouts: cfg.oci_whiteouts,
                 last_ino: AtomicU64::new(1),
                 namelen: 0,
                 creds: MounterCreds::capture(DROPPED_CAPS)?,
@@ -1134,6 +1138,9 @@ impl SuperOps for UnionFs {
         }
         if fs.verity != params::Verity::Off {
             seq_show_option(m, c"verity", Some(fs.verity.name()));
+        }
+        if fs.oci_whiteouts {
+            seq_show_option(m, c"whiteout", Some(c"oci"));
         }
         Ok(())
     }

@@ -58,6 +58,7 @@ static const struct fs_parameter_spec unionrs_param_spec[] = {
 	fsparam_enum("xino", UNIONRS_OPT_XINO, unionrs_param_xino),
 	fsparam_enum("uuid", UNIONRS_OPT_UUID, unionrs_param_uuid),
 	fsparam_enum("verity", UNIONRS_OPT_VERITY, unionrs_param_verity),
+	fsparam_string("whiteout", UNIONRS_OPT_WHITEOUT),
 	{}
 };
 

@@ -44,6 +44,7 @@ enum unionrs_opt {
 	UNIONRS_OPT_XINO,
 	UNIONRS_OPT_UUID,
 	UNIONRS_OPT_VERITY,
+	UNIONRS_OPT_WHITEOUT,
 };
 
 /* The values of the enumerated options, as the parameter table maps their words. */
