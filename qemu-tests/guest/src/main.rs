@@ -25,6 +25,7 @@ mod idmapped;
 mod metacopy;
 mod module_load;
 mod mount_options;
+mod oci;
 mod pjdfstest;
 mod readonly;
 mod redirect;
@@ -113,6 +114,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(identity::tests());
     tests.extend(redirect::tests());
     tests.extend(metacopy::tests());
+    tests.extend(oci::tests());
     tests.extend(idmapped::tests());
     tests.extend(hardening::tests());
     tests.extend(fuzz::tests());

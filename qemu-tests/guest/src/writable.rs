@@ -348,7 +348,7 @@ pub(crate) fn lower_cmp() -> Cmp<'static> {
 // ---------------------------------------------------------------------------------------------
 // Operations
 
-type Outcome = Result<Vec<u8>, i32>;
+pub(crate) type Outcome = Result<Vec<u8>, i32>;
 
 /// One operation of the random test; paths are relative to the union's root.
 #[derive(Clone)]
@@ -605,7 +605,7 @@ fn show_outcome(o: &Outcome) -> String {
 }
 
 /// Runs `op` on the union at `root`; `held` are that union's held fds.
-fn apply(op: &Op, root: &Path, held: &mut [Option<OwnedFd>]) -> Outcome {
+pub(crate) fn apply(op: &Op, root: &Path, held: &mut [Option<OwnedFd>]) -> Outcome {
     let p = |rel: &[u8]| bpath(root, rel);
     let c = |rel: &[u8]| sys::cpath(&bpath(root, rel));
     let done = |r: libc::c_int| rc(r).map(|()| Vec::new());
@@ -1218,6 +1218,19 @@ pub(crate) struct Env {
     pub(crate) mnt: [PathBuf; 2],
     /// Both unions' options besides the directories.
     pub(crate) opts: String,
+    /// Options of the union under test only (one overlayfs does not have): the upper
+    /// directories are then written differently, so only the views are compared.
+    pub(crate) test_opts: String,
+}
+
+impl Env {
+    /// The options of the union under test.
+    fn all_test_opts(&self) -> String {
+        match self.test_opts.is_empty() {
+            true => self.opts.clone(),
+            false => format!("{},{}", self.opts, self.test_opts),
+        }
+    }
 }
 
 pub(crate) fn build_env(s: &mut Scratch, fstype: &str) -> Result<Env, String> {
@@ -1240,7 +1253,7 @@ fn build_env_with(s: &mut Scratch, fstype: &str, layers: fn(&Path, &Path) -> Tes
     for m in &mnt {
         s.track(m);
     }
-    Ok(Env { fstype: fstype.to_string(), base, lowers: vec![l1, l0], mnt, opts: UNION_OPTS.to_string() })
+    Ok(Env { fstype: fstype.to_string(), base, lowers: vec![l1, l0], mnt, opts: UNION_OPTS.to_string(), test_opts: String::new() })
 }
 
 /// One union of a random test; unmounted (held fds closed first) on drop.
@@ -1254,12 +1267,12 @@ pub(crate) struct Side {
 }
 
 impl Side {
-    fn mount(env: &Env, fstype: &str, label: String, mnt: &Path, dir: &Path, tag: &str) -> Result<Side, String> {
+    fn mount(env: &Env, fstype: &str, label: String, mnt: &Path, dir: &Path, tag: &str, opts: &str) -> Result<Side, String> {
         let (upper, work) = (dir.join(format!("upper-{tag}")), dir.join(format!("work-{tag}")));
         mkdirs(&upper)?;
         mkdirs(&work)?;
         // noatime: reads must not change times, which are compared.
-        mount_union(fstype, mnt, &env.lowers, &upper, &work, libc::MS_NOATIME, &env.opts)?;
+        mount_union(fstype, mnt, &env.lowers, &upper, &work, libc::MS_NOATIME, opts)?;
         Ok(Side { label, mnt: mnt.to_path_buf(), upper, work, held: (0..HELD_SLOTS).map(|_| None).collect(), mounted: true })
     }
 
@@ -1296,17 +1309,21 @@ pub(crate) struct Runner {
     /// The views' `st_blocks` are compared too (with metacopy: a metacopy file's are its
     /// lower data's).
     blocks: bool,
+    /// Both unions write their upper directories alike (the same options), so those are
+    /// compared too.
+    uppers_alike: bool,
 }
 
 impl Runner {
     /// Mounts both unions on fresh upper and work directories (`attempt` tells them apart).
     pub(crate) fn start(env: &Env, attempt: usize) -> Result<Runner, String> {
         let dir = env.base.join(format!("run{attempt}"));
-        let a = Side::mount(env, "overlay", "overlayfs".to_string(), &env.mnt[0], &dir, "ref")?;
-        let b = Side::mount(env, &env.fstype, test_label(&env.fstype), &env.mnt[1], &dir, "test")?;
+        let a = Side::mount(env, "overlay", "overlayfs".to_string(), &env.mnt[0], &dir, "ref", &env.opts)?;
+        let b = Side::mount(env, &env.fstype, test_label(&env.fstype), &env.mnt[1], &dir, "test", &env.all_test_opts())?;
         let model = Model::new(&a.mnt);
         let blocks = env.opts.contains("metacopy=on");
-        Ok(Runner { sides: [a, b], model, done: 0, stats: BTreeMap::new(), blocks })
+        let uppers_alike = env.test_opts.is_empty();
+        Ok(Runner { sides: [a, b], model, done: 0, stats: BTreeMap::new(), blocks, uppers_alike })
     }
 
     /// Applies `op` to both unions; Err describes differing results.
@@ -1354,8 +1371,10 @@ impl Runner {
         let (la, lb) = (format!("{} view", a.label), format!("{} view", b.label));
         let cmp = Cmp { blocks: self.blocks, ..view_cmp(&times) };
         let mut out = diff_trees(&la, &walk(&a.mnt), &lb, &walk(&b.mnt), &cmp);
-        let (la, lb) = (format!("{} upper", a.label), format!("{} upper", b.label));
-        out.extend(diff_trees(&la, &walk(&a.upper), &lb, &walk(&b.upper), &upper_cmp()));
+        if self.uppers_alike {
+            let (la, lb) = (format!("{} upper", a.label), format!("{} upper", b.label));
+            out.extend(diff_trees(&la, &walk(&a.upper), &lb, &walk(&b.upper), &upper_cmp()));
+        }
         out
     }
 }
@@ -1610,7 +1629,7 @@ pub fn random_ops_userxattr(base: &Path) -> TestResult {
     }
     let (seed, nops) = variant_seed_and_ops();
     let opts = crate::rootless::OPTS.to_string();
-    let env = Env { fstype, base: base.to_path_buf(), lowers: vec![base.join("l1"), base.join("l0")], mnt, opts };
+    let env = Env { fstype, base: base.to_path_buf(), lowers: vec![base.join("l1"), base.join("l0")], mnt, opts, test_opts: String::new() };
     random_ops_in(&env, seed, nops)
 }
 
@@ -1650,7 +1669,12 @@ fn check_oci_export(env: &Env, sides: &[Side]) -> Vec<String> {
 pub(crate) fn random_ops_in(env: &Env, seed: u64, nops: usize) -> TestResult {
     let fstype = &env.fstype;
     let lowers_before: Vec<Walk> = env.lowers.iter().map(|l| walk(l)).collect();
-    progress(&format!("random_ops: seed {seed:#x}, {nops} operations, {} against overlayfs ({})", test_label(fstype), env.opts));
+    progress(&format!(
+        "random_ops: seed {seed:#x}, {nops} operations, {} ({}) against overlayfs ({})",
+        test_label(fstype),
+        env.all_test_opts(),
+        env.opts
+    ));
     let mut runner = run_random(env, seed, nops, "random_ops")?;
 
     runner.sides.iter_mut().for_each(Side::close_held);
