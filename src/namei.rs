@@ -517,6 +517,9 @@ impl UnionFs {
             d.stop = true;
             return Ok(None);
         }
+        // A directory next to an OCI whiteout of its name in its own layer: the whiteout
+        // hides the layers below, as an opaque marker would.
+        let oci_opaque = inode.is_dir() && self.has_oci_whiteout(m, layer, base, component)?;
         // Below a metacopy file only a regular file can hold its data.
         if last_element && d.metacopy && !inode.is_reg() {
             d.stop = true;
@@ -549,7 +552,7 @@ impl UnionFs {
             return Ok(Some(child));
         }
         // Directories merge down to an opaque one.
-        if self.is_opaque_dir(m, layer, &child)? {
+        if oci_opaque || self.is_opaque_dir(m, layer, &child)? {
             d.stop = true;
             return Ok(Some(child));
         }
@@ -686,7 +689,9 @@ impl UnionFs {
             if !is_dir && !stack.is_empty() {
                 break;
             }
-            let opaque = is_dir && self.is_opaque_dir(m, layer, child)?;
+            let opaque = is_dir
+                && (self.is_opaque_dir(m, layer, child)?
+                    || self.has_oci_whiteout(m, layer, &e.dentry, name)?);
             stack.push(
                 RealEntry {
                     layer: e.layer,

@@ -33,12 +33,12 @@ fn build_oci_layers(raw: &[PathBuf; 3]) -> TestResult {
     let l0 = Layer::new(raw[0].clone())?;
     l0.file("a/x", "x0\n")?.file("a/y", "y0\n")?.file("a/keep", "keep0\n")?.file("b/z", "z0\n")?;
     l0.file("c", "c0\n")?.file("d/old1", "1\n")?.file("d/old2", "2\n")?.file("e", "e0\n")?;
-    l0.file("f/g/h", "h0\n")?.file("n/deep/file", "deep0\n")?.file("same", "same0\n")?.dir("emptydir")?;
+    l0.file("dd/old", "old0\n")?.file("f/g/h", "h0\n")?.file("n/deep/file", "deep0\n")?.file("same", "same0\n")?.dir("emptydir")?;
     let l1 = Layer::new(raw[1].clone())?;
     l1.file("a/.wh.x", "")?.file(".wh.c", "")?.file("d/.wh..wh..opq", "")?.file("d/new1", "new1\n")?;
     l1.file("b/w", "w1\n")?.file(".wh.f", "")?.file("n/.wh.deep", "")?.file("g/.wh.nothing", "")?;
     // The same layer's own "same" is listed; the whiteout hides only what is below.
-    l1.file(".wh.same", "")?.file("same", "same1\n")?;
+    l1.file(".wh.same", "")?.file("same", "same1\n")?.file(".wh.dd", "")?.file("dd/new", "new1\n")?;
     let l2 = Layer::new(raw[2].clone())?;
     l2.file("a/.wh.y", "")?.file("c/k", "k2\n")?.file("e", "e2\n")?.file("b/.wh..wh..opq", "")?.file("b/only", "only2\n")?;
     l2.file("f", "f2\n")?.file("h/.wh..wh..opq", "")?.file("n/deep/again", "again2\n")?;
@@ -81,10 +81,18 @@ fn convert(root: &Path) -> TestResult {
             } else if let Some(hidden) = name.as_bytes().strip_prefix(b".wh.") {
                 fs::remove_file(&p).map_err(|e| format!("{}: {e}", p.display()))?;
                 let w = dir.join(std::ffi::OsStr::from_bytes(hidden));
-                // A whiteout next to the same layer's own object of the name: that one stays.
-                if sys::lstat(&w).is_err() {
-                    let r = sys::mknod(&w, libc::S_IFCHR, 0);
-                    check!(r == 0, "whiteout {}: {}", w.display(), errno_name(r));
+                // A whiteout next to the same layer's own object of the name: that one stays,
+                // and a directory hides what is below it.
+                match sys::lstat(&w) {
+                    Err(_) => {
+                        let r = sys::mknod(&w, libc::S_IFCHR, 0);
+                        check!(r == 0, "whiteout {}: {}", w.display(), errno_name(r));
+                    }
+                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => {
+                        let r = sys::lsetxattr(&w, "trusted.overlay.opaque", b"y");
+                        check!(r == 0, "opaque {}: {}", w.display(), errno_name(r));
+                    }
+                    Ok(_) => {}
                 }
             } else if e.file_type().is_ok_and(|t| t.is_dir()) {
                 dirs.push(p);
