@@ -351,9 +351,7 @@ impl UnionFs {
         upper: Option<&Dentry>,
     ) -> Result {
         let mnt = &self.upper_layer()?.mnt;
-        let mut marker = KVec::with_capacity(OCI_WHITEOUT_PREFIX.len() + name.len(), GFP_KERNEL)?;
-        marker.extend_from_slice(OCI_WHITEOUT_PREFIX, GFP_KERNEL)?;
-        marker.extend_from_slice(name, GFP_KERNEL)?;
+        let marker = oci_whiteout_name(name)?;
         let file = NewObject::Node {
             mode: bindings::S_IFREG,
             rdev: 0,
@@ -366,6 +364,16 @@ impl UnionFs {
         match upper {
             Some(u) => mnt.remove(m, parent, u),
             None => Ok(()),
+        }
+    }
+
+    /// Removes the OCI whiteout of `name` from upper directory `parent` (a rename that made
+    /// it failed).
+    fn remove_oci_whiteout(&self, m: &AsMounter<'_>, parent: &Dentry, name: &[u8]) -> Result {
+        let mnt = &self.upper_layer()?.mnt;
+        match mnt.lookup(m, parent, &oci_whiteout_name(name)?)? {
+            Some(wh) if wh.inode().is_some() => mnt.remove(m, parent, &wh),
+            _ => Ok(()),
         }
     }
 
@@ -537,6 +545,14 @@ fn is_upper_whiteout(
         .is_some_and(|c| c.is_whiteout()))
 }
 
+/// `.wh.NAME`: the OCI whiteout of `name`.
+fn oci_whiteout_name(name: &[u8]) -> Result<KVec<u8>> {
+    let mut marker = KVec::with_capacity(OCI_WHITEOUT_PREFIX.len() + name.len(), GFP_KERNEL)?;
+    marker.extend_from_slice(OCI_WHITEOUT_PREFIX, GFP_KERNEL)?;
+    marker.extend_from_slice(name, GFP_KERNEL)?;
+    Ok(marker)
+}
+
 fn is_opaque(fs: &UnionFs, m: &AsMounter<'_>, e: &RealEntry) -> Result<bool> {
     fs.is_opaque_dir(m, fs.layers.get(e.layer).ok_or(EIO)?, &e.dentry)
 }
@@ -577,7 +593,8 @@ fn remove(dir: &FsInode<UnionFs>, dentry: &Dentry, is_dir: bool) -> Result {
                     upper = Some(fs.clear_whiteouts(m, &up.dentry, name, &u)?);
                 }
             }
-            if lower_positive && fs.oci_whiteouts {
+            // A name too long for its OCI whiteout gets overlayfs' (layers may mix them).
+            if lower_positive && fs.oci_whiteouts && UnionFs::fits_oci_whiteout(name) {
                 fs.oci_whiteout(m, &up.dentry, name, upper.as_deref())
             } else if lower_positive {
                 fs.whiteout(m, &up.dentry, name, upper.as_deref())
@@ -781,7 +798,7 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
     let (clear, new_whiteout, old_lower_positive) = fs.with_mounter(|m| -> Result<_> {
         let mut clear = false;
         if let (true, Some(n)) = (overwrite, new_inode) {
-            if n.inode().is_dir() && !n.data()?.lower().is_empty() {
+            if n.inode().is_dir() && (!n.data()?.lower().is_empty() || fs.oci_whiteouts) {
                 let (visible, upper_used) = crate::readdir::emptiness(fs, m, n.data()?)?;
                 if visible != 0 {
                     return Err(errno::enotempty());
@@ -804,7 +821,7 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
             // the target into it); with OCI whiteouts, one is made before the rename.
             real_flags |= if new_whiteout {
                 RENAME_EXCHANGE
-            } else if fs.oci_whiteouts {
+            } else if fs.oci_whiteouts && UnionFs::fits_oci_whiteout(old.name()) {
                 oci_whiteout_old = true;
                 0
             } else {
@@ -848,9 +865,6 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
             Some(n) => n.data()?.upper().map(|e| e.dentry.clone()),
             None => None,
         };
-        if oci_whiteout_old {
-            fs.oci_whiteout(m, &old_up_dir.dentry, old.name(), None)?;
-        }
         if clear {
             if let Some(u) = new_upper.take() {
                 new_upper = Some(fs.clear_whiteouts(m, &new_up_dir.dentry, new.name(), &u)?);
@@ -880,6 +894,8 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
             } else if n.inode().is_dir() && old_dir.data()?.is_merged() {
                 if let Some(nu) = n.data()?.upper() {
                     if !is_opaque(fs, m, nu)? {
+                        fs.add_oci_opaque_marker(m, &nu.dentry)
+                            .map_err(|_| errno::exdev())?;
                         mnt.set_xattr(m, &nu.dentry, fs.xattr_name(Xattr::Opaque), Some(b"y"), 0)
                             .map_err(|_| errno::exdev())?;
                     }
@@ -898,7 +914,21 @@ fn rename(old: &Dentry, new: &Dentry, flags: u32) -> Result {
             new: new_upper.as_deref().and_then(|d| d.inode()),
             new_free: new_upper.is_none(),
         };
-        let replaced = mnt.rename(m, &rename, |o, n| expect.check(o, n))?;
+        // The OCI whiteout of the old name comes last, and goes if the rename fails: the old
+        // name shows its upper object until the rename is done (a crash in between leaves
+        // both, which shows the name as it was).
+        if oci_whiteout_old {
+            fs.oci_whiteout(m, &old_up_dir.dentry, old.name(), None)?;
+        }
+        let replaced = match mnt.rename(m, &rename, |o, n| expect.check(o, n)) {
+            Ok(r) => r,
+            Err(e) => {
+                if oci_whiteout_old {
+                    let _ = fs.remove_oci_whiteout(m, &old_up_dir.dentry, old.name());
+                }
+                return Err(e);
+            }
+        };
         if cleanup_whiteout {
             let _ = mnt.remove(m, &old_up_dir.dentry, &replaced);
         }

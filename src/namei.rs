@@ -517,9 +517,13 @@ impl UnionFs {
             d.stop = true;
             return Ok(None);
         }
-        // A directory next to an OCI whiteout of its name in its own layer: the whiteout
-        // hides the layers below, as an opaque marker would.
-        let oci_opaque = inode.is_dir() && self.has_oci_whiteout(m, layer, base, component)?;
+        // A directory next to an OCI whiteout of its name in its own lower layer: the whiteout
+        // hides the layers below, as an opaque marker would. Not on the upper layer, where
+        // unionrs marks what it makes opaque itself, and where a whiteout left by a deletion
+        // must not cut off a directory renamed there later (its redirect decides).
+        let oci_opaque = inode.is_dir()
+            && !self.is_upper_layer(layer_index)
+            && self.has_oci_whiteout(m, layer, base, component)?;
         // Below a metacopy file only a regular file can hold its data.
         if last_element && d.metacopy && !inode.is_reg() {
             d.stop = true;
@@ -587,6 +591,16 @@ impl UnionFs {
         prefix.copy_from_slice(OCI_WHITEOUT_PREFIX);
         tail.copy_from_slice(name);
         self.layer_has(m, layer, dir, whole)
+    }
+
+    /// Whether layer `index` is the upper layer.
+    fn is_upper_layer(&self, index: usize) -> bool {
+        index == 0 && self.has_upper()
+    }
+
+    /// Whether `name` can be hidden by an OCI whiteout: its `.wh.` name fits in a name.
+    pub(crate) fn fits_oci_whiteout(name: &[u8]) -> bool {
+        OCI_WHITEOUT_PREFIX.len() + name.len() <= NAME_MAX
     }
 
     /// Whether layer directory `dir` has an entry `name`.
@@ -691,7 +705,8 @@ impl UnionFs {
             }
             let opaque = is_dir
                 && (self.is_opaque_dir(m, layer, child)?
-                    || self.has_oci_whiteout(m, layer, &e.dentry, name)?);
+                    || (!self.is_upper_layer(e.layer)
+                        && self.has_oci_whiteout(m, layer, &e.dentry, name)?));
             stack.push(
                 RealEntry {
                     layer: e.layer,

@@ -485,6 +485,10 @@ impl SingleDir {
         }
         let mut found: KVec<(KVec<u8>, u64)> = KVec::new();
         for (name, raw) in real_entries(m, &self.file)?.iter() {
+            // OCI markers are not the union's: never looked up, never listed.
+            if fs.oci_whiteouts && name.starts_with(OCI_WHITEOUT_PREFIX) {
+                continue;
+            }
             if let Some(n) = looked_up_number(fs, m, dir, name, *raw)? {
                 if n != *raw {
                     let mut copy = KVec::new();

@@ -68,11 +68,11 @@ fn plan_dir(
                 ex.items.push(Item::Object(p.clone(), t.remove(&p).expect("inserted above")));
                 ex.items.push(Item::Opaque(p.clone()));
                 for (k, n) in t {
-                    if n.kind == Kind::Socket {
-                        ex.skipped.push(show(&k));
-                        continue;
+                    match n.kind {
+                        Kind::Socket => ex.skipped.push(show(&k)),
+                        Kind::Dir => ex.items.push(Item::Object(k, n)),
+                        _ => push_object(ex, links, k, n),
                     }
-                    ex.items.push(Item::Object(k, n));
                 }
             }
             Entry::Dir { node, opaque, redirect: None } => {

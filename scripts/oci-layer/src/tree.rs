@@ -334,11 +334,16 @@ pub fn lower_subtree(lowers: &Lowers, path: &[u8], px: Private) -> Result<Tree, 
     let mut found = Vec::new();
     'layers: for layer in &lowers.layers {
         let mut at = Vec::new();
+        // An opaque directory on the way: this layer is the last one looked at.
+        let mut last_layer = false;
         let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
         for (i, c) in comps.iter().enumerate() {
             at = join(&at, c);
             let disk = on_disk(layer, &at);
             if fs::symlink_metadata(&disk).is_err() {
+                if last_layer {
+                    break 'layers;
+                }
                 continue 'layers;
             }
             let last = i + 1 == comps.len();
@@ -346,15 +351,12 @@ pub fn lower_subtree(lowers: &Lowers, path: &[u8], px: Private) -> Result<Tree, 
                 Entry::Whiteout => break 'layers,
                 Entry::Dir { opaque, .. } if last => {
                     found.push(disk);
-                    if opaque {
+                    if opaque || last_layer {
                         break 'layers;
                     }
                     continue 'layers;
                 }
-                Entry::Dir { opaque: true, .. } => {
-                    // An opaque directory on the way hides the layers below it.
-                    continue 'layers;
-                }
+                Entry::Dir { opaque: true, .. } => last_layer = true,
                 Entry::Dir { .. } => {}
                 _ if last && found.is_empty() => {
                     found.push(disk);
