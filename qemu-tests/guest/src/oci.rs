@@ -203,13 +203,15 @@ fn layers_as_unpacked() -> TestResult {
 }
 
 /// The random-operation differential, the union under test with `whiteout=oci` (its
-/// deletions written in OCI form): the views are compared after every batch, the uppers are
-/// not (they differ in form by design).
+/// deletions written in OCI form), both with `redirect_dir=on` (directories renamed onto
+/// deleted names): the views are compared after every batch, the uppers are not (they differ
+/// in form by design).
 fn random_ops() -> TestResult {
     let fstype = fstype_under_test();
     let (seed, nops) = writable::variant_seed_and_ops();
     let mut s = Scratch::new("oci_random");
     let mut env = build_env(&mut s, &fstype)?;
+    env.opts = "redirect_dir=on,index=off,metacopy=off,xino=off".to_string();
     env.test_opts = WHITEOUT.to_string();
     writable::random_ops_in(&env, seed ^ 0x0c1_0c1, nops)
 }
