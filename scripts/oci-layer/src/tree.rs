@@ -508,3 +508,54 @@ fn walk_dir(tree: &mut Tree, root: &Path, dir: &[u8]) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lowers_split_as_lowerdir_does() {
+        let l = Lowers::parse("/a:/b\\:c::/d1::/d2").unwrap();
+        assert_eq!(l.layers, [PathBuf::from("/a"), PathBuf::from("/b:c")]);
+        assert_eq!(l.data, [PathBuf::from("/d1"), PathBuf::from("/d2")]);
+        assert!(Lowers::parse("/a::").is_err());
+        assert!(Lowers::parse("::/d").is_err());
+        assert!(Lowers::parse("/a\\").is_err());
+    }
+
+    #[test]
+    fn redirects_resolve_as_overlayfs_reads_them() {
+        assert_eq!(resolve_redirect(b"p/q", b"/x/y").unwrap(), b"x/y");
+        assert_eq!(resolve_redirect(b"p/q", b"name").unwrap(), b"p/q/name");
+        assert_eq!(resolve_redirect(b"", b"name").unwrap(), b"name");
+        for bad in [&b"/x/../y"[..], b"a/b", b"..", b"", b"/."] {
+            assert!(resolve_redirect(b"p", bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn subtrees_are_removed_whole_and_only_them() {
+        let node = || Node {
+            kind: Kind::Dir,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            size: 0,
+            xattrs: BTreeMap::new(),
+            data: Data::None,
+            id: (0, 0),
+            nlink: 1,
+        };
+        let mut t = Tree::new();
+        for p in ["", "a", "a/b", "a/b/c", "a-b", "a0", "ab"] {
+            t.insert(p.as_bytes().to_vec(), node());
+        }
+        remove_subtree(&mut t, b"a");
+        let left: Vec<&[u8]> = t.keys().map(|k| k.as_slice()).collect();
+        assert_eq!(left, [&b""[..], b"a-b", b"a0", b"ab"]);
+        clear_below(&mut t, b"");
+        assert_eq!(t.len(), 1);
+    }
+}

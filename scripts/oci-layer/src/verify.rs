@@ -221,3 +221,16 @@ pub fn check_links(view: &Path, links: &[(Rel, Rel)]) -> Vec<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn tar_paths_become_tree_paths() {
+        assert_eq!(clean(b"./a/b/").unwrap(), b"a/b");
+        assert_eq!(clean(b"a//b").unwrap(), b"a/b");
+        assert_eq!(clean(b"./").unwrap(), b"");
+        assert!(clean(b"a/../b").is_err());
+    }
+}
