@@ -10,17 +10,93 @@ use std::hash::Hasher;
 use std::io::{self, Read};
 use std::path::Path;
 
+/// One entry of a layer tarball, its extension records applied.
+struct TarEntry {
+    path: Rel,
+    link: Option<Vec<u8>>,
+    header: tar::Header,
+    /// PAX records (`SCHILY.xattr.*`, `mtime`, ...).
+    pax: Vec<(Vec<u8>, Vec<u8>)>,
+    size: u64,
+    /// A regular file's data.
+    hash: Option<u64>,
+}
+
+/// PAX records: "LEN KEY=VALUE\n", LEN counting the whole record. Values are binary (an
+/// xattr's may hold newlines), so the length is what delimits a record.
+fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+    let bad = || "a malformed PAX record".to_string();
+    let mut out = Vec::new();
+    let mut rest = data;
+    while !rest.is_empty() && rest[0] != 0 {
+        let sp = rest.iter().position(|&b| b == b' ').ok_or_else(bad)?;
+        let len: usize = std::str::from_utf8(&rest[..sp]).ok().and_then(|s| s.parse().ok()).ok_or_else(bad)?;
+        let record = rest.get(sp + 1..len).ok_or_else(bad)?;
+        let record = record.strip_suffix(b"\n").ok_or_else(bad)?;
+        let eq = record.iter().position(|&b| b == b'=').ok_or_else(bad)?;
+        out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+/// Reads a layer tarball: GNU long names and PAX records are read here (the tar crate's own
+/// PAX reader splits records at newlines, which binary xattr values can hold).
+fn read_layer(layer: &Path) -> Result<Vec<TarEntry>, String> {
+    let err = |e: io::Error| format!("{}: {e}", layer.display());
+    let mut archive = tar::Archive::new(File::open(layer).map_err(err)?);
+    let (mut pax, mut long_name, mut long_link) = (Vec::new(), None, None);
+    let mut out = Vec::new();
+    for entry in archive.entries().map_err(err)?.raw(true) {
+        let mut entry = entry.map_err(err)?;
+        let kind = entry.header().entry_type();
+        let mut data = || -> Result<Vec<u8>, String> {
+            let mut d = Vec::new();
+            entry.read_to_end(&mut d).map_err(err)?;
+            Ok(d)
+        };
+        if kind.is_pax_local_extensions() {
+            pax = parse_pax(&data()?)?;
+            continue;
+        }
+        if kind.is_pax_global_extensions() {
+            continue;
+        }
+        if kind.is_gnu_longname() || kind.is_gnu_longlink() {
+            let mut d = data()?;
+            while d.last() == Some(&0) {
+                d.pop();
+            }
+            if kind.is_gnu_longname() {
+                long_name = Some(d);
+            } else {
+                long_link = Some(d);
+            }
+            continue;
+        }
+        let from_pax = |key: &[u8]| pax.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+        let header = entry.header().clone();
+        let path = from_pax(b"path").or(long_name.take()).unwrap_or_else(|| header.path_bytes().into_owned());
+        let link = from_pax(b"linkpath").or(long_link.take()).or_else(|| header.link_name_bytes().map(|l| l.into_owned()));
+        let size = entry.size();
+        let hash = match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous => Some(hash_reader(&mut entry).map_err(err)?),
+            _ => None,
+        };
+        out.push(TarEntry { path: clean(&path)?, link, header, pax: std::mem::take(&mut pax), size, hash });
+    }
+    Ok(out)
+}
+
 /// Applies the layer tarball at `layer` onto `tree`: whiteouts and opaque markers remove from
 /// what is below (never from the layer itself), then the layer's entries are added, a
-/// directory over a directory replacing only its metadata.
+/// directory over a directory replacing only its metadata. Returns the hard links it holds.
 pub fn apply(tree: &mut Tree, layer: &Path) -> Result<Vec<(Rel, Rel)>, String> {
     let err = |e: io::Error| format!("{}: {e}", layer.display());
+    let entries = read_layer(layer)?;
     // Pass 1: the markers.
-    let mut archive = tar::Archive::new(File::open(layer).map_err(err)?);
-    for entry in archive.entries().map_err(err)? {
-        let entry = entry.map_err(err)?;
-        let p = clean(&entry.path_bytes())?;
-        let (dir, name) = parent_and_name(&p);
+    for e in &entries {
+        let (dir, name) = parent_and_name(&e.path);
         if name == b".wh..wh..opq" {
             clear_below(tree, dir);
         } else if let Some(hidden) = name.strip_prefix(b".wh.") {
@@ -29,34 +105,25 @@ pub fn apply(tree: &mut Tree, layer: &Path) -> Result<Vec<(Rel, Rel)>, String> {
     }
     // Pass 2: the objects.
     let mut links = Vec::new();
-    let mut archive = tar::Archive::new(File::open(layer).map_err(err)?);
-    for entry in archive.entries().map_err(err)? {
-        let mut entry = entry.map_err(err)?;
-        let p = clean(&entry.path_bytes())?;
-        if parent_and_name(&p).1.starts_with(b".wh.") {
-            continue;
-        }
-        if p.is_empty() {
+    for e in entries {
+        let p = e.path.clone();
+        if p.is_empty() || parent_and_name(&p).1.starts_with(b".wh.") {
             continue;
         }
         let (parent, _) = parent_and_name(&p);
         if tree.get(parent).is_none_or(|n| n.kind != Kind::Dir) {
             return Err(format!("'{}' in the layer has no parent directory", show(&p)));
         }
-        let h = entry.header().clone();
+        let h = &e.header;
         let mut xattrs = BTreeMap::new();
         let mut mtime_nsec = 0;
-        if let Some(pax) = entry.pax_extensions().map_err(err)? {
-            for ext in pax {
-                let ext = ext.map_err(err)?;
-                let key = ext.key_bytes();
-                if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
-                    xattrs.insert(name.to_vec(), ext.value_bytes().to_vec());
-                } else if key == b"mtime" {
-                    let v = String::from_utf8_lossy(ext.value_bytes()).into_owned();
-                    if let Some((_, frac)) = v.split_once('.') {
-                        mtime_nsec = format!("{frac:0<9}")[..9].parse().unwrap_or(0);
-                    }
+        for (key, value) in &e.pax {
+            if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
+                xattrs.insert(name.to_vec(), value.clone());
+            } else if key == b"mtime" {
+                let v = String::from_utf8_lossy(value).into_owned();
+                if let Some((_, frac)) = v.split_once('.') {
+                    mtime_nsec = format!("{frac:0<9}")[..9].parse().unwrap_or(0);
                 }
             }
         }
@@ -85,17 +152,13 @@ pub fn apply(tree: &mut Tree, layer: &Path) -> Result<Vec<(Rel, Rel)>, String> {
                 tree.insert(p, node);
                 continue;
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let size = entry.size();
-                let hash = hash_reader(&mut entry).map_err(err)?;
-                meta(Kind::Reg, size, Data::Hash(hash))
-            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => meta(Kind::Reg, e.size, Data::Hash(e.hash.unwrap_or(0))),
             tar::EntryType::Symlink => {
-                let target = entry.link_name_bytes().ok_or_else(|| format!("symlink '{}' without target", show(&p)))?.to_vec();
+                let target = e.link.clone().ok_or_else(|| format!("symlink '{}' without target", show(&p)))?;
                 meta(Kind::Symlink(target), 0, Data::None)
             }
             tar::EntryType::Link => {
-                let target = clean(&entry.link_name_bytes().ok_or_else(|| format!("hard link '{}' without target", show(&p)))?)?;
+                let target = clean(e.link.as_deref().ok_or_else(|| format!("hard link '{}' without target", show(&p)))?)?;
                 let node = tree
                     .get(&target)
                     .cloned()
@@ -224,7 +287,24 @@ pub fn check_links(view: &Path, links: &[(Rel, Rel)]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::clean;
+    use super::{clean, parse_pax};
+
+    #[test]
+    fn pax_records_are_delimited_by_length() {
+        let value = b"a\nb=c";
+        let record = |k: &str, v: &[u8]| {
+            let body = [k.as_bytes(), b"=", v, b"\n"].concat();
+            let mut len = body.len() + 2;
+            while format!("{len} ").len() + body.len() != len {
+                len += 1;
+            }
+            [format!("{len} ").as_bytes(), &body].concat()
+        };
+        let data = [record("SCHILY.xattr.user.x", value), record("mtime", b"1.5")].concat();
+        let got = parse_pax(&data).unwrap();
+        assert_eq!(got, [(b"SCHILY.xattr.user.x".to_vec(), value.to_vec()), (b"mtime".to_vec(), b"1.5".to_vec())]);
+        assert!(parse_pax(b"99 x=y\n").is_err());
+    }
 
     #[test]
     fn tar_paths_become_tree_paths() {
