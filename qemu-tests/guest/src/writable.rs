@@ -1370,7 +1370,15 @@ impl Runner {
         };
         let (la, lb) = (format!("{} view", a.label), format!("{} view", b.label));
         let cmp = Cmp { blocks: self.blocks, ..view_cmp(&times) };
-        let mut out = diff_trees(&la, &walk(&a.mnt), &lb, &walk(&b.mnt), &cmp);
+        let (mut wa, mut wb) = (walk(&a.mnt), walk(&b.mnt));
+        if !self.uppers_alike {
+            // A directory's size is its upper directory's, which holds what the options add
+            // (OCI markers, say): not compared then.
+            for w in [&mut wa, &mut wb] {
+                w.nodes.values_mut().filter(|n| is_fmt(&n.st, libc::S_IFDIR)).for_each(|n| n.st.st_size = 0);
+            }
+        }
+        let mut out = diff_trees(&la, &wa, &lb, &wb, &cmp);
         if self.uppers_alike {
             let (la, lb) = (format!("{} upper", a.label), format!("{} upper", b.label));
             out.extend(diff_trees(&la, &walk(&a.upper), &lb, &walk(&b.upper), &upper_cmp()));
