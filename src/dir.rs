@@ -328,11 +328,17 @@ impl UnionFs {
         if !self.oci_whiteouts {
             return Ok(());
         }
+        self.make_oci_marker(m, dir, OCI_OPAQUE_MARKER)
+    }
+
+    /// Makes the empty file an OCI marker is (mode bits 0, as overlayfs' whiteouts), unless
+    /// there is one already.
+    fn make_oci_marker(&self, m: &AsMounter<'_>, dir: &Dentry, name: &[u8]) -> Result {
         let file = NewObject::Node {
             mode: bindings::S_IFREG,
             rdev: 0,
         };
-        match self.create_real(m, dir, OCI_OPAQUE_MARKER, file) {
+        match self.create_real(m, dir, name, file) {
             Err(e) if e != EEXIST => Err(e),
             _ => Ok(()),
         }
@@ -351,16 +357,7 @@ impl UnionFs {
         upper: Option<&Dentry>,
     ) -> Result {
         let mnt = &self.upper_layer()?.mnt;
-        let marker = oci_whiteout_name(name)?;
-        let file = NewObject::Node {
-            mode: bindings::S_IFREG,
-            rdev: 0,
-        };
-        match self.create_real(m, parent, &marker, file) {
-            Ok(_) => {}
-            Err(e) if e == EEXIST => {}
-            Err(e) => return Err(e),
-        }
+        self.make_oci_marker(m, parent, &oci_whiteout_name(name)?)?;
         match upper {
             Some(u) => mnt.remove(m, parent, u),
             None => Ok(()),

@@ -104,6 +104,24 @@ fn convert(root: &Path) -> TestResult {
     Ok(())
 }
 
+/// The layers of `build_oci_layers` under `base`, each through a tarball unpacked twice with
+/// GNU tar: as it is (OCI form) and converted to overlayfs' form. Top first, as lowerdir=.
+fn unpacked_layers(base: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>), String> {
+    let raw = [0, 1, 2].map(|i| base.join(format!("raw{i}")));
+    build_oci_layers(&raw)?;
+    let (mut oci, mut conv) = (vec![], vec![]);
+    for (i, r) in raw.iter().enumerate().rev() {
+        let tarball = base.join(format!("layer{i}.tar"));
+        let (o, c) = (base.join(format!("oci{i}")), base.join(format!("conv{i}")));
+        through_tar(r, &tarball, &o, false)?;
+        through_tar(r, &tarball, &c, false)?;
+        convert(&c)?;
+        oci.push(o);
+        conv.push(c);
+    }
+    Ok((oci, conv))
+}
+
 fn mount_ro(fstype: &str, target: &Path, lowers: &[&Path], more: &str) -> TestResult {
     mkdirs(target)?;
     let lower: Vec<String> = lowers.iter().map(|l| l.display().to_string()).collect();
@@ -136,27 +154,13 @@ fn layers_as_unpacked() -> TestResult {
     let fstype = fstype_under_test();
     let s = Scratch::new("oci_layers");
     let base = s.dir("oci");
-    let raw = [0, 1, 2].map(|i| base.join(format!("raw{i}")));
-    build_oci_layers(&raw)?;
-    let (mut oci, mut conv) = (vec![], vec![]);
-    for (i, r) in raw.iter().enumerate() {
-        let tarball = base.join(format!("layer{i}.tar"));
-        let (o, c) = (base.join(format!("oci{i}")), base.join(format!("conv{i}")));
-        through_tar(r, &tarball, &o, false)?;
-        through_tar(r, &tarball, &c, false)?;
-        convert(&c)?;
-        oci.push(o);
-        conv.push(c);
-    }
-    let top_first = |v: &[PathBuf]| -> Vec<PathBuf> { v.iter().rev().cloned().collect() };
-    let (oci, conv) = (top_first(&oci), top_first(&conv));
-    let refs = |v: &[PathBuf]| -> Vec<PathBuf> { v.to_vec() };
+    let (oci, conv) = unpacked_layers(&base)?;
     let mut diffs = vec![];
     let reference = base.join("m_ref");
     let conv_paths: Vec<&Path> = conv.iter().map(PathBuf::as_path).collect();
     mount_ro("overlay", &reference, &conv_paths, "")?;
     let mixed = vec![oci[0].clone(), conv[1].clone(), oci[2].clone()];
-    for (label, layers) in [("oci", refs(&oci)), ("mixed", mixed)] {
+    for (label, layers) in [("oci", oci.clone()), ("mixed", mixed)] {
         let m = base.join(format!("m_{label}"));
         let paths: Vec<&Path> = layers.iter().map(PathBuf::as_path).collect();
         mount_ro(&fstype, &m, &paths, &format!(",{WHITEOUT}"))?;
@@ -224,18 +228,7 @@ fn upper_is_a_layer() -> TestResult {
     let fstype = fstype_under_test();
     let s = Scratch::new("oci_upper");
     let base = s.dir("oci");
-    let raw = [0, 1, 2].map(|i| base.join(format!("raw{i}")));
-    build_oci_layers(&raw)?;
-    let (mut oci, mut conv) = (vec![], vec![]);
-    for (i, r) in raw.iter().enumerate().rev() {
-        let tarball = base.join(format!("layer{i}.tar"));
-        let (o, c) = (base.join(format!("oci{i}")), base.join(format!("conv{i}")));
-        through_tar(r, &tarball, &o, false)?;
-        through_tar(r, &tarball, &c, false)?;
-        convert(&c)?;
-        oci.push(o);
-        conv.push(c);
-    }
+    let (oci, conv) = unpacked_layers(&base)?;
     // overlayfs over the converted layers, unionrs over the OCI ones.
     let mnt = [base.join("ma"), base.join("mb")];
     for m in &mnt {
