@@ -345,8 +345,8 @@ impl UnionFs {
     }
 
     /// With `whiteout=oci`, hides `name` in upper directory `parent` by an OCI whiteout: an
-    /// empty `.wh.NAME` file, then `upper` (the real object there, emptied of whiteouts if a
-    /// directory) is removed. Until it is, the upper layer's own object is what the union
+    /// empty `.wh.NAME` file, then `upper` (the real object at `name`, emptied of whiteouts if
+    /// a directory) is removed. Until it is, the upper layer's own object is what the union
     /// shows (an OCI whiteout hides only the layers below), so a crash in between leaves the
     /// name as it was.
     pub(crate) fn oci_whiteout(
@@ -356,10 +356,10 @@ impl UnionFs {
         name: &[u8],
         upper: Option<&Dentry>,
     ) -> Result {
-        let mnt = &self.upper_layer()?.mnt;
         self.make_oci_marker(m, parent, &oci_whiteout_name(name)?)?;
-        match upper {
-            Some(u) => mnt.remove(m, parent, u),
+        // By name: `upper` may be the dentry of another hard link of the same inode.
+        match upper.map(|u| u.inode().ok_or(EIO)).transpose()? {
+            Some(expect) => self.remove_name(m, parent, name, expect),
             None => Ok(()),
         }
     }

@@ -4,9 +4,7 @@
 //! no renames and no metadata-only copies: a redirected directory is written whole (opaque,
 //! with what the union shows in it), a metacopy file with its data from the lower layers.
 
-use crate::tree::{
-    self, join, on_disk, parent_and_name, read_entry, read_names, show, Data, Entry, Kind, Lowers, Node, Private, Rel, Tree,
-};
+use crate::tree::{self, join, on_disk, parent_and_name, show, Data, Entry, Kind, Lowers, Node, Private, Rel, Tree};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Write};
@@ -46,10 +44,9 @@ fn plan_dir(
     px: Private,
 ) -> Result<(), String> {
     let disk = on_disk(upper, dir);
-    for name in read_names(&disk).map_err(|e| format!("{}: {e}", disk.display()))? {
+    for (name, entry) in tree::read_layer_dir(&disk, px)? {
         let p = join(dir, &name);
-        let path = on_disk(upper, &p);
-        match read_entry(&path, px).map_err(|e| format!("{}: {e}", path.display()))? {
+        match entry {
             Entry::Whiteout => ex.items.push(Item::Whiteout(p)),
             Entry::Dir { node, opaque, redirect: Some(r) } => {
                 // Moved here by a rename: OCI cannot say so, so the directory is written as
@@ -176,7 +173,7 @@ pub fn write<W: Write>(items: &[Item], out: W) -> io::Result<W> {
                 let (dir, name) = parent_and_name(p);
                 marker(&mut b, &whiteout_path(dir, name))?;
             }
-            Item::Opaque(p) => marker(&mut b, &join(p, b".wh..wh..opq"))?,
+            Item::Opaque(p) => marker(&mut b, &join(p, tree::OCI_OPAQUE))?,
         }
     }
     b.into_inner()

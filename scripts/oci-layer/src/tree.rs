@@ -59,17 +59,26 @@ pub struct Node {
 /// A tree: every object by its path. Parents sort before their children.
 pub type Tree = BTreeMap<Rel, Node>;
 
-/// The prefix of the union's private xattrs.
+/// How the union marks things in its layers: the prefix of its private xattrs, and whether
+/// whiteouts and opaque directories may also be OCI's marker files (`whiteout=oci`).
 #[derive(Clone, Copy)]
-pub struct Private(pub &'static str);
+pub struct Private {
+    prefix: &'static str,
+    oci: bool,
+}
+
+/// An OCI whiteout's name is this, then the name it hides.
+const OCI_WHITEOUT: &[u8] = b".wh.";
+/// An OCI opaque directory holds this.
+pub const OCI_OPAQUE: &[u8] = b".wh..wh..opq";
 
 impl Private {
-    pub fn new(userxattr: bool) -> Self {
-        Private(if userxattr { "user.overlay." } else { "trusted.overlay." })
+    pub fn new(userxattr: bool, oci: bool) -> Self {
+        Private { prefix: if userxattr { "user.overlay." } else { "trusted.overlay." }, oci }
     }
 
     fn name(&self, what: &str) -> String {
-        format!("{}{what}", self.0)
+        format!("{}{what}", self.prefix)
     }
 
     /// Whether `name` is one of the union's own xattrs (of either namespace: neither belongs
@@ -212,6 +221,30 @@ pub fn read_names(dir: &Path) -> io::Result<Vec<Vec<u8>>> {
     Ok(names)
 }
 
+/// The entries of layer directory `disk` as the union reads them, by name. With OCI markers,
+/// `.wh.NAME` is a whiteout of NAME and `.wh..wh..opq` no entry (`read_entry` reads it as its
+/// directory's opacity). Whiteouts come first: an OCI whiteout hides what the layers below
+/// have, not NAME in its own layer.
+pub fn read_layer_dir(disk: &Path, px: Private) -> Result<Vec<(Vec<u8>, Entry)>, String> {
+    let mut whiteouts = Vec::new();
+    let mut entries = Vec::new();
+    for name in read_names(disk).map_err(|e| format!("{}: {e}", disk.display()))? {
+        let path = disk.join(OsStr::from_bytes(&name));
+        match name.strip_prefix(OCI_WHITEOUT) {
+            Some(_) if px.oci && name == OCI_OPAQUE => {}
+            Some(hidden) if px.oci && !hidden.is_empty() => whiteouts.push((hidden.to_vec(), Entry::Whiteout)),
+            _ => entries.push((name, read_entry(&path, px).map_err(|e| format!("{}: {e}", path.display()))?)),
+        }
+    }
+    whiteouts.extend(entries);
+    Ok(whiteouts)
+}
+
+/// Whether layer directory `dir` (on disk) holds an OCI whiteout of `name`.
+fn has_oci_whiteout(dir: &Path, name: &[u8], px: Private) -> bool {
+    px.oci && fs::symlink_metadata(dir.join(OsStr::from_bytes(&[OCI_WHITEOUT, name].concat()))).is_ok()
+}
+
 /// How the union reads one object of a layer.
 pub enum Entry {
     Whiteout,
@@ -235,7 +268,8 @@ pub fn read_entry(path: &Path, px: Private) -> io::Result<Entry> {
         Kind::Char(0) => Entry::Whiteout,
         Kind::Reg if node.size == 0 && private("whiteout")?.is_some() => Entry::Whiteout,
         Kind::Dir => {
-            let opaque = private("opaque")?.is_some_and(|v| v == b"y");
+            let opaque = private("opaque")?.is_some_and(|v| v == b"y")
+                || px.oci && fs::symlink_metadata(path.join(OsStr::from_bytes(OCI_OPAQUE))).is_ok();
             Entry::Dir { node, opaque, redirect: private("redirect")? }
         }
         Kind::Reg if private("metacopy")?.is_some() => Entry::Metacopy { node, redirect: private("redirect")? },
@@ -294,13 +328,12 @@ pub fn apply_layer(tree: &mut Tree, root: &Path, px: Private) -> Result<(), Stri
 
 fn apply_dir(tree: &mut Tree, root: &Path, dir: &[u8], px: Private) -> Result<(), String> {
     let disk = on_disk(root, dir);
-    for name in read_names(&disk).map_err(|e| format!("{}: {e}", disk.display()))? {
+    for (name, entry) in read_layer_dir(&disk, px)? {
         let p = join(dir, &name);
-        let path = on_disk(root, &p);
-        match read_entry(&path, px).map_err(|e| format!("{}: {e}", path.display()))? {
+        match entry {
             Entry::Whiteout => remove_subtree(tree, &p),
             Entry::Dir { redirect: Some(_), .. } | Entry::Metacopy { .. } => {
-                return Err(format!("{}: a redirect or metacopy file in a lower layer is not supported here", path.display()))
+                return Err(format!("{}: a redirect or metacopy file in a lower layer is not supported here", on_disk(root, &p).display()))
             }
             Entry::Dir { node, opaque, .. } => {
                 if opaque || tree.get(&p).is_none_or(|n| n.kind != Kind::Dir) {
@@ -338,14 +371,17 @@ pub fn lower_subtree(lowers: &Lowers, path: &[u8], px: Private) -> Result<Tree, 
         let mut last_layer = false;
         let comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
         for (i, c) in comps.iter().enumerate() {
+            let whited_out = has_oci_whiteout(&on_disk(layer, &at), c, px);
             at = join(&at, c);
             let disk = on_disk(layer, &at);
             if fs::symlink_metadata(&disk).is_err() {
-                if last_layer {
+                if last_layer || whited_out {
                     break 'layers;
                 }
                 continue 'layers;
             }
+            // What this layer has at `c` is seen; the layers below are hidden.
+            last_layer |= whited_out;
             let last = i + 1 == comps.len();
             match read_entry(&disk, px).map_err(|e| format!("{}: {e}", disk.display()))? {
                 Entry::Whiteout => break 'layers,
@@ -435,11 +471,10 @@ pub fn overlay_upper(
     px: Private,
 ) -> Result<(), String> {
     let disk = on_disk(upper, at);
-    for name in read_names(&disk).map_err(|e| format!("{}: {e}", disk.display()))? {
+    for (name, entry) in read_layer_dir(&disk, px)? {
         let p = join(at, &name);
         let child_lower = join(lower_path, &name);
-        let path = on_disk(upper, &p);
-        match read_entry(&path, px).map_err(|e| format!("{}: {e}", path.display()))? {
+        match entry {
             Entry::Whiteout => remove_subtree(tree, &p),
             Entry::Dir { node, opaque, redirect } => {
                 let child_lower = match &redirect {
@@ -531,6 +566,46 @@ mod tests {
         for bad in [&b"/x/../y"[..], b"a/b", b"..", b"", b"/."] {
             assert!(resolve_redirect(b"p", bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn oci_markers_read_as_whiteouts_and_opacity() {
+        let root = std::env::temp_dir().join(format!("oci-layer-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&root);
+        let layer = root.join("layer");
+        fs::create_dir_all(layer.join("d")).unwrap();
+        for f in [".wh.a", "a", ".wh.gone", "d/.wh..wh..opq", "d/f"] {
+            fs::write(layer.join(f), b"").unwrap();
+        }
+        let lower = root.join("lower");
+        fs::create_dir_all(lower.join("d")).unwrap();
+        for f in ["a", "gone", "kept", "d/hidden"] {
+            fs::write(lower.join(f), b"lower").unwrap();
+        }
+        let names = |px| -> Vec<(String, bool)> {
+            read_layer_dir(&layer, px)
+                .unwrap()
+                .into_iter()
+                .map(|(n, e)| (String::from_utf8(n).unwrap(), matches!(e, Entry::Whiteout)))
+                .collect()
+        };
+        let oci = Private::new(false, true);
+        assert_eq!(names(oci), [("a".into(), true), ("gone".into(), true), ("a".into(), false), ("d".into(), false)]);
+        assert!(matches!(read_entry(&layer.join("d"), oci).unwrap(), Entry::Dir { opaque: true, .. }));
+        // Without the option they are plain files, as overlayfs reads them.
+        assert_eq!(names(Private::new(false, false)).len(), 4);
+        assert!(matches!(read_entry(&layer.join("d"), Private::new(false, false)).unwrap(), Entry::Dir { opaque: false, .. }));
+
+        let lowers = Lowers { layers: vec![layer.clone(), lower.clone()], data: vec![] };
+        let merged = merge_lowers(&lowers, oci).unwrap();
+        let seen: Vec<&[u8]> = merged.keys().map(|k| k.as_slice()).collect();
+        // The layer's own "a" stays; "gone" and what the opaque "d" covers are hidden.
+        assert_eq!(seen, [&b""[..], b"a", b"d", b"d/f", b"kept"]);
+        assert_eq!(merged[&b"a".to_vec()].size, 0);
+        // A redirect's lookup stops at a whiteout too.
+        assert!(lower_subtree(&lowers, b"gone", oci).unwrap().is_empty());
+        assert_eq!(lower_subtree(&lowers, b"a", oci).unwrap()[&Vec::new()].size, 0);
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -24,7 +24,10 @@ struct TarEntry {
 
 /// PAX records: "LEN KEY=VALUE\n", LEN counting the whole record. Values are binary (an
 /// xattr's may hold newlines), so the length is what delimits a record.
-fn parse_pax(data: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+/// (key, value) pairs.
+type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn parse_pax(data: &[u8]) -> Result<Records, String> {
     let bad = || "a malformed PAX record".to_string();
     let mut out = Vec::new();
     let mut rest = data;
@@ -280,7 +283,11 @@ pub fn check_links(view: &Path, links: &[(Rel, Rel)]) -> Vec<String> {
         .iter()
         .filter_map(|(p, t)| match (id(p), id(t)) {
             (Some(a), Some(b)) if a == b => None,
-            _ => Some(format!("'{}' is a hard link of '{}' in the layer, not in the view", show(p), show(t))),
+            (a, b) => Some(format!(
+                "'{}' is a hard link of '{}' in the layer, not in the view (st_dev, st_ino {a:?} and {b:?})",
+                show(p),
+                show(t)
+            )),
         })
         .collect()
 }
