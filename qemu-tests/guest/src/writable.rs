@@ -1696,7 +1696,7 @@ fn check_oci_export(env: &Env, sides: &[Side]) -> Vec<String> {
                 cmd.arg("--oci-whiteouts");
             }
             if side.fstype == "overlay" {
-                // As the view comparison allows (`links_not_worse`).
+                // Its names of one inode may differ in number (see `Cmp::links_not_worse`).
                 cmd.arg("--view-may-split-links");
             }
             let out = cmd.output();

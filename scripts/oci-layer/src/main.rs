@@ -43,7 +43,8 @@ struct Args {
     #[arg(long, requires = "verify")]
     view: Option<PathBuf>,
     /// The view may show hard links of the upper directory as separate objects (overlayfs
-    /// does without index=on, after copy-ups and renames): their identity is not compared.
+    /// mounted in a user namespace cannot follow a copied-up file's origin, and numbers a
+    /// name looked up afresh by the upper inode): their identity is not compared.
     #[arg(long, requires = "view")]
     view_may_split_links: bool,
 }
