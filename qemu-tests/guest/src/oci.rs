@@ -284,7 +284,7 @@ fn upper_is_a_layer() -> TestResult {
 }
 
 /// Changes to the OCI layers' tree: removals of lower files and directories, a directory
-/// made again where one was removed, renames, new objects.
+/// made again where one was removed, renames, new objects, a hard link over a whiteout.
 fn oci_ops() -> Vec<Op> {
     let p = |s: &str| s.as_bytes().to_vec();
     vec![
@@ -298,6 +298,10 @@ fn oci_ops() -> Vec<Op> {
         Op::Rename { from: p("b/w"), to: p("b/w2"), flags: 0 },
         Op::Rename { from: p("c/k"), to: p("k_moved"), flags: 0 },
         Op::Create { path: p("brand_new"), mode: 0o600, len: 0, fill: 0 },
+        // A hard link made over a whiteout, then unlinked: the upper name to remove is not
+        // the one the inode was first found by.
+        Op::Link { from: p("brand_new"), to: p("e") },
+        Op::Unlink { path: p("e") },
         Op::Unlink { path: p("same") },
         Op::Create { path: p("same"), mode: 0o640, len: 3, fill: 2 },
     ]
