@@ -1395,7 +1395,7 @@ impl Runner {
             // A directory's size is its upper directory's, which holds what the options add
             // (OCI markers, say): not compared then.
             for w in [&mut wa, &mut wb] {
-                w.nodes.values_mut().filter(|n| is_fmt(&n.st, libc::S_IFDIR)).for_each(|n| n.st.st_size = 0);
+                blank_dir_sizes(w);
             }
         }
         let mut out = diff_trees(&la, &wa, &lb, &wb, &cmp);
@@ -1405,6 +1405,11 @@ impl Runner {
         }
         out
     }
+}
+
+/// Leaves directory sizes out of a walk's comparison (a directory's size is its top layer's).
+pub(crate) fn blank_dir_sizes(w: &mut Walk) {
+    w.nodes.values_mut().filter(|n| is_fmt(&n.st, libc::S_IFDIR)).for_each(|n| n.st.st_size = 0);
 }
 
 /// `Op::Stat`'s outcome with the size left out if it is a directory's.
