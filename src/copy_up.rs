@@ -3,10 +3,12 @@
 //! Copy-up: before a lower object is changed, it is copied to the upper layer, parents
 //! first.
 //!
-//! The copy is built under a temporary name in the work directory (data, xattrs, then
-//! attributes; data synced) and renamed into place in one step, so that after a crash the
-//! upper layer shows either no copy or a complete one; leftovers in the work directory are
-//! removed at the next mount. Copy-ups of one object are serialized by its `copy_up_lock`.
+//! The copy is built in the work directory (data, xattrs, then attributes; data synced) and
+//! put into place in one step, so that after a crash the upper layer shows either no copy or a
+//! complete one: a regular file unnamed (`O_TMPFILE`) and linked into place, where the upper
+//! filesystem can (a crash leaves an orphan the filesystem frees), anything else under a
+//! temporary name and renamed (leftovers are removed at the next mount). Copy-ups of one
+//! object are serialized by its `copy_up_lock`.
 
 use crate::dir::Expect;
 use crate::index::NlinkBase;
@@ -25,6 +27,9 @@ use kernel::sync::aref::ARef;
 
 /// How much data one copy call moves (and how often a fatal signal is noticed).
 const COPY_CHUNK: usize = 1 << 20;
+
+/// How a copy is opened to write its data.
+const WRITE_FLAGS: u32 = bindings::O_LARGEFILE | bindings::O_WRONLY;
 
 /// The superblock and union inode of one of our positive dentries.
 pub(crate) fn union_inode(d: &Dentry) -> Result<(&SuperBlock<UnionFs>, &FsInode<UnionFs>)> {
@@ -262,7 +267,8 @@ fn copy_up_data(fs: &UnionFs, m: &AsMounter<'_>, data: &UnionInode, flags: u32) 
         mnt,
         dentry: &upper.dentry,
     };
-    fs.copy_data(m, fs.real_path(lower)?, to, size)?;
+    let output = RealFile::open(m, to, WRITE_FLAGS)?;
+    fs.copy_data(m, fs.real_path(lower)?, &output, size)?;
     if let Some(cap) = capability {
         mnt.set_xattr(m, &upper.dentry, c"security.capability", Some(&cap), 0)?;
     }
@@ -325,7 +331,7 @@ fn link_up(
 
 impl UnionFs {
     /// Copies the real object `source` to `name` in upper directory `upper_parent`, through a
-    /// temporary in the work directory; `indexed` if the copy goes through the index (a
+    /// temporary in the work directory (see the module's comment); `indexed` if the copy goes through the index (a
     /// directory then gets its index entry). A metadata-only copy gets `overlay.metacopy`
     /// and the size of the original, without data. Returns the upper dentry.
     fn copy_to_upper(
@@ -365,12 +371,22 @@ impl UnionFs {
             true => Some(self.metacopy_value(m, source.data)?),
             false => None,
         };
-        let (copy, _) = self.build_in_work(m, what, |temp| {
-            if mode & bindings::S_IFMT == bindings::S_IFREG && !source.metacopy {
+        let is_reg = mode & bindings::S_IFMT == bindings::S_IFREG;
+        let is_dir = mode & bindings::S_IFMT == bindings::S_IFDIR;
+        // Everything the copy gets before it appears in the upper layer; `output` is the copy
+        // open for writing, if it already is.
+        let fill = |temp: &Dentry, output: Option<&RealFile>| -> Result {
+            if is_reg && !source.metacopy {
                 let from = self.real_path(source.data)?;
-                self.copy_data(m, from, RealPath { mnt, dentry: temp }, st.size())?;
+                match output {
+                    Some(output) => self.copy_data(m, from, output, st.size())?,
+                    None => {
+                        let to = RealPath { mnt, dentry: temp };
+                        let output = RealFile::open(m, to, WRITE_FLAGS)?;
+                        self.copy_data(m, from, &output, st.size())?;
+                    }
+                }
             }
-            let is_dir = mode & bindings::S_IFMT == bindings::S_IFDIR;
             if is_dir && indexed {
                 self.create_dir_index(m, lower, temp)?;
             }
@@ -387,9 +403,30 @@ impl UnionFs {
                     return Err(crate::vfs::errno::eopnotsupp());
                 }
             }
-            self.copy_attrs(m, temp, &st)?;
-            // Never over anything, not even a whiteout: a whiteout there means the object
-            // was removed meanwhile.
+            self.copy_attrs(m, temp, &st)
+        };
+        // A regular file is built unnamed (`O_TMPFILE`) in the work directory and linked into
+        // place, as overlayfs does where the upper filesystem can: only the upper directory
+        // gets an entry, and a crash leaves an orphan the filesystem frees itself.
+        if is_reg {
+            let work = RealPath {
+                mnt,
+                dentry: self.work_dir()?,
+            };
+            match RealFile::open_tmpfile(m, work, mode) {
+                Ok(tmpfile) => {
+                    fill(tmpfile.dentry(), Some(&tmpfile))?;
+                    // Never over anything, not even a whiteout: a whiteout there means the
+                    // object was removed meanwhile.
+                    let link = NewObject::Link(tmpfile.dentry());
+                    return self.create_real(m, upper_parent, name, link);
+                }
+                Err(e) if e != crate::vfs::errno::eopnotsupp() => return Err(e),
+                Err(_) => {}
+            }
+        }
+        let (copy, _) = self.build_in_work(m, what, |temp| {
+            fill(temp, None)?;
             self.move_into_place(
                 m,
                 temp,
@@ -403,7 +440,7 @@ impl UnionFs {
         Ok(copy)
     }
 
-    /// Copies the first `len` bytes of `from` to the new regular file `to`: cloned where the
+    /// Copies the first `len` bytes of `from` to the new regular file `output`: cloned where the
     /// filesystems can share extents, else copied range by range (`copy_file_range`, or
     /// splice across filesystems), skipping the holes of the source so that sparse files stay
     /// sparse. A copy is synced before it is moved into place, so that a crash cannot leave
@@ -412,14 +449,13 @@ impl UnionFs {
         &self,
         m: &AsMounter<'_>,
         from: RealPath<'_>,
-        to: RealPath<'_>,
+        output: &RealFile,
         len: i64,
     ) -> Result {
         let input = RealFile::open(m, from, bindings::O_LARGEFILE | bindings::O_RDONLY)?;
-        let output = RealFile::open(m, to, bindings::O_LARGEFILE | bindings::O_WRONLY)?;
         // A clone shares the extents in one metadata transaction, which the filesystem's log
         // orders before the rename that follows: no fsync, as in overlayfs.
-        if len > 0 && input.clone_to(m, &output, len).is_ok_and(|n| n == len) {
+        if len > 0 && input.clone_to(m, output, len).is_ok_and(|n| n == len) {
             return Ok(());
         }
         let (mut pos, mut seek_holes) = (0i64, true);
@@ -441,13 +477,13 @@ impl UnionFs {
                 }
             }
             let chunk = usize::try_from(len - pos).map_or(COPY_CHUNK, |left| left.min(COPY_CHUNK));
-            let n = match input.copy_range_to(m, pos, &output, chunk) {
+            let n = match input.copy_range_to(m, pos, output, chunk) {
                 Err(e)
                     if e == crate::vfs::errno::exdev()
                         || e == crate::vfs::errno::eopnotsupp()
                         || e == EINVAL =>
                 {
-                    input.splice_to(m, pos, &output, chunk)?
+                    input.splice_to(m, pos, output, chunk)?
                 }
                 r => r?,
             };

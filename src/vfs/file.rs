@@ -95,6 +95,32 @@ impl RealFile {
         file_result(f)
     }
 
+    /// Makes an unnamed regular file (`O_TMPFILE`) of mode `mode` in directory `parent`, open
+    /// for writing and linkable, as the mounter; `EOPNOTSUPP` if the filesystem cannot.
+    pub(crate) fn open_tmpfile(
+        _m: &AsMounter<'_>,
+        parent: RealPath<'_>,
+        mode: u32,
+    ) -> Result<Self> {
+        let raw = parent.raw();
+        // SAFETY: the mount is live.
+        to_result(unsafe { bindings::mnt_want_write(raw.mnt) })?;
+        // SAFETY: `raw` borrows a live path; the current credentials are the mounter's (`_m`).
+        // Without `O_EXCL` the file may be linked later.
+        let f = unsafe {
+            bindings::kernel_tmpfile_open(
+                cb::unionrs_mnt_idmap(raw.mnt),
+                &raw,
+                (bindings::S_IFREG | (mode & bindings::S_IALLUGO)) as bindings::umode_t,
+                (bindings::O_LARGEFILE | bindings::O_WRONLY) as c_int,
+                cb::unionrs_current_cred(),
+            )
+        };
+        // SAFETY: taken above; the open file holds its own write access to the mount.
+        unsafe { bindings::mnt_drop_write(raw.mnt) };
+        file_result(f)
+    }
+
     /// Opens a directory of a layer for reading, as the mounter.
     pub(crate) fn open_dir(m: &AsMounter<'_>, path: RealPath<'_>) -> Result<Self> {
         Self::open(

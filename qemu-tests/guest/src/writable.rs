@@ -1897,6 +1897,10 @@ fn copy_up_wait_killable() -> TestResult {
         std::io::Write::write_all(stdin, b"go\n").map_err(|e| e.to_string())
     };
     let (mut copier, mut waiter) = (open_for_append()?, open_for_append()?);
+    // The copy is unnamed until it is complete (an O_TMPFILE, as in overlayfs), so its start
+    // shows as space taken on the upper filesystem.
+    let free_bytes = || crate::sys::statvfs(&up).map(|v| v.f_bfree as u64 * v.f_frsize as u64).map_err(errno_name);
+    let free_before = free_bytes()?;
     // Both are waiting for their line.
     for c in [&copier, &waiter] {
         let pid = c.id();
@@ -1917,9 +1921,9 @@ fn copy_up_wait_killable() -> TestResult {
             break;
         }
         if !released {
-            // The second opener only once the first one's copy is under way (its temporary
-            // file is in the work directory), so that it is the one that waits.
-            if names_in(&work.join("work")).is_ok_and(|n| !n.is_empty()) {
+            // The second opener only once the first one's copy is under way (some of its data
+            // is written), so that it is the one that waits.
+            if free_before.saturating_sub(free_bytes()?) >= 4 << 20 {
                 go(&mut waiter)?;
                 released = true;
             }
