@@ -556,25 +556,21 @@ impl UnionFs {
     }
 
     /// Gives a copy the attributes of the original: size (regular files), mode (not for
-    /// symlinks), owner, and last the access and modification times (which the other changes
-    /// would update).
+    /// symlinks), owner, and the access and modification times, in one change (one
+    /// transaction of the upper filesystem, not one per attribute as in overlayfs). The
+    /// explicit times win over what the size change would set; the set-group-ID bit is kept
+    /// by the new group's rights, as a change of group then mode would.
     pub(crate) fn copy_attrs(&self, m: &AsMounter<'_>, d: &Dentry, st: &RealStat) -> Result {
         let mnt = &self.upper_layer()?.mnt;
         let fmt = st.mode() & bindings::S_IFMT;
+        let mut a = Iattr::new();
         if fmt == bindings::S_IFREG {
-            let mut a = Iattr::new();
             a.set_size(st.size());
-            mnt.notify_change(m, d, &mut a)?;
         }
         if fmt != bindings::S_IFLNK {
-            let mut a = Iattr::new();
             a.set_mode(st.mode());
-            mnt.notify_change(m, d, &mut a)?;
         }
-        let mut a = Iattr::new();
         a.set_owner(st.uid(), st.gid());
-        mnt.notify_change(m, d, &mut a)?;
-        let mut a = Iattr::new();
         a.set_times(st.atime(), st.mtime());
         mnt.notify_change(m, d, &mut a)
     }
