@@ -331,9 +331,10 @@ fn link_up(
 
 impl UnionFs {
     /// Copies the real object `source` to `name` in upper directory `upper_parent`, through a
-    /// temporary in the work directory (see the module's comment); `indexed` if the copy goes through the index (a
-    /// directory then gets its index entry). A metadata-only copy gets `overlay.metacopy`
-    /// and the size of the original, without data. Returns the upper dentry.
+    /// temporary in the work directory (see the module's comment); `indexed` if the copy goes
+    /// through the index (a directory then gets its index entry). A metadata-only copy gets
+    /// `overlay.metacopy` and the size of the original, without data. Returns the upper
+    /// dentry.
     fn copy_to_upper(
         &self,
         m: &AsMounter<'_>,
@@ -440,11 +441,11 @@ impl UnionFs {
         Ok(copy)
     }
 
-    /// Copies the first `len` bytes of `from` to the new regular file `output`: cloned where the
-    /// filesystems can share extents, else copied range by range (`copy_file_range`, or
+    /// Copies the first `len` bytes of `from` to the new regular file `output`: cloned where
+    /// the filesystems can share extents, else copied range by range (`copy_file_range`, or
     /// splice across filesystems), skipping the holes of the source so that sparse files stay
-    /// sparse. A copy is synced before it is moved into place, so that a crash cannot leave
-    /// a renamed copy without its data.
+    /// sparse. A copy is synced before it is put into place, so that a crash cannot leave a
+    /// named copy without its data.
     fn copy_data(
         &self,
         m: &AsMounter<'_>,
@@ -454,7 +455,7 @@ impl UnionFs {
     ) -> Result {
         let input = RealFile::open(m, from, bindings::O_LARGEFILE | bindings::O_RDONLY)?;
         // A clone shares the extents in one metadata transaction, which the filesystem's log
-        // orders before the rename that follows: no fsync, as in overlayfs.
+        // orders before the link or rename that follows: no fsync, as in overlayfs.
         if len > 0 && input.clone_to(m, output, len).is_ok_and(|n| n == len) {
             return Ok(());
         }
