@@ -2,7 +2,8 @@
 //! with the module loaded.
 //!
 //!   unionrs-guest-tests [--tier fast|full] [substring-filter ...]
-//!   unionrs-guest-tests --list [--tier fast|full]
+//!   unionrs-guest-tests [--tier fast|full] --exact NAME ...   (one shard of qemu-tests/run)
+//!   unionrs-guest-tests --list [--tier fast|full] [substring-filter ...]
 //!   unionrs-guest-tests --make-fixture NAME DIR
 //!   unionrs-guest-tests [--tier fast|full] --in-userns WHAT DIR   (rootless.rs' and pjdfstest.rs' child)
 //!
@@ -126,13 +127,15 @@ fn all_tests() -> Vec<Test> {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: unionrs-guest-tests [--list] [--tier fast|full] [filter ...] | --make-fixture NAME DIR");
+    eprintln!("usage: unionrs-guest-tests [--list] [--tier fast|full] [--exact] [filter ...] | --make-fixture NAME DIR");
     std::process::exit(2);
 }
 
 fn main() {
     let mut args = std::env::args().skip(1).peekable();
     let (mut tier, mut list, mut filters) = (Tier::Fast, false, Vec::<String>::new());
+    // --exact: the filters are whole test names (the host splits the tests between boots).
+    let mut exact = false;
     let mut in_userns: Option<(String, PathBuf)> = None;
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -155,6 +158,7 @@ fn main() {
                 }
             }
             "--list" => list = true,
+            "--exact" => exact = true,
             // A rootless test's child (rootless.rs starts it in a user namespace).
             "--in-userns" => {
                 let (Some(what), Some(dir)) = (args.next(), args.next()) else { usage() };
@@ -172,7 +176,7 @@ fn main() {
     let selected: Vec<Test> = all_tests()
         .into_iter()
         .filter(|t| tier == Tier::Full || !t.full_only)
-        .filter(|t| filters.is_empty() || filters.iter().any(|f| t.name.contains(f.as_str())))
+        .filter(|t| filters.is_empty() || filters.iter().any(|f| if exact { t.name == f.as_str() } else { t.name.contains(f.as_str()) }))
         .collect();
     if list {
         selected.iter().for_each(|t| println!("{}", t.name));
