@@ -28,6 +28,7 @@ mod module_load;
 mod mount_options;
 mod oci;
 mod pjdfstest;
+mod podman;
 mod readonly;
 mod redirect;
 mod rootless;
@@ -116,6 +117,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(redirect::tests());
     tests.extend(metacopy::tests());
     tests.extend(oci::tests());
+    tests.extend(podman::tests());
     tests.extend(idmapped::tests());
     tests.extend(hardening::tests());
     tests.extend(fuzz::tests());
