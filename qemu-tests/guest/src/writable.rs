@@ -1412,13 +1412,15 @@ pub(crate) fn blank_dir_sizes(w: &mut Walk) {
     w.nodes.values_mut().filter(|n| is_fmt(&n.st, libc::S_IFDIR)).for_each(|n| n.st.st_size = 0);
 }
 
-/// `Op::Stat`'s outcome with the size left out if it is a directory's.
+/// `Op::Stat`'s outcome ("mode OCTAL uid ... size N ...") with the size left out if it is a
+/// directory's (setgid and sticky directories too: "mode 42755", "mode 41777").
 fn without_dir_size(stat: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(stat);
-    if !text.starts_with("mode 40") {
+    let mut words: Vec<&str> = text.split(' ').collect();
+    let mode = words.get(1).and_then(|m| u32::from_str_radix(m, 8).ok());
+    if words.first() != Some(&"mode") || mode.is_none_or(|m| m & libc::S_IFMT != libc::S_IFDIR) {
         return stat.to_vec();
     }
-    let mut words: Vec<&str> = text.split(' ').collect();
     if let Some(i) = words.iter().position(|w| *w == "size") {
         if let Some(n) = words.get_mut(i + 1) {
             *n = "-";
@@ -2385,4 +2387,20 @@ fn permissions_as_other_user() -> TestResult {
         diffs.extend(diff_trees(&format!("{label} before"), before, &format!("{label} after"), &walk(l), &lower_cmp()));
     }
     verdict(diffs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_dir_size;
+
+    #[test]
+    fn dir_sizes_left_out_also_of_setgid_and_sticky_dirs() {
+        let out = |s: &str| String::from_utf8(without_dir_size(s.as_bytes())).unwrap();
+        assert_eq!(out("mode 42755 uid 1000 gid 1001 size 140 nlink 1 rdev 0x0"), "mode 42755 uid 1000 gid 1001 size - nlink 1 rdev 0x0");
+        assert_eq!(out("mode 41777 uid 0 gid 0 size 60 nlink 2 rdev 0x0"), "mode 41777 uid 0 gid 0 size - nlink 2 rdev 0x0");
+        assert_eq!(out("mode 40755 uid 0 gid 0 size 60 nlink 2 rdev 0x0"), "mode 40755 uid 0 gid 0 size - nlink 2 rdev 0x0");
+        // Not directories: the size stays.
+        assert_eq!(out("mode 104755 uid 0 gid 0 size 7 nlink 1 rdev 0x0"), "mode 104755 uid 0 gid 0 size 7 nlink 1 rdev 0x0");
+        assert_eq!(out("mode 100644 uid 0 gid 0 size 7 nlink 1 rdev 0x0"), "mode 100644 uid 0 gid 0 size 7 nlink 1 rdev 0x0");
+    }
 }
