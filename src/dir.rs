@@ -638,8 +638,8 @@ fn instantiate_new(dir: &FsInode<UnionFs>, dentry: &Dentry, real: ARef<Dentry>) 
 impl DirOps for UnionFs {
     type DirState = DirState;
 
-    fn lookup(dir: &FsInode<Self>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
-        crate::namei::lookup(dir, name)
+    fn lookup(dir: &FsInode<Self>, dentry: &Dentry) -> Result<Option<ARef<Inode>>> {
+        crate::namei::lookup(dir, dentry)
     }
 
     /// `create`, `mkdir`, `mknod`, `symlink`: the new object belongs to the caller.
@@ -744,8 +744,12 @@ impl DirOps for UnionFs {
         Ok((fs.get_inode(sb, stack)?, OpenFile::new(real)))
     }
 
-    fn open_dir(dir: &FsInode<Self>) -> Result<DirState> {
-        crate::readdir::open_dir(dir)
+    fn open_dir(dir: &FsInode<Self>, dentry: &Dentry) -> Result<DirState> {
+        crate::readdir::open_dir(dir, dentry)
+    }
+
+    fn revalidate(sb: &SuperBlock<Self>, dentry: &Dentry, rcu: bool) -> Result<bool> {
+        crate::namei::revalidate(sb, dentry, rcu)
     }
 
     fn iterate(

@@ -269,7 +269,8 @@ impl UnionFs {
             if let Some(lower) = lower {
                 stack.push(lower, GFP_KERNEL)?;
             }
-            let inode = self.get_inode_of(sb, stack, indexed, None, false, None)?;
+            let inode =
+                self.get_inode_of(sb, stack, indexed, None, false, None, self.layers.len())?;
             return sb.obtain_alias(inode);
         }
         // A removed directory.

@@ -11,7 +11,7 @@ use crate::vfs::{
     Acl, AsMounter, Dentry, Fiemap, FsInode, Iattr, Idmap, Inode, InodeOps, Kstat, LinkTarget,
     PermInode, PosixAcl, RealPath, SymlinkOps,
 };
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::new_mutex;
 use kernel::prelude::*;
@@ -25,16 +25,101 @@ pub(crate) struct RealEntry {
     pub(crate) dentry: ARef<Dentry>,
 }
 
+/// The lower objects of a union inode, top first: those its lookup found, then (a directory
+/// only) those found in layers added to the live mount since, a tail per catch-up. Only ever
+/// appended to, so that borrowed entries stay valid.
+struct LowerStack {
+    found: KVec<RealEntry>,
+    more: SetOnce<KBox<LowerTail>>,
+}
+
+struct LowerTail {
+    entries: KVec<RealEntry>,
+    more: SetOnce<KBox<LowerTail>>,
+}
+
+/// A view of a union inode's lower objects, top first (see [`UnionInode::lower`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Lowers<'a> {
+    found: &'a [RealEntry],
+    more: Option<&'a LowerTail>,
+}
+
+impl<'a> Lowers<'a> {
+    pub(crate) fn iter(self) -> LowerIter<'a> {
+        LowerIter {
+            cur: self.found.iter(),
+            next: self.more,
+        }
+    }
+
+    pub(crate) fn first(self) -> Option<&'a RealEntry> {
+        self.iter().next()
+    }
+
+    pub(crate) fn last(self) -> Option<&'a RealEntry> {
+        match self.more {
+            None => self.found.last(),
+            Some(_) => self.iter().last(),
+        }
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.first().is_none()
+    }
+
+    pub(crate) fn len(self) -> usize {
+        self.iter().count()
+    }
+}
+
+impl<'a> IntoIterator for Lowers<'a> {
+    type Item = &'a RealEntry;
+    type IntoIter = LowerIter<'a>;
+
+    fn into_iter(self) -> LowerIter<'a> {
+        self.iter()
+    }
+}
+
+/// An iterator over [`Lowers`].
+#[derive(Clone)]
+pub(crate) struct LowerIter<'a> {
+    cur: core::slice::Iter<'a, RealEntry>,
+    next: Option<&'a LowerTail>,
+}
+
+impl<'a> Iterator for LowerIter<'a> {
+    type Item = &'a RealEntry;
+
+    fn next(&mut self) -> Option<&'a RealEntry> {
+        loop {
+            if let Some(e) = self.cur.next() {
+                return Some(e);
+            }
+            let tail = self.next.take()?;
+            self.cur = tail.entries.iter();
+            self.next = tail.more.as_ref().map(|t| &**t);
+        }
+    }
+}
+
 /// Per-inode data: the real objects, top layer first. A non-directory shows its top one; a
 /// directory merges them (down to an opaque one).
 ///
 /// The upper object is set once, when the object is created on the upper layer or copied up
-/// (under `copy_up_lock`); the lower ones never change. After a copy-up they stay, so that the
-/// object keeps its inode number as with overlayfs.
+/// (under `copy_up_lock`); the lower ones never change, but a directory's stack may grow at
+/// its bottom when layers are added to the live mount (see `crate::layers`). After a copy-up
+/// they stay, so that the object keeps its inode number as with overlayfs.
 #[pin_data]
 pub(crate) struct UnionInode {
     upper: SetOnce<RealEntry>,
-    lower: KVec<RealEntry>,
+    lower: LowerStack,
+    /// How many layers the union had when the stack was made (or last caught up).
+    layers_seen: AtomicUsize,
+    /// Serializes catching the stack up with new layers.
+    #[pin]
+    catch_up_lock: Mutex<()>,
     /// Serializes copy-ups of this object (held for a whole copy: its waiters can be
     /// interrupted).
     #[pin]
@@ -85,6 +170,7 @@ impl UnionInode {
         redirect: Option<KVec<u8>>,
         upper_metacopy: bool,
         lowerdata_redirect: Option<KVec<u8>>,
+        layers_seen: usize,
     ) -> Result<Pin<KBox<Self>>> {
         let upper = SetOnce::new();
         if has_upper && stack.first().is_some_and(|e| e.layer == 0) {
@@ -93,7 +179,12 @@ impl UnionInode {
         KBox::pin_init(
             pin_init!(Self {
                 upper,
-                lower: stack,
+                lower: LowerStack {
+                    found: stack,
+                    more: SetOnce::new(),
+                },
+                layers_seen: AtomicUsize::new(layers_seen),
+                catch_up_lock <- new_mutex!(()),
                 copy_up_lock <- InterruptibleLock::new(
                     c"UnionInode::copy_up_lock",
                     kernel::static_lock_class!()
@@ -118,7 +209,7 @@ impl UnionInode {
     pub(crate) fn top(&self) -> Result<&RealEntry> {
         self.upper
             .as_ref()
-            .or_else(|| self.lower.first())
+            .or_else(|| self.lower().first())
             .ok_or(EIO)
     }
 
@@ -133,8 +224,70 @@ impl UnionInode {
     }
 
     /// The real objects on lower layers, top first.
-    pub(crate) fn lower(&self) -> &[RealEntry] {
-        &self.lower
+    pub(crate) fn lower(&self) -> Lowers<'_> {
+        Lowers {
+            found: &self.lower.found,
+            more: self.lower.more.as_ref().map(|t| &**t),
+        }
+    }
+
+    /// How many layers the union had when the stack was made or last caught up.
+    pub(crate) fn layers_seen(&self) -> usize {
+        self.layers_seen.load(Ordering::Acquire)
+    }
+
+    /// Notes that the stack will not be caught up with the union's first `count` layers (the
+    /// object has no name to look up again).
+    pub(crate) fn mark_caught_up(&self, count: usize) {
+        let _guard = self.catch_up_lock.lock();
+        self.layers_seen.fetch_max(count, Ordering::AcqRel);
+    }
+
+    /// Catches the stack up with the union's first `count` layers: `stack` is what a lookup
+    /// over them found. If it starts with the objects the inode has, the rest are appended
+    /// (and the merged listing is forgotten); if not (a layer changed under the union), the
+    /// inode keeps its stack and `false` is returned. Either way it is not tried again for
+    /// these layers.
+    pub(crate) fn catch_up(&self, stack: &[RealEntry], count: usize) -> Result<bool> {
+        let _guard = self.catch_up_lock.lock();
+        if self.layers_seen() >= count {
+            return Ok(true);
+        }
+        let mut new = stack.iter();
+        let prefix = self.entries().all(|old| {
+            new.next().is_some_and(|n| {
+                n.layer == old.layer && core::ptr::eq(n.dentry.as_ptr(), old.dentry.as_ptr())
+            })
+        });
+        let rest = new.as_slice();
+        if prefix && !rest.is_empty() {
+            let mut entries = KVec::with_capacity(rest.len(), GFP_KERNEL)?;
+            for e in rest {
+                entries.push(
+                    RealEntry {
+                        layer: e.layer,
+                        dentry: e.dentry.clone(),
+                    },
+                    GFP_KERNEL,
+                )?;
+            }
+            let tail = KBox::new(
+                LowerTail {
+                    entries,
+                    more: SetOnce::new(),
+                },
+                GFP_KERNEL,
+            )?;
+            // Appended at the end of the chain (we are its only writer).
+            let mut last = &self.lower.more;
+            while let Some(t) = last.as_ref() {
+                last = &t.more;
+            }
+            last.populate(tail);
+            self.invalidate_listing();
+        }
+        self.layers_seen.store(count, Ordering::Release);
+        Ok(prefix)
     }
 
     /// Whether the upper object (if any) holds the data; see `upperdata`.
@@ -171,7 +324,7 @@ impl UnionInode {
         }
         match self.upper() {
             Some(_) => !self.has_upperdata(),
-            None => self.lower.len() > 1 || self.lowerdata_redirect.is_some(),
+            None => self.lower.found.len() > 1 || self.lowerdata_redirect.is_some(),
         }
     }
 
@@ -181,10 +334,10 @@ impl UnionInode {
     pub(crate) fn data_entry(&self) -> Result<&RealEntry> {
         match self.upper() {
             Some(u) if self.has_upperdata() => Ok(u),
-            None if self.lower.is_empty() => Err(EIO),
+            None if self.lower().is_empty() => Err(EIO),
             u => match self.lowerdata_redirect {
                 Some(_) => self.lazy_data.as_ref().ok_or(EIO),
-                None => self.lower.last().or(u).ok_or(EIO),
+                None => self.lower().last().or(u).ok_or(EIO),
             },
         }
     }
@@ -194,7 +347,7 @@ impl UnionInode {
     pub(crate) fn lower_data(&self) -> Option<&RealEntry> {
         match self.lowerdata_redirect {
             Some(_) => self.lazy_data.as_ref(),
-            None => self.lower.last(),
+            None => self.lower().last(),
         }
     }
 
@@ -210,7 +363,7 @@ impl UnionInode {
 
     /// The first lower object whose number the inode shows (see `lower_numbered`).
     fn numbered_by(&self) -> Option<&RealEntry> {
-        self.lower.first().filter(|_| self.lower_numbered)
+        self.lower().first().filter(|_| self.lower_numbered)
     }
 
     /// Whether the object is on the upper layer and known by a lower one (overlayfs'
@@ -301,7 +454,7 @@ impl UnionInode {
     /// The real objects a directory merges, top first; for a non-directory, the top one and
     /// the lower ones it hides.
     pub(crate) fn entries(&self) -> impl Iterator<Item = &RealEntry> {
-        Iterator::chain(self.upper.as_ref().into_iter(), self.lower.iter())
+        Iterator::chain(self.upper.as_ref().into_iter(), self.lower())
     }
 
     /// Whether this is a directory merged from more than one layer.
@@ -420,13 +573,15 @@ impl UnionFs {
         sb: &crate::vfs::SuperBlock<UnionFs>,
         stack: KVec<RealEntry>,
     ) -> Result<ARef<Inode>> {
-        self.get_inode_of(sb, stack, false, None, false, None)
+        self.get_inode_of(sb, stack, false, None, false, None, self.layers.len())
     }
 
     /// [`Self::get_inode`] for a stack that lookup found, `indexed` if its upper object is an
     /// index entry: all names of a lower hard link then share the inode; the upper object's
     /// `redirect`; `upper_metacopy` if the upper object is a metadata-only copy;
-    /// `lowerdata_redirect` where its data is in the data-only layers.
+    /// `lowerdata_redirect` where its data is in the data-only layers; `layers_seen` how many
+    /// layers the union had when the lookup started.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn get_inode_of(
         &self,
         sb: &crate::vfs::SuperBlock<UnionFs>,
@@ -435,6 +590,7 @@ impl UnionFs {
         redirect: Option<KVec<u8>>,
         upper_metacopy: bool,
         lowerdata_redirect: Option<KVec<u8>>,
+        layers_seen: usize,
     ) -> Result<ARef<Inode>> {
         let top = stack.first().ok_or(EIO)?;
         let real_d = top.dentry.clone();
@@ -482,6 +638,7 @@ impl UnionFs {
             redirect,
             upper_metacopy,
             lowerdata_redirect,
+            layers_seen,
         )?;
         data.set_union_nlink(nlink);
         if indexed {

@@ -1428,8 +1428,9 @@ pub(crate) enum Xattr {
 }
 
 /// `inode_operations::lookup` of a union directory.
-pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<Inode>>> {
+pub(crate) fn lookup(dir: &FsInode<UnionFs>, dentry: &Dentry) -> Result<Option<ARef<Inode>>> {
     let fs = dir.sb().info();
+    let name = dentry.name();
     if name.len() > fs.namelen {
         return Err(errno::enametoolong());
     }
@@ -1438,8 +1439,13 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
     if fs.oci_whiteouts && name.starts_with(OCI_WHITEOUT_PREFIX) {
         return Err(EPERM);
     }
+    // The layers the answer stands for: a layer added to the live mount from now on makes
+    // it be checked again (`revalidate`). The directory merges those added before first.
+    let seen = fs.layers.len();
+    fs.refresh_dir(&dentry.parent())?;
     let data = dir.data()?;
     let found = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;
+    dentry.set_stamp(seen);
     let Some(top) = found.stack.first() else {
         return Ok(None);
     };
@@ -1450,6 +1456,18 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
         real_inode(found.stack.first().filter(|_| has_upper)),
         real_inode(found.stack.get(usize::from(has_upper))),
     );
+    // A directory's cached inode may predate layers added to the live mount: caught up with
+    // what was found (its stack must start as it did).
+    let mut dir_stack = KVec::new();
+    if is_dir && fs.added_count() > 0 {
+        for e in found.stack.iter() {
+            let e = RealEntry {
+                layer: e.layer,
+                dentry: e.dentry.clone(),
+            };
+            dir_stack.push(e, GFP_KERNEL)?;
+        }
+    }
     let inode = fs.get_inode_of(
         dir.sb(),
         found.stack,
@@ -1457,6 +1475,7 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
         found.redirect,
         found.upper_metacopy,
         found.lowerdata_redirect,
+        seen,
     )?;
     // An object found again must be the one cached (overlayfs' `ovl_verify_inode`): a lower
     // object that two redirects lead to (two metacopy files, two directories), or a directory
@@ -1465,6 +1484,9 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
     let cached = SuperBlock::<UnionFs>::our_inode(&inode)
         .ok_or(EIO)?
         .data()?;
+    if !dir_stack.is_empty() {
+        cached.catch_up(&dir_stack, seen)?;
+    }
     let has = (
         real_inode(cached.upper()),
         real_inode(cached.lower().first()),
@@ -1478,6 +1500,30 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, name: &[u8]) -> Result<Option<ARef<
         return Err(errno::estale());
     }
     Ok(Some(inode))
+}
+
+/// `d_revalidate` of a union dentry found in the dentry cache. Only layers added to the live
+/// mount make an entry stale (the layers themselves must not change under a mounted union, as
+/// with overlayfs): a negative entry looked up with fewer layers is looked up again, a
+/// directory has its stack caught up (in place: it stays the same object for whoever holds
+/// it); anything else stays as it is, since a layer added below cannot change the top object.
+pub(crate) fn revalidate(sb: &SuperBlock<UnionFs>, d: &Dentry, rcu: bool) -> Result<bool> {
+    let fs = sb.info();
+    let count = fs.layers.len();
+    if d.stamp() >= count {
+        return Ok(true);
+    }
+    if d.inode().is_none() {
+        return Ok(false);
+    }
+    if d.is_dir() {
+        if rcu {
+            return Err(ECHILD);
+        }
+        fs.refresh_dir(d)?;
+    }
+    d.set_stamp(count);
+    Ok(true)
 }
 
 #[kunit_tests(unionrs_namei)]

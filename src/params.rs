@@ -486,12 +486,27 @@ fn parse_lowerdir(fc: &FsContext, cfg: &mut Config, value: &CStr) -> Result {
 /// Takes one mount option into `cfg`.
 pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) -> Result {
     if fc.is_reconfigure() {
-        // Like overlayfs: remount ignores the options of mount(2) (it always has, and tools
-        // pass the old ones again), but fsconfig() callers get a clear refusal.
+        // A remount may add lower layers below the others (`crate::layers`): collected here,
+        // added by the reconfigure once all options are read.
+        if param.opt == opt::LOWERDIR_ADD {
+            let layer = layer_from_param(fc, "lowerdir+", param.value, Escapes::Literal)?;
+            return add_lower(fc, cfg, layer);
+        }
+        if param.opt == opt::DATADIR_ADD {
+            return Err(fc.fail(
+                EINVAL,
+                fmt!("datadir+: data-only layers cannot be added to a mounted union"),
+            ));
+        }
+        // Like overlayfs: remount ignores the other options of mount(2) (it always has, and
+        // tools pass the old ones again), but fsconfig() callers get a clear refusal.
         if fc.is_legacy_mount() {
             return Ok(());
         }
-        return Err(fc.fail(EINVAL, fmt!("no changes allowed in reconfigure")));
+        return Err(fc.fail(
+            EINVAL,
+            fmt!("no changes allowed in reconfigure (but lowerdir+ to add a lower layer)"),
+        ));
     }
     match param.opt {
         opt::LOWERDIR => match param.value {

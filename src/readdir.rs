@@ -11,7 +11,7 @@
 use crate::inode::{st_ino, RealEntry, UnionInode};
 use crate::namei::{OCI_OPAQUE_MARKER, OCI_WHITEOUT_PREFIX};
 use crate::superblock::UnionFs;
-use crate::vfs::{AsMounter, DirEmitter, FsInode, IteratedDir, RealFile, SuperBlock};
+use crate::vfs::{AsMounter, Dentry, DirEmitter, FsInode, IteratedDir, RealFile, SuperBlock};
 use core::sync::atomic::{AtomicU64, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
@@ -298,8 +298,10 @@ fn build_merged(fs: &UnionFs, m: &AsMounter<'_>, dir: &UnionInode) -> Result<Mer
 }
 
 /// `file_operations::open` of a union directory.
-pub(crate) fn open_dir(inode: &FsInode<UnionFs>) -> Result<DirState> {
+pub(crate) fn open_dir(inode: &FsInode<UnionFs>, dentry: &Dentry) -> Result<DirState> {
     let fs = inode.sb().info();
+    // Layers added to the live mount since the directory was looked up are merged now.
+    fs.refresh_dir(dentry)?;
     let data = inode.data()?;
     if !data.is_merged() {
         let top = data.top()?;

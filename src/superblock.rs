@@ -4,6 +4,7 @@
 //! mount, and answers the superblock-level operations.
 
 use crate::inode::{RealEntry, UnionInode};
+use crate::layers::LayerStack;
 use crate::namei::Xattr;
 use crate::params::{self, Config, LayerSpec, Redirect, Xino};
 use crate::vfs::fs_type::{namelen_of, seq_show_option};
@@ -25,7 +26,7 @@ pub(crate) const UNIONRS_SUPER_MAGIC: u64 = 0x756e_696f;
 
 /// The mount flags of our clones of the lower layers' mounts: nothing done through the union
 /// can write to a lower layer, not even an access time.
-const LOWER_MOUNT_FLAGS: u32 = MNT_READONLY | MNT_NOATIME;
+pub(crate) const LOWER_MOUNT_FLAGS: u32 = MNT_READONLY | MNT_NOATIME;
 
 /// The inode flags a union inode takes over from its real inode: those that describe the file
 /// (as overlayfs copies them), not the real filesystem's internal ones (`S_PRIVATE`, `S_DAX`,
@@ -82,8 +83,11 @@ pub(crate) struct Layer {
 
 /// The filesystem: per-superblock state of a mounted union.
 pub(crate) struct UnionFs {
-    /// Upper layer first (if any), then the lower layers top to bottom.
-    pub(crate) layers: KVec<Layer>,
+    /// Upper layer first (if any), then the lower layers top to bottom (those added to the
+    /// live mount last).
+    pub(crate) layers: LayerStack,
+    /// The union's stacking depth (`s_stack_depth`): a layer added later must fit below it.
+    pub(crate) stack_depth: i32,
     pub(crate) work: Option<LayerSpec>,
     /// `<workdir>/work`: where copies and whiteouts are built before they move into place.
     work_dir: Option<ARef<Dentry>>,
@@ -165,7 +169,12 @@ impl UnionFs {
     /// root or the work directory: a layer was moved into another after the mount (the mount
     /// refuses overlapping layers), and following it would loop (overlayfs' traps).
     pub(crate) fn is_trap(&self, inode: &Inode) -> bool {
+        let is = |d: &Dentry| {
+            d.inode()
+                .is_some_and(|i| core::ptr::eq(i.as_ptr(), inode.as_ptr()))
+        };
         self.traps.binary_search(&(inode.as_ptr() as usize)).is_ok()
+            || self.layers.added().any(|l| is(l.spec.path.dentry()))
     }
 
     /// The layer whose root gives the union root its attributes.
@@ -656,7 +665,7 @@ fn layer_traps(fs: &UnionFs) -> Result<KVec<usize>> {
 /// directories only is refused too: overlayfs unions them with case-insensitive lookups and
 /// listings, which unionrs does not have yet (its lookups would be exact-case and one
 /// directory could appear under two names).
-fn check_casefold(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
+pub(crate) fn check_casefold(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
     let Some((first, first_kind)) = all.first() else {
         return Ok(());
     };
@@ -689,7 +698,7 @@ fn check_casefold(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
 
 /// Refuses layers that are the same directory or lie inside one another: a union over itself
 /// would loop, and writing the upper layer would change a lower one.
-fn check_overlap(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
+pub(crate) fn check_overlap(fc: &FsContext, all: &[(&LayerSpec, LayerKind)]) -> Result {
     for (i, (a, ak)) in all.iter().enumerate() {
         for (b, bk) in all.iter().skip(i + 1) {
             let (da, db) = (a.path.dentry(), b.path.dentry());
@@ -764,12 +773,14 @@ impl FileSystem for UnionFs {
         fc: &FsContext,
         sb: &SuperBlock<Self>,
         wants_rw: bool,
-        _cfg: &mut Config,
+        cfg: &mut Config,
     ) -> Result {
         if wants_rw && !sb.info().has_upper() {
             return Err(fc.fail(EROFS, fmt!("a union without upperdir is read-only")));
         }
-        Ok(())
+        // `lowerdir+=` is the one option a remount takes (see `crate::layers`).
+        sb.info()
+            .add_lower_layers(fc, core::mem::take(&mut cfg.lowers))
     }
 
     fn fill_super(fc: &FsContext, sb: &NewSuperBlock, cfg: &mut Config) -> Result<KBox<UnionFs>> {
@@ -906,7 +917,8 @@ impl FileSystem for UnionFs {
         let has_upper = layers.first().is_some_and(|l| l.kind == LayerKind::Upper);
         let mut info = KBox::new(
             UnionFs {
-                layers,
+                layers: LayerStack::new(layers),
+                stack_depth: depth,
                 work: cfg.work.take(),
                 work_dir: None,
                 in_use: KVec::new(),
@@ -1019,7 +1031,7 @@ impl FileSystem for UnionFs {
 
     fn root_inode(sb: &SuperBlock<Self>) -> Result<ARef<Inode>> {
         let fs = sb.info();
-        let mut stack = KVec::with_capacity(fs.layers.len(), GFP_KERNEL)?;
+        let mut stack = KVec::new();
         // Layer roots always merge: like overlayfs, an opaque mark on a layer's root is
         // ignored (OCI layers often carry one there).
         for (i, l) in fs.layers.iter().enumerate() {
@@ -1039,7 +1051,8 @@ impl FileSystem for UnionFs {
         let real = top.spec.path.dentry().inode().ok_or(ENOENT)?;
         // Known by its top root, never by a lower one (overlayfs' rule for the root).
         let ino = fs.inode_number(0, real.ino(), true);
-        let data = UnionInode::new(stack, fs.has_upper(), false, None, false, None)?;
+        let seen = fs.layers.len();
+        let data = UnionInode::new(stack, fs.has_upper(), false, None, false, None, seen)?;
         data.set_root();
         if fs.has_upper() && fs.with_mounter(|m| fs.is_impure_dir(m, top.spec.path.dentry())) {
             data.set_impure();
@@ -1096,7 +1109,24 @@ impl SuperOps for UnionFs {
     fn show_options(m: &SeqFile, sb: &SuperBlock<Self>) -> Result {
         let fs = sb.info();
         match &fs.lowerdir_all {
-            Some(all) => seq_show_option(m, c"lowerdir", Some(all)),
+            Some(all) if fs.added_count() == 0 => seq_show_option(m, c"lowerdir", Some(all)),
+            Some(all) => {
+                // The layers added since, in `lowerdir=`'s own escaping.
+                let mut v = KVec::new();
+                v.extend_from_slice(all.to_bytes(), GFP_KERNEL)?;
+                for l in fs.layers.added() {
+                    v.push(b':', GFP_KERNEL)?;
+                    for &c in l.spec.name.to_bytes() {
+                        if c == b':' || c == b'\\' {
+                            v.push(b'\\', GFP_KERNEL)?;
+                        }
+                        v.push(c, GFP_KERNEL)?;
+                    }
+                }
+                v.push(0, GFP_KERNEL)?;
+                let v = CStr::from_bytes_with_nul(&v).map_err(|_| EINVAL)?;
+                seq_show_option(m, c"lowerdir", Some(v))
+            }
             None => {
                 for l in fs.layers.iter() {
                     match l.kind {

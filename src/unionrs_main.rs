@@ -9,6 +9,7 @@ mod export;
 mod file;
 mod index;
 mod inode;
+mod layers;
 mod namei;
 mod params;
 mod readdir;

@@ -5,6 +5,7 @@
 use super::bindings as cb;
 use super::inode::Inode;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 use kernel::bindings;
 use kernel::prelude::*;
 use kernel::sync::aref::{ARef, AlwaysRefCounted};
@@ -157,6 +158,22 @@ impl Dentry {
                 bindings::dget_parent(self.as_ptr()).cast(),
             ))
         }
+    }
+
+    /// The number the filesystem noted on the dentry with [`Self::set_stamp`] (0 if none): its
+    /// `d_time`, which is the filesystem's to use for revalidation.
+    pub(crate) fn stamp(&self) -> usize {
+        // SAFETY: the dentry is live; `d_time` is an aligned `unsigned long`, the size of a
+        // `usize`, written only by us, atomically.
+        let t = unsafe { AtomicUsize::from_ptr((&raw mut (*self.as_ptr()).d_time).cast()) };
+        t.load(Ordering::Relaxed)
+    }
+
+    /// Notes `stamp` on the dentry (see [`Self::stamp`]).
+    pub(crate) fn set_stamp(&self, stamp: usize) {
+        // SAFETY: as in `stamp`.
+        let t = unsafe { AtomicUsize::from_ptr((&raw mut (*self.as_ptr()).d_time).cast()) };
+        t.store(stamp, Ordering::Relaxed);
     }
 
     /// Whether the dentry was removed (unlinked, or dropped after a change).

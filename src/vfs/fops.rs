@@ -8,6 +8,7 @@
 //! callback goes through [`Fops::forward`].
 
 use super::bindings as cb;
+use super::dentry::Dentry;
 use super::file::{DirEmitter, IteratedDir, RealFile, UserFile};
 use super::fs_type::FileSystem;
 use super::inode::FsInode;
@@ -405,7 +406,9 @@ impl<T: AllOps> Fops<T> {
         from_result(|| {
             // SAFETY: as the function's contract says.
             let inode = unsafe { FsInode::<T>::from_raw(inode) };
-            let state = KBox::new(T::open_dir(inode)?, GFP_KERNEL)?;
+            // SAFETY: a file being opened has its path (and so its dentry) set and pinned.
+            let dentry = unsafe { Dentry::from_raw((*file).__bindgen_anon_1.f_path.dentry) };
+            let state = KBox::new(T::open_dir(inode, dentry)?, GFP_KERNEL)?;
             // SAFETY: `private_data` of a file being opened is ours; `dir_release` takes it.
             unsafe { (*file).private_data = state.into_foreign() };
             Ok(0)

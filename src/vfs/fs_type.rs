@@ -448,6 +448,11 @@ impl<T: AllOps> Adapter<T> {
             }
             // ACLs are the real objects': permission checks ask them through us.
             new_sb.set_posix_acls();
+            if let Some(dops) = super::iops::dentry_ops::<T>() {
+                // SAFETY: the superblock is still ours alone and has no dentry yet; the table
+                // is `'static`.
+                unsafe { bindings::set_default_d_op(sb, dops) };
+            }
             // SAFETY: `s_fs_info` now holds our `KBox<T::Info>`.
             let sb_ref = unsafe { SuperBlock::<T>::from_raw(sb) };
             let root = T::root_inode(sb_ref)?;

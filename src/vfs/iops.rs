@@ -12,6 +12,7 @@ use super::fs_type::{FileSystem, SuperOps};
 use super::inode::{FsInode, Idmap, Inode, Kstat, PermInode};
 use super::layer::Acl;
 use super::real::{Iattr, NewObject, PosixAcl};
+use super::super_block::SuperBlock;
 use super::xattr_handler::XattrOps;
 use super::{bindings as cb, AsMounter};
 use core::marker::PhantomData;
@@ -80,8 +81,16 @@ pub(crate) trait DirOps: FileOps {
     /// State of an open directory.
     type DirState: Send + Sync;
 
-    /// Looks up `name` in directory `dir`: the inode, or `None` for a negative entry.
-    fn lookup(_dir: &FsInode<Self>, _name: &[u8]) -> Result<Option<ARef<Inode>>> {
+    /// Looks up the name of `dentry` (negative, being looked up) in directory `dir`: the
+    /// inode, or `None` for a negative entry.
+    fn lookup(_dir: &FsInode<Self>, _dentry: &Dentry) -> Result<Option<ARef<Inode>>> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// Whether `dentry`, of `sb` and found in the dentry cache, may still be used
+    /// (`d_revalidate`): `Ok(false)` has the VFS look it up again. `rcu` in RCU walk, where
+    /// nothing may sleep and `ECHILD` asks to be called again outside it.
+    fn revalidate(_sb: &SuperBlock<Self>, _dentry: &Dentry, _rcu: bool) -> Result<bool> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -127,8 +136,8 @@ pub(crate) trait DirOps: FileOps {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
-    /// Opens directory `dir`.
-    fn open_dir(_dir: &FsInode<Self>) -> Result<Self::DirState> {
+    /// Opens directory `dir`, as `dentry`.
+    fn open_dir(_dir: &FsInode<Self>, _dentry: &Dentry) -> Result<Self::DirState> {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
@@ -237,6 +246,15 @@ pub(super) unsafe fn set_ops<T: AllOps>(inode: *mut bindings::inode) {
     }
 }
 
+/// The dentry operations of `T`'s dentries (for `set_default_d_op`), if it revalidates them.
+pub(super) fn dentry_ops<T: AllOps>() -> Option<&'static bindings::dentry_operations> {
+    let ops: &'static bindings::dentry_operations = &Iops::<T>::DENTRY;
+    T::HAS_REVALIDATE.then_some(ops)
+}
+
+/// `LOOKUP_RCU` of `include/linux/namei.h` (a `BIT()` macro, which bindgen does not see).
+const LOOKUP_RCU: c_uint = 1 << 8;
+
 /// Regular files: `O_DIRECT` is the real file's business (as in overlayfs).
 static FILE_AOPS: bindings::address_space_operations = bindings::address_space_operations {
     direct_IO: Some(bindings::noop_direct_IO),
@@ -289,6 +307,51 @@ impl<T: AllOps> Iops<T> {
 
     const SPECIAL: bindings::inode_operations = Self::COMMON;
 
+    const DENTRY: bindings::dentry_operations = bindings::dentry_operations {
+        d_init: Some(Self::d_init),
+        d_revalidate: Some(Self::d_revalidate),
+        // SAFETY: all-zero is a valid ops table (all `None`).
+        ..unsafe { core::mem::zeroed() }
+    };
+
+    /// `dentry_operations::d_init`: a new dentry has no stamp (its `d_time` is not
+    /// initialized by the dcache).
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only, on a dentry of `T` being allocated.
+    unsafe extern "C" fn d_init(dentry: *mut bindings::dentry) -> c_int {
+        // SAFETY: as the function's contract says; nobody else sees the dentry yet.
+        unsafe { Dentry::from_raw(dentry) }.set_stamp(0);
+        0
+    }
+
+    /// `dentry_operations::d_revalidate`, also called in RCU walk.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `dentry` is a dentry of `T` that the VFS keeps alive for the
+    /// call (in RCU walk, under `rcu_read_lock`).
+    unsafe extern "C" fn d_revalidate(
+        _dir: *mut bindings::inode,
+        _name: *const bindings::qstr,
+        dentry: *mut bindings::dentry,
+        flags: c_uint,
+    ) -> c_int {
+        // SAFETY: as the function's contract says; a dentry's superblock is ours and lives
+        // longer than it.
+        let (d, sb) = unsafe {
+            (
+                Dentry::from_raw(dentry),
+                SuperBlock::<T>::from_raw((*dentry).d_sb),
+            )
+        };
+        match T::revalidate(sb, d, flags & LOOKUP_RCU != 0) {
+            Ok(valid) => c_int::from(valid),
+            Err(e) => e.to_errno(),
+        }
+    }
+
     /// What every inode kind has.
     const COMMON: bindings::inode_operations = bindings::inode_operations {
         permission: op!(T::HAS_PERMISSION, Self::permission),
@@ -316,7 +379,7 @@ impl<T: AllOps> Iops<T> {
         // SAFETY: as the function's contract says; the name of a dentry being looked up is
         // stable.
         let (dir, d) = unsafe { (FsInode::<T>::from_raw(dir), Dentry::from_raw(dentry)) };
-        match T::lookup(dir, d.name()) {
+        match T::lookup(dir, d) {
             Ok(inode) => {
                 let raw =
                     inode.map_or(core::ptr::null_mut(), |i| ARef::into_raw(i).as_ptr().cast());
