@@ -23,6 +23,7 @@ mod fuzz_layers;
 mod hardening;
 mod identity;
 mod idmapped;
+mod live_layers;
 mod metacopy;
 mod module_load;
 mod mount_options;
@@ -118,6 +119,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(metacopy::tests());
     tests.extend(oci::tests());
     tests.extend(podman::tests());
+    tests.extend(live_layers::tests());
     tests.extend(idmapped::tests());
     tests.extend(hardening::tests());
     tests.extend(fuzz::tests());
