@@ -17,8 +17,8 @@ use crate::params::Redirect;
 use crate::readdir::DirState;
 use crate::superblock::UnionFs;
 use crate::vfs::{
-    errno, AsMounter, Dentry, DirEmitter, DirOps, FsInode, Idmap, Inode, IteratedDir, NewObject,
-    RealFile, RealPath, Rename, RenameEnd, SuperBlock, UserFile,
+    errno, AsMounter, Dentry, DentryKind, DirEmitter, DirOps, FsInode, Idmap, Inode, IteratedDir,
+    NewObject, RealFile, RealPath, Rename, RenameEnd, SuperBlock, UserFile,
 };
 use core::sync::atomic::{AtomicU32, Ordering};
 use kernel::bindings;
@@ -748,8 +748,17 @@ impl DirOps for UnionFs {
         crate::readdir::open_dir(dir, dentry)
     }
 
-    fn revalidate(sb: &SuperBlock<Self>, dentry: &Dentry, rcu: bool) -> Result<bool> {
-        crate::namei::revalidate(sb, dentry, rcu)
+    fn revalidate(sb: &SuperBlock<Self>, dentry: &Dentry) -> Result<bool> {
+        crate::namei::revalidate(sb, dentry)
+    }
+
+    fn revalidate_rcu(sb: &SuperBlock<Self>, stamp: usize, kind: DentryKind) -> Result<bool> {
+        crate::namei::revalidate_rcu(sb, stamp, kind)
+    }
+
+    /// The layers the union has now: a layer added from now on makes the dentry stale.
+    fn initial_stamp(sb: &SuperBlock<Self>) -> usize {
+        sb.info().layers.len()
     }
 
     fn iterate(

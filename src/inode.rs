@@ -244,23 +244,44 @@ impl UnionInode {
     }
 
     /// Catches the stack up with the union's first `count` layers: `stack` is what a lookup
-    /// over them found. If it starts with the objects the inode has, the rest are appended
-    /// (and the merged listing is forgotten); if not (a layer changed under the union), the
-    /// inode keeps its stack and `false` is returned. Either way it is not tried again for
-    /// these layers.
-    pub(crate) fn catch_up(&self, stack: &[RealEntry], count: usize) -> Result<bool> {
+    /// over them found (top first; its first entry is the upper object if `has_upper` and it
+    /// is on layer 0). If its lower objects start with those the inode has (and its upper
+    /// object, if both have one, is the inode's), the rest are appended (and the merged
+    /// listing is forgotten). If not, the inode keeps its stack and `false` is returned: the
+    /// lookup raced with a change (a copy-up, a rename) or a layer changed under the union,
+    /// and the catch-up is tried again next time.
+    pub(crate) fn catch_up(
+        &self,
+        stack: &[RealEntry],
+        has_upper: bool,
+        count: usize,
+    ) -> Result<bool> {
         let _guard = self.catch_up_lock.lock();
         if self.layers_seen() >= count {
             return Ok(true);
         }
-        let mut new = stack.iter();
-        let prefix = self.entries().all(|old| {
-            new.next().is_some_and(|n| {
-                n.layer == old.layer && core::ptr::eq(n.dentry.as_ptr(), old.dentry.as_ptr())
-            })
-        });
+        let same = |a: &RealEntry, b: &RealEntry| {
+            a.layer == b.layer && core::ptr::eq(a.dentry.as_ptr(), b.dentry.as_ptr())
+        };
+        let (new_upper, new_lower) = match stack.split_first() {
+            Some((u, rest)) if has_upper && u.layer == 0 => (Some(u), rest),
+            _ => (None, stack),
+        };
+        let upper_same = match (new_upper, self.upper()) {
+            (Some(n), Some(o)) => same(n, o),
+            _ => true,
+        };
+        let mut new = new_lower.iter();
+        let prefix = upper_same
+            && self
+                .lower()
+                .into_iter()
+                .all(|old| new.next().is_some_and(|n| same(n, old)));
+        if !prefix {
+            return Ok(false);
+        }
         let rest = new.as_slice();
-        if prefix && !rest.is_empty() {
+        if !rest.is_empty() {
             let mut entries = KVec::with_capacity(rest.len(), GFP_KERNEL)?;
             for e in rest {
                 entries.push(
@@ -287,7 +308,7 @@ impl UnionInode {
             self.invalidate_listing();
         }
         self.layers_seen.store(count, Ordering::Release);
-        Ok(prefix)
+        Ok(true)
     }
 
     /// Whether the upper object (if any) holds the data; see `upperdata`.

@@ -348,12 +348,18 @@ impl UnionFs {
                 .ok_or(EIO)?
                 .data()?;
             let name = d.name_copy()?;
-            self.with_mounter(|m| self.lookup_stack(m, pdata, &name))?
-                .stack
+            let stack = self
+                .with_mounter(|m| self.lookup_stack(m, pdata, &name))?
+                .stack;
+            // Renamed meanwhile: what was found may be another object's; tried again later.
+            if !core::ptr::eq(d.parent().as_ptr(), parent.as_ptr()) || d.name_copy()? != name {
+                return Ok(());
+            }
+            stack
         };
-        if !data.catch_up(&stack, count)? {
+        if !data.catch_up(&stack, self.has_upper(), count)? {
             crate::vfs::warn_ratelimited(fmt!(
-                "unionrs: '{}' changed in its layers since it was looked up; its new layers are not merged until it is looked up again",
+                "unionrs: '{}' changed while layers were added; their directories are merged on a later access",
                 kernel::str::BStr::from_bytes(&d.name_copy().unwrap_or_default())
             ));
         }

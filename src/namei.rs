@@ -10,7 +10,9 @@ use crate::inode::{RealEntry, UnionInode};
 use crate::params::{Uuid, Verity};
 use crate::superblock::{Layer, LayerKind, UnionFs};
 use crate::vfs::layer::{FhSupport, RealFh};
-use crate::vfs::{errno, AsMounter, Dentry, FsInode, Inode, SuperBlock, VERITY_MAX_DIGEST};
+use crate::vfs::{
+    errno, AsMounter, Dentry, DentryKind, FsInode, Inode, SuperBlock, VERITY_MAX_DIGEST,
+};
 use core::sync::atomic::Ordering;
 use kernel::prelude::*;
 use kernel::str::BStr;
@@ -1485,7 +1487,7 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, dentry: &Dentry) -> Result<Option<A
         .ok_or(EIO)?
         .data()?;
     if !dir_stack.is_empty() {
-        cached.catch_up(&dir_stack, seen)?;
+        cached.catch_up(&dir_stack, fs.has_upper(), seen)?;
     }
     let has = (
         real_inode(cached.upper()),
@@ -1504,10 +1506,12 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, dentry: &Dentry) -> Result<Option<A
 
 /// `d_revalidate` of a union dentry found in the dentry cache. Only layers added to the live
 /// mount make an entry stale (the layers themselves must not change under a mounted union, as
-/// with overlayfs): a negative entry looked up with fewer layers is looked up again, a
-/// directory has its stack caught up (in place: it stays the same object for whoever holds
-/// it); anything else stays as it is, since a layer added below cannot change the top object.
-pub(crate) fn revalidate(sb: &SuperBlock<UnionFs>, d: &Dentry, rcu: bool) -> Result<bool> {
+/// with overlayfs): a negative entry looked up with fewer layers is looked up again; a
+/// positive one has its parent caught up (a path walk does not revalidate the directory it
+/// starts from, and a removal decides its whiteout from the parent's stack), a directory
+/// itself too (in place: it stays the same object for whoever holds it). A layer added below
+/// cannot change which object a name shows.
+pub(crate) fn revalidate(sb: &SuperBlock<UnionFs>, d: &Dentry) -> Result<bool> {
     let fs = sb.info();
     let count = fs.layers.len();
     if d.stamp() >= count {
@@ -1516,14 +1520,30 @@ pub(crate) fn revalidate(sb: &SuperBlock<UnionFs>, d: &Dentry, rcu: bool) -> Res
     if d.inode().is_none() {
         return Ok(false);
     }
+    if !d.is_root() {
+        fs.refresh_dir(&d.parent())?;
+    }
     if d.is_dir() {
-        if rcu {
-            return Err(ECHILD);
-        }
         fs.refresh_dir(d)?;
     }
     d.set_stamp(count);
     Ok(true)
+}
+
+/// [`revalidate`] in RCU walk: a stale negative entry is dropped at once, a stale positive
+/// one is caught up outside RCU walk.
+pub(crate) fn revalidate_rcu(
+    sb: &SuperBlock<UnionFs>,
+    stamp: usize,
+    kind: DentryKind,
+) -> Result<bool> {
+    if stamp >= sb.info().layers.len() {
+        return Ok(true);
+    }
+    match kind {
+        DentryKind::Negative => Ok(false),
+        _ => Err(ECHILD),
+    }
 }
 
 #[kunit_tests(unionrs_namei)]

@@ -492,7 +492,8 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
             let layer = layer_from_param(fc, "lowerdir+", param.value, Escapes::Literal)?;
             return add_lower(fc, cfg, layer);
         }
-        if param.opt == opt::DATADIR_ADD {
+        // remount(2) passes fstab's options again: a data-only layer there is not new.
+        if param.opt == opt::DATADIR_ADD && !fc.is_legacy_mount() {
             return Err(fc.fail(
                 EINVAL,
                 fmt!("datadir+: data-only layers cannot be added to a mounted union"),

@@ -160,20 +160,17 @@ impl Dentry {
         }
     }
 
-    /// The number the filesystem noted on the dentry with [`Self::set_stamp`] (0 if none): its
-    /// `d_time`, which is the filesystem's to use for revalidation.
+    /// The number the filesystem noted on the dentry with [`Self::set_stamp`]: its `d_time`,
+    /// which is the filesystem's to use for revalidation.
     pub(crate) fn stamp(&self) -> usize {
-        // SAFETY: the dentry is live; `d_time` is an aligned `unsigned long`, the size of a
-        // `usize`, written only by us, atomically.
-        let t = unsafe { AtomicUsize::from_ptr((&raw mut (*self.as_ptr()).d_time).cast()) };
-        t.load(Ordering::Relaxed)
+        // SAFETY: the dentry is live.
+        unsafe { stamp_of(self.as_ptr()) }.load(Ordering::Relaxed)
     }
 
     /// Notes `stamp` on the dentry (see [`Self::stamp`]).
     pub(crate) fn set_stamp(&self, stamp: usize) {
-        // SAFETY: as in `stamp`.
-        let t = unsafe { AtomicUsize::from_ptr((&raw mut (*self.as_ptr()).d_time).cast()) };
-        t.store(stamp, Ordering::Relaxed);
+        // SAFETY: the dentry is live.
+        unsafe { stamp_of(self.as_ptr()) }.store(stamp, Ordering::Relaxed);
     }
 
     /// Whether the dentry was removed (unlinked, or dropped after a change).
@@ -221,6 +218,44 @@ impl Dentry {
     pub(crate) fn instantiate(&self, inode: ARef<Inode>) {
         // SAFETY: `d_instantiate` takes over our inode reference.
         unsafe { bindings::d_instantiate(self.as_ptr(), ARef::into_raw(inode).as_ptr().cast()) }
+    }
+}
+
+/// The `d_time` of dentry `d`, as an atomic.
+///
+/// # Safety
+///
+/// `d` is a dentry of one of our filesystems that stays allocated for `'a` (referenced, or
+/// under `rcu_read_lock` in RCU walk). Its `d_time` is an aligned `unsigned long` (the size of
+/// a `usize`) that only our filesystem uses, always atomically (set by `d_init` before the
+/// dentry is published).
+pub(super) unsafe fn stamp_of<'a>(d: *mut bindings::dentry) -> &'a AtomicUsize {
+    // SAFETY: as the caller promises.
+    unsafe { AtomicUsize::from_ptr((&raw mut (*d).d_time).cast()) }
+}
+
+/// What RCU walk may know of a dentry without a reference to it (its type bits).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DentryKind {
+    Negative,
+    Dir,
+    Other,
+}
+
+/// The kind of dentry `d` from its type bits in `d_flags` (as `d_is_negative` and `d_is_dir`
+/// read them).
+///
+/// # Safety
+///
+/// `d` stays allocated for the call (referenced, or under `rcu_read_lock`).
+pub(super) unsafe fn kind_of(d: *mut bindings::dentry) -> DentryKind {
+    // SAFETY: as the caller promises; a racy read of the flags, as `__d_entry_type` does.
+    let flags = unsafe { core::ptr::read_volatile(&raw const (*d).d_flags) };
+    match flags & bindings::dentry_flags_DCACHE_ENTRY_TYPE {
+        bindings::dentry_flags_DCACHE_MISS_TYPE => DentryKind::Negative,
+        bindings::dentry_flags_DCACHE_DIRECTORY_TYPE
+        | bindings::dentry_flags_DCACHE_AUTODIR_TYPE => DentryKind::Dir,
+        _ => DentryKind::Other,
     }
 }
 

@@ -5,7 +5,7 @@
 //! are in `fops`), implemented by the filesystem's own type. A method left out is a NULL
 //! entry in the C table, as for the kernel's own Rust abstractions.
 
-use super::dentry::Dentry;
+use super::dentry::{kind_of, stamp_of, Dentry, DentryKind};
 use super::file::{DirEmitter, IteratedDir, UserFile};
 use super::fops::{FileOps, Fops};
 use super::fs_type::{FileSystem, SuperOps};
@@ -88,10 +88,21 @@ pub(crate) trait DirOps: FileOps {
     }
 
     /// Whether `dentry`, of `sb` and found in the dentry cache, may still be used
-    /// (`d_revalidate`): `Ok(false)` has the VFS look it up again. `rcu` in RCU walk, where
-    /// nothing may sleep and `ECHILD` asks to be called again outside it.
-    fn revalidate(_sb: &SuperBlock<Self>, _dentry: &Dentry, _rcu: bool) -> Result<bool> {
+    /// (`d_revalidate`): `Ok(false)` has the VFS look it up again.
+    fn revalidate(_sb: &SuperBlock<Self>, _dentry: &Dentry) -> Result<bool> {
         build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// [`Self::revalidate`] in RCU walk, from what can be read of the dentry without a
+    /// reference: its stamp (see `Dentry::stamp`) and its kind. Nothing may sleep or be
+    /// written; `ECHILD` asks to be called again outside RCU walk.
+    fn revalidate_rcu(_sb: &SuperBlock<Self>, _stamp: usize, _kind: DentryKind) -> Result<bool> {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
+    /// The stamp of a new dentry of `sb` (with [`Self::revalidate`]).
+    fn initial_stamp(_sb: &SuperBlock<Self>) -> usize {
+        0
     }
 
     /// `create`, `mkdir`, `mknod` and `symlink`: makes `what` as `dentry` (negative, in `dir`)
@@ -314,15 +325,19 @@ impl<T: AllOps> Iops<T> {
         ..unsafe { core::mem::zeroed() }
     };
 
-    /// `dentry_operations::d_init`: a new dentry has no stamp (its `d_time` is not
-    /// initialized by the dcache).
+    /// `dentry_operations::d_init`: a new dentry's stamp, which the dcache leaves
+    /// uninitialized.
     ///
     /// # Safety
     ///
-    /// Called by the VFS only, on a dentry of `T` being allocated.
+    /// Called by the VFS only, on a dentry of `T` being allocated (its superblock is set up:
+    /// `set_default_d_op` is called after `s_fs_info`).
     unsafe extern "C" fn d_init(dentry: *mut bindings::dentry) -> c_int {
         // SAFETY: as the function's contract says; nobody else sees the dentry yet.
-        unsafe { Dentry::from_raw(dentry) }.set_stamp(0);
+        unsafe {
+            let sb = SuperBlock::<T>::from_raw((*dentry).d_sb);
+            stamp_of(dentry).store(T::initial_stamp(sb), core::sync::atomic::Ordering::Relaxed);
+        }
         0
     }
 
@@ -331,22 +346,33 @@ impl<T: AllOps> Iops<T> {
     /// # Safety
     ///
     /// Called by the VFS only: `dentry` is a dentry of `T` that the VFS keeps alive for the
-    /// call (in RCU walk, under `rcu_read_lock`).
+    /// call; in RCU walk (`LOOKUP_RCU`) only under `rcu_read_lock`, without a reference, and
+    /// its inode may go meanwhile.
     unsafe extern "C" fn d_revalidate(
         _dir: *mut bindings::inode,
         _name: *const bindings::qstr,
         dentry: *mut bindings::dentry,
         flags: c_uint,
     ) -> c_int {
-        // SAFETY: as the function's contract says; a dentry's superblock is ours and lives
-        // longer than it.
-        let (d, sb) = unsafe {
-            (
-                Dentry::from_raw(dentry),
-                SuperBlock::<T>::from_raw((*dentry).d_sb),
-            )
+        // SAFETY: a dentry's superblock is ours and outlives it (an unmount waits for RCU
+        // walkers before the superblock goes).
+        let sb = unsafe { SuperBlock::<T>::from_raw((*dentry).d_sb) };
+        let r = if flags & LOOKUP_RCU != 0 {
+            // SAFETY: the dentry stays allocated under `rcu_read_lock` (dentries are freed
+            // after a grace period); only its stamp and type bits are read, no reference to
+            // it is made.
+            let (stamp, kind) = unsafe {
+                (
+                    stamp_of(dentry).load(core::sync::atomic::Ordering::Relaxed),
+                    kind_of(dentry),
+                )
+            };
+            T::revalidate_rcu(sb, stamp, kind)
+        } else {
+            // SAFETY: outside RCU walk the VFS holds a reference to the dentry.
+            T::revalidate(sb, unsafe { Dentry::from_raw(dentry) })
         };
-        match T::revalidate(sb, d, flags & LOOKUP_RCU != 0) {
+        match r {
             Ok(valid) => c_int::from(valid),
             Err(e) => e.to_errno(),
         }

@@ -48,7 +48,7 @@ pub(crate) mod sync;
 pub(crate) mod xattr_handler;
 
 pub(crate) use cred::{caller_is_sys_admin, AsMounter, MounterCreds};
-pub(crate) use dentry::Dentry;
+pub(crate) use dentry::{Dentry, DentryKind};
 pub(crate) use file::{DirEmitter, IteratedDir, RealFile, UserFile};
 pub(crate) use fops::FileOps;
 pub(crate) use fs_context::{FsContext, Param, ParamValue};
