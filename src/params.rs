@@ -32,6 +32,7 @@ mod opt {
     pub(super) const UUID: i32 = cb::UNIONRS_OPT_UUID as i32;
     pub(super) const VERITY: i32 = cb::UNIONRS_OPT_VERITY as i32;
     pub(super) const WHITEOUT: i32 = cb::UNIONRS_OPT_WHITEOUT as i32;
+    pub(super) const DEFAULT_PERMISSIONS: i32 = cb::UNIONRS_OPT_DEFAULT_PERMISSIONS as i32;
 }
 
 /// `uuid=`: whether the upper layer keeps a persistent uuid in `overlay.uuid`.
@@ -121,6 +122,8 @@ pub(crate) struct Config {
     pub(crate) work: Option<LayerSpec>,
     /// Use `user.overlay.*` instead of `trusted.overlay.*` xattrs.
     pub(crate) userxattr: bool,
+    /// `default_permissions`: shown, otherwise without effect (as in overlayfs 7.2).
+    pub(crate) default_permissions: bool,
     /// `redirect_dir=`: whether directory renames record redirects, and lookups follow them.
     pub(crate) redirect: Redirect,
     /// `redirect_dir=` was given.
@@ -155,6 +158,7 @@ impl Default for Config {
             upper: None,
             work: None,
             userxattr: false,
+            default_permissions: false,
             redirect: Redirect::default_mode(),
             redirect_given: false,
             uuid: Uuid::default(),
@@ -571,6 +575,13 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
         }
         opt::USERXATTR => {
             cfg.userxattr = true;
+            Ok(())
+        }
+        // Accepted and shown as overlayfs 7.2 does, where it changes nothing else: its
+        // permission checks are the union inode's (with the caller's credentials) and the
+        // real inode's (with the mounter's) either way, as unionrs' are.
+        opt::DEFAULT_PERMISSIONS => {
+            cfg.default_permissions = true;
             Ok(())
         }
         opt::INDEX => {

@@ -95,6 +95,8 @@ pub(crate) struct UnionFs {
     in_use: KVec<ARef<Inode>>,
     lowerdir_all: Option<CString>,
     pub(crate) userxattr: bool,
+    /// `default_permissions` was given (see `params::Config`).
+    pub(crate) default_permissions: bool,
     /// Whether all layers are on one filesystem (then real inode numbers are unique).
     pub(crate) same_fs: bool,
     /// `xino=` as it stands after the mount's checks (`auto` may have fallen back to `off`).
@@ -924,6 +926,7 @@ impl FileSystem for UnionFs {
                 in_use: KVec::new(),
                 lowerdir_all: cfg.lowerdir_all.take(),
                 userxattr: cfg.userxattr,
+                default_permissions: cfg.default_permissions,
                 same_fs: filesystems.len() - usize::from(!has_upper) == 1,
                 xino: cfg.xino,
                 xino_bits: 0,
@@ -1142,6 +1145,9 @@ impl SuperOps for UnionFs {
         }
         if let Some(w) = &fs.work {
             seq_show_option(m, c"workdir", Some(&w.name));
+        }
+        if fs.default_permissions {
+            seq_show_option(m, c"default_permissions", None);
         }
         // Only what differs from the defaults, as overlayfs shows them.
         let on_off = |on: bool| if on { c"on" } else { c"off" };

@@ -59,6 +59,7 @@ static const struct fs_parameter_spec unionrs_param_spec[] = {
 	fsparam_enum("uuid", UNIONRS_OPT_UUID, unionrs_param_uuid),
 	fsparam_enum("verity", UNIONRS_OPT_VERITY, unionrs_param_verity),
 	fsparam_string("whiteout", UNIONRS_OPT_WHITEOUT),
+	fsparam_flag("default_permissions", UNIONRS_OPT_DEFAULT_PERMISSIONS),
 	{}
 };
 

@@ -45,6 +45,7 @@ enum unionrs_opt {
 	UNIONRS_OPT_UUID,
 	UNIONRS_OPT_VERITY,
 	UNIONRS_OPT_WHITEOUT,
+	UNIONRS_OPT_DEFAULT_PERMISSIONS,
 };
 
 /* The values of the enumerated options, as the parameter table maps their words. */
