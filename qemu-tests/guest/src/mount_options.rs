@@ -22,6 +22,7 @@ pub fn tests() -> Vec<Test> {
         Test::new("mount.layers_moved_into_each_other", layers_moved_into_each_other),
         Test::new("mount.dir_inos_past_255_filesystems", dir_inos_past_255_filesystems),
         Test::new("mount.fd_layers", fd_layers),
+        Test::new("mount.options_shown_like_overlayfs", options_shown_like_overlayfs),
     ]
 }
 
@@ -598,5 +599,54 @@ fn fd_layers() -> TestResult {
     check!(rc == 0, "a directory fd as lowerdir+ gave {}", errno_name(rc));
     let rc = fc.create();
     check!(rc == 0, "create with an fd layer gave {} ({})", errno_name(rc), fc.messages());
+    Ok(())
+}
+
+/// The options a mount shows in /proc/self/mountinfo, with the layer directories left out.
+fn shown_options(mnt: &Path) -> Result<Vec<String>, String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
+    let target = mnt.to_str().unwrap_or("");
+    let line = info.lines().rfind(|l| l.split(' ').nth(4) == Some(target)).ok_or(format!("{target} not in mountinfo"))?;
+    let opts = line.rsplit(' ').next().unwrap_or("");
+    let layer = |o: &&str| ["lowerdir=", "lowerdir+=", "datadir+=", "upperdir=", "workdir="].iter().any(|k| o.starts_with(k));
+    Ok(opts.split(',').filter(|o| !layer(o)).map(str::to_string).collect())
+}
+
+/// For option strings a user may give, unionrs and overlayfs mounted over the same layers show
+/// the same options in /proc/self/mountinfo (apart from the layers' paths), in the same order.
+fn options_shown_like_overlayfs() -> TestResult {
+    let mut s = Scratch::new("options_shown");
+    let l1 = s.dir("l1");
+    let mut problems = vec![];
+    for (i, extra) in [
+        "",
+        "default_permissions",
+        "default_permissions,redirect_dir=on",
+        "userxattr,default_permissions",
+        "index=on,default_permissions",
+        "metacopy=on",
+        "uuid=off,default_permissions",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut shown = vec![];
+        for fstype in ["overlay", "unionrs"] {
+            let (u, w, m) = (s.dir(&format!("u-{fstype}-{i}")), s.dir(&format!("w-{fstype}-{i}")), s.dir(&format!("m-{fstype}-{i}")));
+            let mut opts = format!("lowerdir={},upperdir={},workdir={}", l1.display(), u.display(), w.display());
+            if !extra.is_empty() {
+                opts = format!("{opts},{extra}");
+            }
+            let rc = sys::mount("none", &m, fstype, 0, &opts);
+            check!(rc == 0, "{fstype} with {extra}: {}", errno_name(rc));
+            s.track(&m);
+            shown.push(shown_options(&m)?);
+            sys::umount(&m);
+        }
+        if shown[0] != shown[1] {
+            problems.push(format!("with \"{extra}\": overlayfs shows {:?}, unionrs {:?}", shown[0], shown[1]));
+        }
+    }
+    check!(problems.is_empty(), "{}", problems.join("; "));
     Ok(())
 }
