@@ -14,6 +14,7 @@ use crate::dir::Expect;
 use crate::index::NlinkBase;
 use crate::inode::{RealEntry, UnionInode};
 use crate::namei::Xattr;
+use crate::params::Fsync;
 use crate::superblock::UnionFs;
 use crate::vfs::bindings::UNIONRS_RENAME_NOREPLACE as RENAME_NOREPLACE;
 use crate::vfs::real::lsm_copies_xattr;
@@ -268,7 +269,10 @@ fn copy_up_data(fs: &UnionFs, m: &AsMounter<'_>, data: &UnionInode, flags: u32) 
         dentry: &upper.dentry,
     };
     let output = RealFile::open(m, to, WRITE_FLAGS)?;
-    fs.copy_data(m, fs.real_path(lower)?, &output, size)?;
+    // As in overlayfs, only `fsync=auto` syncs this data (`strict` syncs a copy-up's
+    // metadata, and there is none here).
+    let sync = fs.fsync == Fsync::Auto;
+    fs.copy_data(m, fs.real_path(lower)?, &output, size, sync)?;
     if let Some(cap) = capability {
         mnt.set_xattr(m, &upper.dentry, c"security.capability", Some(&cap), 0)?;
     }
@@ -374,17 +378,21 @@ impl UnionFs {
         };
         let is_reg = mode & bindings::S_IFMT == bindings::S_IFREG;
         let is_dir = mode & bindings::S_IFMT == bindings::S_IFDIR;
+        // `fsync=auto` syncs a data copy before it is named; `strict` a whole copy of a file
+        // or directory (its data and metadata) before it is named (overlayfs' rules).
+        let data_sync = self.fsync == Fsync::Auto;
+        let metadata_sync = self.fsync == Fsync::Strict && (is_reg || is_dir);
         // Everything the copy gets before it appears in the upper layer; `output` is the copy
         // open for writing, if it already is.
         let fill = |temp: &Dentry, output: Option<&RealFile>| -> Result {
             if is_reg && !source.metacopy {
                 let from = self.real_path(source.data)?;
                 match output {
-                    Some(output) => self.copy_data(m, from, output, st.size())?,
+                    Some(output) => self.copy_data(m, from, output, st.size(), data_sync)?,
                     None => {
                         let to = RealPath { mnt, dentry: temp };
                         let output = RealFile::open(m, to, WRITE_FLAGS)?;
-                        self.copy_data(m, from, &output, st.size())?;
+                        self.copy_data(m, from, &output, st.size(), data_sync)?;
                     }
                 }
             }
@@ -404,7 +412,17 @@ impl UnionFs {
                     return Err(crate::vfs::errno::eopnotsupp());
                 }
             }
-            self.copy_attrs(m, temp, &st)
+            self.copy_attrs(m, temp, &st)?;
+            if metadata_sync {
+                let path = RealPath { mnt, dentry: temp };
+                match output {
+                    Some(output) => output.fsync(m, false)?,
+                    None if is_dir => RealFile::open_dir(m, path)?.fsync(m, false)?,
+                    None => RealFile::open(m, path, bindings::O_LARGEFILE | bindings::O_RDONLY)?
+                        .fsync(m, false)?,
+                }
+            }
+            Ok(())
         };
         // A regular file is built unnamed (`O_TMPFILE`) in the work directory and linked into
         // place, as overlayfs does where the upper filesystem can: only the upper directory
@@ -444,14 +462,15 @@ impl UnionFs {
     /// Copies the first `len` bytes of `from` to the new regular file `output`: cloned where
     /// the filesystems can share extents, else copied range by range (`copy_file_range`, or
     /// splice across filesystems), skipping the holes of the source so that sparse files stay
-    /// sparse. A copy is synced before it is put into place, so that a crash cannot leave a
-    /// named copy without its data.
+    /// sparse. With `sync`, a copy is synced before it is put into place, so that a crash
+    /// cannot leave a named copy without its data.
     fn copy_data(
         &self,
         m: &AsMounter<'_>,
         from: RealPath<'_>,
         output: &RealFile,
         len: i64,
+        sync: bool,
     ) -> Result {
         let input = RealFile::open(m, from, bindings::O_LARGEFILE | bindings::O_RDONLY)?;
         // A clone shares the extents in one metadata transaction, which the filesystem's log
@@ -495,7 +514,10 @@ impl UnionFs {
             }
             pos += n as i64;
         }
-        output.fsync(m, false)
+        match sync {
+            true => output.fsync(m, false),
+            false => Ok(()),
+        }
     }
 
     /// Copies the xattrs of `from` to `to`, except our private ones (escaped names are

@@ -773,6 +773,9 @@ impl DirOps for UnionFs {
     /// `fsync` of a directory: its upper copy, if it has one (lower ones never change).
     fn fsync_dir(dir: &FsInode<Self>, _state: &DirState, datasync: bool) -> Result {
         let fs = dir.sb().info();
+        if !fs.needs_sync()? {
+            return Ok(());
+        }
         match dir.data()?.upper() {
             Some(u) => {
                 fs.with_mounter(|m| RealFile::open_dir(m, fs.real_path(u)?)?.fsync(m, datasync))

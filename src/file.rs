@@ -132,6 +132,11 @@ impl FileOps for UnionFs {
         upper_file(inode, file, of, path)
     }
 
+    /// Not in a volatile union.
+    fn syncs_writes(inode: &FsInode<Self>) -> bool {
+        inode.sb().info().syncs()
+    }
+
     fn fsync(
         inode: &FsInode<Self>,
         file: &UserFile,
@@ -140,6 +145,10 @@ impl FileOps for UnionFs {
         end: i64,
         datasync: bool,
     ) -> Result {
+        let fs = inode.sb().info();
+        if !fs.needs_sync()? {
+            return Ok(());
+        }
         // Only the upper file, never a lower one (overlayfs' `ovl_fsync`): a metacopy file's
         // metadata there, but not for `fdatasync` (its data is the lower file's).
         let data = inode.data()?;
@@ -149,7 +158,6 @@ impl FileOps for UnionFs {
         if datasync && data.is_metacopy() {
             return Ok(());
         }
-        let fs = inode.sb().info();
         let path = fs.real_path(upper)?;
         let real = match core::ptr::eq(path.dentry, of.real.dentry()) {
             true => &of.real,

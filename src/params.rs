@@ -8,7 +8,7 @@
 //! option is parsed, so that errors name the option that caused them.
 
 use crate::vfs::bindings as cb;
-use crate::vfs::{show, FsContext, Param, ParamValue, Path};
+use crate::vfs::{show, FsContext, MounterCreds, Param, ParamValue, Path};
 use kernel::prelude::*;
 use kernel::str::CString;
 
@@ -33,6 +33,9 @@ mod opt {
     pub(super) const VERITY: i32 = cb::UNIONRS_OPT_VERITY as i32;
     pub(super) const WHITEOUT: i32 = cb::UNIONRS_OPT_WHITEOUT as i32;
     pub(super) const DEFAULT_PERMISSIONS: i32 = cb::UNIONRS_OPT_DEFAULT_PERMISSIONS as i32;
+    pub(super) const FSYNC: i32 = cb::UNIONRS_OPT_FSYNC as i32;
+    pub(super) const VOLATILE: i32 = cb::UNIONRS_OPT_VOLATILE as i32;
+    pub(super) const OVERRIDE_CREDS: i32 = cb::UNIONRS_OPT_OVERRIDE_CREDS as i32;
 }
 
 /// `uuid=`: whether the upper layer keeps a persistent uuid in `overlay.uuid`.
@@ -83,6 +86,32 @@ impl Verity {
             Self::Off => c"off",
             Self::On => c"on",
             Self::Require => c"require",
+        }
+    }
+}
+
+/// `fsync=` (`volatile` is `fsync=volatile`): when the upper layer is synced.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub(crate) enum Fsync {
+    /// A data copy-up is synced before it is named; `fsync(2)` and `syncfs(2)` reach the
+    /// upper layer.
+    #[default]
+    Auto,
+    /// Also every copy-up of a regular file or directory, after its metadata (for upper
+    /// filesystems without ordered metadata).
+    Strict,
+    /// Nothing is synced: `fsync(2)` and `syncfs(2)` only report a writeback error of the
+    /// upper filesystem since the mount; the work directory marks the upper as unsafe after
+    /// a crash (see `crate::superblock`).
+    Volatile,
+}
+
+impl Fsync {
+    pub(crate) fn name(self) -> &'static CStr {
+        match self {
+            Self::Auto => c"auto",
+            Self::Strict => c"strict",
+            Self::Volatile => c"volatile",
         }
     }
 }
@@ -146,6 +175,10 @@ pub(crate) struct Config {
     /// `whiteout=oci`: the layers' OCI whiteouts (`.wh.NAME`) and opaque markers
     /// (`.wh..wh..opq`) count as overlayfs' do.
     pub(crate) oci_whiteouts: bool,
+    pub(crate) fsync: Fsync,
+    /// The credentials recorded by `override_creds` (those of the task that gave it), used
+    /// instead of the superblock creator's.
+    pub(crate) creds: Option<MounterCreds>,
 }
 
 impl Default for Config {
@@ -171,6 +204,8 @@ impl Default for Config {
             metacopy_given: false,
             verity: Verity::Off,
             oci_whiteouts: false,
+            fsync: Fsync::Auto,
+            creds: None,
         }
     }
 }
@@ -627,6 +662,35 @@ pub(crate) fn parse_param(fc: &FsContext, cfg: &mut Config, param: Param<'_>) ->
                 cb::UNIONRS_VERITY_REQUIRE => Verity::Require,
                 _ => Verity::Off,
             };
+            Ok(())
+        }
+        opt::FSYNC => {
+            cfg.fsync = match param.number {
+                cb::UNIONRS_FSYNC_STRICT => Fsync::Strict,
+                cb::UNIONRS_FSYNC_VOLATILE => Fsync::Volatile,
+                _ => Fsync::Auto,
+            };
+            Ok(())
+        }
+        opt::VOLATILE => {
+            cfg.fsync = Fsync::Volatile;
+            Ok(())
+        }
+        // As in overlayfs: the credentials of the task giving the option now (with the new
+        // mount API, another task than the one that creates the superblock), or, in the `no`
+        // form, those of the creator again.
+        opt::OVERRIDE_CREDS => {
+            if param.number == 0 {
+                cfg.creds = None;
+                return Ok(());
+            }
+            if !fc.caller_is_within_user_ns() {
+                return Err(fc.fail(
+                    EINVAL,
+                    fmt!("override_creds: the caller is outside the mount's user namespace"),
+                ));
+            }
+            cfg.creds = Some(MounterCreds::capture(crate::superblock::DROPPED_CAPS)?);
             Ok(())
         }
         opt::WHITEOUT => {

@@ -12,7 +12,7 @@ use crate::vfs::layer::{MNT_NOATIME, MNT_READONLY};
 use crate::vfs::super_block::NewSuperBlock;
 use crate::vfs::{
     errno, show, AnonDev, AsMounter, Dentry, FhSupport, FileSystem, FsContext, FsInode, Inode,
-    Kstatfs, LayerMount, MounterCreds, NewObject, Param, RealPath, SuperBlock, SuperOps,
+    Kstatfs, LayerMount, MounterCreds, NewObject, Param, RealFile, RealPath, SuperBlock, SuperOps,
 };
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use kernel::bindings;
@@ -40,7 +40,7 @@ const SHOWN_INODE_FLAGS: u32 = bindings::S_SYNC
 /// Capabilities the mounter's credentials lose for layer operations: `CAP_SYS_RESOURCE`, so
 /// that the layers' quotas and reserved space apply to what is done through the union (as in
 /// overlayfs).
-const DROPPED_CAPS: u64 = 1 << bindings::CAP_SYS_RESOURCE;
+pub(crate) const DROPPED_CAPS: u64 = 1 << bindings::CAP_SYS_RESOURCE;
 
 /// Which role a layer plays.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -135,8 +135,14 @@ pub(crate) struct UnionFs {
     /// The longest name any layer takes: lookup refuses longer ones with `ENAMETOOLONG` (a
     /// layer would only say "not here"), and `statfs` reports it (overlayfs' rule).
     pub(crate) namelen: usize,
-    /// The mounter's credentials, which every layer operation uses.
+    /// The mounter's credentials, which every layer operation uses: the superblock
+    /// creator's, or those `override_creds` recorded.
     pub(crate) creds: MounterCreds,
+    /// `fsync=` (or `volatile`) as it stands after the mount's checks.
+    pub(crate) fsync: params::Fsync,
+    /// With `fsync=volatile`: the upper filesystem's writeback error state at mount, which
+    /// `fsync(2)` and `syncfs(2)` compare with (an error since then is reported for good).
+    pub(crate) writeback_mark: u32,
     /// The inodes of the layer roots and of the work directory (addresses, sorted): see
     /// [`UnionFs::is_trap`].
     traps: KVec<usize>,
@@ -195,6 +201,27 @@ impl UnionFs {
         self.layers
             .first()
             .is_some_and(|l| l.kind == LayerKind::Upper)
+    }
+
+    /// Whether `fsync(2)` and `syncfs(2)` must reach the upper layer (overlayfs'
+    /// `ovl_sync_status`): not in a volatile union, where they report the upper filesystem's
+    /// writeback error since the mount instead, once there is one.
+    pub(crate) fn needs_sync(&self) -> Result<bool> {
+        if self.fsync != params::Fsync::Volatile {
+            return Ok(true);
+        }
+        match self.upper_layer() {
+            Ok(upper) => upper
+                .mnt
+                .writeback_error_since(self.writeback_mark)
+                .map(|()| false),
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Whether the union's writes and copy-ups sync (all but `fsync=volatile`).
+    pub(crate) fn syncs(&self) -> bool {
+        self.fsync != params::Fsync::Volatile
     }
 
     /// Whether the union has data-only lower layers.
@@ -296,8 +323,48 @@ fn upper_uuid(fs: &UnionFs, mode: params::Uuid) -> (Option<[u8; 16]>, params::Uu
 /// Name of the directory inside workdir that unions work in (overlayfs' too).
 const WORK_NAME: &[u8] = b"work";
 
+/// Where a mount records, inside `<workdir>/work`, a feature that makes the upper layer
+/// unusable by a later mount until the user acts (overlayfs' "incompat" directory).
+const INCOMPAT_NAME: &[u8] = b"incompat";
+
+/// What a volatile mount leaves in `<workdir>/work/incompat` (as overlayfs does): after it,
+/// a crash may have lost any part of the upper layer, so no mount takes it until the user
+/// removes the `volatile` directory.
+const VOLATILE_MARKER: [&[u8]; 2] = [b"volatile", b"dirty"];
+
+/// The first feature recorded in `work/incompat` of the work directory `work`, if any.
+fn incompat_feature(fs: &UnionFs, m: &AsMounter<'_>, work: &Dentry) -> Result<Option<KVec<u8>>> {
+    let mnt = &fs.upper_layer()?.mnt;
+    let Some(incompat) = mnt.lookup(m, work, INCOMPAT_NAME)? else {
+        return Ok(None);
+    };
+    if incompat.inode().is_none() || !incompat.is_dir() {
+        return Ok(None);
+    }
+    let dir = RealFile::open_dir(
+        m,
+        RealPath {
+            mnt,
+            dentry: &incompat,
+        },
+    )?;
+    let names = crate::readdir::real_entries(m, &dir)?;
+    Ok(names.into_iter().next().map(|(name, _)| name))
+}
+
+/// Records a volatile mount in `work` (see [`VOLATILE_MARKER`]), where a clean mount left
+/// nothing.
+fn mark_volatile(fs: &UnionFs, m: &AsMounter<'_>, work: &Dentry) -> Result {
+    let node = |mode| NewObject::Node { mode, rdev: 0 };
+    let incompat = fs.create_real(m, work, INCOMPAT_NAME, node(bindings::S_IFDIR))?;
+    let volatile = fs.create_real(m, &incompat, VOLATILE_MARKER[0], node(bindings::S_IFDIR))?;
+    fs.create_real(m, &volatile, VOLATILE_MARKER[1], node(bindings::S_IFREG))?;
+    Ok(())
+}
+
 /// Sets up `<workdir>/work` at mount: whatever an earlier mount left there (an interrupted
-/// copy-up, a crash) is removed first, so that it starts empty.
+/// copy-up, a crash) is removed first, so that it starts empty; but an incompatible feature
+/// recorded there (a volatile mount's marker) refuses the mount, as in overlayfs.
 /// Returns it, and whether the upper filesystem takes xattrs.
 fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
     let upper = fs.upper_layer()?;
@@ -306,6 +373,15 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
     fs.with_mounter(|m| {
         if let Some(old) = mnt.lookup(m, base, WORK_NAME)? {
             if old.inode().is_some() {
+                if let Some(feature) = incompat_feature(fs, m, &old)? {
+                    return Err(fc.fail(
+                        EINVAL,
+                        fmt!(
+                            "overlay with incompat feature '{}' cannot be mounted",
+                            kernel::str::BStr::from_bytes(&feature)
+                        ),
+                    ));
+                }
                 fs.remove_tree(m, base, &old, 2).map_err(|e| {
                     fc.fail(
                         e,
@@ -329,6 +405,10 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
                 },
             )
             .map_err(|e| fc.fail(e, fmt!("workdir: cannot create 'work' in it ({:?})", e)))?;
+        if fs.fsync == params::Fsync::Volatile {
+            mark_volatile(fs, m, &work)
+                .map_err(|e| fc.fail(e, fmt!("Failed to create volatile/dirty file.")))?;
+        }
         // Opaque dirs and xattr copies need xattrs on the upper filesystem; overlayfs goes on
         // without them (and fails the operations that need them), and so do we.
         let probe = fs.xattr_name(Xattr::Opaque);
@@ -777,12 +857,18 @@ impl FileSystem for UnionFs {
         wants_rw: bool,
         cfg: &mut Config,
     ) -> Result {
-        if wants_rw && !sb.info().has_upper() {
+        let fs = sb.info();
+        if wants_rw && !fs.has_upper() {
             return Err(fc.fail(EROFS, fmt!("a union without upperdir is read-only")));
         }
+        // Going read-only: what was written goes to disk first (not for a volatile union).
+        if !wants_rw && !sb.is_readonly() && fs.fsync != params::Fsync::Volatile {
+            if let Ok(upper) = fs.upper_layer() {
+                upper.mnt.sync_filesystem()?;
+            }
+        }
         // `lowerdir+=` is the one option a remount takes (see `crate::layers`).
-        sb.info()
-            .add_lower_layers(fc, core::mem::take(&mut cfg.lowers))
+        fs.add_lower_layers(fc, core::mem::take(&mut cfg.lowers))
     }
 
     fn fill_super(fc: &FsContext, sb: &NewSuperBlock, cfg: &mut Config) -> Result<KBox<UnionFs>> {
@@ -795,6 +881,12 @@ impl FileSystem for UnionFs {
             ));
         }
         // overlayfs checks the options together before the layers.
+        if cfg.upper.is_none() && cfg.fsync == params::Fsync::Volatile {
+            fc.info(fmt!(
+                "option \"volatile\" is meaningless in a non-upper mount, ignoring it."
+            ));
+            cfg.fsync = params::Fsync::Auto;
+        }
         if cfg.upper.is_none() && cfg.uuid == params::Uuid::On {
             fc.info(fmt!(
                 "option \"uuid=on\" requires an upper fs, falling back to uuid=null."
@@ -849,6 +941,11 @@ impl FileSystem for UnionFs {
             return Err(fc.fail(EINVAL, fmt!("maximum filesystem stacking depth exceeded")));
         }
 
+        // The creator's credentials, or those `override_creds` recorded.
+        let creds = match cfg.creds.take() {
+            Some(creds) => creds,
+            None => MounterCreds::capture(DROPPED_CAPS)?,
+        };
         let mut layers: KVec<Layer> = KVec::with_capacity(cfg.lowers.len() + 1, GFP_KERNEL)?;
         // By fsid: slot 0 is the upper layer's filesystem, null without one.
         let mut filesystems: KVec<*const kernel::bindings::super_block> = KVec::new();
@@ -868,7 +965,10 @@ impl FileSystem for UnionFs {
             } else {
                 0
             };
-            let mnt = LayerMount::clone_private(&spec.path, flags).map_err(|e| {
+            // As the mounter: cloning a mount takes `CAP_SYS_ADMIN` over it, which a task that
+            // gave `override_creds` may lack (overlayfs sets up all layers as the mounter).
+            let cloned = creds.with_mounter(|_| LayerMount::clone_private(&spec.path, flags));
+            let mnt = cloned.map_err(|e| {
                 fc.fail(
                     e,
                     fmt!(
@@ -942,7 +1042,9 @@ impl FileSystem for UnionFs {
                 oci_whiteouts: cfg.oci_whiteouts,
                 last_ino: AtomicU64::new(1),
                 namelen: 0,
-                creds: MounterCreds::capture(DROPPED_CAPS)?,
+                creds,
+                fsync: cfg.fsync,
+                writeback_mark: 0,
                 traps: KVec::new(),
             },
             GFP_KERNEL,
@@ -977,6 +1079,19 @@ impl FileSystem for UnionFs {
                     return Err(fc.fail(EBUSY, fmt!("{} is in use by another mount", what)));
                 }
                 info.in_use.push(i, GFP_KERNEL)?;
+            }
+            // A volatile union reports later writeback errors of the upper filesystem from
+            // `fsync(2)` and `syncfs(2)`; one nobody has seen yet would be taken for its own.
+            if info.fsync == params::Fsync::Volatile {
+                let upper = &info.upper_layer()?.mnt;
+                let mark = upper.writeback_error_mark();
+                if upper.writeback_error_since(mark).is_err() {
+                    return Err(fc.fail(
+                        EIO,
+                        fmt!("Cannot mount volatile when upperdir has an unseen error. Sync upperdir fs to clear state."),
+                    ));
+                }
+                info.writeback_mark = mark;
             }
             let (work, xattrs) = make_work_dir(&info, fc)?;
             info.work_dir = Some(work);
@@ -1026,6 +1141,7 @@ impl FileSystem for UnionFs {
         }
         info.traps = layer_traps(&info)?;
         sb.set_params(UNIONRS_SUPER_MAGIC, i64::MAX, 1, depth);
+        sb.set_skip_global_sync();
         if info.work.is_none() {
             sb.set_readonly();
         }
@@ -1093,6 +1209,21 @@ impl SuperOps for UnionFs {
 
     fn fh_to_dentry(sb: &SuperBlock<Self>, ty: u8, fh: &[u8]) -> Result<ARef<Dentry>> {
         sb.info().fh_to_dentry(sb, ty, fh)
+    }
+
+    /// Syncs the upper filesystem, on the waiting pass only (`sync(2)` goes over every
+    /// filesystem, the upper's too; `syncfs(2)` on the union must reach it). A volatile union
+    /// syncs nothing and reports a writeback error of the upper filesystem since the mount
+    /// (overlayfs' `ovl_sync_fs`).
+    fn sync_fs(sb: &SuperBlock<Self>, wait: bool) -> Result {
+        let fs = sb.info();
+        if !fs.needs_sync().map_err(|_| EIO)? || !wait {
+            return Ok(());
+        }
+        match fs.upper_layer() {
+            Ok(upper) => upper.mnt.sync_filesystem(),
+            Err(_) => Ok(()),
+        }
     }
 
     /// What the top layer's filesystem reports, with the union's type.
@@ -1168,6 +1299,10 @@ impl SuperOps for UnionFs {
         }
         if fs.metacopy != crate::defaults::metacopy() {
             seq_show_option(m, c"metacopy", Some(on_off(fs.metacopy)));
+        }
+        // `volatile` shows as what it is short for, as in overlayfs.
+        if fs.fsync != params::Fsync::Auto {
+            seq_show_option(m, c"fsync", Some(fs.fsync.name()));
         }
         if fs.userxattr {
             seq_show_option(m, c"userxattr", None);

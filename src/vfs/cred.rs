@@ -33,8 +33,9 @@ pub(crate) type Kgid = bindings::kgid_t;
 pub(crate) struct MounterCreds(ARef<Credential>);
 
 impl MounterCreds {
-    /// Captures the current task's credentials (at mount time), minus the capabilities in
-    /// `dropped` (a mask of `CAP_*` bit numbers' bits).
+    /// Captures the current task's credentials (when the superblock is made, or when
+    /// `override_creds` is given), minus the capabilities in `dropped` (a mask of `CAP_*`
+    /// bit numbers' bits).
     pub(crate) fn capture(dropped: u64) -> Result<Self> {
         // SAFETY: no preconditions; returns a new, unshared credential or NULL.
         let cred = NonNull::new(unsafe { bindings::prepare_creds() }).ok_or(ENOMEM)?;
@@ -201,6 +202,12 @@ pub(crate) fn caller_fs_ids() -> (Kuid, Kgid) {
 pub(crate) fn caller_user_ns_is(ns: *const bindings::user_namespace) -> bool {
     // SAFETY: the current task's credentials are valid for the call.
     core::ptr::eq(unsafe { (*cb::unionrs_current_cred()).user_ns }, ns)
+}
+
+/// Whether the calling task's user namespace is `ns` or a descendant of it.
+pub(crate) fn caller_in_user_ns(ns: *const bindings::user_namespace) -> bool {
+    // SAFETY: `ns` is a live namespace (the caller's reference); the function only reads.
+    unsafe { bindings::current_in_userns(ns) }
 }
 
 /// Whether the calling task has `CAP_SYS_ADMIN` in the initial user namespace (without an

@@ -39,6 +39,12 @@ pub(crate) trait FileOps: FileSystem {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
+    /// Whether `O_SYNC`/`O_DSYNC` writes (and `RWF_SYNC`/`RWF_DSYNC`) are synced through
+    /// to the real file; if not, they are written as plain ones.
+    fn syncs_writes(_inode: &FsInode<Self>) -> bool {
+        true
+    }
+
     /// `fsync` of bytes `start..=end` (`datasync`: data only).
     fn fsync(
         _inode: &FsInode<Self>,
@@ -223,8 +229,12 @@ impl<T: AllOps> Fops<T> {
             let file = (*iocb).ki_filp;
             let inode = FsInode::<T>::from_raw((*file).f_inode);
             let _lock = inode.lock();
+            let mut flags = (*iocb).ki_flags;
+            if !T::syncs_writes(inode) {
+                flags &= !(cb::UNIONRS_IOCB_SYNC_FLAGS as c_int);
+            }
             Self::forward(file, |real, ctx| {
-                cb::backing_file_write_iter(real.as_ptr(), iter, iocb, (*iocb).ki_flags, ctx)
+                cb::backing_file_write_iter(real.as_ptr(), iter, iocb, flags, ctx)
             })
         }
     }

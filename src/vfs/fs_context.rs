@@ -84,6 +84,13 @@ impl FsContext {
         super::cred::caller_user_ns_is(unsafe { (*self.0.get()).user_ns })
     }
 
+    /// Whether the calling task's user namespace is the context's or one below it (who may
+    /// hand the union its credentials with `override_creds`).
+    pub(crate) fn caller_is_within_user_ns(&self) -> bool {
+        // SAFETY: `self` is valid; `user_ns` is set when the context is made.
+        super::cred::caller_in_user_ns(unsafe { (*self.0.get()).user_ns })
+    }
+
     /// Whether this context reconfigures an existing mount (remount).
     pub(crate) fn is_reconfigure(&self) -> bool {
         // SAFETY: `self` is valid; `purpose` is set when the context is made.
@@ -113,7 +120,8 @@ pub(crate) struct Param<'a> {
     /// The option number from the C parameter table (`UNIONRS_OPT_*` of `helpers.h`).
     pub(crate) opt: i32,
     pub(crate) value: ParamValue<'a>,
-    /// The value of an enum option.
+    /// The value of an enum option; for a flag, 0 in its `no` form (`nooverride_creds`),
+    /// else 1.
     pub(crate) number: u32,
 }
 

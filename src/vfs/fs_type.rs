@@ -87,6 +87,11 @@ pub(crate) trait SuperOps: FileSystem {
         build_error!(VTABLE_DEFAULT_ERROR)
     }
 
+    /// `syncfs(2)` and `sync(2)` of the filesystem (`wait`: the second, waiting pass).
+    fn sync_fs(_sb: &SuperBlock<Self>, _wait: bool) -> Result {
+        build_error!(VTABLE_DEFAULT_ERROR)
+    }
+
     /// Writes the mount options shown in `/proc/self/mountinfo`.
     fn show_options(_m: &SeqFile, _sb: &SuperBlock<Self>) -> Result {
         build_error!(VTABLE_DEFAULT_ERROR)
@@ -184,6 +189,11 @@ impl<T: AllOps> Adapter<T> {
         },
         statfs: if T::HAS_STATFS {
             Some(Self::statfs)
+        } else {
+            None
+        },
+        sync_fs: if T::HAS_SYNC_FS {
+            Some(Self::sync_fs)
         } else {
             None
         },
@@ -494,6 +504,20 @@ impl<T: AllOps> Adapter<T> {
                 )
             };
             T::show_options(m, sb)?;
+            Ok(0)
+        })
+    }
+
+    /// `super_operations::sync_fs`.
+    ///
+    /// # Safety
+    ///
+    /// Called by the VFS only: `sb` is a mounted superblock of `T`.
+    unsafe extern "C" fn sync_fs(sb: *mut bindings::super_block, wait: c_int) -> c_int {
+        from_result(|| {
+            // SAFETY: as the function's contract says (a mounted superblock has its data).
+            let sb = unsafe { SuperBlock::<T>::from_raw(sb) };
+            T::sync_fs(sb, wait != 0)?;
             Ok(0)
         })
     }

@@ -8,40 +8,31 @@
  */
 #include "helpers.h"
 
-static const struct constant_table unionrs_param_bool[] = {
-	{ "on", 1 },
-	{ "off", 0 },
-	{}
-};
+/* The words of the enumerated options (two or three to a line, to keep this file short). */
+static const struct constant_table unionrs_param_bool[] = { { "on", 1 }, { "off", 0 }, {} };
 
 static const struct constant_table unionrs_param_redirect_dir[] = {
-	{ "off", UNIONRS_REDIRECT_DIR_OFF },
-	{ "follow", UNIONRS_REDIRECT_DIR_FOLLOW },
-	{ "nofollow", UNIONRS_REDIRECT_DIR_NOFOLLOW },
-	{ "on", UNIONRS_REDIRECT_DIR_ON },
-	{}
+	{ "off", UNIONRS_REDIRECT_DIR_OFF }, { "follow", UNIONRS_REDIRECT_DIR_FOLLOW },
+	{ "nofollow", UNIONRS_REDIRECT_DIR_NOFOLLOW }, { "on", UNIONRS_REDIRECT_DIR_ON }, {}
 };
 
 static const struct constant_table unionrs_param_xino[] = {
-	{ "off", UNIONRS_XINO_OFF },
-	{ "auto", UNIONRS_XINO_AUTO },
-	{ "on", UNIONRS_XINO_ON },
-	{}
+	{ "off", UNIONRS_XINO_OFF }, { "auto", UNIONRS_XINO_AUTO }, { "on", UNIONRS_XINO_ON }, {}
 };
 
 static const struct constant_table unionrs_param_uuid[] = {
-	{ "off", UNIONRS_UUID_OFF },
-	{ "null", UNIONRS_UUID_NULL },
-	{ "auto", UNIONRS_UUID_AUTO },
-	{ "on", UNIONRS_UUID_ON },
-	{}
+	{ "off", UNIONRS_UUID_OFF }, { "null", UNIONRS_UUID_NULL },
+	{ "auto", UNIONRS_UUID_AUTO }, { "on", UNIONRS_UUID_ON }, {}
 };
 
 static const struct constant_table unionrs_param_verity[] = {
-	{ "off", UNIONRS_VERITY_OFF },
-	{ "on", UNIONRS_VERITY_ON },
-	{ "require", UNIONRS_VERITY_REQUIRE },
-	{}
+	{ "off", UNIONRS_VERITY_OFF }, { "on", UNIONRS_VERITY_ON },
+	{ "require", UNIONRS_VERITY_REQUIRE }, {}
+};
+
+static const struct constant_table unionrs_param_fsync[] = {
+	{ "volatile", UNIONRS_FSYNC_VOLATILE }, { "auto", UNIONRS_FSYNC_AUTO },
+	{ "strict", UNIONRS_FSYNC_STRICT }, {}
 };
 
 static const struct fs_parameter_spec unionrs_param_spec[] = {
@@ -60,21 +51,28 @@ static const struct fs_parameter_spec unionrs_param_spec[] = {
 	fsparam_enum("verity", UNIONRS_OPT_VERITY, unionrs_param_verity),
 	fsparam_string("whiteout", UNIONRS_OPT_WHITEOUT),
 	fsparam_flag("default_permissions", UNIONRS_OPT_DEFAULT_PERMISSIONS),
+	fsparam_enum("fsync", UNIONRS_OPT_FSYNC, unionrs_param_fsync),
+	fsparam_flag("volatile", UNIONRS_OPT_VOLATILE),
+	fsparam_flag_no("override_creds", UNIONRS_OPT_OVERRIDE_CREDS),
 	{}
 };
 
-/* fs_parse() is inline and the parameter is opaque to Rust: hand Rust the parsed pieces. */
+/*
+ * fs_parse() is inline and the parameter is opaque to Rust: hand Rust the parsed pieces (a
+ * flag's number is 0 for its "no" form, else 1).
+ */
 static int unionrs_parse_param(struct fs_context *fc, struct fs_parameter *param)
 {
 	struct fs_parse_result result;
 	int opt = fs_parse(fc, unionrs_param_spec, param, &result);
+	bool flag = param->type == fs_value_is_flag;
 
 	if (opt < 0)
 		return opt;
 	return unionrs_rs_parse_param(fc, fc->fs_private, opt,
 				      param->type == fs_value_is_string ? param->string : NULL,
 				      param->type == fs_value_is_file ? param->file : NULL,
-				      result.uint_32);
+				      flag ? !result.negated : result.uint_32);
 }
 
 static int unionrs_fill_super(struct super_block *sb, struct fs_context *fc)

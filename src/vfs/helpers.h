@@ -46,6 +46,9 @@ enum unionrs_opt {
 	UNIONRS_OPT_VERITY,
 	UNIONRS_OPT_WHITEOUT,
 	UNIONRS_OPT_DEFAULT_PERMISSIONS,
+	UNIONRS_OPT_FSYNC,
+	UNIONRS_OPT_VOLATILE,
+	UNIONRS_OPT_OVERRIDE_CREDS,
 };
 
 /* The values of the enumerated options, as the parameter table maps their words. */
@@ -76,6 +79,13 @@ enum unionrs_verity {
 	UNIONRS_VERITY_REQUIRE,
 };
 
+/* fsync= */
+enum unionrs_fsync {
+	UNIONRS_FSYNC_AUTO,
+	UNIONRS_FSYNC_STRICT,
+	UNIONRS_FSYNC_VOLATILE,
+};
+
 /* Kernel constants that bindgen cannot evaluate (BIT() and casts), under our prefix. */
 enum unionrs_kernel_constants {
 	UNIONRS_LOOKUP_FOLLOW = LOOKUP_FOLLOW,
@@ -84,6 +94,7 @@ enum unionrs_kernel_constants {
 	UNIONRS_LOOKUP_NO_XDEV = LOOKUP_NO_XDEV,
 	UNIONRS_SB_RDONLY = SB_RDONLY,
 	UNIONRS_SB_POSIXACL = SB_POSIXACL,
+	UNIONRS_SB_I_SKIP_SYNC = SB_I_SKIP_SYNC,
 	UNIONRS_FMODE_OPENED = (__force unsigned int)FMODE_OPENED,
 	UNIONRS_ACL_TYPE_ACCESS = ACL_TYPE_ACCESS,
 	UNIONRS_ACL_TYPE_DEFAULT = ACL_TYPE_DEFAULT,
@@ -94,6 +105,7 @@ enum unionrs_kernel_constants {
 	UNIONRS_RENAME_EXCHANGE = RENAME_EXCHANGE,
 	UNIONRS_RENAME_WHITEOUT = RENAME_WHITEOUT,
 	UNIONRS_FS_VERITY_MAX_DIGEST_SIZE = FS_VERITY_MAX_DIGEST_SIZE,
+	UNIONRS_IOCB_SYNC_FLAGS = IOCB_DSYNC | IOCB_SYNC,
 };
 
 /* Where the entries of a POSIX ACL are (the type is opaque to Rust). */

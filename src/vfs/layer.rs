@@ -90,6 +90,38 @@ impl LayerMount {
         self.mnt.as_ptr()
     }
 
+    /// The filesystem's superblock.
+    fn sb(&self) -> *mut bindings::super_block {
+        // SAFETY: the mount is valid and pins its superblock.
+        unsafe { (*self.as_ptr()).mnt_sb }
+    }
+
+    /// Writes back and syncs the whole filesystem (as `syncfs(2)` on it would).
+    pub(crate) fn sync_filesystem(&self) -> Result {
+        let sb = self.sb();
+        // SAFETY: `sb` is live (pinned by the mount); `sync_filesystem` needs `s_umount`
+        // held, shared, which it is from here to the `up_read`.
+        unsafe {
+            bindings::down_read(&raw mut (*sb).s_umount);
+            let r = bindings::sync_filesystem(sb);
+            bindings::up_read(&raw mut (*sb).s_umount);
+            to_result(r)
+        }
+    }
+
+    /// The filesystem's writeback error state now (`errseq_sample`): what
+    /// [`Self::writeback_error_since`] compares with.
+    pub(crate) fn writeback_error_mark(&self) -> u32 {
+        // SAFETY: `sb` is live; `errseq_sample` reads the field atomically.
+        unsafe { bindings::errseq_sample(&raw mut (*self.sb()).s_wb_err) }
+    }
+
+    /// The writeback error the filesystem has had since `mark` (`errseq_check`), if any.
+    pub(crate) fn writeback_error_since(&self, mark: u32) -> Result {
+        // SAFETY: `sb` is live; `errseq_check` reads the field atomically.
+        to_result(unsafe { bindings::errseq_check(&raw mut (*self.sb()).s_wb_err, mark) })
+    }
+
     /// The id mapping of the mount, for permission checks and changes on its inodes.
     pub(crate) fn idmap(&self) -> *mut bindings::mnt_idmap {
         // SAFETY: the mount is valid.

@@ -53,6 +53,13 @@ impl NewSuperBlock {
         unsafe { (*self.raw()).s_flags |= cb::UNIONRS_SB_RDONLY as c_ulong };
     }
 
+    /// Leaves the filesystem out of `sync(2)`, which syncs the filesystems it stacks on by
+    /// itself (`syncfs(2)` still calls `sync_fs`).
+    pub(crate) fn set_skip_global_sync(&self) {
+        // SAFETY: nobody else uses the superblock during `fill_super` (type invariant).
+        unsafe { (*self.raw()).s_iflags |= cb::UNIONRS_SB_I_SKIP_SYNC as c_ulong };
+    }
+
     /// Lets the VFS ask the filesystem for POSIX ACLs in permission checks.
     pub(crate) fn set_posix_acls(&self) {
         // SAFETY: nobody else uses the superblock during `fill_super` (type invariant).
@@ -84,6 +91,12 @@ impl<T: FileSystem> SuperBlock<T> {
 
     fn raw(&self) -> *mut bindings::super_block {
         self.0.get()
+    }
+
+    /// Whether the filesystem is mounted read-only (now; a remount may change it).
+    pub(crate) fn is_readonly(&self) -> bool {
+        // SAFETY: the superblock is live; `s_flags` is read as a plain word.
+        unsafe { (*self.raw()).s_flags & cb::UNIONRS_SB_RDONLY as c_ulong != 0 }
     }
 
     /// The filesystem's private data.
