@@ -9,7 +9,13 @@
 #        machine (sysrq b: no sync). Prints "crash-test: in-flight ..." just before;
 #        "crash-test: missed ..." if the operation finished before it was seen in flight (the
 #        host then retries with a bigger file and a slower disk).
+#   crash-guest.sh crash volatile MB   mount a union with "volatile" and another with
+#        "fsync=strict" (their own upper and work directories), write through both (the
+#        strict one's file with fsync), and kill the machine at once.
 #   crash-guest.sh verify copy-up|rename     remount and check that the view is whole
+#   crash-guest.sh verify volatile   the volatile union's upper is refused by unionrs and by
+#        overlayfs, with overlayfs' message, until work/work/incompat/volatile is removed; the
+#        strict union's fsynced file is whole
 # Prints "crash-test: ok <what>" / "crash-test: FAIL <what>: <why>", and "crash-test: end"
 # when a verify boot got to its end.
 set -u
@@ -29,6 +35,22 @@ if [ "$phase" = crash ]; then
   md5sum < $M/lower/dir/big | cut -d' ' -f1 > $M/big.md5
   stat -c %s $M/lower/dir/big > $M/big.size
   sync
+  if [ "$case" = volatile ]; then
+    mkdir -p $M/upper2 $M/work2 $M/union2
+    head -c $((1 << 20)) /dev/urandom > $M/strict-data
+    md5sum < $M/strict-data | cut -d' ' -f1 > $M/strict.md5
+    sync
+    mount -t unionrs -o lowerdir=$M/lower,upperdir=$M/upper,workdir=$M/work,volatile none $M/union || exit 1
+    mount -t unionrs -o lowerdir=$M/lower,upperdir=$M/upper2,workdir=$M/work2,fsync=strict none $M/union2 || exit 1
+    echo volatile > $M/union/dir/new
+    echo appended >> $M/union/dir/small
+    dd if=$M/strict-data of=$M/union2/dir/new bs=64k conv=fsync status=none || exit 1
+    echo "crash-test: in-flight volatile: written through a volatile union and (fsynced) a strict one"
+    echo 1 > /proc/sys/kernel/sysrq
+    echo b > /proc/sysrq-trigger
+    sleep 30
+    exit 1
+  fi
   mount -t unionrs -o lowerdir=$M/lower,upperdir=$M/upper,workdir=$M/work none $M/union || exit 1
   case $case in
     copy-up) (echo appended >> $M/union/dir/big) & ;;
@@ -56,6 +78,34 @@ fi
 
 # verify
 mount /dev/vdb $M || { fail mount "cannot mount the disk"; exit 1; }
+if [ "$case" = volatile ]; then
+  opts="lowerdir=$M/lower,upperdir=$M/upper,workdir=$M/work"
+  # Each must refuse, with overlayfs' message (the kernel log's last lines).
+  for fstype in unionrs overlay; do
+    if mount -t $fstype -o "$opts" none $M/union 2>/dev/null; then
+      umount $M/union; fail "refused_by_$fstype" "mounted the upper of a volatile union after a crash"
+    elif dmesg | tail -n 5 | grep -q "overlay with incompat feature 'volatile' cannot be mounted"; then
+      ok "refused_by_$fstype"
+    else
+      fail "refused_by_$fstype" "refused, but without overlayfs' message: $(dmesg | tail -n 2 | tr '\n' ' ')"
+    fi
+  done
+  # The documented cleanup, after which the union mounts.
+  rm -rf $M/work/work/incompat/volatile
+  if mount -t unionrs -o "$opts" none $M/union; then ok mounts_after_cleanup; umount $M/union
+  else fail mounts_after_cleanup "still refused after work/work/incompat/volatile was removed"; fi
+  mount -t unionrs -o lowerdir=$M/lower,upperdir=$M/upper2,workdir=$M/work2,fsync=strict none $M/union2 \
+    || { fail strict_remount "the strict union does not mount after the crash"; exit 1; }
+  got=$(md5sum < $M/union2/dir/new 2>/dev/null | cut -d' ' -f1)
+  [ "$got" = "$(cat $M/strict.md5)" ] && ok strict_data_survived \
+    || fail strict_data_survived "the fsynced file reads back as $(stat -c %s $M/union2/dir/new 2>&1) bytes, other content"
+  umount $M/union2
+  umount $M
+  e2fsck -fn /dev/vdb >/tmp/fsck.out 2>&1 && ok filesystem_clean \
+    || fail filesystem_clean "e2fsck -fn: $(grep -v '^Pass\|^e2fsck' /tmp/fsck.out | head -3 | tr '\n' ' ')"
+  echo "crash-test: end"
+  exit 0
+fi
 mount -t unionrs -o lowerdir=$M/lower,upperdir=$M/upper,workdir=$M/work none $M/union \
   || { fail remount "union does not mount after the crash"; exit 1; }
 left=$(ls -A $M/work/work)

@@ -33,6 +33,7 @@ mod podman;
 mod readonly;
 mod redirect;
 mod rootless;
+mod sync_modes;
 mod sys;
 mod tree;
 mod trees;
@@ -120,6 +121,7 @@ fn all_tests() -> Vec<Test> {
     tests.extend(oci::tests());
     tests.extend(podman::tests());
     tests.extend(live_layers::tests());
+    tests.extend(sync_modes::tests());
     tests.extend(idmapped::tests());
     tests.extend(hardening::tests());
     tests.extend(fuzz::tests());

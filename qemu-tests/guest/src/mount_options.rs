@@ -314,6 +314,20 @@ fn bad_inputs() -> TestResult {
             msg: "Unknown parameter",
         },
         BadCase {
+            what: "fsync= with an unknown mode",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/w,fsync=always"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "Bad value for 'fsync'",
+        },
+        BadCase {
+            what: "volatile with a value",
+            opts: format!("lowerdir={t}/l1,upperdir={t}/u,workdir={t}/w,volatile=on"),
+            errno: libc::EINVAL,
+            overlay: Some(libc::EINVAL),
+            msg: "volatile",
+        },
+        BadCase {
             what: "lowerdir+ after lowerdir",
             opts: format!("lowerdir={t}/l1,lowerdir+={t}/l2"),
             errno: libc::EINVAL,
@@ -626,6 +640,15 @@ fn options_shown_like_overlayfs() -> TestResult {
         "index=on,default_permissions",
         "metacopy=on",
         "uuid=off,default_permissions",
+        "volatile",
+        "fsync=volatile",
+        "fsync=strict",
+        "fsync=auto",
+        "volatile,fsync=strict",
+        "fsync=strict,volatile",
+        "override_creds",
+        "nooverride_creds",
+        "override_creds,nooverride_creds,fsync=strict",
     ]
     .iter()
     .enumerate()

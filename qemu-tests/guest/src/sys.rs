@@ -102,6 +102,15 @@ impl FsContext {
         rc(rustix::mount::fsconfig_create(&self.fd))
     }
 
+    /// Mounts the filesystem created by [`Self::create`] at `target` (fsmount, move_mount).
+    pub fn mount_at(&self, target: &Path) -> Result<(), String> {
+        use rustix::mount::{fsmount, move_mount, FsMountFlags, MountAttrFlags, MoveMountFlags};
+        let mnt = fsmount(&self.fd, FsMountFlags::FSMOUNT_CLOEXEC, MountAttrFlags::empty())
+            .map_err(|e| format!("fsmount: {}", errno_name(e.raw_os_error())))?;
+        move_mount(&mnt, "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)
+            .map_err(|e| format!("move_mount to {}: {}", target.display(), errno_name(e.raw_os_error())))
+    }
+
     /// Drains the messages the filesystem logged to this context.
     pub fn messages(&self) -> String {
         let mut out = String::new();

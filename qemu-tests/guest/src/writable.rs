@@ -1442,6 +1442,10 @@ fn work_leftovers(work: &Path) -> Result<Vec<String>, String> {
     let mut out = vec![];
     for n in names {
         let p = dir.join(OsStr::from_bytes(&n));
+        // A volatile mount's marker (compared between the two sides by `check_workdirs`).
+        if n == b"incompat" && names_in(&p).is_ok_and(|n| n == [b"volatile".to_vec()]) {
+            continue;
+        }
         match sys::lstat(&p) {
             Ok(st) if is_fmt(&st, libc::S_IFCHR) && st.st_rdev == 0 && !shared_whiteout => shared_whiteout = true,
             Ok(st) => out.push(format!("{} ({}, {} bytes)", n.escape_ascii(), kind(&st), st.st_size)),
@@ -1471,6 +1475,14 @@ pub(crate) fn check_workdirs(sides: &[Side; 2], when: &str) -> Vec<String> {
         out.push(format!("{when}: workdir entries: {} {}, {} {}", sides[0].label, t(&tops[0]), sides[1].label, t(&tops[1])));
     }
     out.extend(sides.iter().filter_map(|s| check_work(&s.label, &s.work)).map(|p| format!("{when}: {p}")));
+    // With `volatile`: both keep its marker, with the same contents.
+    let markers: Vec<Result<Vec<Vec<u8>>, i32>> = sides.iter().map(|s| names_in(&s.work.join("work/incompat/volatile"))).collect();
+    if markers[0] != markers[1] {
+        let t = |r: &Result<Vec<Vec<u8>>, i32>| {
+            r.as_ref().map_or_else(|e| format!("error {}", errno_name(*e)), |n| format!("[{}]", show_names(n)))
+        };
+        out.push(format!("{when}: volatile marker: {} {}, {} {}", sides[0].label, t(&markers[0]), sides[1].label, t(&markers[1])));
+    }
     // With index=on: the same index entries (named by the lower inodes' file handles), apart
     // from temporaries (overlayfs keeps its shared whiteout there).
     let entries: Vec<Result<Vec<Vec<u8>>, i32>> = sides
@@ -1612,8 +1624,14 @@ pub(crate) fn variant_seed_and_ops() -> (u64, usize) {
 /// unions mounted with `opts`, the variant's seed mixed with `seed_mix` (so that variants do
 /// not all run the same operations).
 pub(crate) fn random_ops_variant(scratch: &str, opts: &str, seed_mix: u64) -> TestResult {
+    random_ops_variant_ops(scratch, opts, seed_mix, variant_seed_and_ops().1)
+}
+
+/// [`random_ops_variant`] with `nops` operations (UNIONRS_OPS still overrides them).
+pub(crate) fn random_ops_variant_ops(scratch: &str, opts: &str, seed_mix: u64, nops: usize) -> TestResult {
     let fstype = fstype_under_test();
-    let (seed, nops) = variant_seed_and_ops();
+    let seed = variant_seed_and_ops().0;
+    let nops = env_u64("UNIONRS_OPS").map_or(nops, |n| n as usize);
     let mut s = Scratch::new(scratch);
     let mut env = build_env(&mut s, &fstype)?;
     env.opts = opts.to_string();
