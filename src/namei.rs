@@ -1444,7 +1444,10 @@ pub(crate) fn lookup(dir: &FsInode<UnionFs>, dentry: &Dentry) -> Result<Option<A
     // The layers the answer stands for: a layer added to the live mount from now on makes
     // it be checked again (`revalidate`). The directory merges those added before first.
     let seen = fs.layers.len();
-    fs.refresh_dir(&dentry.parent())?;
+    // (Checked here too: taking the parent costs two atomic operations per lookup.)
+    if fs.added_count() > 0 {
+        fs.refresh_dir(&dentry.parent())?;
+    }
     let data = dir.data()?;
     let found = fs.with_mounter(|m| fs.lookup_stack(m, data, name))?;
     dentry.set_stamp(seen);
