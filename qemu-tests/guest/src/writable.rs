@@ -32,6 +32,7 @@ pub fn tests() -> Vec<Test> {
         Test::new("writable.random_ops_nfs_export", random_ops_nfs_export),
         Test::new("writable.format_interop_index", format_interop_index),
         Test::new("writable.permissions_as_other_user", permissions_as_other_user),
+        Test::new("writable.permissions_default_permissions", permissions_default_permissions),
         Test::new("writable.enospc_copy_up", enospc_copy_up),
         Test::new("writable.copy_up_wait_killable", copy_up_wait_killable),
         Test::new("writable.lower_untouched_basic", lower_untouched_basic),
@@ -2380,9 +2381,20 @@ fn as_other_user<R: Send>(f: impl FnOnce() -> R + Send) -> Result<R, String> {
 }
 
 fn permissions_as_other_user() -> TestResult {
+    permissions_as_other_user_with("wr_perm", UNION_OPTS)
+}
+
+/// The same with `default_permissions` on both (which overlayfs 7.2 takes and shows, and
+/// whose checks it makes as without it).
+fn permissions_default_permissions() -> TestResult {
+    permissions_as_other_user_with("wr_perm_default", &format!("{UNION_OPTS},default_permissions"))
+}
+
+fn permissions_as_other_user_with(scratch: &str, opts: &str) -> TestResult {
     let fstype = fstype_under_test();
-    let mut s = Scratch::new("wr_perm");
-    let env = build_env_with(&mut s, &fstype, build_perm_layers)?;
+    let mut s = Scratch::new(scratch);
+    let mut env = build_env_with(&mut s, &fstype, build_perm_layers)?;
+    env.opts = opts.to_string();
     let lowers_before: Vec<Walk> = env.lowers.iter().map(|l| walk(l)).collect();
     let mut runner = Runner::start(&env, 0)?;
     let ops = perm_ops();
