@@ -83,7 +83,7 @@ static TEMP_ID: AtomicU32 = AtomicU32::new(0);
 
 /// A name for a temporary object in the work directory: `#` and a number in hex, as
 /// overlayfs names its own.
-fn temp_name(buf: &mut [u8; 16]) -> &[u8] {
+pub(crate) fn temp_name(buf: &mut [u8; 16]) -> &[u8] {
     let id = TEMP_ID.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
     buf[0] = b'#';
     let digits = (32 - id.leading_zeros()).div_ceil(4).max(1) as usize;

@@ -405,6 +405,20 @@ fn make_work_dir(fs: &UnionFs, fc: &FsContext) -> Result<(ARef<Dentry>, bool)> {
                 },
             )
             .map_err(|e| fc.fail(e, fmt!("workdir: cannot create 'work' in it ({:?})", e)))?;
+        // Copy-ups and whiteouts are made in `work` (mode 0): a mounter who cannot create
+        // there (without `CAP_DAC_OVERRIDE`) fails the mount, as overlayfs' probes do.
+        let probe = fs
+            .create_real(
+                m,
+                &work,
+                crate::dir::temp_name(&mut [0; 16]),
+                NewObject::Node {
+                    mode: bindings::S_IFREG,
+                    rdev: 0,
+                },
+            )
+            .map_err(|e| fc.fail(e, fmt!("workdir: cannot create in 'work' ({:?})", e)))?;
+        mnt.remove(m, &work, &probe)?;
         if fs.fsync == params::Fsync::Volatile {
             mark_volatile(fs, m, &work)
                 .map_err(|e| fc.fail(e, fmt!("Failed to create volatile/dirty file.")))?;
