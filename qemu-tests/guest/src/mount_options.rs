@@ -617,7 +617,7 @@ fn fd_layers() -> TestResult {
 }
 
 /// The options a mount shows in /proc/self/mountinfo, with the layer directories left out.
-fn shown_options(mnt: &Path) -> Result<Vec<String>, String> {
+pub(crate) fn shown_options(mnt: &Path) -> Result<Vec<String>, String> {
     let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
     let target = mnt.to_str().unwrap_or("");
     let line = info.lines().rfind(|l| l.split(' ').nth(4) == Some(target)).ok_or(format!("{target} not in mountinfo"))?;

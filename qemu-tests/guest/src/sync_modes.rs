@@ -194,11 +194,7 @@ fn volatile_without_upper() -> TestResult {
         let rc = sys::mount("none", &m, fstype, 0, &format!("lowerdir={}:{},volatile", l1.display(), l2.display()));
         check!(rc == 0, "{fstype}: lowerdir only, volatile: {}", errno_name(rc));
         let msgs = logged(&kmsg.read_new(), "volatile");
-        let info = fs::read_to_string("/proc/self/mountinfo").map_err(|e| e.to_string())?;
-        let target = m.display().to_string();
-        let line = info.lines().rfind(|l| l.split(' ').nth(4) == Some(target.as_str())).unwrap_or("").to_string();
-        let shown: Vec<String> =
-            line.rsplit(' ').next().unwrap_or("").split(',').filter(|o| !o.starts_with("lowerdir=")).map(str::to_string).collect();
+        let shown = crate::mount_options::shown_options(&m)?;
         sys::umount(&m);
         seen.push((msgs, shown));
     }
