@@ -749,10 +749,13 @@ fn layer_traps(fs: &UnionFs) -> Result<KVec<usize>> {
     let roots = fs.layers.iter().map(|l| l.spec.path.dentry());
     for d in Iterator::chain(roots, fs.work_dir.as_deref()) {
         if let Some(inode) = d.inode() {
-            traps.push(inode.as_ptr() as usize, GFP_KERNEL)?;
+            // Kept sorted by inserting in place: core's sort_unstable ends in a panic helper
+            // that objtool does not know as noreturn (a warning with Debian's rustc 1.85).
+            let addr = inode.as_ptr() as usize;
+            let at = traps.binary_search(&addr).unwrap_or_else(|at| at);
+            traps.insert_within_capacity(at, addr).map_err(|_| ENOMEM)?;
         }
     }
-    traps.sort_unstable();
     Ok(traps)
 }
 
