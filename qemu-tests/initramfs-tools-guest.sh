@@ -1,14 +1,15 @@
 #!/bin/sh
 # In the guest booted by qemu-tests/debian-kernel-test through the initramfs that Debian's
-# update-initramfs made with unionrs' hook: the root must be a unionrs union over the guest
-# image (root=, read-only) with a tmpfs upper, writes must go to the upper only.
-tag=initramfs-tools-test
-ok() { echo "$tag: ok $1"; }
-fail() { echo "$tag: FAIL $1: $2"; }
+# update-initramfs made with unionrs' hook: the root must be a unionrs union over the base
+# layer (read-only, of type BASE_FSTYPE) with a tmpfs upper, writes must go to the upper only.
+#   initramfs-tools-guest.sh BOOT BASE_FSTYPE
+tag=initramfs-tools-test boot=$1 base_type=$2
+ok() { echo "$tag: ok $boot.$1"; }
+fail() { echo "$tag: FAIL $boot.$1: $2"; }
 fstype=$(awk '$2 == "/" { t = $3 } END { print t }' /proc/mounts)
 [ "$fstype" = unionrs ] && ok root_is_unionrs || fail root_is_unionrs "/ is $fstype: $(grep ' / ' /proc/mounts | tr '\n' ';')"
 ro=$(awk '$2 == "/media/root-ro" { print $3 " " $4 }' /proc/mounts)
-case "$ro" in "ext4 ro,"*) ok base_is_root_read_only ;; *) fail base_is_root_read_only "/media/root-ro: '$ro'" ;; esac
+case "$ro" in "$base_type ro,"* | "$base_type ro") ok base_is_read_only ;; *) fail base_is_read_only "/media/root-ro: '$ro', want $base_type ro" ;; esac
 rw=$(awk '$2 == "/media/root-rw" { print $3 }' /proc/mounts)
 [ "$rw" = tmpfs ] && ok upper_is_tmpfs || fail upper_is_tmpfs "/media/root-rw: '$rw'"
 echo changed > /etc/unionrs-itools && rm -f /etc/hostname
