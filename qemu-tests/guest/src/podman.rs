@@ -3,19 +3,25 @@
 //! program the driver keeps the layers' OCI whiteouts as they are), against the same driver on
 //! the kernel's overlayfs. The same image is imported offline from a root tree, a container
 //! writes, deletes and renames, then `podman diff`, the committed layer and a second
-//! container from the committed image must be the same on both.
+//! container from the committed image must be the same on both. Then the same again rootless:
+//! podman run by a user without privileges (uid 1000, with subordinate ids that uidmap's
+//! newuidmap maps into podman's user namespace), where overlayfs is mounted in that namespace
+//! and the mount program mounts unionrs there (adding `userxattr`).
 
 use crate::fixture::Scratch;
 use crate::util::verdict;
 use crate::writable::{fstype_under_test, mkdirs};
 use crate::{check, progress, Test, TestResult};
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn tests() -> Vec<Test> {
-    vec![Test::full_only("containers.podman", podman)]
+    vec![
+        Test::full_only("containers.podman", || podman(false)),
+        Test::full_only("containers.podman_rootless", || podman(true)),
+    ]
 }
 
 const MOUNT_PROGRAM: &str = "/host/scripts/unionrs-mount-program";
@@ -32,16 +38,36 @@ const CHANGES: &str = "echo new > /new && echo more >> /etc/keep && rm /etc/old 
 const LOOK: &str = "cd / && find . -xdev ! -path './proc*' ! -path './sys*' ! -path './dev*' ! -path './run*' \
     -exec stat -c '%n %F %a %s %h' {} + | sort && cat /new /etc/keep /d/x/f /link";
 
-/// One podman setup: its own storage root and run root, on `fstype`.
+/// The user of the rootless runs (the guest image gives it subordinate ids in /etc/subuid
+/// and /etc/subgid).
+const ROOTLESS_UID: u32 = 1000;
+const ROOTLESS_HOME: &str = "/home/rootless";
+
+/// One podman setup: its own storage root and run root, on `fstype`; `rootless`: run by
+/// ROOTLESS_UID with `xdg_runtime` as its XDG_RUNTIME_DIR.
 struct Podman {
     root: PathBuf,
     runroot: PathBuf,
     union: bool,
+    rootless: Option<PathBuf>,
 }
 
 impl Podman {
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("podman");
+        let mut c = match &self.rootless {
+            None => Command::new("podman"),
+            Some(xdg_runtime) => {
+                let mut c = Command::new("setpriv");
+                c.args([&format!("--reuid={ROOTLESS_UID}"), &format!("--regid={ROOTLESS_UID}"), "--init-groups", "podman"]);
+                c.env_clear()
+                    .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+                    .env("HOME", ROOTLESS_HOME)
+                    .env("USER", "rootless")
+                    .env("LOGNAME", "rootless")
+                    .env("XDG_RUNTIME_DIR", xdg_runtime);
+                c
+            }
+        };
         c.arg("--root").arg(&self.root).arg("--runroot").arg(&self.runroot);
         c.args(["--storage-driver", "overlay", "--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
         // redirect_dir=on on both: the driver then computes diffs by comparing trees on
@@ -49,12 +75,28 @@ impl Podman {
         // always does with a mount program; with its native diff instead, it would record
         // a directory made again where one was deleted as opaque there and as whiteouts of
         // the old names here, two encodings of the same change.
-        c.args(["--storage-opt", "overlay.mountopt=redirect_dir=on"]);
+        // Rootless, overlayfs needs userxattr, with which it makes no redirects (and refuses
+        // redirect_dir=on): the driver is made to take its tree-comparing diff there by the
+        // answer of its native-diff probe, stored before the first run (see `rootless_setup`).
+        if self.rootless.is_none() {
+            c.args(["--storage-opt", "overlay.mountopt=redirect_dir=on"]);
+        }
         if self.union {
             c.args(["--storage-opt", &format!("overlay.mount_program={MOUNT_PROGRAM}")]);
         }
         c.args(args);
         c
+    }
+
+    /// `podman run` of `script` in a container `name` of `image`. Rootless, without cgroups: no
+    /// systemd here delegates a cgroup to the user.
+    fn run_args<'a>(&self, name: &'a str, image: &'a str, script: &'a str) -> Vec<&'a str> {
+        let mut args = vec!["run", "--name", name, "--network", "none"];
+        if self.rootless.is_some() {
+            args.push("--cgroups=disabled");
+        }
+        args.extend([image, "/bin/sh", "-c", script]);
+        args
     }
 
     /// Runs podman; its stdout, or an error with its stderr.
@@ -122,14 +164,17 @@ fn scenario(p: &Podman, base_tar: &Path, save_dir: &Path) -> Result<Vec<(String,
     let mut seen = Vec::new();
     p.run(&["import", &base_tar.display().to_string(), IMAGE])?;
     progress("  run: changes");
-    p.run(&["run", "--name", "c1", "--network", "none", IMAGE, "/bin/sh", "-c", CHANGES])?;
+    p.run(&p.run_args("c1", IMAGE, CHANGES))?;
+    if p.rootless.is_some() && !p.union {
+        naive_diff_kept(p)?;
+    }
     let mut diff: Vec<String> = p.run(&["diff", "c1"])?.lines().map(str::to_string).collect();
     diff.sort();
     seen.push(("podman diff c1".to_string(), diff.join("\n")));
     p.run(&["commit", "c1", COMMITTED])?;
     seen.push(("the committed layer (tar -tv)".to_string(), committed_layer(p, save_dir)?.join("\n")));
     progress("  run: the committed image");
-    let look = p.run(&["run", "--name", "c2", "--network", "none", COMMITTED, "/bin/sh", "-c", LOOK])?;
+    let look = p.run(&p.run_args("c2", COMMITTED, LOOK))?;
     seen.push(("a container of the committed image".to_string(), look));
     let mut diff2: Vec<String> = p.run(&["diff", COMMITTED])?.lines().map(str::to_string).collect();
     diff2.sort();
@@ -152,10 +197,58 @@ fn mount_cgroup2() -> TestResult {
     Ok(())
 }
 
-fn podman() -> TestResult {
+/// The runroot file where containers/storage keeps the answer of its native-diff probe for
+/// the driver's mount options (none here): "native-diff()-true" or "...-false".
+fn native_diff_answer(p: &Podman, supported: bool) -> PathBuf {
+    p.runroot.join("overlay").join(format!("native-diff()-{supported}"))
+}
+
+/// Before the first rootless run on overlayfs: the native-diff probe answered "no", so that
+/// `podman diff` and `commit` compare trees as they always do with a mount program.
+fn rootless_setup(p: &Podman) -> TestResult {
+    let dir = p.runroot.join("overlay");
+    mkdirs(&dir)?;
+    fs::write(native_diff_answer(p, false), "unionrs test: compare trees, as with a mount program")
+        .map_err(|e| format!("write {}: {e}", native_diff_answer(p, false).display()))?;
+    give_to_user(&p.runroot)
+}
+
+/// The stored answer was the one the driver read: had it probed, it would have stored its own.
+fn naive_diff_kept(p: &Podman) -> TestResult {
+    let listing = fs::read_dir(p.runroot.join("overlay"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default();
+    check!(
+        native_diff_answer(p, false).exists() && !native_diff_answer(p, true).exists(),
+        "containers/storage did not read the stored native-diff answer (its runroot/overlay has: {listing})"
+    );
+    Ok(())
+}
+
+/// Gives `path` and everything under it to ROOTLESS_UID.
+fn give_to_user(path: &Path) -> TestResult {
+    let out = Command::new("chown").arg("-R").arg(format!("{ROOTLESS_UID}:{ROOTLESS_UID}")).arg(path).output().map_err(|e| format!("chown: {e}"))?;
+    check!(out.status.success(), "chown -R {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// Ends what the rootless runs leave behind: podman's pause process holds the user and mount
+/// namespaces (and so the unions mounted there) of that user.
+fn end_rootless_processes() {
+    let _ = Command::new("pkill").args(["-KILL", "-U", &ROOTLESS_UID.to_string()]).status();
+    for _ in 0..50 {
+        let alive = Command::new("pgrep").args(["-U", &ROOTLESS_UID.to_string()]).output().map(|o| o.status.success()).unwrap_or(false);
+        if !alive {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+fn podman(rootless: bool) -> TestResult {
     let fstype = fstype_under_test();
     mount_cgroup2()?;
-    let s = Scratch::new("podman");
+    let s = Scratch::new(if rootless { "podman-rootless" } else { "podman" });
     let tree = s.dir("tree");
     build_root(&tree)?;
     let base_tar = s.path("base.tar");
@@ -163,12 +256,29 @@ fn podman() -> TestResult {
     check!(out.status.success(), "tar of the root tree: {}", String::from_utf8_lossy(&out.stderr));
     let mut results = Vec::new();
     for (name, union) in [("overlayfs", false), (fstype.as_str(), true)] {
-        progress(&format!("podman on {name}"));
-        let p = Podman { root: s.dir(&format!("{name}/root")), runroot: s.dir(&format!("{name}/run")), union };
-        let seen = scenario(&p, &base_tar, &s.dir(&format!("{name}/save")));
+        progress(&format!("podman{} on {name}", if rootless { " (rootless)" } else { "" }));
+        let p = Podman {
+            root: s.dir(&format!("{name}/root")),
+            runroot: s.dir(&format!("{name}/run")),
+            union,
+            rootless: rootless.then(|| s.dir(&format!("{name}/xdg-runtime"))),
+        };
+        let save_dir = s.dir(&format!("{name}/save"));
+        if rootless {
+            give_to_user(&s.path(name))?;
+            fs::set_permissions(s.path(&format!("{name}/xdg-runtime")), fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("chmod xdg-runtime: {e}"))?;
+            if !union {
+                rootless_setup(&p)?;
+            }
+        }
+        let seen = scenario(&p, &base_tar, &save_dir);
         // Whatever happened, no mount of this setup stays behind.
         let _ = p.run(&["rm", "--all", "--force"]);
         let _ = p.run(&["system", "reset", "--force"]);
+        if rootless {
+            end_rootless_processes();
+        }
         results.push((name.to_string(), seen?));
     }
     let (reference, ours) = (&results[0], &results[1]);
