@@ -64,7 +64,8 @@ impl Podman {
                     .env("HOME", ROOTLESS_HOME)
                     .env("USER", "rootless")
                     .env("LOGNAME", "rootless")
-                    .env("XDG_RUNTIME_DIR", xdg_runtime);
+                    .env("XDG_RUNTIME_DIR", xdg_runtime)
+                    .current_dir(ROOTLESS_HOME);
                 c
             }
         };
