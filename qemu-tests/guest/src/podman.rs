@@ -36,7 +36,12 @@ const CHANGES: &str = "echo new > /new && echo more >> /etc/keep && rm /etc/old 
 /// What the second container prints: every path of its root with type, mode and size, and
 /// the contents of the files the first one changed.
 const LOOK: &str = "cd / && find . -xdev ! -path './proc*' ! -path './sys*' ! -path './dev*' ! -path './run*' \
-    -exec stat -c '%n %F %a %s %h' {} + | sort && cat /new /etc/keep /d/x/f /link";
+    -exec stat -c '%n %F %a %s %h' {} + | sort && cat /new /etc/keep /d/x/f /link \
+    && echo '--- mounts' && cat /proc/mounts";
+
+/// The line of LOOK that separates what the second container sees of its tree from its mount
+/// table, from which the test reads the type of its root: the union the setup is about.
+const ROOTFS_MARK: &str = "--- mounts";
 
 /// The user of the rootless runs (the guest image gives it subordinate ids in /etc/subuid
 /// and /etc/subgid).
@@ -49,6 +54,8 @@ struct Podman {
     root: PathBuf,
     runroot: PathBuf,
     union: bool,
+    /// What the containers' root is mounted as: overlay, or the filesystem under test.
+    fstype: String,
     rootless: Option<PathBuf>,
 }
 
@@ -175,8 +182,11 @@ fn scenario(p: &Podman, base_tar: &Path, save_dir: &Path) -> Result<Vec<(String,
     p.run(&["commit", "c1", COMMITTED])?;
     seen.push(("the committed layer (tar -tv)".to_string(), committed_layer(p, save_dir)?.join("\n")));
     progress("  run: the committed image");
-    let look = p.run(&p.run_args("c2", COMMITTED, LOOK))?;
-    seen.push(("a container of the committed image".to_string(), look));
+    let out = p.run(&p.run_args("c2", COMMITTED, LOOK))?;
+    let (look, mounts) = out.split_once(&format!("{ROOTFS_MARK}\n")).ok_or_else(|| format!("no mount table in the container's output:\n{out}"))?;
+    let root_type = mounts.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).filter(|f| f.len() > 2 && f[1] == "/").map(|f| f[2].to_string()).last();
+    check!(root_type.as_deref() == Some(p.fstype.as_str()), "the container's root is {root_type:?}, not {} (its /proc/mounts:\n{mounts})", p.fstype);
+    seen.push(("a container of the committed image".to_string(), look.to_string()));
     let mut diff2: Vec<String> = p.run(&["diff", COMMITTED])?.lines().map(str::to_string).collect();
     diff2.sort();
     seen.push(("podman diff of the committed image".to_string(), diff2.join("\n")));
@@ -262,6 +272,7 @@ fn podman(rootless: bool) -> TestResult {
             root: s.dir(&format!("{name}/root")),
             runroot: s.dir(&format!("{name}/run")),
             union,
+            fstype: if union { fstype.clone() } else { "overlay".to_string() },
             rootless: rootless.then(|| s.dir(&format!("{name}/xdg-runtime"))),
         };
         let save_dir = s.dir(&format!("{name}/save"));
