@@ -33,7 +33,7 @@ all: module
 # A Debian kernel's headers (KDIR=/lib/modules/$(uname -r)/build) go through scripts/debian-kbuild:
 # they lack the kernel's Rust crates, which it rebuilds with the kernel's own compilers. A RUSTC,
 # CC or BINDGEN given on the command line is passed on (and refused if it is not the kernel's).
-DEBIAN_KBUILD_ENV = $(foreach v,RUSTC CC BINDGEN,$(if $(filter command line,$(origin $(v))),$(v)=$($(v))))
+DEBIAN_KBUILD_ENV = $(foreach v,RUSTC CC BINDGEN,$(if $(filter command line,$(origin $(v))),'$(v)=$($(v))'))
 
 module:
 	@kdir="$(KDIR)"; \
