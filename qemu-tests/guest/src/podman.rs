@@ -18,10 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub fn tests() -> Vec<Test> {
-    vec![
-        Test::full_only("containers.podman", || podman(false)),
-        Test::full_only("containers.podman_rootless", || podman(true)),
-    ]
+    vec![Test::full_only("containers.podman", || podman(false)), Test::full_only("containers.podman_rootless", || podman(true))]
 }
 
 const MOUNT_PROGRAM: &str = "/host/scripts/unionrs-mount-program";
@@ -183,9 +180,19 @@ fn scenario(p: &Podman, base_tar: &Path, save_dir: &Path) -> Result<Vec<(String,
     seen.push(("the committed layer (tar -tv)".to_string(), committed_layer(p, save_dir)?.join("\n")));
     progress("  run: the committed image");
     let out = p.run(&p.run_args("c2", COMMITTED, LOOK))?;
-    let (look, mounts) = out.split_once(&format!("{ROOTFS_MARK}\n")).ok_or_else(|| format!("no mount table in the container's output:\n{out}"))?;
-    let root_type = mounts.lines().map(|l| l.split_whitespace().collect::<Vec<_>>()).filter(|f| f.len() > 2 && f[1] == "/").map(|f| f[2].to_string()).last();
-    check!(root_type.as_deref() == Some(p.fstype.as_str()), "the container's root is {root_type:?}, not {} (its /proc/mounts:\n{mounts})", p.fstype);
+    let (look, mounts) =
+        out.split_once(&format!("{ROOTFS_MARK}\n")).ok_or_else(|| format!("no mount table in the container's output:\n{out}"))?;
+    let root_type = mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .filter(|f| f.len() > 2 && f[1] == "/")
+        .map(|f| f[2].to_string())
+        .last();
+    check!(
+        root_type.as_deref() == Some(p.fstype.as_str()),
+        "the container's root is {root_type:?}, not {} (its /proc/mounts:\n{mounts})",
+        p.fstype
+    );
     seen.push(("a container of the committed image".to_string(), look.to_string()));
     let mut diff2: Vec<String> = p.run(&["diff", COMMITTED])?.lines().map(str::to_string).collect();
     diff2.sort();
@@ -243,7 +250,12 @@ fn naive_diff_kept(p: &Podman) -> TestResult {
 
 /// Gives `path` and everything under it to ROOTLESS_UID.
 fn give_to_user(path: &Path) -> TestResult {
-    let out = Command::new("chown").arg("-R").arg(format!("{ROOTLESS_UID}:{ROOTLESS_UID}")).arg(path).output().map_err(|e| format!("chown: {e}"))?;
+    let out = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{ROOTLESS_UID}:{ROOTLESS_UID}"))
+        .arg(path)
+        .output()
+        .map_err(|e| format!("chown: {e}"))?;
     check!(out.status.success(), "chown -R {}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
