@@ -241,10 +241,7 @@ fn naive_diff_kept(p: &Podman) -> TestResult {
         .filter(|name| name.starts_with("native-diff"))
         .collect();
     let stored = native_diff_answer(p, false).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    check!(
-        answers == [stored],
-        "containers/storage did not read the stored native-diff answer: its runroot/overlay has {answers:?}"
-    );
+    check!(answers == [stored], "containers/storage did not read the stored native-diff answer: its runroot/overlay has {answers:?}");
     Ok(())
 }
 
