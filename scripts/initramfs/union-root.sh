@@ -45,12 +45,21 @@ wait_dev() {
   msg "device $1 does not exist"; return 1
 }
 
-# Mounts SPEC read-only on DIR.
+# Mounts SPEC read-only on DIR. With root_mounted set (initramfs-tools: where it mounted
+# root=, with its rootfstype= and rootflags=, such as a btrfs subvol=), `root` is that mount,
+# made read-only and moved.
 image_n=0
+root_mounted=${root_mounted:-}
 mount_ro() {
   spec=$1 dir=$2
-  [ "$spec" = root ] && spec=$root_spec
   mkdir -p "$dir"
+  if [ "$spec" = root ] && [ -n "$root_mounted" ]; then
+    mount -o remount,ro "$root_mounted" || { msg "cannot make $root_mounted read-only"; return 1; }
+    mount --move "$root_mounted" "$dir" || { msg "cannot move $root_mounted to $dir"; return 1; }
+    root_mounted=
+    return 0
+  fi
+  [ "$spec" = root ] && spec=$root_spec
   case "$spec" in
     /dev/*:*)
       dev=${spec%%:*} file=${spec#*:}
