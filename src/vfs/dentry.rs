@@ -90,12 +90,15 @@ impl Dentry {
 
     /// Whether the dentry is a case-folded directory.
     pub(crate) fn is_casefolded(&self) -> bool {
+        if !self.sb_has_encoding() {
+            return false;
+        }
+        let Some(inode) = self.inode() else {
+            return false;
+        };
         // SAFETY: `i_flags` of a live inode; a racy read, as `IS_CASEFOLDED` is.
-        self.sb_has_encoding()
-            && self.inode().is_some_and(|i| unsafe {
-                core::ptr::read_volatile(&raw const (*i.as_ptr()).i_flags) & bindings::S_CASEFOLD
-                    != 0
-            })
+        let flags = unsafe { core::ptr::read_volatile(&raw const (*inode.as_ptr()).i_flags) };
+        flags & bindings::S_CASEFOLD != 0
     }
 
     /// Whether this is a positive dentry of a directory.

@@ -172,9 +172,9 @@ impl RealFile {
     /// Shares the first `len` bytes of this file's extents with `out` (reflink); how many
     /// bytes were cloned.
     pub(crate) fn clone_to(&self, _m: &AsMounter<'_>, out: &RealFile, len: i64) -> Result<i64> {
+        let (src, dst) = (self.as_ptr(), out.as_ptr());
         // SAFETY: both files are open.
-        let r =
-            unsafe { bindings::vfs_clone_file_range(self.as_ptr(), 0, out.as_ptr(), 0, len, 0) };
+        let r = unsafe { bindings::vfs_clone_file_range(src, 0, dst, 0, len, 0) };
         if r < 0 {
             Err(Error::from_errno(r as c_int))
         } else {
@@ -391,8 +391,7 @@ impl<'a> IteratedDir<'a> {
             Err(e) => return Err(e),
         };
         // SAFETY: a referenced dentry, which the `ARef` now owns.
-        let d: kernel::sync::aref::ARef<Dentry> =
-            unsafe { kernel::sync::aref::ARef::from_raw(d.cast()) };
+        let d = unsafe { kernel::sync::aref::ARef::<Dentry>::from_raw(d.cast()) };
         Ok(d.inode().is_some().then_some(d))
     }
 }

@@ -169,8 +169,9 @@ impl<T: AllOps> Fops<T> {
     unsafe extern "C" fn open(inode: *mut bindings::inode, file: *mut bindings::file) -> c_int {
         from_result(|| {
             // SAFETY: as the function's contract says.
-            let (inode, user) =
-                unsafe { (FsInode::<T>::from_raw(inode), UserFile::from_raw(file)) };
+            let inode = unsafe { FsInode::<T>::from_raw(inode) };
+            // SAFETY: as the function's contract says.
+            let user = unsafe { UserFile::from_raw(file) };
             let of = KBox::new(T::open(inode, user)?, GFP_KERNEL)?;
             // SAFETY: `private_data` of a file being opened is ours; `release` takes it back.
             unsafe { (*file).private_data = of.into_foreign() };

@@ -89,9 +89,9 @@ impl Path {
     /// The path as `d_path` shows it (what `/proc/self/mountinfo` would print).
     pub(crate) fn name(&self) -> Result<CString> {
         let mut buf = KVec::from_elem(0u8, bindings::PATH_MAX as usize, GFP_KERNEL)?;
+        let (buf_ptr, buf_len) = (buf.as_mut_ptr().cast(), buf.len() as c_int);
         // SAFETY: `self.inner` is valid and `buf` is writable for `PATH_MAX` bytes.
-        let p =
-            unsafe { bindings::d_path(&self.inner, buf.as_mut_ptr().cast(), buf.len() as c_int) };
+        let p = unsafe { bindings::d_path(&self.inner, buf_ptr, buf_len) };
         let p = from_err_ptr(p)?;
         // SAFETY: on success `d_path` returns a NUL-terminated string inside `buf`.
         let name = unsafe { CStr::from_char_ptr(p) };

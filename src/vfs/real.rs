@@ -200,8 +200,8 @@ impl LayerMount {
     pub(crate) fn remove(&self, _m: &AsMounter<'_>, parent: &Dentry, child: &Dentry) -> Result {
         let _w = WriteAccess::get(self)?;
         // SAFETY: both dentries are live; this locks `parent` and checks the parentage.
-        let d =
-            from_err_ptr(unsafe { cb::start_removing_dentry(parent.as_ptr(), child.as_ptr()) })?;
+        let d = unsafe { cb::start_removing_dentry(parent.as_ptr(), child.as_ptr()) };
+        let d = from_err_ptr(d)?;
         // SAFETY: `d` is `child`, referenced, with `parent` locked.
         let r = unsafe { self.remove_locked(parent, d) };
         // SAFETY: ends the operation started above.
